@@ -1,0 +1,79 @@
+"""The ``ecnas`` command: a thin layer over the Python API.
+
+Each room has one module here with ``register(subparsers)``; registering must stay cheap
+(argparse only), and each handler imports the heavy parts of its room when it runs.
+Exit status: 0 success, 1 a check or metered command failed, 2 bad usage or bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from importlib import import_module
+
+from ecnas._version import __version__
+from ecnas.errors import EcnasError
+
+# One module per room; each defines register(subparsers).
+COMMAND_MODULES = (
+    "ecnas.cli.meters",
+    "ecnas.cli.profiles",
+    "ecnas.cli.space",
+    "ecnas.cli.trainer",
+    "ecnas.cli.campaign",
+    "ecnas.cli.tables",
+    "ecnas.cli.surrogate",
+    "ecnas.cli.benchmark",
+    "ecnas.cli.demo",
+)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with a one-line error and exit status 2 (no usage dump)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="ecnas",
+        description="Measure training energy and build energy-aware NAS benchmarks.",
+    )
+    parser.add_argument("--version", action="version", version=f"ecnas {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+    for name in COMMAND_MODULES:
+        try:
+            module = import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue  # a room whose command module is not written yet
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        status = args.func(args)
+    except EcnasError as exc:
+        print(f"ecnas {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"ecnas {args.command}: error:{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ecnas {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(status or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

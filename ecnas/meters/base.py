@@ -1,0 +1,148 @@
+"""The meter interface: what every meter (built-in or third-party) provides.
+
+A meter reads *cumulative* energy per domain with a monotonic timestamp. Windows are the
+single measuring primitive: a window's energy is the difference of two readings, so a meter
+must return readings that are already corrected for counter wraps and resets. Meters that
+need background work (RAPL multi-wrap reads, NVML power polling) own their thread.
+
+Domain names: ``gpu:<index>`` for a GPU, ``cpu:<socket>/package``, ``cpu:<socket>/dram``,
+``cpu:<socket>/psys``; the estimate meter uses ``cpu:estimate``. The component of a domain
+(``gpu``, ``cpu``, ``dram``) maps it onto the energy table's component columns.
+
+Nothing in this module imports anything heavy.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+
+class Status(str, enum.Enum):
+    MEASURED = "measured"
+    ESTIMATED = "estimated"
+    UNAVAILABLE = "unavailable"
+
+
+class Component(str, enum.Enum):
+    GPU = "gpu"
+    CPU = "cpu"
+    DRAM = "dram"
+    PLATFORM = "platform"  # psys: contains package and DRAM, never summed with them
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What a meter knows about the hardware behind one domain (used to match a profile)."""
+
+    domain: str
+    kind: str  # "gpu" or "cpu"
+    name: str  # board or CPU model name as the driver reports it
+    pci_device_id: str | None = None  # e.g. "0x1e30" for a Quadro RTX 6000
+    uuid: str | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """calibrated joules = gain × raw joules + offset_w × duration_s."""
+
+    gain: float = 1.0
+    offset_w: float = 0.0
+    uncertainty_w: float | None = None
+    calibrated: bool = False  # False: gain 1, offset 0, nobody compared it with a reference
+
+    def apply(self, raw_j: float, duration_s: float) -> float:
+        return self.gain * raw_j + self.offset_w * duration_s
+
+
+UNCALIBRATED = Calibration()
+
+
+@dataclass(frozen=True)
+class MeterStatus:
+    """Whether a meter can read, and if not (or only by estimate) why and how to fix it."""
+
+    meter: str
+    status: Status
+    domains: tuple[str, ...] = ()
+    reason: str = ""
+    fix: str = ""
+    devices: tuple[DeviceInfo, ...] = ()
+
+    @property
+    def usable(self) -> bool:
+        return self.status is not Status.UNAVAILABLE
+
+    def to_dict(self) -> dict:
+        return {
+            "meter": self.meter,
+            "status": self.status.value,
+            "domains": list(self.domains),
+            "reason": self.reason,
+            "fix": self.fix,
+            "devices": [
+                {"domain": d.domain, "kind": d.kind, "name": d.name,
+                 "pci_device_id": d.pci_device_id, "uuid": d.uuid}
+                for d in self.devices
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class Reading:
+    """Cumulative energy per domain (joules, wrap-corrected) at a monotonic timestamp."""
+
+    timestamp: float  # time.monotonic() seconds
+    energy_j: Mapping[str, float]
+
+
+class Meter(ABC):
+    """One source of energy readings. Subclasses: one module per vendor/mechanism."""
+
+    #: short registry name, e.g. "rapl", "nvml", "estimate"
+    name: ClassVar[str]
+    #: True for meters whose numbers are estimates, never measurements
+    estimated: ClassVar[bool] = False
+
+    @abstractmethod
+    def status(self) -> MeterStatus:
+        """Probe (cheaply, without raising) whether this meter can read here."""
+
+    @abstractmethod
+    def domains(self) -> tuple[str, ...]:
+        """The domains :meth:`read` reports."""
+
+    @abstractmethod
+    def read(self) -> Reading:
+        """Cumulative joules per domain now. Must be cheap: it is called at window edges."""
+
+    def component(self, domain: str) -> Component:
+        """Which energy-table component a domain belongs to."""
+        if domain.startswith("gpu"):
+            return Component.GPU
+        if domain.endswith("/dram"):
+            return Component.DRAM
+        if domain.endswith("/psys"):
+            return Component.PLATFORM
+        return Component.CPU
+
+    def min_window_s(self, domain: str) -> float:
+        """Windows shorter than this (e.g. the counter's update period) are flagged."""
+        return 0.0
+
+    def start(self) -> None:
+        """Start background work (wrap guards, power polling). Idempotent."""
+
+    def close(self) -> None:
+        """Stop background work and release the device."""
+
+    def __enter__(self) -> Meter:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The README's test command: set up, lint, run the tests, then the benchmarks in quick mode.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m pip install --quiet torch==2.13.0 2>/dev/null \
+  || echo "note: torch==2.13.0 (CPU build) not installable here; using whatever torch pip resolves"
+python3 -m pip install --quiet -e ".[dev]"
+python3 -m ruff check ecnas tests benchmarks
+python3 -m pytest -q tests
+# Benchmarks in quick mode: each figure the README quotes, timed briefly (not asserted).
+python3 -m pytest -q benchmarks --benchmark-disable-gc --benchmark-min-rounds=3 \
+  --benchmark-max-time=0.2 --benchmark-warmup=off -p no:cacheprovider
