@@ -8,5 +8,5 @@ python3 -m pip install --quiet -e ".[dev]"
 python3 -m ruff check ecnas tests benchmarks
 python3 -m pytest -q tests
 # Benchmarks in quick mode: each figure the README quotes, timed briefly (not asserted).
-python3 -m pytest -q benchmarks --benchmark-disable-gc --benchmark-min-rounds=3 \
+ECNAS_BENCH_QUICK=1 python3 -m pytest -q benchmarks --benchmark-disable-gc --benchmark-min-rounds=3 \
   --benchmark-max-time=0.2 --benchmark-warmup=off -p no:cacheprovider
