@@ -1,0 +1,151 @@
+"""The hardware-profile data model: one frozen dataclass per TOML table.
+
+A profile describes one device (a GPU board or a CPU package): how to recognise it, its
+power envelope, what its meters can and cannot do, and how its readings are calibrated.
+CPU powers (``tdp_w``, ``idle_w``, ``max_w``) are per socket (one RAPL package).
+Nothing here imports anything heavy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from ecnas.meters.base import UNCALIBRATED, Calibration
+
+SCHEMA_VERSION = 1
+KINDS = ("gpu", "cpu")
+RAPL_DOMAINS = ("package", "dram", "core", "uncore", "psys")
+GENERIC_CPU_ID = "generic-cpu"
+
+@dataclass(frozen=True)
+class MatchRules:
+    """How a meter's device is recognised (see :func:`ecnas.profiles.match_device`).
+
+    ``names`` are compared after :func:`ecnas.profiles.normalize_device_name`;
+    ``pci_device_ids`` are lower-case ``0x`` hex (e.g. ``"0x1e30"``); ``cpu_model_patterns``
+    are case-insensitive regular expressions searched in the CPU model name. ``fallback``
+    marks the last-resort profile of its kind (``generic-cpu``).
+    """
+
+    names: tuple[str, ...] = ()
+    pci_device_ids: tuple[str, ...] = ()
+    cpu_model_patterns: tuple[str, ...] = ()
+    fallback: bool = False
+
+
+@dataclass(frozen=True)
+class MeterFacts:
+    """What the device's built-in meters do (``None``: not known)."""
+
+    energy_counter: bool | None = None  # NVML total-energy counter (Volta+) / RAPL energy_uj
+    power_averaging_s: float | None = None  # window of the power reading; 0 = instantaneous
+    counter_update_s: float | None = None  # how often the energy counter moves
+    counter_resolution_j: float | None = None  # smallest step the counter makes
+    rapl_domains: tuple[str, ...] = ()  # CPU only: domains the package exposes
+
+
+@dataclass(frozen=True)
+class CalibrationInfo:
+    """Who calibrated the device, against what, and how good the fit was."""
+
+    reference: str = ""  # the reference instrument, e.g. "Yokogawa WT310E wall meter"
+    date: str = ""  # ISO date of the calibration
+    by: str = ""  # who calibrated (person or lab)
+    method: str = ""  # e.g. "ecnas calibrate 0.1.0, least squares on 1 s intervals"
+    gain_sd: float | None = None
+    offset_sd: float | None = None
+    residual_w: float | None = None  # RMS residual of the fit in watts
+    n: int | None = None  # intervals the fit used
+
+
+@dataclass(frozen=True)
+class DomainCalibration:
+    """Calibration of one meter domain (``package``, ``dram``, ``gpu`` …) when it differs."""
+
+    calibration: Calibration
+    idle_w: float | None = None
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    """One device. Build it from TOML with :func:`ecnas.profiles.validate_file`."""
+
+    id: str
+    kind: str  # "gpu" | "cpu"
+    name: str
+    match: MatchRules
+    tdp_w: float
+    idle_w: float
+    max_w: float
+    per_core_w: float | None = None  # CPU: watts of one fully busy core (estimate meter)
+    meter: MeterFacts = field(default_factory=MeterFacts)
+    calibration: Calibration = UNCALIBRATED
+    calibration_info: CalibrationInfo = field(default_factory=CalibrationInfo)
+    # hash=False: a mapping is unhashable, and profiles should work as dict keys.
+    domain_calibrations: Mapping[str, DomainCalibration] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False)
+    provenance: str = ""
+    source_path: Path | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    # Flat accessors for the meter facts, so callers need not know the nesting.
+    @property
+    def energy_counter(self) -> bool | None:
+        return self.meter.energy_counter
+
+    @property
+    def power_averaging_s(self) -> float | None:
+        return self.meter.power_averaging_s
+
+    @property
+    def counter_update_s(self) -> float | None:
+        return self.meter.counter_update_s
+
+    @property
+    def rapl_domains(self) -> tuple[str, ...]:
+        return self.meter.rapl_domains
+
+    @property
+    def calibrated(self) -> bool:
+        return self.calibration.calibrated or any(
+            d.calibration.calibrated for d in self.domain_calibrations.values()
+        )
+
+    def calibration_for(self, domain: str) -> Calibration:
+        """The calibration of a meter domain (``gpu:0``, ``cpu:1/dram`` or a bare key)."""
+        entry = self.domain_calibrations.get(domain_key(domain))
+        return entry.calibration if entry else self.calibration
+
+    def idle_w_for(self, domain: str) -> float | None:
+        """Idle power of a domain: its own entry, else the device's idle power for the
+        domain that carries it (``gpu``/``package``/``estimate``), else unknown."""
+        key = domain_key(domain)
+        entry = self.domain_calibrations.get(key)
+        if entry and entry.idle_w is not None:
+            return entry.idle_w
+        if key in ("gpu", "package", "estimate"):
+            return self.idle_w
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view (the same tables and keys as the TOML file)."""
+        from ecnas.profiles.toml_io import profile_to_dict
+
+        out = profile_to_dict(self)
+        out["source_path"] = str(self.source_path) if self.source_path else None
+        return out
+
+
+def domain_key(domain: str) -> str:
+    """``gpu:0`` → ``gpu``; ``cpu:1/dram`` → ``dram``; ``cpu:estimate`` → ``estimate``."""
+    if "/" in domain:
+        return domain.rsplit("/", 1)[1]
+    if domain.startswith("gpu"):
+        return "gpu"
+    if ":" in domain:
+        return domain.split(":", 1)[1]
+    return domain
