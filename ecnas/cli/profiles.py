@@ -1,0 +1,245 @@
+"""``ecnas profile validate|list|show|match``, ``ecnas calibrate`` and ``ecnas contribute``.
+
+Registering is argparse only; each handler imports its part of ecnas.profiles when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ecnas.cli._output import add_json_flag, emit
+from ecnas.errors import InputError
+
+
+def _add_profile_path(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile-path", action="append", default=[], metavar="DIR",
+                        help="extra folder (or file) of profiles, after the packaged ones "
+                             "and ECNAS_PROFILE_PATH; repeatable")
+
+
+def register(sub: Any) -> None:
+    prof = sub.add_parser("profile", help="check, list and match hardware profiles")
+    psub = prof.add_subparsers(dest="profile_command", metavar="SUBCOMMAND",
+                               parser_class=type(prof))
+    prof.set_defaults(func=lambda args: _usage(prof))
+
+    v = psub.add_parser("validate", help="check profile files; exit 2 naming file, key and reason")
+    v.add_argument("files", nargs="+", metavar="FILE",
+                   help="profile .toml files (other files, e.g. __init__.py, are skipped)")
+    add_json_flag(v)
+    v.set_defaults(func=cmd_validate)
+
+    ls = psub.add_parser("list", help="the profiles ecnas loads, in precedence order")
+    _add_profile_path(ls)
+    add_json_flag(ls)
+    ls.set_defaults(func=cmd_list)
+
+    show = psub.add_parser("show", help="one profile, as loaded")
+    show.add_argument("id", help="profile id, e.g. nvidia-quadro-rtx-6000")
+    _add_profile_path(show)
+    add_json_flag(show)
+    show.set_defaults(func=cmd_show)
+
+    m = psub.add_parser("match", help="which profile a device would get, and why")
+    m.add_argument("--kind", choices=("gpu", "cpu"), required=True)
+    m.add_argument("--name", default="", help="board or CPU model name as the driver reports it")
+    m.add_argument("--pci-device-id", default=None, help="e.g. 0x1e30")
+    _add_profile_path(m)
+    add_json_flag(m)
+    m.set_defaults(func=cmd_match)
+
+    c = sub.add_parser("calibrate", help="measure this machine's device and write its profile")
+    c.add_argument("--out", required=True, metavar="PROFILE.toml", help="profile to write")
+    c.add_argument("--kind", choices=("auto", "gpu", "cpu"), default="auto",
+                   help="device to calibrate (auto: a GPU when one can be metered, else the CPU)")
+    c.add_argument("--domain", default=None,
+                   help="one meter domain, e.g. gpu:1 or cpu:0/dram (default: gpu:0 or all CPU packages)")
+    c.add_argument("--id", dest="profile_id", default=None,
+                   help="profile id (default: from the device name, e.g. amd-epyc-7763)")
+    c.add_argument("--idle-s", type=float, default=30.0, help="idle baseline seconds (30)")
+    c.add_argument("--load-s", type=float, default=30.0, help="load test seconds (30)")
+    c.add_argument("--probe-s", type=float, default=2.0,
+                   help="seconds of back-to-back reads for the counter's update period (2)")
+    c.add_argument("--poll-s", type=float, default=0.1, help="meter read period (0.1 s)")
+    c.add_argument("--reference", type=Path, default=None, metavar="FILE.csv",
+                   help="wall/PDU meter log 'timestamp,watts' (Unix s or ISO 8601) to fit gain and offset")
+    c.add_argument("--interval-s", type=float, default=1.0,
+                   help="fit interval; make it several reference sample periods (1 s)")
+    c.add_argument("--time-shift-s", type=float, default=0.0,
+                   help="added to the reference's timestamps (a known clock offset)")
+    c.add_argument("--instrument", default="", help="reference instrument, e.g. 'Yokogawa WT310E'")
+    c.add_argument("--who", default="", help="who calibrated (name or lab)")
+    c.add_argument("--estimate", action="store_true",
+                   help="skip measuring: write an uncalibrated profile from the matched one")
+    c.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    _add_profile_path(c)
+    add_json_flag(c)
+    c.set_defaults(func=cmd_calibrate)
+
+    k = sub.add_parser("contribute",
+                       help="bundle a profile, a device table and a manifest for a pull request")
+    k.add_argument("--profile", required=True, type=Path, metavar="PROFILE.toml")
+    k.add_argument("--table", required=True, type=Path, metavar="TABLE",
+                   help="energy table (Parquet or CSV) measured on that device")
+    k.add_argument("--out", required=True, type=Path, metavar="BUNDLE.tar.gz")
+    k.add_argument("--who", default="", help="contributor (name, lab)")
+    k.add_argument("--notes", default="", help="free text for the maintainers")
+    k.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    add_json_flag(k)
+    k.set_defaults(func=cmd_contribute)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+# --------------------------------------------------------------------------- profile …
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from ecnas.profiles.validate import validate_files
+
+    report = validate_files(args.files)
+    emit(args.json, report.to_dict(), _validate_text)
+    if not args.json:
+        for line in report.errors:
+            print(f"ecnas profile validate: error: {line}", file=sys.stderr)
+    return 0 if report.ok else 2
+
+
+def _validate_text(d: dict) -> str:
+    lines = [f"ok       {r['file']}  ({r['id']}, {r['kind']}, {r['calibration']})"
+             for r in d["valid"]]
+    lines += [f"skipped  {s['file']}  ({s['reason']})" for s in d["skipped"]]
+    lines.append(f"{len(d['valid'])} valid, {len(d['errors'])} invalid, "
+                 f"{len(d['skipped'])} skipped")
+    return "\n".join(lines)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from ecnas.profiles import load_profiles
+
+    profiles = load_profiles(args.profile_path)
+    rows = [{"id": p.id, "kind": p.kind, "name": p.name, "tdp_w": p.tdp_w,
+             "calibrated": p.calibrated,
+             "source_path": str(p.source_path) if p.source_path else None} for p in profiles]
+    emit(args.json, {"profiles": rows}, lambda d: "\n".join(
+        f"{r['id']:<24} {r['kind']:<3} {r['tdp_w']:>6g} W  "
+        f"{'calibrated' if r['calibrated'] else 'uncalibrated':<12} {r['source_path']}"
+        for r in d["profiles"]))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from ecnas.profiles import dumps_profile, get_profile
+
+    profile = get_profile(args.id, args.profile_path)
+    if profile is None:
+        raise InputError(f"no profile with id {args.id!r} (see 'ecnas profile list')")
+    emit(args.json, profile.to_dict(),
+         lambda d: f"# from {d['source_path']}\n" + dumps_profile(profile))
+    return 0
+
+
+def cmd_match(args: argparse.Namespace) -> int:
+    from ecnas.meters.base import DeviceInfo
+    from ecnas.profiles import match_device
+
+    domain = "gpu:0" if args.kind == "gpu" else "cpu:0/package"
+    device = DeviceInfo(domain=domain, kind=args.kind, name=args.name,
+                        pci_device_id=args.pci_device_id)
+    match = match_device(device, args.profile_path)
+    emit(args.json, match.to_dict(),
+         lambda d: f"{d['profile'] or 'no profile'}: {d['reason']}")
+    return 0
+
+
+# --------------------------------------------------------------------------- calibrate
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from ecnas.profiles import load_profiles, write_profile
+    from ecnas.profiles.calibrate import calibrate
+
+    out = Path(args.out)
+    if out.suffix != ".toml":
+        raise InputError(f"--out: {out}: a profile file must end in .toml")
+    if out.exists() and not args.force:
+        raise InputError(f"--out: {out} exists (use --force to overwrite)")
+    for name in ("idle_s", "load_s", "probe_s", "poll_s", "interval_s"):
+        if getattr(args, name) <= 0:
+            raise InputError(f"--{name.replace('_', '-')}: must be > 0, got {getattr(args, name)}")
+    if args.reference is not None and not args.reference.is_file():
+        raise InputError(f"--reference: {args.reference}: no such file")
+    profiles = load_profiles(args.profile_path)
+
+    def progress(text: str) -> None:
+        print(f"ecnas calibrate: {text}", file=sys.stderr, flush=True)
+
+    run = calibrate(
+        args.kind, domain=args.domain, estimate=args.estimate, profiles=profiles,
+        profile_id=args.profile_id, idle_s=args.idle_s, load_s=args.load_s,
+        probe_s=args.probe_s, poll_s=args.poll_s, reference=args.reference,
+        interval_s=args.interval_s, time_shift_s=args.time_shift_s,
+        instrument=args.instrument, who=args.who, progress=progress)
+    write_profile(run.profile, out)
+    result = run.to_dict()
+    result["out"] = str(out)
+    emit(args.json, result, _calibrate_text)
+    return 0
+
+
+def _calibrate_text(d: dict) -> str:
+    lines = [f"wrote {d['out']} (profile {d['profile_id']}, {d['mode']} mode, meter {d['meter']})",
+             f"device: {d['device']}; envelope from {d['base_profile'] or 'no profile'}"]
+    if d["idle"]:
+        lines.append("idle (measured): " + ", ".join(
+            f"{k} {v:.2f} W" for k, v in d["idle"]["power_w"].items()))
+    if d["probe"]:
+        p = d["probe"]
+        lines.append(f"counter: update period {_maybe(p['update_period_s'], 's')}, "
+                     f"resolution {_maybe(p['resolution_j'], 'J')} "
+                     f"({p['changes']} changes in {p['reads']} reads)")
+    if d["load"]:
+        lines.append("load (measured): " + ", ".join(
+            f"{k} {v:.2f} W" for k, v in d["load"]["power_w"].items()))
+    if d["fit"]:
+        f = d["fit"]
+        lines.append(f"fit: gain {f['gain']:.4f} ± {f['gain_sd']:.4f}, offset "
+                     f"{f['offset_w']:.2f} ± {f['offset_sd']:.2f} W, residual "
+                     f"{f['residual_w']:.2f} W over {f['n']} intervals")
+    lines += [f"note: {n}" for n in d["notes"]]
+    lines += [f"NOT calibrated: {n}" for n in d["not_calibrated"]]
+    return "\n".join(lines)
+
+
+def _maybe(value: float | None, unit: str) -> str:
+    return "unknown" if value is None else f"{value:.6g} {unit}"
+
+
+# --------------------------------------------------------------------------- contribute
+
+def cmd_contribute(args: argparse.Namespace) -> int:
+    from ecnas.errors import CheckFailed
+    from ecnas.profiles.contribute import make_bundle
+
+    result = make_bundle(args.profile, args.table, args.out, who=args.who, notes=args.notes,
+                         force=args.force)
+    emit(args.json, result.to_dict(), _contribute_text)
+    if not result.ok:
+        raise CheckFailed(f"{args.table}: {len(result.failed_checks)} table check(s) failed: "
+                          + "; ".join(result.failed_checks) + " (no bundle written)")
+    return 0
+
+
+def _contribute_text(d: dict) -> str:
+    lines = [f"profile {d['profile_id']}: valid ({d['profile_file']})",
+             f"table {d['table_file']}: {d['rows']} rows, {d['architectures']} architectures, "
+             f"checks {'passed' if d['ok'] else 'FAILED'}"]
+    lines += [f"  failed: {c}" for c in d["failed_checks"]]
+    if d["bundle"]:
+        lines.append(f"wrote {d['bundle']} (sha256 {d['bundle_sha256'][:16]}…); "
+                     "attach it to a pull request as CONTRIBUTING.md describes")
+    return "\n".join(lines)
