@@ -1,11 +1,18 @@
-"""The NAS-Bench-101 cell space: specs, pruning, iso-hash, enumeration, sampling. No torch."""
+"""The NAS-Bench-101 cell space: specs, pruning, iso-hash, enumeration, sampling. No torch.
 
+Analytic network costs (parameters, FLOPs) live in :mod:`ecnas.space.cost`.
+"""
+
+from ecnas.space.enumeration import count_cells, enumerate_cells
 from ecnas.space.hashing import iso_hash
+from ecnas.space.sampling import sample_cells
 from ecnas.space.spec import (
     CONV1X1,
     CONV3X3,
     INPUT,
     LABELS,
+    MAX_EDGES,
+    MAX_VERTICES,
     MAXPOOL3X3,
     OPS,
     OUTPUT,
@@ -14,6 +21,6 @@ from ecnas.space.spec import (
 )
 
 __all__ = [
-    "CONV1X1", "CONV3X3", "INPUT", "LABELS", "MAXPOOL3X3", "OPS", "OUTPUT",
-    "ModelSpec", "iso_hash", "prune",
+    "CONV1X1", "CONV3X3", "INPUT", "LABELS", "MAX_EDGES", "MAX_VERTICES", "MAXPOOL3X3", "OPS",
+    "OUTPUT", "ModelSpec", "count_cells", "enumerate_cells", "iso_hash", "prune", "sample_cells",
 ]

@@ -12,21 +12,20 @@ def _md5(text: str) -> str:
     return hashlib.md5(text.encode("utf-8")).hexdigest()
 
 
-def iso_hash(matrix: np.ndarray, labels: Sequence[int]) -> str:
+def iso_hash(matrix: np.ndarray | Sequence[Sequence[int]], labels: Sequence[int]) -> str:
     """Weisfeiler-Lehman-style hash of a pruned cell with integer labels (-1 in, -2 out, 0..2)."""
-    m = np.asarray(matrix)
-    n = m.shape[0]
-    out_deg = m.sum(axis=1).tolist()
-    in_deg = m.sum(axis=0).tolist()
-    hashes = [_md5(str((out_deg[v], in_deg[v], int(labels[v])))) for v in range(n)]
-    preds = [np.nonzero(m[:, v])[0].tolist() for v in range(n)]
-    succs = [np.nonzero(m[v, :])[0].tolist() for v in range(n)]
+    # Plain lists, not numpy: this runs once per cell over spaces of 423k cells.
+    m = matrix.tolist() if isinstance(matrix, np.ndarray) else [list(r) for r in matrix]
+    n = len(m)
+    preds = [[u for u in range(n) if m[u][v]] for v in range(n)]
+    succs = [[w for w in range(n) if m[v][w]] for v in range(n)]
+    hashes = [_md5(str((len(succs[v]), len(preds[v]), int(labels[v])))) for v in range(n)]
     for _ in range(n):
         hashes = [
             _md5(
-                "".join(sorted(hashes[u] for u in preds[v]))
+                "".join(sorted([hashes[u] for u in preds[v]]))
                 + "|"
-                + "".join(sorted(hashes[w] for w in succs[v]))
+                + "".join(sorted([hashes[w] for w in succs[v]]))
                 + "|"
                 + hashes[v]
             )
