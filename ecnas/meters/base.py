@@ -134,10 +134,15 @@ class Meter(ABC):
         """Windows shorter than this (e.g. the counter's update period) are flagged."""
         return 0.0
 
-    def start(self) -> None:
+    def events(self, since: float) -> tuple[str, ...]:
+        """Things that went wrong since ``since`` (monotonic s): counter resets, a counter that
+        stopped reading, an error mid-window. Reports list them as warnings."""
+        return ()
+
+    def start(self) -> None:  # noqa: B027 - optional hook, most meters need none
         """Start background work (wrap guards, power polling). Idempotent."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook
         """Stop background work and release the device."""
 
     def __enter__(self) -> Meter:

@@ -1,0 +1,107 @@
+"""Meter an external command (what ``ecnas measure -- CMD …`` runs).
+
+The command's exit status is passed through (128 + N when a signal N killed it, as shells do),
+signals sent to us (INT, TERM, HUP, QUIT, USR1, USR2) are forwarded to it, and the report is
+produced (and written, when a path is given) whether the command succeeded or not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ecnas.errors import InputError
+from ecnas.meters.base import Meter
+from ecnas.meters.monitor import Monitor
+from ecnas.meters.report import EnergyReport
+
+FORWARDED = tuple(getattr(signal, n) for n in
+                  ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
+                  if hasattr(signal, n))
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """The metered command's exit status and the energy report of its run."""
+
+    command: tuple[str, ...]
+    returncode: int  # shell convention: 128 + N when killed by signal N
+    report: EnergyReport
+
+
+def exit_status(returncode: int) -> int:
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def run_command(command: Sequence[str], *, meters: Sequence[Meter] | None = None,
+                name: str | None = None, out: str | os.PathLike[str] | None = None,
+                idle_subtract: bool = False, profile_paths: Sequence[str | Path] = ()
+                ) -> CommandResult:
+    """Run ``command`` under the meters; return its exit status and energy report."""
+    cmd = tuple(command)
+    if not cmd:
+        raise InputError("no command given: use 'ecnas measure -- CMD ARGS…'")
+    label = name or os.path.basename(cmd[0])
+    with Monitor(meters, profile_paths=profile_paths, idle_subtract=idle_subtract,
+                 sync_cuda=False) as monitor:
+        monitor.begin(label)
+        try:
+            proc = subprocess.Popen(cmd)
+        except FileNotFoundError as exc:
+            monitor.end(label)
+            raise InputError(f"command not found: {cmd[0]}") from exc
+        except PermissionError as exc:
+            monitor.end(label)
+            raise InputError(f"command not executable: {cmd[0]}") from exc
+        previous = {}
+
+        def forward(signum: int, _frame: object) -> None:
+            # ProcessLookupError: the command has already exited; nothing left to signal.
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signum)
+
+        if threading.current_thread() is threading.main_thread():  # handlers: main only
+            tty_sigint = _terminal_foreground()
+            for sig in FORWARDED:
+                # Ctrl-C at a terminal already reaches the command (same process group);
+                # forwarding it too would interrupt the command twice.
+                handler = signal.SIG_IGN if sig == signal.SIGINT and tty_sigint else forward
+                previous[sig] = signal.signal(sig, handler)
+        try:
+            returncode = proc.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            report = monitor.end(label)
+    report = dataclasses.replace(report, extra={
+        "command": list(cmd), "returncode": exit_status(returncode)})
+    if out is not None:
+        write_report(report, out)
+    return CommandResult(cmd, exit_status(returncode), report)
+
+
+def _terminal_foreground() -> bool:
+    try:
+        return os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False  # stdin is not a terminal
+
+
+def write_report(report: EnergyReport, path: str | os.PathLike[str]) -> Path:
+    """Write the report as JSON (atomically: a reader never sees half a file)."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(report.to_json() + "\n", encoding="utf-8")
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise InputError(f"--out {target}: cannot write the report: "
+                         f"{exc.strerror or exc}") from exc
+    return target

@@ -1,0 +1,184 @@
+"""Estimate meter: CPU energy where no counter can be read, always flagged *estimated*.
+
+energy = CPU seconds of the metered process tree × power of one fully busy core.
+
+The CPU seconds are user + system time of the process, of its reaped children, and of its
+live descendants (found through ``/proc/<pid>/task/<tid>/children`` on Linux, psutil
+elsewhere), so DataLoader workers and a metered command count. The per-core power comes from
+the matched hardware profile (``per_core_w``) when there is one, else
+:data:`DEFAULT_PER_CORE_W`. The estimate covers the work the process tree did, not the idle
+power of the machine, nor other processes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ecnas.meters.base import DeviceInfo, Meter, MeterStatus, Reading, Status
+from ecnas.meters.cpuinfo import cpu_model
+
+#: Watts of one fully busy core when no profile says otherwise: a server core draws about
+#: TDP ÷ cores (250 W / 32 ≈ 8 W), a desktop core more (125 W / 8 ≈ 15 W); 10 W sits between.
+DEFAULT_PER_CORE_W = 10.0
+DOMAIN = "cpu:estimate"
+_PROC = Path("/proc")
+
+
+class EstimateMeter(Meter):
+    """CPU energy estimated from CPU time × per-core power (never a measurement)."""
+
+    name = "estimate"
+    estimated = True
+
+    def __init__(self, pid: int | None = None, per_core_w: float | None = None, *,
+                 reason: str = "", profile_paths: Sequence[str | Path] = ()) -> None:
+        self.pid = os.getpid() if pid is None else int(pid)
+        self._given_w = per_core_w
+        self._why_no_counter = reason or "no CPU energy counter is readable here"
+        self._profile_paths = tuple(profile_paths)
+        self._resolved: tuple[float, str, str | None] | None = None
+        self._profiles: list[Any] | None = None  # loaded profiles handed over by a Monitor
+        self._lock = threading.Lock()
+        self._last_cpu_s = 0.0
+        self._tick_s = 1.0 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
+
+    # -- power per core --------------------------------------------------------------------
+    def per_core(self) -> tuple[float, str, str | None]:
+        """(watts per busy core, where that number comes from, profile id or None)."""
+        if self._resolved is None:
+            self._resolved = self._resolve()
+        return self._resolved
+
+    def bind_profiles(self, profiles: list[Any]) -> None:
+        """Use these already loaded profiles (a Monitor loads them once for all meters)."""
+        self._profiles = profiles
+        self._resolved = None
+
+    def _resolve(self) -> tuple[float, str, str | None]:
+        if self._given_w is not None:
+            return float(self._given_w), f"{self._given_w:g} W per core as given", None
+        model = cpu_model()
+        try:
+            from ecnas.profiles import load_profiles, match_profile
+
+            loaded = self._profiles
+            if loaded is None:
+                loaded = load_profiles(self._profile_paths)
+            match = match_profile(self.device(model), loaded)
+        except (ImportError, OSError, ValueError) as exc:
+            return (DEFAULT_PER_CORE_W, f"generic default {DEFAULT_PER_CORE_W:g} W per core "
+                    f"(profiles could not be loaded: {exc})", None)
+        profile = match.profile
+        if profile is not None and profile.per_core_w:
+            return (float(profile.per_core_w),
+                    f"{profile.per_core_w:g} W per core from profile {profile.id} "
+                    f"({match.reason})", profile.id)
+        return (DEFAULT_PER_CORE_W, f"generic default {DEFAULT_PER_CORE_W:g} W per core "
+                f"(no profile with per_core_w matched {model!r})",
+                profile.id if profile else None)
+
+    def device(self, model: str | None = None) -> DeviceInfo:
+        return DeviceInfo(domain=DOMAIN, kind="cpu", name=model or cpu_model())
+
+    # -- meter -----------------------------------------------------------------------------
+    def status(self) -> MeterStatus:
+        watts, source, _ = self.per_core()
+        return MeterStatus(
+            self.name, Status.ESTIMATED, domains=(DOMAIN,),
+            reason=f"{self._why_no_counter}; CPU energy estimated as CPU time of process "
+                   f"{self.pid} and its children × {source}",
+            fix="make a CPU counter readable (see the rapl meter's fix) to measure instead",
+            devices=(self.device(),))
+
+    def domains(self) -> tuple[str, ...]:
+        return (DOMAIN,)
+
+    def cpu_seconds(self) -> float:
+        """User + system seconds of the process tree so far."""
+        if self.pid == os.getpid():
+            t = os.times()
+            total = t.user + t.system + t.children_user + t.children_system
+        else:
+            total = _stat_seconds(self.pid, self._tick_s)
+        for child in _descendants(self.pid):
+            total += _stat_seconds(child, self._tick_s)
+        return total
+
+    def read(self) -> Reading:
+        watts = self.per_core()[0]
+        now = time.monotonic()
+        cpu_s = self.cpu_seconds()
+        with self._lock:
+            # A descendant that leaves the tree (daemonized) takes its time with it; never
+            # let the cumulative count run backwards.
+            cpu_s = max(cpu_s, self._last_cpu_s)
+            self._last_cpu_s = cpu_s
+        return Reading(now, {DOMAIN: cpu_s * watts})
+
+    def min_window_s(self, domain: str) -> float:
+        return self._tick_s  # CPU times advance in clock ticks
+
+    def start(self) -> None:
+        self.per_core()
+
+
+def _stat_seconds(pid: int, tick_s: float) -> float:
+    """utime + stime + cutime + cstime of one process (0 when it is gone)."""
+    try:
+        with open(_PROC / str(pid) / "stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return _psutil_seconds(pid) if not _PROC.is_dir() else 0.0
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = data[data.rfind(b")") + 2:].split()
+    # fields[0] is state (field 3); utime is field 14 → index 11.
+    return sum(int(x) for x in fields[11:15]) * tick_s
+
+
+def _psutil_seconds(pid: int) -> float:
+    import psutil
+
+    try:
+        t = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return t.user + t.system + getattr(t, "children_user", 0.0) + getattr(
+        t, "children_system", 0.0)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Live descendants of ``pid``: procfs children lists on Linux, psutil elsewhere."""
+    task = _PROC / str(pid) / "task"
+    try:
+        tids = os.listdir(task)
+    except OSError:
+        if _PROC.is_dir():
+            return []  # the process is gone
+        return _psutil_descendants(pid)
+    out: list[int] = []
+    for tid in tids:
+        try:
+            with open(task / tid / "children", "rb") as fh:
+                kids = [int(x) for x in fh.read().split()]
+        except FileNotFoundError:
+            continue  # the thread ended
+        except OSError:
+            return _psutil_descendants(pid)  # kernel without CONFIG_PROC_CHILDREN
+        for kid in kids:
+            out.append(kid)
+            out.extend(_descendants(kid))
+    return out
+
+
+def _psutil_descendants(pid: int) -> list[int]:
+    import psutil
+
+    try:
+        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []

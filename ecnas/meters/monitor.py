@@ -1,0 +1,330 @@
+"""In-code metering: :class:`Monitor` (named windows that nest and overlap) and
+:func:`measure` (context manager and decorator).
+
+A window is two snapshots of every meter; its report is their difference, per domain,
+calibrated with the matched hardware profile. At each window edge the Monitor synchronizes the
+CUDA devices when torch is already imported *and* CUDA is initialized, so queued GPU work
+lands in the window that launched it; torch is never imported here.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+from ecnas.errors import InputError, MeterUnavailable
+from ecnas.meters.base import UNCALIBRATED, DeviceInfo, Meter, MeterStatus, Reading, Status
+from ecnas.meters.report import DomainEnergy, EnergyReport, total_joules
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Every meter's reading at one window edge."""
+
+    timestamp: float
+    readings: tuple[Reading, ...]
+
+
+def sync_cuda_devices() -> bool:
+    """Synchronize every CUDA device if torch is loaded and CUDA initialized; True if it did."""
+    torch = sys.modules.get("torch")
+    cuda = getattr(torch, "cuda", None) if torch is not None else None
+    if cuda is None or not cuda.is_initialized():
+        return False
+    for index in range(cuda.device_count()):
+        cuda.synchronize(index)
+    return True
+
+
+class Monitor:
+    """Meters running in the background and any number of named windows over them."""
+
+    def __init__(self, meters: Sequence[Meter] | None = None, *,
+                 profile_paths: Sequence[str | Path] = (), sync_cuda: bool = True,
+                 idle_subtract: bool = False) -> None:
+        self._given = list(meters) if meters is not None else None
+        self._meters: list[Meter] = []
+        self._statuses: list[MeterStatus] = []
+        self._owned: list[tuple[str, ...]] = []  # domains each meter reports in windows
+        self._conflicts: list[str] = []
+        self._profile_paths = tuple(profile_paths)
+        self._profiles: dict[str, Any] | None = None  # domain -> HardwareProfile | None
+        self._profile_notes: list[str] = []
+        self._loaded: list[Any] | None = None
+        self.sync_cuda = sync_cuda
+        self.idle_subtract = idle_subtract
+        self._windows: dict[str, Snapshot] = {}
+        self._lock = threading.Lock()
+        self._started = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @property
+    def meters(self) -> list[Meter]:
+        return list(self._meters if self._started else self._given or [])
+
+    def start(self) -> Monitor:
+        if self._started:
+            return self
+        if self._given is None:
+            from ecnas.meters.registry import default_meters
+
+            candidates = default_meters()
+        else:
+            candidates = self._given
+        loaded = self._load_profiles()
+        started: list[Meter] = []
+        try:
+            for meter in candidates:
+                if loaded is not None and hasattr(meter, "bind_profiles"):
+                    meter.bind_profiles(loaded)
+                status = meter.status()
+                if not status.usable:
+                    raise MeterUnavailable(f"{meter.name}: {status.reason}"
+                                           + (f" (fix: {status.fix})" if status.fix else ""))
+                meter.start()
+                started.append(meter)
+                self._statuses.append(status)
+        except BaseException:
+            for meter in started:
+                meter.close()
+            self._statuses.clear()
+            raise
+        seen: dict[str, str] = {}
+        for meter in started:
+            owned = []
+            for domain in meter.domains():
+                if domain in seen:
+                    self._conflicts.append(f"{domain} is read by both {seen[domain]} and "
+                                           f"{meter.name}: counted once, from {seen[domain]}")
+                    continue
+                seen[domain] = meter.name
+                owned.append(domain)
+            self._owned.append(tuple(owned))
+        self._meters = started
+        self._started = True
+        return self
+
+    def close(self) -> None:
+        for meter in self._meters:
+            meter.close()
+        self._meters = []
+        self._owned = []
+        self._windows.clear()
+        self._started = False
+
+    def __enter__(self) -> Monitor:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def statuses(self) -> list[MeterStatus]:
+        if not self._started:
+            from ecnas.meters.registry import discover
+
+            return discover() if self._given is None else [m.status() for m in self._given]
+        return list(self._statuses)
+
+    # -- windows ---------------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        if not self._started:
+            self.start()
+        if self.sync_cuda:
+            sync_cuda_devices()
+        t = time.monotonic()
+        return Snapshot(t, tuple(m.read() for m in self._meters))
+
+    def begin(self, name: str) -> None:
+        """Open the window ``name`` (windows nest and overlap freely)."""
+        snap = self.snapshot()
+        with self._lock:
+            if name in self._windows:
+                raise InputError(f"window {name!r} is already open")
+            self._windows[name] = snap
+
+    def _start_of(self, name: str) -> Snapshot:
+        with self._lock:
+            start = self._windows.get(name)
+        if start is None:
+            raise InputError(f"window {name!r} is not open (open ones: "
+                             f"{', '.join(sorted(self._windows)) or 'none'})")
+        return start
+
+    def peek(self, name: str) -> EnergyReport:
+        """The report from ``begin(name)`` until now; the window stays open."""
+        start = self._start_of(name)
+        return self.report(name, start, self.snapshot())
+
+    def end(self, name: str) -> EnergyReport:
+        """Close the window ``name`` and return its report."""
+        start = self._start_of(name)
+        stop = self.snapshot()
+        with self._lock:
+            self._windows.pop(name, None)
+        return self.report(name, start, stop)
+
+    def open_windows(self) -> tuple[str, ...]:
+        with self._lock:
+            return tuple(self._windows)
+
+    # -- reports ---------------------------------------------------------------------------
+    def _profile_map(self) -> dict[str, Any]:
+        if self._profiles is not None:
+            return self._profiles
+        devices: dict[str, DeviceInfo] = {}
+        for status in self._statuses:
+            for dev in status.devices:
+                devices[dev.domain] = dev
+        profiles: dict[str, Any] = {}
+        loaded = self._load_profiles()
+        if devices and loaded is not None:
+            from ecnas.profiles import match_profile
+
+            for domain, dev in devices.items():
+                profiles[domain] = match_profile(dev, loaded).profile
+        self._profiles = profiles
+        return profiles
+
+    def _load_profiles(self) -> list[Any] | None:
+        """The hardware profiles, loaded once per Monitor (None when they cannot be)."""
+        if self._loaded is None and not self._profile_notes:
+            try:
+                from ecnas.profiles import load_profiles
+
+                self._loaded = load_profiles(self._profile_paths)
+            except (ImportError, OSError, ValueError) as exc:
+                self._profile_notes.append(f"hardware profiles not loaded ({exc}): "
+                                           "readings are uncalibrated")
+        return self._loaded
+
+    def _profile_for(self, domain: str) -> Any:
+        profiles = self._profile_map()
+        if domain in profiles:
+            return profiles[domain]
+        if domain.startswith("cpu:") and "/" in domain:  # DRAM/psys use their socket's CPU
+            return profiles.get(domain.split("/", 1)[0] + "/package")
+        return None
+
+    def report(self, name: str, start: Snapshot, stop: Snapshot) -> EnergyReport:
+        duration = stop.timestamp - start.timestamp
+        domains: dict[str, DomainEnergy] = {}
+        reasons: list[str] = []
+        warnings: list[str] = list(self._conflicts)
+        for meter, status, owned, r0, r1 in zip(self._meters, self._statuses, self._owned,
+                                                start.readings, stop.readings, strict=True):
+            estimated = meter.estimated or status.status is Status.ESTIMATED
+            if estimated and status.reason:
+                reasons.append(f"{meter.name}: {status.reason}")
+            warnings += meter.events(start.timestamp)
+            for domain in owned:
+                if domain not in r0.energy_j or domain not in r1.energy_j:
+                    warnings.append(f"{domain}: no reading from {meter.name} at both edges")
+                    continue
+                domains[domain] = self._domain(meter, domain, estimated, status,
+                                               r1.energy_j[domain] - r0.energy_j[domain],
+                                               duration, warnings)
+        warnings += self._profile_notes
+        net = total_joules(domains, "net_joules") if self.idle_subtract else None
+        return EnergyReport(
+            name=name, duration_s=duration, energy_j=total_joules(domains),
+            domains=MappingProxyType(domains),
+            estimated=any(d.estimated for d in domains.values()),
+            reasons=tuple(dict.fromkeys(reasons)), meters=tuple(m.name for m in self._meters),
+            warnings=tuple(dict.fromkeys(warnings)), net_energy_j=net,
+            start_monotonic=start.timestamp, end_monotonic=stop.timestamp)
+
+    def _domain(self, meter: Meter, domain: str, estimated: bool, status: MeterStatus,
+                raw: float, duration: float, warnings: list[str]) -> DomainEnergy:
+        profile = self._profile_for(domain)
+        cal = profile.calibration_for(domain) if profile is not None else UNCALIBRATED
+        joules = cal.apply(raw, duration)
+        notes = []
+        if estimated:
+            notes.append(status.reason)
+        floor = meter.min_window_s(domain)
+        short = duration < floor
+        if short:
+            msg = (f"{domain}: window {duration:.4f} s is shorter than {meter.name}'s update "
+                   f"period {floor:g} s: the value is noise, not a measurement")
+            notes.append(msg)
+            warnings.append(msg)
+        net: float | None = None
+        if self.idle_subtract:
+            idle = None if estimated or profile is None else profile.idle_w_for(domain)
+            if estimated:
+                net = joules  # the estimate counts busy CPU time only: nothing idle to remove
+            elif idle is None:
+                net = joules
+                warnings.append(f"{domain}: no idle power known (no profile value): nothing "
+                                "subtracted")
+            else:
+                net = joules - idle * duration
+        if not math.isfinite(joules):
+            warnings.append(f"{domain}: non-finite energy from {meter.name}")
+        return DomainEnergy(
+            domain=domain, component=meter.component(domain).value, joules=joules,
+            raw_joules=raw, meter=meter.name,
+            status=Status.ESTIMATED.value if estimated else Status.MEASURED.value,
+            reason="; ".join(notes), profile_id=profile.id if profile is not None else None,
+            calibrated=bool(cal.calibrated), net_joules=net, short_window=short)
+
+
+class measure:  # lower-case: used like a function, ``with measure():`` / ``@measure()``
+    """Meter a block or a function: ``with measure("train") as m: ...`` then ``m.report``.
+
+    As a decorator (``@measure("step")``) every call is one window; the latest report is on
+    the decorator object (``.report``) and on the wrapped function (``.energy_report``).
+    """
+
+    def __init__(self, name: str = "measure", meters: Sequence[Meter] | None = None, *,
+                 idle_subtract: bool = False, profile_paths: Sequence[str | Path] = (),
+                 sync_cuda: bool = True) -> None:
+        self.name = name
+        self._meters = meters
+        self._kwargs = {"idle_subtract": idle_subtract, "profile_paths": profile_paths,
+                        "sync_cuda": sync_cuda}
+        self.report: EnergyReport | None = None
+        self.monitor: Monitor | None = None
+        self._stack: list[Monitor] = []
+
+    def __enter__(self) -> measure:
+        monitor = Monitor(self._meters, **self._kwargs)  # type: ignore[arg-type]
+        monitor.start()
+        try:
+            monitor.begin(self.name)
+        except BaseException:
+            monitor.close()
+            raise
+        self._stack.append(monitor)
+        self.monitor = monitor
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        monitor = self._stack.pop()
+        try:
+            self.report = monitor.end(self.name)
+        finally:
+            monitor.close()
+            self.monitor = self._stack[-1] if self._stack else None
+
+    def __call__(self, fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                with self:
+                    return fn(*args, **kwargs)
+            finally:
+                wrapper.energy_report = self.report  # type: ignore[attr-defined]
+
+        wrapper.energy_report = None  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]

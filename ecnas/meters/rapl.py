@@ -1,0 +1,351 @@
+"""RAPL meter: CPU package, DRAM (and psys on request) energy from Linux powercap sysfs.
+
+Reads ``<ECNAS_SYSFS_ROOT>/sys/class/powercap/*rapl*:N[:M]`` zones (and the
+``intel-rapl-mmio`` duplicates under ``sys/devices/virtual/powercap``, used only for domains
+the MSR zones do not cover). Packages and DRAM are summed; ``core``/``uncore`` are inside the
+package and never added; ``psys`` contains package and DRAM and is read only when asked.
+Multi-die parts (``package-N-die-D``) sum their dies into ``cpu:N/package``.
+
+Each ``energy_uj`` is held open and re-read with ``pread`` (a few µs). A counter read lower
+than the previous read has wrapped (add ``max_energy_range_uj``) unless the wrap would imply
+more energy than the highest plausible power could deliver since the last read: then the
+counter was reset and counts from zero again. A background thread re-reads every counter
+four times per wrap period (range ÷ highest plausible power), so a long window that spans
+several wraps still adds every one of them.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ecnas.meters.base import DeviceInfo, Meter, MeterStatus, Reading, Status
+from ecnas.meters.cpuinfo import cpu_models, sysfs_root
+
+#: Highest plausible power of one RAPL zone (W). It paces the wrap guard and tells a wrap
+#: from a reset; too high only makes the guard read more often.
+DEFAULT_MAX_POWER_W = 1000.0
+_ZONE_DIR = re.compile(r"^(?P<ctl>[a-z0-9_-]*rapl[a-z0-9_-]*):(?P<ids>\d+(?::\d+)*)$")
+_PACKAGE = re.compile(r"^package-(?P<socket>\d+)(?:-die-(?P<die>\d+))?$")
+_READ_SIZE = 32
+
+
+@dataclass
+class Zone:
+    """One powercap zone's counter and its wrap bookkeeping (guarded by the meter's lock)."""
+
+    domain: str
+    path: Path  # the energy_uj file
+    name: str
+    mmio: bool
+    range_uj: int
+    fd: int = -1
+    base_uj: int = 0
+    last_uj: int = 0
+    last_t: float = 0.0
+    offset_uj: int = 0  # wraps and resets folded in so far
+    wraps: int = 0
+    resets: int = 0
+    dead: str = ""  # why the zone stopped reading (file vanished, read error)
+    started: bool = field(default=False)
+
+    @property
+    def cumulative_uj(self) -> int:
+        return self.offset_uj + self.last_uj - self.base_uj
+
+
+def powercap_dirs(root: Path) -> list[Path]:
+    """Every rapl zone directory under the root, each real directory once."""
+    seen: set[str] = set()
+    out: list[Path] = []
+    bases = [root / "sys" / "class" / "powercap"]
+    virtual = root / "sys" / "devices" / "virtual" / "powercap"
+    if virtual.is_dir():
+        bases += sorted(p for p in virtual.iterdir() if p.is_dir())
+    for base in bases:
+        try:
+            entries = sorted(base.iterdir(), key=lambda p: p.name)
+        except OSError:
+            continue
+        for entry in entries:
+            if not _ZONE_DIR.match(entry.name):
+                continue
+            try:
+                real = os.path.realpath(entry)
+            except OSError:
+                continue
+            if real in seen or not entry.is_dir():
+                continue
+            seen.add(real)
+            out.append(entry)
+    return out
+
+
+def _read_text(path: Path) -> str:
+    with open(path, encoding="ascii", errors="replace") as fh:
+        return fh.read().strip()
+
+
+def scan_zones(root: Path, include_psys: bool = False) -> tuple[list[Zone], list[str]]:
+    """The zones to read (one set per domain, no double counting) and notes on what was
+    skipped and why."""
+    names: dict[str, str] = {}
+    dirs = powercap_dirs(root)
+    for d in dirs:
+        try:
+            names[d.name] = _read_text(d / "name")
+        except OSError:
+            continue
+    notes: list[str] = []
+    candidates: list[Zone] = []
+    for d in dirs:
+        name = names.get(d.name)
+        if name is None:
+            continue
+        m = _ZONE_DIR.match(d.name)
+        assert m is not None
+        ctl, ids = m.group("ctl"), m.group("ids").split(":")
+        mmio = "mmio" in ctl
+        domain = _domain_of(name, ids, names.get(f"{ctl}:{ids[0]}", ""))
+        if domain is None:
+            if name in ("core", "uncore"):
+                notes.append(f"{d.name} ({name}) is inside the package: not added")
+            continue
+        if domain.endswith("/psys") and not include_psys:
+            notes.append(f"{d.name} (psys) contains package and DRAM: read only with "
+                         "include_psys")
+            continue
+        try:
+            rng = int(_read_text(d / "max_energy_range_uj"))
+        except (OSError, ValueError):
+            notes.append(f"{d.name}: max_energy_range_uj unreadable: wraps cannot be "
+                         "corrected, zone skipped")
+            continue
+        candidates.append(Zone(domain=domain, path=d / "energy_uj", name=name, mmio=mmio,
+                               range_uj=rng))
+    # mmio zones duplicate MSR zones of the same domain: read each domain once.
+    msr_domains = {z.domain for z in candidates if not z.mmio}
+    zones = []
+    for z in candidates:
+        if z.mmio and z.domain in msr_domains:
+            notes.append(f"{z.path.parent.name} duplicates {z.domain}: read once")
+            continue
+        zones.append(z)
+    return zones, notes
+
+
+def _domain_of(name: str, ids: list[str], parent_name: str) -> str | None:
+    if len(ids) == 1:
+        pm = _PACKAGE.match(name)
+        if pm:
+            return f"cpu:{int(pm.group('socket'))}/package"
+        if name == "psys":
+            return "cpu:0/psys"
+        if name == "dram":  # some servers expose DRAM as a top-level zone
+            return f"cpu:{int(ids[0])}/dram"
+        return None
+    if name == "dram":
+        pm = _PACKAGE.match(parent_name)
+        socket = int(pm.group("socket")) if pm else int(ids[0])
+        return f"cpu:{socket}/dram"
+    return None
+
+
+def grant_command(paths: list[Path]) -> str:
+    """The exact command that makes these counters readable (until the next reboot)."""
+    return "sudo chmod a+r " + " ".join(str(p) for p in paths)
+
+
+class RaplMeter(Meter):
+    """CPU energy from RAPL powercap counters (measured)."""
+
+    name = "rapl"
+    estimated = False
+
+    def __init__(self, sysfs_root: str | os.PathLike[str] | None = None,
+                 include_psys: bool = False, *,
+                 max_power_w: float = DEFAULT_MAX_POWER_W) -> None:
+        self.root = _root(sysfs_root)
+        self.include_psys = include_psys
+        self.max_power_w = float(max_power_w)
+        self._zones: list[Zone] | None = None
+        self._notes: list[str] = []
+        self._lock = threading.Lock()
+        self._events: deque[tuple[float, str]] = deque(maxlen=256)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.guard_reads = 0  # how many times the wrap guard has read (for tests/diagnostics)
+
+    # -- discovery -------------------------------------------------------------------------
+    def _scan(self) -> list[Zone]:
+        if self._zones is None:
+            self._zones, self._notes = scan_zones(self.root, self.include_psys)
+        return self._zones
+
+    def domains(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(z.domain for z in self._scan()))
+
+    def status(self) -> MeterStatus:
+        zones = self._scan()
+        where = self.root / "sys" / "class" / "powercap"
+        if not zones:
+            return MeterStatus(
+                self.name, Status.UNAVAILABLE,
+                reason=f"no RAPL zones under {where} (no intel_rapl driver, a VM, or not Linux)",
+                fix="on Intel load the driver ('sudo modprobe intel_rapl_msr'); AMD Zen needs "
+                    "Linux >= 5.8; in a container mount the host's /sys/class/powercap and set "
+                    "ECNAS_SYSFS_ROOT")
+        denied: list[Path] = []
+        broken: list[str] = []
+        for z in zones:
+            try:
+                with open(z.path, "rb") as fh:
+                    int(fh.read(_READ_SIZE))
+            except PermissionError:
+                denied.append(z.path)
+            except (OSError, ValueError) as exc:
+                broken.append(f"{z.path}: {exc}")
+        if denied:
+            return MeterStatus(
+                self.name, Status.UNAVAILABLE, domains=self.domains(),
+                reason=f"permission denied reading {len(denied)} RAPL counter(s) "
+                       f"({denied[0]}): readable by root only since CVE-2020-8694",
+                fix=f"{grant_command(denied)}  (lost at reboot; for a lasting fix add a udev "
+                    "rule or run as root)",
+                devices=self._devices())
+        if broken:
+            return MeterStatus(self.name, Status.UNAVAILABLE, domains=self.domains(),
+                               reason="unreadable RAPL counter: " + "; ".join(broken),
+                               fix="check the powercap driver (dmesg)")
+        note = "; ".join(self._notes)
+        return MeterStatus(self.name, Status.MEASURED, domains=self.domains(),
+                           reason=f"powercap counters under {where}" + (f" ({note})" if note else ""),
+                           devices=self._devices())
+
+    def _devices(self) -> tuple[DeviceInfo, ...]:
+        models = cpu_models(self.root)
+        out = []
+        for domain in self.domains():
+            if not domain.endswith("/package"):
+                continue
+            socket = int(domain.split(":")[1].split("/")[0])
+            name = models.get(socket) or next(iter(models.values()))
+            out.append(DeviceInfo(domain=domain, kind="cpu", name=name,
+                                  extra={"socket": str(socket)}))
+        return tuple(out)
+
+    # -- reading ---------------------------------------------------------------------------
+    def _open(self) -> None:
+        for z in self._scan():
+            if z.fd < 0 and not z.dead:
+                z.fd = os.open(z.path, os.O_RDONLY)
+
+    def _raw(self, z: Zone) -> int | None:
+        """The counter now, or None (and the zone marked dead) when it can no longer be read."""
+        try:
+            data = os.pread(z.fd, _READ_SIZE, 0)
+            if os.fstat(z.fd).st_nlink == 0:
+                raise FileNotFoundError(errno.ENOENT, "file vanished", str(z.path))
+            return int(data)
+        except (OSError, ValueError) as exc:
+            why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            z.dead = f"{z.path}: {why}"
+            return None
+
+    def _sample(self, z: Zone, now: float) -> None:
+        if z.dead:
+            return
+        raw = self._raw(z)
+        if raw is None:
+            self._events.append((now, f"{z.domain}: counter stopped reading ({z.dead}); "
+                                      "energy after this point is missing"))
+            return
+        if not z.started:
+            z.base_uj = z.last_uj = raw
+            z.last_t = now
+            z.started = True
+            return
+        if raw < z.last_uj:
+            wrapped_uj = z.range_uj - z.last_uj + raw
+            # 1.5× and 10 ms of slack: timestamps are taken next to, not at, the counter read.
+            budget_uj = self.max_power_w * 1e6 * (1.5 * (now - z.last_t) + 0.01)
+            if wrapped_uj <= budget_uj:
+                z.offset_uj += z.range_uj
+                z.wraps += 1
+            else:
+                z.offset_uj += z.last_uj  # keep what was counted; the counter restarted at 0
+                z.resets += 1
+                self._events.append((now, f"{z.domain}: counter reset detected "
+                                          f"({z.last_uj} -> {raw} µJ); counting on from 0"))
+        z.last_uj = raw
+        z.last_t = now
+
+    def read(self) -> Reading:
+        zones = self._scan()
+        with self._lock:
+            self._open()
+            now = time.monotonic()
+            out: dict[str, float] = {}
+            for z in zones:
+                self._sample(z, now)
+                out[z.domain] = out.get(z.domain, 0.0) + z.cumulative_uj * 1e-6
+        return Reading(now, out)
+
+    def min_window_s(self, domain: str) -> float:
+        return 0.001  # RAPL counters update about every millisecond
+
+    def events(self, since: float) -> tuple[str, ...]:
+        with self._lock:
+            return tuple(msg for t, msg in self._events if t >= since)
+
+    def counters(self) -> list[dict[str, object]]:
+        """Per-zone bookkeeping (wraps, resets, why dead), for diagnostics and tests."""
+        with self._lock:
+            return [{"domain": z.domain, "path": str(z.path), "wraps": z.wraps,
+                     "resets": z.resets, "dead": z.dead, "range_uj": z.range_uj}
+                    for z in self._scan()]
+
+    # -- wrap guard ------------------------------------------------------------------------
+    def guard_interval_s(self) -> float:
+        """A quarter of the shortest wrap period (range ÷ highest plausible power)."""
+        zones = self._scan()
+        if not zones:
+            return 60.0
+        period = min(z.range_uj * 1e-6 / self.max_power_w for z in zones)
+        return min(60.0, max(0.0005, period / 4.0))
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self.read()  # baseline every counter now
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._guard, name="ecnas-rapl-guard",
+                                        daemon=True)
+        self._thread.start()
+
+    def _guard(self) -> None:
+        interval = self.guard_interval_s()
+        while not self._stop.wait(interval):
+            self.read()
+            self.guard_reads += 1
+
+    def close(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._stop.set()
+            thread.join()
+        with self._lock:
+            for z in self._zones or ():
+                if z.fd >= 0:
+                    os.close(z.fd)
+                    z.fd = -1
+
+
+def _root(root: str | os.PathLike[str] | None) -> Path:
+    return sysfs_root(root)

@@ -1,0 +1,131 @@
+"""What a metered window produced: :class:`EnergyReport` and its per-domain :class:`DomainEnergy`.
+
+Both are frozen dataclasses with ``to_dict()``; the report also has ``to_json()``. Every
+number says whether it was measured or estimated and by which meter; calibration and idle
+subtraction are recorded beside the raw joules, never folded in silently.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from ecnas.meters.base import Component
+
+_EMPTY: Mapping[str, DomainEnergy] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class DomainEnergy:
+    """Energy of one domain (``gpu:0``, ``cpu:0/package`` …) over one window."""
+
+    domain: str
+    component: str  # "gpu" | "cpu" | "dram" | "platform"
+    joules: float  # calibrated (equal to raw_joules when the profile is uncalibrated)
+    raw_joules: float  # what the meter read
+    meter: str
+    status: str  # "measured" | "estimated"
+    reason: str = ""  # why estimated, or what is wrong with the number (short window, error)
+    profile_id: str | None = None
+    calibrated: bool = False
+    net_joules: float | None = None  # joules − idle power × duration, only when asked
+    short_window: bool = False  # window shorter than the meter's update period: noise
+
+    @property
+    def estimated(self) -> bool:
+        return self.status == "estimated"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "domain": self.domain,
+            "component": self.component,
+            "joules": self.joules,
+            "raw_joules": self.raw_joules,
+            "meter": self.meter,
+            "status": self.status,
+            "reason": self.reason,
+            "profile_id": self.profile_id,
+            "calibrated": self.calibrated,
+            "net_joules": self.net_joules,
+            "short_window": self.short_window,
+        }
+
+
+@dataclass(frozen=True)
+class EnergyReport:
+    """Energy of one named window: per domain, in total, and how much of it is estimated.
+
+    ``energy_j`` sums GPU, CPU package and DRAM domains (calibrated). A platform (psys)
+    domain contains package and DRAM, so when one is present it replaces them in the total.
+    """
+
+    name: str
+    duration_s: float
+    energy_j: float
+    domains: Mapping[str, DomainEnergy] = field(default_factory=lambda: _EMPTY)
+    estimated: bool = False
+    reasons: tuple[str, ...] = ()  # why any part is estimated
+    meters: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # short windows, counter resets, meter errors mid-window
+    net_energy_j: float | None = None  # idle-subtracted total, only when asked
+    start_monotonic: float = 0.0
+    end_monotonic: float = 0.0
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def mean_power_w(self) -> float:
+        return self.energy_j / self.duration_s if self.duration_s > 0 else math.nan
+
+    def component_j(self, component: str | Component) -> float:
+        """Sum of the calibrated joules of one component (``gpu``/``cpu``/``dram``); NaN if none."""
+        key = component.value if isinstance(component, Component) else str(component)
+        values = [d.joules for d in self.domains.values() if d.component == key]
+        return math.fsum(values) if values else math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "energy_j": self.energy_j,
+            "duration_s": self.duration_s,
+            "mean_power_w": self.mean_power_w,
+            # name -> joules, as the CLI contract asks; the detail is in domain_details
+            "domains": {k: d.joules for k, d in self.domains.items()},
+            "domain_details": {k: d.to_dict() for k, d in self.domains.items()},
+            "components": {c.value: self.component_j(c)
+                           for c in (Component.GPU, Component.CPU, Component.DRAM)},
+            "estimated": self.estimated,
+            "reasons": list(self.reasons),
+            "meters": list(self.meters),
+            "warnings": list(self.warnings),
+            "net_energy_j": self.net_energy_j,
+            **dict(self.extra),
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(_finite(self.to_dict()), indent=indent)
+
+
+def _finite(value: Any) -> Any:
+    # JSON has no NaN: write null so every consumer can parse the report.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def total_joules(domains: Mapping[str, DomainEnergy], attr: str = "joules") -> float:
+    """Total without double counting: platform (psys) replaces CPU package + DRAM."""
+    values = list(domains.values())
+    has_platform = any(d.component == Component.PLATFORM.value for d in values)
+    skip = {Component.CPU.value, Component.DRAM.value} if has_platform else {
+        Component.PLATFORM.value}
+    picked = [getattr(d, attr) for d in values if d.component not in skip]
+    picked = [v for v in picked if v is not None]
+    return math.fsum(picked)
