@@ -28,7 +28,7 @@ def cpu_models(root: str | os.PathLike[str] | None = None) -> dict[int, str]:
         candidates.append(Path("/proc/cpuinfo"))
     for path in candidates:
         try:
-            text = path.read_text(encoding="utf-8", errors="replace")
+            text = path.read_bytes().decode("utf-8", "replace")
         except OSError:
             continue
         return _parse(text)

@@ -88,8 +88,8 @@ def powercap_dirs(root: Path) -> list[Path]:
 
 
 def _read_text(path: Path) -> str:
-    with open(path, encoding="ascii", errors="replace") as fh:
-        return fh.read().strip()
+    with open(path, "rb") as fh:  # bytes: no codec lookup (works after dropping privileges)
+        return fh.read().decode("utf-8", "replace").strip()
 
 
 def scan_zones(root: Path, include_psys: bool = False) -> tuple[list[Zone], list[str]]:
@@ -215,9 +215,10 @@ class RaplMeter(Meter):
             return MeterStatus(
                 self.name, Status.UNAVAILABLE, domains=self.domains(),
                 reason=f"permission denied reading {len(denied)} RAPL counter(s) "
-                       f"({denied[0]}): readable by root only since CVE-2020-8694",
-                fix=f"{grant_command(denied)}  (lost at reboot; for a lasting fix add a udev "
-                    "rule or run as root)",
+                       f"({denied[0]}): readable by root only since CVE-2020-8694; the fix "
+                       "below lasts until reboot (a udev rule or a sysfsutils entry makes it "
+                       "permanent)",
+                fix=grant_command(denied),
                 devices=self._devices())
         if broken:
             return MeterStatus(self.name, Status.UNAVAILABLE, domains=self.domains(),

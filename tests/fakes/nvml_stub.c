@@ -1,0 +1,175 @@
+/* A stand-in libnvidia-ml.so.1 for tests: the real pynvml bindings load it like the driver's.
+ *
+ * Devices come from the text file named by $FAKE_NVML_STATE, re-read on every call so the
+ * test drives the counters while a meter runs. One line per device (line order = index):
+ *
+ *   <uuid> <pci-device-id-hex> <energy-mJ> <power-mW> <instant-mW> <flags> <name ...>
+ *
+ * flags: 1 energy counter supported, 2 instantaneous power field supported,
+ *        4 energy call fails (NVML_ERROR_UNKNOWN), 8 power calls fail (NVML_ERROR_UNKNOWN),
+ *        16 GPU is lost (every device call fails with NVML_ERROR_GPU_IS_LOST).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define OK 0
+#define ERR_INVALID_ARGUMENT 2
+#define ERR_NOT_SUPPORTED 3
+#define ERR_NOT_FOUND 6
+#define ERR_GPU_IS_LOST 15
+#define ERR_UNKNOWN 999
+#define MAX_DEV 16
+#define FI_DEV_POWER_INSTANT 186
+
+typedef struct {
+    char uuid[96];
+    unsigned pci;
+    unsigned long long energy_mj;
+    unsigned power_mw, instant_mw, flags;
+    char name[96];
+} dev_t_;
+
+typedef struct {
+    char busIdLegacy[16];
+    unsigned domain, bus, device, pciDeviceId, pciSubSystemId;
+    char busId[32];
+} pci_t;
+
+typedef union {
+    double dVal; unsigned uiVal; unsigned long ulVal; unsigned long long ullVal;
+    long long sllVal; int siVal; unsigned short usVal;
+} value_t;
+
+typedef struct {
+    unsigned fieldId, scopeId;
+    long long timestamp, latencyUsec;
+    int valueType, nvmlReturn;
+    value_t value;
+} field_t;
+
+static dev_t_ devs[MAX_DEV];
+
+static int load(void) {
+    const char *path = getenv("FAKE_NVML_STATE");
+    FILE *f = path ? fopen(path, "r") : NULL;
+    int n = 0;
+    char line[512];
+    if (!f) return -1;
+    while (n < MAX_DEV && fgets(line, sizeof line, f)) {
+        dev_t_ *d = &devs[n];
+        int used = 0;
+        if (sscanf(line, "%95s %x %llu %u %u %u %n", d->uuid, &d->pci, &d->energy_mj,
+                   &d->power_mw, &d->instant_mw, &d->flags, &used) < 6) continue;
+        strncpy(d->name, line + used, sizeof d->name - 1);
+        d->name[sizeof d->name - 1] = 0;
+        d->name[strcspn(d->name, "\n")] = 0;
+        n++;
+    }
+    fclose(f);
+    return n;
+}
+
+static dev_t_ *get(void *handle, int *err) {
+    long i = (long)handle - 1;
+    int n = load();
+    if (i < 0 || i >= n) { *err = ERR_INVALID_ARGUMENT; return NULL; }
+    if (devs[i].flags & 16) { *err = ERR_GPU_IS_LOST; return NULL; }
+    *err = OK;
+    return &devs[i];
+}
+
+int nvmlInitWithFlags(unsigned flags) { (void)flags; return load() < 0 ? ERR_UNKNOWN : OK; }
+int nvmlInit_v2(void) { return nvmlInitWithFlags(0); }
+int nvmlShutdown(void) { return OK; }
+
+const char *nvmlErrorString(int r) {
+    switch (r) {
+    case OK: return "Success";
+    case ERR_INVALID_ARGUMENT: return "Invalid Argument";
+    case ERR_NOT_SUPPORTED: return "Not Supported";
+    case ERR_NOT_FOUND: return "Not Found";
+    case ERR_GPU_IS_LOST: return "GPU is lost";
+    default: return "Unknown Error";
+    }
+}
+
+int nvmlDeviceGetCount_v2(unsigned *count) {
+    int n = load();
+    if (n < 0) return ERR_UNKNOWN;
+    *count = (unsigned)n;
+    return OK;
+}
+
+int nvmlDeviceGetHandleByIndex_v2(unsigned index, void **handle) {
+    int n = load();
+    if ((int)index >= n) return ERR_INVALID_ARGUMENT;
+    *handle = (void *)(long)(index + 1);
+    return OK;
+}
+
+int nvmlDeviceGetHandleByUUID(const char *uuid, void **handle) {
+    int n = load();
+    for (int i = 0; i < n; i++)
+        if (strcmp(devs[i].uuid, uuid) == 0) { *handle = (void *)(long)(i + 1); return OK; }
+    return ERR_NOT_FOUND;
+}
+
+int nvmlDeviceGetIndex(void *handle, unsigned *index) {
+    int err; if (!get(handle, &err)) return err;
+    *index = (unsigned)((long)handle - 1);
+    return OK;
+}
+
+int nvmlDeviceGetName(void *handle, char *name, unsigned length) {
+    int err; dev_t_ *d = get(handle, &err); if (!d) return err;
+    snprintf(name, length, "%s", d->name);
+    return OK;
+}
+
+int nvmlDeviceGetUUID(void *handle, char *uuid, unsigned length) {
+    int err; dev_t_ *d = get(handle, &err); if (!d) return err;
+    snprintf(uuid, length, "%s", d->uuid);
+    return OK;
+}
+
+int nvmlDeviceGetPciInfo_v3(void *handle, pci_t *pci) {
+    int err; dev_t_ *d = get(handle, &err); if (!d) return err;
+    memset(pci, 0, sizeof *pci);
+    pci->pciDeviceId = (d->pci << 16) | 0x10de;
+    pci->bus = (unsigned)((long)handle);
+    snprintf(pci->busId, sizeof pci->busId, "00000000:%02X:00.0", pci->bus);
+    return OK;
+}
+
+int nvmlDeviceGetTotalEnergyConsumption(void *handle, unsigned long long *mj) {
+    int err; dev_t_ *d = get(handle, &err); if (!d) return err;
+    if (!(d->flags & 1)) return ERR_NOT_SUPPORTED;
+    if (d->flags & 4) return ERR_UNKNOWN;
+    *mj = d->energy_mj;
+    return OK;
+}
+
+int nvmlDeviceGetPowerUsage(void *handle, unsigned *mw) {
+    int err; dev_t_ *d = get(handle, &err); if (!d) return err;
+    if (d->flags & 8) return ERR_UNKNOWN;
+    *mw = d->power_mw;
+    return OK;
+}
+
+int nvmlDeviceGetFieldValues(void *handle, int count, field_t *values) {
+    int err; dev_t_ *d = get(handle, &err); if (!d) return err;
+    for (int i = 0; i < count; i++) {
+        field_t *v = &values[i];
+        v->timestamp = 0; v->latencyUsec = 0;
+        if (v->fieldId != FI_DEV_POWER_INSTANT || !(d->flags & 2)) {
+            v->nvmlReturn = ERR_NOT_SUPPORTED;
+            continue;
+        }
+        if (d->flags & 8) { v->nvmlReturn = ERR_UNKNOWN; continue; }
+        v->valueType = 1; /* unsigned int */
+        v->value.uiVal = d->instant_mw;
+        v->nvmlReturn = OK;
+    }
+    return OK;
+}
