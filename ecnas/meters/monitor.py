@@ -141,8 +141,12 @@ class Monitor:
             self.start()
         if self.sync_cuda:
             sync_cuda_devices()
-        t = time.monotonic()
-        return Snapshot(t, tuple(m.read() for m in self._meters))
+        readings = tuple(m.read() for m in self._meters)
+        # The meters' own read times (their mean): a window's duration then matches the
+        # interval the meters integrated over.
+        t = (math.fsum(r.timestamp for r in readings) / len(readings) if readings
+             else time.monotonic())
+        return Snapshot(t, readings)
 
     def begin(self, name: str) -> None:
         """Open the window ``name`` (windows nest and overlap freely)."""
