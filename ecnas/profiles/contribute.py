@@ -1,0 +1,131 @@
+"""Bundle a device contribution: its profile, a device table measured on it, a manifest.
+
+The bundle is a ``.tar.gz`` holding ``profile/<id>.toml``, ``table/<file>`` and
+``manifest.json`` (versions, contributor, SHA-256 of each file, table summary and the
+consistency-check results). Nothing is bundled unless the profile validates, the table's
+``device`` column names the profile, and the table passes ``ecnas.tables`` checks.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import io
+import json
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ecnas._version import __version__
+from ecnas.errors import EcnasError, InputError
+from ecnas.profiles.toml_io import validate_file
+
+
+@dataclass(frozen=True)
+class ContributionResult:
+    profile_id: str
+    profile_file: str
+    table_file: str
+    rows: int
+    architectures: int
+    failed_checks: tuple[str, ...]
+    checks: tuple[dict, ...]
+    bundle: str | None  # None when checks failed (nothing written)
+    bundle_sha256: str | None
+    manifest: dict
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed_checks
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "profile_id": self.profile_id, "profile_file": self.profile_file,
+                "table_file": self.table_file, "rows": self.rows,
+                "architectures": self.architectures,
+                "failed_checks": list(self.failed_checks), "checks": list(self.checks),
+                "bundle": self.bundle, "bundle_sha256": self.bundle_sha256,
+                "manifest": self.manifest}
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_rows(report: Any) -> list[dict]:
+    """Normalize what ``ecnas.tables.checks.run_checks`` returns into name/passed/detail rows."""
+    if hasattr(report, "to_dict"):
+        report = report.to_dict()
+    items = report.get("checks", report) if isinstance(report, dict) else report
+    rows = []
+    for item in items or ():
+        d = item.to_dict() if hasattr(item, "to_dict") else dict(item)
+        passed = d.get("passed", d.get("ok"))
+        if passed is None and "status" in d:
+            passed = str(d["status"]).lower() in ("pass", "passed", "ok", "warn", "warning")
+        rows.append({"name": str(d.get("name", d.get("check", "?"))), "passed": bool(passed),
+                     "detail": str(d.get("detail", d.get("message", "")))})
+    return rows
+
+
+def check_table(table: Path, profile_id: str) -> tuple[int, int, list[dict]]:
+    """Read the table through ecnas.tables and run its checks plus the device-id check."""
+    try:
+        from ecnas.tables import read_table
+        from ecnas.tables.checks import run_checks
+    except ImportError as exc:
+        raise EcnasError(f"cannot validate {table}: ecnas.tables is not available ({exc})") from None
+    df = read_table(table)
+    rows = _check_rows(run_checks(df))
+    devices = sorted({str(d) for d in df["device"].dropna().unique()}) if "device" in df else []
+    rows.append({
+        "name": "device-matches-profile", "passed": devices == [profile_id],
+        "detail": (f"device column holds {devices}, expected only {profile_id!r}"
+                   if devices != [profile_id] else f"all rows measured on {profile_id}")})
+    n_arch = int(df["arch_hash"].nunique()) if "arch_hash" in df else 0
+    return len(df), n_arch, rows
+
+
+def make_bundle(profile_path: Path, table_path: Path, out: Path, *, who: str = "",
+                notes: str = "", force: bool = False) -> ContributionResult:
+    profile_path, table_path, out = Path(profile_path), Path(table_path), Path(out)
+    if not out.name.endswith((".tar.gz", ".tgz")):
+        raise InputError(f"--out: {out}: the bundle must end in .tar.gz")
+    if out.exists() and not force:
+        raise InputError(f"--out: {out} exists (use --force to overwrite)")
+    if not table_path.is_file():
+        raise InputError(f"--table: {table_path}: no such file")
+    profile = validate_file(profile_path)
+    rows, n_arch, checks = check_table(table_path, profile.id)
+    failed = tuple(f"{c['name']}: {c['detail']}" if c["detail"] else c["name"]
+                   for c in checks if not c["passed"])
+    manifest = {
+        "format": "ecnas-device-contribution/1",
+        "ecnas_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "contributor": who, "notes": notes,
+        "profile": {"id": profile.id, "kind": profile.kind, "name": profile.name,
+                    "calibrated": profile.calibrated,
+                    "file": f"profile/{profile.id}.toml",
+                    "sha256": sha256_file(profile_path)},
+        "table": {"file": f"table/{table_path.name}", "sha256": sha256_file(table_path),
+                  "rows": rows, "architectures": n_arch},
+        "checks": checks,
+    }
+    bundle = digest = None
+    if not failed:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(out, "w:gz") as tar:
+            tar.add(profile_path, arcname=manifest["profile"]["file"])
+            tar.add(table_path, arcname=manifest["table"]["file"])
+            data = json.dumps(manifest, indent=2).encode()
+            info = tarfile.TarInfo("manifest.json")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        bundle, digest = str(out), sha256_file(out)
+    return ContributionResult(profile.id, str(profile_path), str(table_path), rows, n_arch,
+                              failed, tuple(checks), bundle, digest, manifest)

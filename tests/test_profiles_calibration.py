@@ -1,0 +1,233 @@
+"""The reference fit, the gross/net helper, and ecnas calibrate on fake RAPL counters."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fakes.sysfs import FakePowercap
+
+from ecnas.errors import InputError
+from ecnas.meters.rapl import RaplMeter
+from ecnas.profiles import get_profile, load_profiles, validate_file
+from ecnas.profiles.apply import calibrate_energy
+from ecnas.profiles.calibrate import calibrate_meter, choose_meter, numpy_burn
+from ecnas.profiles.calibration import ReferenceSeries, fit_reference, read_reference_csv
+
+ROOT = Path(__file__).resolve().parents[1]
+MAIN = "import sys; from ecnas.cli import main; sys.exit(main(sys.argv[1:]))"
+GAIN, OFFSET = 1.08, 12.0
+
+
+def _power(t, t0, period=1.3):
+    return 60.0 + 40.0 * np.sin(2 * np.pi * (np.asarray(t) - t0) / period)
+
+
+def _energy(t, t0, period=1.3):
+    # Closed-form integral of _power from t0: the fake counter is exact.
+    x = np.asarray(t) - t0
+    return 60.0 * x + 40.0 * period / (2 * np.pi) * (1 - np.cos(2 * np.pi * x / period))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fit_recovers_gain_and_offset_within_uncertainty(seed):
+    rng = np.random.default_rng(seed)
+    t0 = 1.7e9
+    t = t0 + np.arange(0, 90, 0.1)
+    p = _power(t, t0, 17.0) + rng.normal(0, 2.0, len(t))
+    e = np.concatenate([[0.0], np.cumsum(0.5 * (p[1:] + p[:-1]) * np.diff(t))])
+    rt = t0 + np.arange(-1, 91, 0.5)
+    rw = GAIN * _power(rt, t0, 17.0) + OFFSET + rng.normal(0, 3.0, len(rt))
+    fit = fit_reference((t, e), ReferenceSeries(tuple(rt), tuple(rw), "synthetic"))
+    assert abs(fit.gain - GAIN) < 3 * fit.gain_sd
+    assert abs(fit.offset_w - OFFSET) < 3 * fit.offset_sd
+    assert 0 < fit.gain_sd < 0.02 and 0 < fit.offset_sd < 2.0
+    assert fit.n == 89 and 1.0 < fit.residual_w < 4.0
+    cal = fit.calibration
+    assert cal.calibrated and cal.apply(100.0, 2.0) == pytest.approx(fit.gain * 100 + fit.offset_w * 2)
+
+
+def test_fit_accepts_watts_and_csv(tmp_path):
+    t0 = 1.7e9
+    t = t0 + np.arange(0, 30, 0.05)
+    csv = tmp_path / "ref.csv"
+    rt = t0 + np.arange(-1, 31, 0.25)
+    rows = ["timestamp,watts"] + [f"{x:.3f},{GAIN * w + OFFSET:.4f}"
+                                  for x, w in zip(rt, _power(rt, t0, 7.0), strict=True)]
+    csv.write_text("\n".join(rows) + "\n")
+    fit = fit_reference((t, _power(t, t0, 7.0)), csv, measured_is="watts")
+    assert fit.gain == pytest.approx(GAIN, abs=0.01)
+    assert fit.offset_w == pytest.approx(OFFSET, abs=0.6)
+
+
+def test_reference_csv_formats_and_errors(tmp_path):
+    iso = tmp_path / "iso.csv"
+    iso.write_text("time,power_w\n2024-05-01T10:00:00+00:00,100\n2024-05-01T10:00:01Z,110\n")
+    ref = read_reference_csv(iso)
+    assert ref.t[1] - ref.t[0] == 1.0 and ref.watts == (100.0, 110.0)
+    bare = tmp_path / "bare.csv"
+    bare.write_text("# PDU log\n10,5\n11,6\n")
+    assert read_reference_csv(bare).t == (10.0, 11.0)
+    cases = {
+        "1,abc\n2,3\n": "line 1: watts: 'abc' is not a number",
+        "1,3\n1,4\n": "line 2: timestamp: '1' does not increase",
+        "1,3\nyesterday,4\n": "line 2: timestamp: 'yesterday' is neither",
+        "1,-3\n2,4\n": "line 1: watts: -3.0 is not a finite power",
+        "1,3\n": "needs at least 2 samples",
+        "": "empty reference file",
+    }
+    for text, message in cases.items():
+        bad = tmp_path / "bad.csv"
+        bad.write_text(text)
+        with pytest.raises(InputError, match=f"^{bad}: " + message.replace("(", r"\(")):
+            read_reference_csv(bad)
+
+
+def test_fit_refuses_what_it_cannot_fit():
+    t = np.arange(0.0, 10.0, 0.1)
+    flat = ReferenceSeries(tuple(t), tuple(np.full_like(t, 50.0)), "flat")
+    with pytest.raises(InputError, match="measured power is constant"):
+        fit_reference((t, 40.0 * t), flat)
+    late = ReferenceSeries((100.0, 200.0), (1.0, 2.0), "late")
+    with pytest.raises(InputError, match="late: the reference does not cover the measurement"):
+        fit_reference((t, 40.0 * t), late)
+
+
+def test_calibrate_energy_gross_and_net():
+    base = get_profile("nvidia-quadro-rtx-6000")
+    from dataclasses import replace
+
+    from ecnas.meters.base import Calibration
+
+    cal = replace(base, calibration=Calibration(1.1, 5.0, 0.5, True))
+    r = calibrate_energy(cal, "gpu:0", 1000.0, 10.0, subtract_idle=True)
+    assert (r.raw_j, r.gross_j, r.net_j) == (1000.0, 1150.0, 1150.0 - base.idle_w * 10)
+    assert r.calibrated and r.profile_id == "nvidia-quadro-rtx-6000"
+    r = calibrate_energy(base, "gpu:0", 1000.0, 10.0)
+    assert (r.gross_j, r.net_j, r.calibrated) == (1000.0, None, False)
+    r = calibrate_energy(get_profile("generic-intel-xeon"), "cpu:0/dram", 50.0, 1.0,
+                         subtract_idle=True)
+    assert r.net_j is None and "no idle baseline" in r.note
+    assert calibrate_energy(None, "gpu:0", 7.0, 1.0).gross_j == 7.0
+
+
+class CounterWriter:
+    """Moves a fake package counter along the known power curve, every ~2 ms."""
+
+    def __init__(self, zone, t0: float, period: float) -> None:
+        self.zone, self.t0, self.period = zone, t0, period
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.zone.set(int(_energy(time.time(), self.t0, self.period) * 1e6))
+            self.stop.wait(0.002)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+def _fake_rapl(tmp_path: Path):
+    fake = FakePowercap(tmp_path / "root", cpu_model="Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz")
+    zones = fake.package(0, dram=False, core=False)
+    return fake, zones["package"]
+
+
+def _write_reference(path: Path, t0: float, period: float, seconds: float) -> None:
+    rng = np.random.default_rng(7)
+    rt = t0 + np.arange(-1.0, seconds, 0.02)
+    rw = GAIN * _power(rt, t0, period) + OFFSET + rng.normal(0, 0.5, len(rt))
+    path.write_text("timestamp,watts\n" + "".join(
+        f"{x:.4f},{w:.4f}\n" for x, w in zip(rt, rw, strict=True)))
+
+
+def test_calibrate_on_fake_rapl_recovers_gain_and_offset(tmp_path):
+    fake, package = _fake_rapl(tmp_path)
+    t0, period = time.time(), 0.9
+    ref = tmp_path / "ref.csv"
+    _write_reference(ref, t0, period, 30.0)
+    meter = RaplMeter(sysfs_root=fake.root)
+    choice = choose_meter([meter], "cpu")
+    assert choice.domains == ("cpu:0/package",)
+    with CounterWriter(package, t0, period):
+        run = calibrate_meter(choice.meter, choice.device, choice.domains,
+                              profiles=load_profiles(), idle_s=1.2, load_s=1.2, probe_s=0.3,
+                              poll_s=0.04, reference=ref, interval_s=0.2,
+                              burn=numpy_burn(64), instrument="synthetic reference")
+    fit = run.fit
+    assert fit is not None and fit.n >= 8
+    assert abs(fit.gain - GAIN) < max(4 * fit.gain_sd, 0.03)
+    assert abs(fit.offset_w - OFFSET) < max(4 * fit.offset_sd, 2.0)
+    assert run.mode == "measured" and run.base_profile == "generic-intel-xeon"
+    assert 40 < run.idle.power_w["cpu:0/package"] < 80  # the curve's mean is 60 W
+    assert run.probe.update_period_s is not None and run.probe.update_period_s < 0.1
+    p = run.profile
+    assert p.calibrated and p.calibration.gain == fit.gain
+    assert p.calibration_info.reference == "synthetic reference"
+    assert p.rapl_domains == ("package",) and p.energy_counter is True
+    assert "generic-intel-xeon" in p.provenance and "measured" not in run.not_calibrated
+
+
+def _cli(*args, env=None):
+    import os
+
+    full = dict(os.environ)
+    full.update(env or {})
+    return subprocess.run([sys.executable, "-c", MAIN, *args], capture_output=True, text=True,
+                          cwd=ROOT, env=full, timeout=120)
+
+
+def test_cli_calibrate_fake_rapl_with_reference(tmp_path):
+    fake, package = _fake_rapl(tmp_path)
+    t0, period = time.time(), 0.9
+    ref = tmp_path / "ref.csv"
+    _write_reference(ref, t0, period, 60.0)
+    out = tmp_path / "xeon.toml"
+    with CounterWriter(package, t0, period):
+        result = _cli("calibrate", "--kind", "cpu", "--out", str(out), "--idle-s", "1.2",
+                      "--load-s", "1.2", "--probe-s", "0.3", "--poll-s", "0.04",
+                      "--interval-s", "0.2", "--reference", str(ref), "--who", "test lab",
+                      "--instrument", "synthetic", "--id", "xeon-gold-6130", "--json",
+                      env={"ECNAS_SYSFS_ROOT": str(fake.root)})
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["mode"] == "measured" and report["meter"] == "rapl"
+    assert abs(report["fit"]["gain"] - GAIN) < max(4 * report["fit"]["gain_sd"], 0.03)
+    assert "idle baseline" in result.stderr and "load test" in result.stderr  # progress
+    profile = validate_file(out)
+    assert profile.id == "xeon-gold-6130" and profile.calibrated
+    assert profile.calibration_info.by == "test lab"
+    assert math.isclose(profile.calibration.gain, report["fit"]["gain"])
+
+
+def test_cli_calibrate_estimate_mode_says_what_it_could_not_do(tmp_path):
+    root = tmp_path / "root"
+    (root / "proc").mkdir(parents=True)
+    (root / "proc" / "cpuinfo").write_text("processor\t: 0\nmodel name\t: AMD EPYC 7763 64-Core Processor\n")
+    out = tmp_path / "epyc.toml"
+    result = _cli("calibrate", "--kind", "cpu", "--out", str(out), "--json",
+                  env={"ECNAS_SYSFS_ROOT": str(root)})
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["mode"] == "estimate" and report["base_profile"] == "generic-amd-epyc"
+    assert any("no energy counter can be read" in n and "no RAPL zones" in n
+               for n in report["not_calibrated"])
+    profile = validate_file(out)
+    assert not profile.calibrated and profile.id == "amd-epyc-7763-64-core-processor"
+    assert "estimate mode" in profile.provenance
+    again = _cli("calibrate", "--kind", "cpu", "--out", str(out),
+                 env={"ECNAS_SYSFS_ROOT": str(root)})
+    assert again.returncode == 2 and "exists (use --force" in again.stderr
