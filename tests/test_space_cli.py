@@ -1,5 +1,6 @@
 """`ecnas spec` on real EC-NAS 5V architectures: EC-NAS's hash and parameter count."""
 
+import itertools
 import json
 import random
 import shutil
@@ -9,6 +10,8 @@ import sys
 import pytest
 
 from ecnas.cli import main
+from ecnas.space import ModelSpec, canonical_spec
+from ecnas.space.cost import trainable_params
 
 # the installed console script when there is one, else the same entry point through python
 ECNAS = [shutil.which("ecnas")] if shutil.which("ecnas") else [
@@ -95,3 +98,55 @@ def test_malformed_input_exits_2_with_one_line(args, message, capsys):
     assert main(["spec", *args]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def _renumberings(spec):
+    """Every valid vertex renumbering of a pruned cell (input and output fixed)."""
+    n = spec.num_vertices
+    m = spec.matrix
+    for p in itertools.permutations(range(1, n - 1)):
+        sigma = (0, *p, n - 1)
+        if any(sigma[x] > sigma[y] for x in range(n) for y in range(n) if m[x, y]):
+            continue
+        new = [[0] * n for _ in range(n)]
+        ops = [""] * n
+        for v in range(n):
+            ops[sigma[v]] = spec.ops[v]
+            for w in range(n):
+                if m[v, w]:
+                    new[sigma[v]][sigma[w]] = 1
+        yield ModelSpec(new, ops)
+
+
+def test_canonical_flag_recovers_ecnas_count_for_a_renumbered_cell(ecnas_5v_graphs, ecnas_5v_results,
+                                                                   capsys):
+    # find 5V cells whose renumbering moves a remainder channel to another op
+    found = 0
+    for h in sorted(ecnas_5v_graphs):
+        spec = ModelSpec(*ecnas_5v_graphs[h])
+        recorded = ecnas_5v_results[h]["trainable_params"]
+        other = next((s for s in _renumberings(spec) if trainable_params(s) != recorded), None)
+        if other is None:
+            continue
+        assert canonical_spec(other) == spec
+        base = ["spec", "--matrix", other.matrix_str, "--ops", other.ops_str, "--json"]
+        assert main(base) == 0
+        plain = json.loads(capsys.readouterr().out)
+        assert plain["arch_hash"] == h and plain["trainable_params"] != recorded
+        assert plain["canonical_matrix"] == spec.matrix_str
+        assert main([*base, "--canonical"]) == 0
+        canon = json.loads(capsys.readouterr().out)
+        assert (canon["arch_hash"], canon["trainable_params"]) == (h, recorded)
+        assert canon["matrix"] == spec.matrix_str
+        found += 1
+        if found == 3:
+            break
+    assert found == 3
+
+
+def test_canonical_spec_of_any_renumbering_is_the_stored_ecnas_cell(ecnas_5v_graphs):
+    for h in random.Random(5).sample(sorted(ecnas_5v_graphs), 300):
+        stored = ModelSpec(*ecnas_5v_graphs[h])
+        for variant in _renumberings(stored):
+            assert variant.hash() == h
+            assert canonical_spec(variant) == stored

@@ -37,6 +37,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--num-classes", type=int, default=10, help="classes of the dense layer (default 10)")
     p.add_argument("--in-channels", type=int, default=3, help="image channels (default 3)")
     p.add_argument("--image-size", type=int, default=32, help="image side for FLOPs (default 32)")
+    p.add_argument("--canonical", action="store_true",
+                   help="renumber the cell to NAS-Bench-101's stored form first (whose parameter "
+                        "count NAS-Bench-101 and EC-NAS record for this hash)")
     add_json_flag(p)
     p.set_defaults(func=run_spec)
 
@@ -51,12 +54,16 @@ def describe_spec(
     num_classes: int = 10,
     in_channels: int = 3,
     image_size: int = 32,
+    canonical: bool = False,
 ) -> dict[str, Any]:
     """What ``ecnas spec --json`` prints, as a dict (the Python side of the command)."""
-    from ecnas.space import ModelSpec
+    from ecnas.space import ModelSpec, canonical_spec
     from ecnas.space.cost import NetworkShape, forward_flops, trainable_params
 
     spec = ModelSpec(matrix, ops)
+    canon = canonical_spec(spec) if spec.valid else None
+    if canonical and canon is not None:
+        spec = canon
     network = NetworkShape(stem_channels, num_stacks, cells_per_stack, num_classes, in_channels)
     if image_size < 1:
         from ecnas.errors import InputError
@@ -75,6 +82,9 @@ def describe_spec(
         "flops_unit": FLOPS_UNIT,
         "num_vertices": spec.num_vertices,
         "num_edges": spec.num_edges,
+        # isomorphic renumberings share the hash but may differ by a few channels' parameters
+        "canonical_matrix": canon.matrix_str if canon is not None else None,
+        "canonical_ops": canon.ops_str if canon is not None else None,
         "source": "analytic",  # computed from the architecture, not measured
         "network": {
             "stem_channels": network.stem_channels,
@@ -98,6 +108,9 @@ def _text(r: dict[str, Any]) -> str:
     lines.append(f"matrix (pruned)   {r['matrix']}")
     lines.append(f"ops (pruned)      {r['ops']}")
     lines.append(f"vertices, edges   {r['num_vertices']}, {r['num_edges']}")
+    if r["valid"] and r["canonical_matrix"] != r["matrix"]:
+        lines.append(f"NAS-Bench-101 form {r['canonical_matrix']} [{r['canonical_ops']}] "
+                     "(--canonical for its costs)")
     if r["valid"]:
         n = r["network"]
         lines.append(
@@ -115,7 +128,7 @@ def run_spec(args: argparse.Namespace) -> int:
     result = describe_spec(
         args.matrix, args.ops, stem_channels=args.stem_channels, num_stacks=args.stacks,
         cells_per_stack=args.cells_per_stack, num_classes=args.num_classes,
-        in_channels=args.in_channels, image_size=args.image_size,
+        in_channels=args.in_channels, image_size=args.image_size, canonical=args.canonical,
     )
     emit(args.json, result, _text)
     return 0
