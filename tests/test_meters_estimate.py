@@ -1,0 +1,113 @@
+"""The estimate meter and the fallback path on a machine without readable counters."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from fakes.sysfs import FakePowercap
+
+from ecnas.meters import Monitor, Status, default_meters, discover
+from ecnas.meters.estimate import DEFAULT_PER_CORE_W, EstimateMeter
+from ecnas.profiles import get_profile
+
+BUSY = "import time\nt = time.process_time()\nwhile time.process_time() - t < {s}: pass\n"
+
+
+@pytest.fixture
+def no_counters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "empty-root"
+    root.mkdir()
+    monkeypatch.setenv("ECNAS_SYSFS_ROOT", str(root))
+    return root
+
+
+def test_fallback_here_is_the_estimate_with_the_reason(no_counters: Path) -> None:
+    meters = default_meters()
+    names = [m.name for m in meters]
+    assert "estimate" in names and "rapl" not in names
+    with Monitor(meters) as mon:
+        mon.begin("w")
+        rep = mon.end("w")
+    assert rep.estimated
+    reason = " ".join(rep.reasons)
+    assert "RAPL unavailable: no RAPL zones" in reason
+    assert "CPU time" in reason
+    d = rep.domains["cpu:estimate"]
+    assert d.status == "estimated" and d.meter == "estimate" and d.component == "cpu"
+    statuses = {s.meter: s for s in discover()}
+    assert statuses["rapl"].status is Status.UNAVAILABLE
+    assert statuses["estimate"].status is Status.ESTIMATED
+
+
+def test_child_cpu_time_times_per_core_power(no_counters: Path) -> None:
+    meter = EstimateMeter(per_core_w=10.0)
+    before = os.times()
+    with Monitor([meter]) as mon:
+        mon.begin("w")
+        subprocess.run([sys.executable, "-c", BUSY.format(s=0.3)], check=True)
+        rep = mon.end("w")
+    after = os.times()
+    child_s = (after.children_user + after.children_system
+               - before.children_user - before.children_system)
+    own_s = after.user + after.system - before.user - before.system
+    assert child_s >= 0.3
+    assert rep.energy_j == pytest.approx(10.0 * (child_s + own_s), abs=10.0 * 0.03)
+    assert rep.estimated and "10 W per core as given" in rep.reasons[0]
+
+
+def test_live_descendants_count_before_they_exit() -> None:
+    meter = EstimateMeter(per_core_w=1.0)
+    start = meter.cpu_seconds()
+    proc = subprocess.Popen([sys.executable, "-c", BUSY.format(s=30)])
+    try:
+        deadline = time.monotonic() + 20
+        while meter.cpu_seconds() - start < 0.3:
+            assert time.monotonic() < deadline, "child CPU time never showed up"
+            time.sleep(0.02)
+        assert proc.poll() is None  # counted while still running
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_in_process_work_counts(no_counters: Path) -> None:
+    meter = EstimateMeter(per_core_w=5.0)
+    with Monitor([meter]) as mon:
+        mon.begin("w")
+        t = time.process_time()
+        while time.process_time() - t < 0.2:
+            pass
+        rep = mon.end("w")
+    assert rep.energy_j == pytest.approx(5.0 * 0.2, abs=5.0 * 0.05)
+
+
+def test_per_core_power_comes_from_the_matched_profile(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    tree = FakePowercap(tmp_path, cpu_model="Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz")
+    monkeypatch.setenv("ECNAS_SYSFS_ROOT", str(tree.root))
+    watts, source, profile_id = EstimateMeter().per_core()
+    expected = get_profile("generic-intel-xeon")
+    assert profile_id == "generic-intel-xeon"
+    assert expected is not None and watts == expected.per_core_w
+    assert "from profile generic-intel-xeon" in source
+
+
+def test_generic_default_when_profiles_cannot_load(no_counters: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ECNAS_PROFILE_PATH", str(tmp_path / "missing-profiles"))
+    watts, source, profile_id = EstimateMeter().per_core()
+    assert watts == DEFAULT_PER_CORE_W and profile_id is None
+    assert "generic default" in source and "missing-profiles" in source
+
+
+def test_short_window_is_flagged() -> None:
+    with Monitor([EstimateMeter(per_core_w=1.0)]) as mon:
+        mon.begin("w")
+        rep = mon.end("w")
+    assert rep.domains["cpu:estimate"].short_window
+    assert any("shorter than estimate's update period" in w for w in rep.warnings)

@@ -1,0 +1,243 @@
+"""Monitor windows, measure(), calibration, idle subtraction, plugins and import weight."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from importlib.util import find_spec
+from pathlib import Path
+
+import pytest
+from fakes.sysfs import FakePowercap
+
+import ecnas
+from ecnas.errors import InputError
+from ecnas.meters import EnergyReport, Monitor, available_meters, measure, sync_cuda_devices
+from ecnas.meters.rapl import RaplMeter
+
+J = 1_000_000
+
+LAB_PROFILE = """
+schema_version = 1
+id = "lab-xeon-6130"
+kind = "cpu"
+name = "Lab Xeon Gold 6130"
+provenance = "test profile"
+
+[match]
+cpu_model_patterns = ["Xeon\\\\(R\\\\) Gold 6130"]
+
+[power]
+tdp_w = 125.0
+idle_w = 20.0
+max_w = 140.0
+per_core_w = 4.0
+
+[calibration]
+status = "calibrated"
+gain = 1.1
+offset_w = 2.0
+reference = "Yokogawa WT310E wall meter"
+date = "2026-11-01"
+"""
+
+
+@pytest.fixture
+def pkg(tmp_path: Path):
+    tree = FakePowercap(tmp_path / "root")
+    zone = tree.package(0, dram=False, core=False)["package"]
+    zone.value = 0  # type: ignore[attr-defined]
+
+    def add(joules: float) -> None:
+        zone.value += int(joules * J)  # type: ignore[attr-defined]
+        zone.set(zone.value)  # type: ignore[attr-defined]
+
+    return tree, add
+
+
+def test_windows_nest_and_overlap(pkg) -> None:
+    tree, add = pkg
+    with Monitor([RaplMeter(tree.root)]) as mon:
+        mon.begin("outer")
+        add(1)
+        mon.begin("a")
+        add(2)
+        mon.begin("b")  # overlaps a, which ends before b
+        add(4)
+        a = mon.end("a")
+        add(8)
+        so_far = mon.peek("outer")  # stays open
+        add(16)
+        b = mon.end("b")
+        outer = mon.end("outer")
+        assert mon.open_windows() == ()
+    assert a.energy_j == pytest.approx(6)
+    assert b.energy_j == pytest.approx(28)
+    assert so_far.energy_j == pytest.approx(15)
+    assert outer.energy_j == pytest.approx(31)
+    assert outer.duration_s >= b.duration_s > 0
+    assert outer.meters == ("rapl",)
+
+
+def test_window_errors_are_input_errors(pkg) -> None:
+    tree, _ = pkg
+    with Monitor([RaplMeter(tree.root)]) as mon:
+        mon.begin("x")
+        with pytest.raises(InputError, match="'x' is already open"):
+            mon.begin("x")
+        with pytest.raises(InputError, match="'y' is not open"):
+            mon.end("y")
+
+
+def test_measure_context_manager_and_decorator(pkg) -> None:
+    tree, add = pkg
+    with measure("block", meters=[RaplMeter(tree.root)]) as m:
+        add(3)
+    assert isinstance(m.report, EnergyReport)
+    assert m.report.name == "block" and m.report.energy_j == pytest.approx(3)
+
+    step = measure("step", meters=[RaplMeter(tree.root)])
+
+    @step
+    def work(x: float) -> float:
+        add(x)
+        return x * 2
+
+    assert work(5) == 10
+    assert work.energy_report.energy_j == pytest.approx(5)  # type: ignore[attr-defined]
+    assert step.report is work.energy_report  # type: ignore[attr-defined]
+
+
+def test_measure_reports_even_when_the_block_raises(pkg) -> None:
+    tree, add = pkg
+    m = measure("boom", meters=[RaplMeter(tree.root)])
+    with pytest.raises(ZeroDivisionError), m:
+        add(2)
+        _ = 1 / 0
+    assert m.report is not None and m.report.energy_j == pytest.approx(2)
+
+
+def test_calibration_and_idle_subtraction_from_a_lab_profile(pkg, tmp_path: Path) -> None:
+    tree, add = pkg
+    profile = tmp_path / "lab.toml"
+    profile.write_text(LAB_PROFILE)
+    with Monitor([RaplMeter(tree.root)], profile_paths=[profile], idle_subtract=True) as mon:
+        mon.begin("w")
+        add(100)
+        rep = mon.end("w")
+    d = rep.domains["cpu:0/package"]
+    assert d.profile_id == "lab-xeon-6130" and d.calibrated
+    assert d.raw_joules == pytest.approx(100)
+    assert d.joules == pytest.approx(1.1 * 100 + 2.0 * rep.duration_s)
+    assert d.net_joules == pytest.approx(d.joules - 20.0 * rep.duration_s)
+    assert rep.net_energy_j == pytest.approx(d.net_joules)
+    out = json.loads(rep.to_json())
+    assert out["domain_details"]["cpu:0/package"]["raw_joules"] == pytest.approx(100)
+    assert out["domains"] == {"cpu:0/package": pytest.approx(d.joules)}
+
+
+def test_uncalibrated_profile_leaves_joules_raw(pkg) -> None:
+    tree, add = pkg  # the fake CPU is a Xeon: the packaged generic-intel-xeon matches
+    with measure(meters=[RaplMeter(tree.root)]) as m:
+        add(7)
+    d = m.report.domains["cpu:0/package"]
+    assert d.profile_id == "generic-intel-xeon" and not d.calibrated
+    assert d.joules == d.raw_joules == pytest.approx(7)
+    assert d.net_joules is None and m.report.net_energy_j is None
+
+
+def test_report_fields_and_json(pkg) -> None:
+    tree, add = pkg
+    with measure("r", meters=[RaplMeter(tree.root)]) as m:
+        add(4)
+    rep = m.report
+    assert rep.mean_power_w == pytest.approx(rep.energy_j / rep.duration_s)
+    assert math.isnan(rep.component_j("gpu"))
+    data = json.loads(rep.to_json())
+    for key in ("energy_j", "duration_s", "domains", "estimated", "reasons", "meters",
+                "warnings", "mean_power_w", "components"):
+        assert key in data
+    assert data["components"]["gpu"] is None  # NaN written as null
+    with pytest.raises(AttributeError):
+        rep.energy_j = 1.0  # type: ignore[misc]  # frozen
+
+
+def test_cuda_sync_is_skipped_without_initialized_cuda() -> None:
+    # torch (CPU build) may or may not be imported by other tests; CUDA is never initialized.
+    assert sync_cuda_devices() is False
+
+
+def test_import_is_light_and_measure_never_imports_torch() -> None:
+    code = textwrap.dedent("""
+        import sys, json
+        import ecnas.meters
+        light = sorted(m for m in ("torch", "numpy", "pandas", "dask", "scipy", "pynvml",
+                                   "psutil") if m in sys.modules)
+        from ecnas import measure
+        with measure() as m:
+            pass
+        print(json.dumps({"light": light, "torch": "torch" in sys.modules,
+                          "estimated": m.report.estimated}))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60)
+    data = json.loads(out.stdout)
+    assert data["light"] == [] and data["torch"] is False
+
+
+def test_lazy_top_level_exports() -> None:
+    assert ecnas.measure is measure and ecnas.Monitor is Monitor
+    assert ecnas.EnergyReport is EnergyReport
+
+
+PLUGIN = """
+import time
+from ecnas.meters.base import Meter, MeterStatus, Reading, Status
+
+class ConstMeter(Meter):
+    name = "const"
+    def status(self):
+        return MeterStatus(self.name, Status.MEASURED, domains=("gpu:9",), reason="wall meter")
+    def domains(self):
+        return ("gpu:9",)
+    def read(self):
+        return Reading(time.monotonic(), {"gpu:9": 42.0})
+"""
+
+
+def test_third_party_meter_through_entry_points(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    dist = site / "ecnas_const_meter-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ecnas-const-meter\n"
+                                   "Version: 1.0\n")
+    (dist / "entry_points.txt").write_text("[ecnas.meters]\nconst = constplug:ConstMeter\n"
+                                           "broken = constplug:Missing\n")
+    (site / "constplug.py").write_text(PLUGIN)
+    code = textwrap.dedent("""
+        import json
+        from ecnas.meters import available_meters, default_meters, discover
+        known = available_meters()
+        print(json.dumps({
+            "origin": known["const"].origin,
+            "defaults": [m.name for m in default_meters()],
+            "discover": {s.meter: [s.status.value, s.reason] for s in discover()},
+        }))
+    """)
+    env = dict(os.environ, PYTHONPATH=str(site), ECNAS_SYSFS_ROOT=str(tmp_path / "none"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, check=True, timeout=60)
+    data = json.loads(out.stdout)
+    assert data["origin"] == "entry point of ecnas-const-meter"
+    assert "const" in data["defaults"]
+    assert data["discover"]["const"] == ["measured", "wall meter"]
+    status, reason = data["discover"]["broken"]
+    assert status == "unavailable" and "AttributeError" in reason
+
+
+def test_pyrapl_registered_only_when_installed() -> None:
+    assert ("pyrapl" in available_meters()) == (find_spec("pyRAPL") is not None)
