@@ -108,3 +108,14 @@ def test_batchnorm_and_conv_conventions():
 def test_invalid_spec_is_refused():
     with pytest.raises(InputError, match="not connected"):
         build_network(ModelSpec("0000", "input,output"))
+
+
+def test_sampled_7v_cells_build_run_and_match_the_analytic_count():
+    from ecnas.space import sample_cells
+
+    kw = dict(stem_channels=5, num_stacks=2, cells_per_stack=1, num_classes=3)
+    for spec in sample_cells(40, seed=3):
+        net = build_network(spec, **kw)
+        assert count_trainable_params(net) == trainable_params(spec, **kw), spec
+        with torch.no_grad():
+            assert net.eval()(torch.randn(1, 3, 6, 6)).shape == (1, 3)

@@ -123,3 +123,15 @@ def test_cell_channels_double_per_stack():
         (16, 16, 0), (16, 16, 0), (16, 32, 1), (32, 32, 1), (32, 64, 2), (64, 64, 2),
     ]
     assert shape.final_channels == 64
+
+
+def test_space_and_cost_import_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, ecnas.space, ecnas.space.cost, ecnas.cli.space; "
+            "bad = [m for m in ('torch', 'pandas') if m in sys.modules]; "
+            "sys.exit(f'imported {bad}' if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
