@@ -15,7 +15,7 @@ from ecnas.errors import InputError
 
 
 def _add_profile_path(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile-path", action="append", default=[], metavar="DIR",
+    parser.add_argument("--profile-path", "--profiles", dest="profile_path", action="append", default=[], metavar="DIR",
                         help="extra folder (or file) of profiles, after the packaged ones "
                              "and ECNAS_PROFILE_PATH; repeatable")
 
