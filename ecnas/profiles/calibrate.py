@@ -330,6 +330,8 @@ def calibrate_meter(meter: Meter, device: DeviceInfo, domains: Sequence[str], *,
     base, base_reason = _base_profile(device, profiles)
     notes: list[str] = []
     not_cal: list[str] = []
+    if burn is None:  # set up the load before measuring, so a missing CUDA fails at once
+        burn = torch_burn(_gpu_index(device)) if device.kind == "gpu" else numpy_burn()
     meter.start()
     try:
         _say(progress, f"idle baseline: leave the {device.kind} alone for {idle_s:g} s")
@@ -341,8 +343,6 @@ def calibrate_meter(meter: Meter, device: DeviceInfo, domains: Sequence[str], *,
         if probe.update_period_s is None:
             not_cal.append(f"counter update period: the counter moved {probe.changes} times in "
                            f"{probe.duration_s:.2f} s, too few to time")
-        if burn is None:
-            burn = (torch_burn(_gpu_index(device)) if device.kind == "gpu" else numpy_burn())
         _say(progress, f"load test: {'torch' if device.kind == 'gpu' else 'numpy'} "
              f"matrix-multiply burn for {load_s:g} s")
         poller = None
