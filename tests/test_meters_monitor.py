@@ -241,3 +241,12 @@ def test_third_party_meter_through_entry_points(tmp_path: Path) -> None:
 
 def test_pyrapl_registered_only_when_installed() -> None:
     assert ("pyrapl" in available_meters()) == (find_spec("pyRAPL") is not None)
+
+
+def test_without_profiles_readings_are_uncalibrated_and_say_so(pkg) -> None:
+    tree, add = pkg
+    with measure(meters=[RaplMeter(tree.root)], use_profiles=False) as m:
+        add(5)
+    d = m.report.domains["cpu:0/package"]
+    assert d.profile_id is None and d.joules == pytest.approx(5)
+    assert any("hardware profiles not used" in w for w in m.report.warnings)

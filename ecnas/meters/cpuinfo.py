@@ -7,7 +7,6 @@ container that mounts the host's /proc elsewhere (and a test tree) can name the 
 from __future__ import annotations
 
 import os
-import platform
 from pathlib import Path
 
 ENV_ROOT = "ECNAS_SYSFS_ROOT"
@@ -32,7 +31,13 @@ def cpu_models(root: str | os.PathLike[str] | None = None) -> dict[int, str]:
         except OSError:
             continue
         return _parse(text)
-    return {0: platform.processor() or platform.machine() or "unknown CPU"}
+    return {0: _fallback_name()}
+
+
+def _fallback_name() -> str:
+    import platform  # costs milliseconds: only when /proc/cpuinfo is missing
+
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def _parse(text: str) -> dict[int, str]:
@@ -54,7 +59,7 @@ def _parse(text: str) -> dict[int, str]:
                 socket = int(value.strip())
             except ValueError:
                 socket = 0
-    return models or {0: platform.processor() or platform.machine() or "unknown CPU"}
+    return models or {0: _fallback_name()}
 
 
 def cpu_model(socket: int = 0, root: str | os.PathLike[str] | None = None) -> str:

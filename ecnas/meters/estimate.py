@@ -63,6 +63,9 @@ class EstimateMeter(Meter):
         if self._given_w is not None:
             return float(self._given_w), f"{self._given_w:g} W per core as given", None
         model = cpu_model()
+        if self._profiles == []:  # the Monitor was told not to use profiles
+            return (DEFAULT_PER_CORE_W, f"generic default {DEFAULT_PER_CORE_W:g} W per core "
+                    "(hardware profiles not used)", None)
         try:
             from ecnas.profiles import load_profiles, match_profile
 
@@ -127,11 +130,18 @@ class EstimateMeter(Meter):
         self.per_core()
 
 
+def _read(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, 4096)
+    finally:
+        os.close(fd)
+
+
 def _stat_seconds(pid: int, tick_s: float) -> float:
     """utime + stime + cutime + cstime of one process (0 when it is gone)."""
     try:
-        with open(_PROC / str(pid) / "stat", "rb") as fh:
-            data = fh.read()
+        data = _read(f"/proc/{pid}/stat")
     except OSError:
         return _psutil_seconds(pid) if not _PROC.is_dir() else 0.0
     # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
@@ -153,7 +163,7 @@ def _psutil_seconds(pid: int) -> float:
 
 def _descendants(pid: int) -> list[int]:
     """Live descendants of ``pid``: procfs children lists on Linux, psutil elsewhere."""
-    task = _PROC / str(pid) / "task"
+    task = f"/proc/{pid}/task"
     try:
         tids = os.listdir(task)
     except OSError:
@@ -163,15 +173,16 @@ def _descendants(pid: int) -> list[int]:
     out: list[int] = []
     for tid in tids:
         try:
-            with open(task / tid / "children", "rb") as fh:
-                kids = [int(x) for x in fh.read().split()]
+            data = _read(f"{task}/{tid}/children")
         except FileNotFoundError:
+            if tid == str(pid):  # the main thread has no list: no CONFIG_PROC_CHILDREN
+                return _psutil_descendants(pid)
             continue  # the thread ended
         except OSError:
-            return _psutil_descendants(pid)  # kernel without CONFIG_PROC_CHILDREN
-        for kid in kids:
-            out.append(kid)
-            out.extend(_descendants(kid))
+            return _psutil_descendants(pid)
+        for kid in data.split():
+            out.append(int(kid))
+            out.extend(_descendants(int(kid)))
     return out
 
 

@@ -15,24 +15,34 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
 from ecnas.errors import InputError, MeterUnavailable
-from ecnas.meters.base import UNCALIBRATED, DeviceInfo, Meter, MeterStatus, Reading, Status
+from ecnas.meters.base import (
+    UNCALIBRATED,
+    Calibration,
+    DeviceInfo,
+    Meter,
+    MeterStatus,
+    Reading,
+    Status,
+)
 from ecnas.meters.report import DomainEnergy, EnergyReport, total_joules
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-@dataclass(frozen=True)
 class Snapshot:
-    """Every meter's reading at one window edge."""
+    """Every meter's reading at one window edge (immutable by convention; slotted because
+    windows are opened per training step)."""
 
-    timestamp: float
-    readings: tuple[Reading, ...]
+    __slots__ = ("timestamp", "readings")
+
+    def __init__(self, timestamp: float, readings: tuple[Reading, ...]) -> None:
+        self.timestamp = timestamp
+        self.readings = readings
 
 
 def sync_cuda_devices() -> bool:
@@ -51,7 +61,8 @@ class Monitor:
 
     def __init__(self, meters: Sequence[Meter] | None = None, *,
                  profile_paths: Sequence[str | Path] = (), sync_cuda: bool = True,
-                 idle_subtract: bool = False) -> None:
+                 idle_subtract: bool = False, use_profiles: bool = True) -> None:
+        self.use_profiles = use_profiles
         self._given = list(meters) if meters is not None else None
         self._meters: list[Meter] = []
         self._statuses: list[MeterStatus] = []
@@ -61,6 +72,7 @@ class Monitor:
         self._profiles: dict[str, Any] | None = None  # domain -> HardwareProfile | None
         self._profile_notes: list[str] = []
         self._loaded: list[Any] | None = None
+        self._facts: list[list[DomainFacts]] | None = None
         self.sync_cuda = sync_cuda
         self.idle_subtract = idle_subtract
         self._windows: dict[str, Snapshot] = {}
@@ -85,8 +97,9 @@ class Monitor:
         started: list[Meter] = []
         try:
             for meter in candidates:
-                if loaded is not None and hasattr(meter, "bind_profiles"):
-                    meter.bind_profiles(loaded)
+                if hasattr(meter, "bind_profiles") and (loaded is not None
+                                                        or not self.use_profiles):
+                    meter.bind_profiles(loaded if loaded is not None else [])
                 status = meter.status()
                 if not status.usable:
                     raise MeterUnavailable(f"{meter.name}: {status.reason}"
@@ -119,6 +132,7 @@ class Monitor:
             meter.close()
         self._meters = []
         self._owned = []
+        self._facts = None
         self._windows.clear()
         self._started = False
 
@@ -201,6 +215,11 @@ class Monitor:
 
     def _load_profiles(self) -> list[Any] | None:
         """The hardware profiles, loaded once per Monitor (None when they cannot be)."""
+        if not self.use_profiles:
+            if not self._profile_notes:
+                self._profile_notes.append("hardware profiles not used (use_profiles=False): "
+                                           "readings are uncalibrated")
+            return None
         if self._loaded is None and not self._profile_notes:
             try:
                 from ecnas.profiles import load_profiles
@@ -219,68 +238,103 @@ class Monitor:
             return profiles.get(domain.split("/", 1)[0] + "/package")
         return None
 
+    def _domain_facts(self) -> list[list[DomainFacts]]:
+        """Per meter, per owned domain: what does not change between windows (built once)."""
+        if self._facts is None:
+            self._facts = []
+            for meter, status, owned in zip(self._meters, self._statuses, self._owned,
+                                            strict=True):
+                estimated = meter.estimated or status.status is Status.ESTIMATED
+                facts = []
+                for domain in owned:
+                    profile = self._profile_for(domain)
+                    cal = profile.calibration_for(domain) if profile is not None else UNCALIBRATED
+                    idle = (profile.idle_w_for(domain)
+                            if profile is not None and not estimated else None)
+                    facts.append(DomainFacts(
+                        domain=domain, component=meter.component(domain).value,
+                        meter=meter.name, estimated=estimated,
+                        status=(Status.ESTIMATED if estimated else Status.MEASURED).value,
+                        reason=status.reason if estimated else "",
+                        profile_id=profile.id if profile is not None else None,
+                        calibration=cal, floor_s=meter.min_window_s(domain), idle_w=idle))
+                self._facts.append(facts)
+        return self._facts
+
     def report(self, name: str, start: Snapshot, stop: Snapshot) -> EnergyReport:
+        """The report of the window between two snapshots of this Monitor."""
         duration = stop.timestamp - start.timestamp
         domains: dict[str, DomainEnergy] = {}
         reasons: list[str] = []
         warnings: list[str] = list(self._conflicts)
-        for meter, status, owned, r0, r1 in zip(self._meters, self._statuses, self._owned,
-                                                start.readings, stop.readings, strict=True):
-            estimated = meter.estimated or status.status is Status.ESTIMATED
-            if estimated and status.reason:
-                reasons.append(f"{meter.name}: {status.reason}")
+        for meter, facts, r0, r1 in zip(self._meters, self._domain_facts(), start.readings,
+                                        stop.readings, strict=True):
             warnings += meter.events(start.timestamp)
-            for domain in owned:
-                if domain not in r0.energy_j or domain not in r1.energy_j:
-                    warnings.append(f"{domain}: no reading from {meter.name} at both edges")
+            e0, e1 = r0.energy_j, r1.energy_j
+            for f in facts:
+                if f.domain not in e0 or f.domain not in e1:
+                    warnings.append(f"{f.domain}: no reading from {f.meter} at both edges")
                     continue
-                domains[domain] = self._domain(meter, domain, estimated, status,
-                                               r1.energy_j[domain] - r0.energy_j[domain],
-                                               duration, warnings)
+                if f.estimated:
+                    reasons.append(f"{f.meter}: {f.reason}")
+                domains[f.domain] = self._domain(f, e1[f.domain] - e0[f.domain], duration,
+                                                 warnings)
         warnings += self._profile_notes
         net = total_joules(domains, "net_joules") if self.idle_subtract else None
         return EnergyReport(
             name=name, duration_s=duration, energy_j=total_joules(domains),
             domains=MappingProxyType(domains),
-            estimated=any(d.estimated for d in domains.values()),
+            estimated=any(d.status == "estimated" for d in domains.values()),
             reasons=tuple(dict.fromkeys(reasons)), meters=tuple(m.name for m in self._meters),
-            warnings=tuple(dict.fromkeys(warnings)), net_energy_j=net,
+            warnings=tuple(dict.fromkeys(warnings)) if warnings else (), net_energy_j=net,
             start_monotonic=start.timestamp, end_monotonic=stop.timestamp)
 
-    def _domain(self, meter: Meter, domain: str, estimated: bool, status: MeterStatus,
-                raw: float, duration: float, warnings: list[str]) -> DomainEnergy:
-        profile = self._profile_for(domain)
-        cal = profile.calibration_for(domain) if profile is not None else UNCALIBRATED
-        joules = cal.apply(raw, duration)
-        notes = []
-        if estimated:
-            notes.append(status.reason)
-        floor = meter.min_window_s(domain)
-        short = duration < floor
+    def _domain(self, f: DomainFacts, raw: float, duration: float,
+                warnings: list[str]) -> DomainEnergy:
+        cal = f.calibration
+        joules = cal.gain * raw + cal.offset_w * duration
+        reason = f.reason
+        short = duration < f.floor_s
         if short:
-            msg = (f"{domain}: window {duration:.4f} s is shorter than {meter.name}'s update "
-                   f"period {floor:g} s: the value is noise, not a measurement")
-            notes.append(msg)
+            msg = (f"{f.domain}: window {duration:.4f} s is shorter than {f.meter}'s update "
+                   f"period {f.floor_s:g} s: the value is noise, not a measurement")
+            reason = f"{reason}; {msg}" if reason else msg
             warnings.append(msg)
         net: float | None = None
         if self.idle_subtract:
-            idle = None if estimated or profile is None else profile.idle_w_for(domain)
-            if estimated:
+            if f.estimated:
                 net = joules  # the estimate counts busy CPU time only: nothing idle to remove
-            elif idle is None:
+            elif f.idle_w is None:
                 net = joules
-                warnings.append(f"{domain}: no idle power known (no profile value): nothing "
-                                "subtracted")
+                warnings.append(f"{f.domain}: no idle power known (no profile value): "
+                                "nothing subtracted")
             else:
-                net = joules - idle * duration
+                net = joules - f.idle_w * duration
         if not math.isfinite(joules):
-            warnings.append(f"{domain}: non-finite energy from {meter.name}")
-        return DomainEnergy(
-            domain=domain, component=meter.component(domain).value, joules=joules,
-            raw_joules=raw, meter=meter.name,
-            status=Status.ESTIMATED.value if estimated else Status.MEASURED.value,
-            reason="; ".join(notes), profile_id=profile.id if profile is not None else None,
-            calibrated=bool(cal.calibrated), net_joules=net, short_window=short)
+            warnings.append(f"{f.domain}: non-finite energy from {f.meter}")
+        return DomainEnergy(f.domain, f.component, joules, raw, f.meter, f.status, reason,
+                            f.profile_id, cal.calibrated, net, short)
+
+
+class DomainFacts:
+    """What a Monitor knows about one domain before any window: meter, profile, calibration."""
+
+    __slots__ = ("domain", "component", "meter", "estimated", "status", "reason", "profile_id",
+                 "calibration", "floor_s", "idle_w")
+
+    def __init__(self, *, domain: str, component: str, meter: str, estimated: bool,
+                 status: str, reason: str, profile_id: str | None, calibration: Calibration,
+                 floor_s: float, idle_w: float | None) -> None:
+        self.domain = domain
+        self.component = component
+        self.meter = meter
+        self.estimated = estimated
+        self.status = status
+        self.reason = reason
+        self.profile_id = profile_id
+        self.calibration = calibration
+        self.floor_s = floor_s
+        self.idle_w = idle_w
 
 
 class measure:  # lower-case: used like a function, ``with measure():`` / ``@measure()``
@@ -292,11 +346,11 @@ class measure:  # lower-case: used like a function, ``with measure():`` / ``@mea
 
     def __init__(self, name: str = "measure", meters: Sequence[Meter] | None = None, *,
                  idle_subtract: bool = False, profile_paths: Sequence[str | Path] = (),
-                 sync_cuda: bool = True) -> None:
+                 sync_cuda: bool = True, use_profiles: bool = True) -> None:
         self.name = name
         self._meters = meters
         self._kwargs = {"idle_subtract": idle_subtract, "profile_paths": profile_paths,
-                        "sync_cuda": sync_cuda}
+                        "sync_cuda": sync_cuda, "use_profiles": use_profiles}
         self.report: EnergyReport | None = None
         self.monitor: Monitor | None = None
         self._stack: list[Monitor] = []

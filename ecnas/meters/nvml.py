@@ -23,7 +23,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from ecnas.errors import MeterUnavailable
@@ -36,23 +35,27 @@ AVERAGED_POWER_S = 1.0
 LIBRARY = "libnvidia-ml.so.1"
 
 
-@dataclass
 class Gpu:
-    """One metered GPU and its running total (guarded by the meter's lock)."""
+    """One metered GPU and its running total (mutable, guarded by the meter's lock)."""
 
-    domain: str
-    handle: Any
-    nvml_index: int
-    name: str
-    uuid: str
-    pci_device_id: str | None
-    mode: str  # "counter" | "instant" | "power"
-    base_mj: int = 0
-    last_mj: int = 0
-    energy_j: float = 0.0  # integrated (polling modes)
-    last_w: float | None = None
-    last_t: float = 0.0
-    failed: str = ""
+    __slots__ = ("domain", "handle", "nvml_index", "name", "uuid", "pci_device_id", "mode",
+                 "base_mj", "last_mj", "energy_j", "last_w", "last_t", "failed")
+
+    def __init__(self, domain: str, handle: Any, nvml_index: int, name: str, uuid: str,
+                 pci_device_id: str | None, mode: str) -> None:
+        self.domain = domain
+        self.handle = handle
+        self.nvml_index = nvml_index
+        self.name = name
+        self.uuid = uuid
+        self.pci_device_id = pci_device_id
+        self.mode = mode  # "counter" | "instant" | "power"
+        self.base_mj = 0
+        self.last_mj = 0
+        self.energy_j = 0.0  # joules so far (counter difference or integrated power)
+        self.last_w: float | None = None
+        self.last_t = 0.0
+        self.failed = ""
 
 
 def visible_devices(environ: Mapping[str, str] | None = None) -> list[str] | None:

@@ -22,7 +22,6 @@ import re
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ecnas.meters.base import DeviceInfo, Meter, MeterStatus, Reading, Status
@@ -36,24 +35,31 @@ _PACKAGE = re.compile(r"^package-(?P<socket>\d+)(?:-die-(?P<die>\d+))?$")
 _READ_SIZE = 32
 
 
-@dataclass
 class Zone:
-    """One powercap zone's counter and its wrap bookkeeping (guarded by the meter's lock)."""
+    """One powercap zone's counter and its wrap bookkeeping (guarded by the meter's lock).
 
-    domain: str
-    path: Path  # the energy_uj file
-    name: str
-    mmio: bool
-    range_uj: int
-    fd: int = -1
-    base_uj: int = 0
-    last_uj: int = 0
-    last_t: float = 0.0
-    offset_uj: int = 0  # wraps and resets folded in so far
-    wraps: int = 0
-    resets: int = 0
-    dead: str = ""  # why the zone stopped reading (file vanished, read error)
-    started: bool = field(default=False)
+    A plain slotted class rather than a dataclass: it is mutable state, and building
+    dataclasses costs milliseconds at import, which in-code metering pays on every start.
+    """
+
+    __slots__ = ("domain", "path", "name", "mmio", "range_uj", "fd", "base_uj", "last_uj",
+                 "last_t", "offset_uj", "wraps", "resets", "dead", "started")
+
+    def __init__(self, domain: str, path: Path, name: str, mmio: bool, range_uj: int) -> None:
+        self.domain = domain
+        self.path = path  # the energy_uj file
+        self.name = name
+        self.mmio = mmio
+        self.range_uj = range_uj
+        self.fd = -1
+        self.base_uj = 0
+        self.last_uj = 0
+        self.last_t = 0.0
+        self.offset_uj = 0  # wraps and resets folded in so far
+        self.wraps = 0
+        self.resets = 0
+        self.dead = ""  # why the zone stopped reading (file vanished, read error)
+        self.started = False
 
     @property
     def cumulative_uj(self) -> int:
@@ -250,10 +256,12 @@ class RaplMeter(Meter):
     def _raw(self, z: Zone) -> int | None:
         """The counter now, or None (and the zone marked dead) when it can no longer be read."""
         try:
-            data = os.pread(z.fd, _READ_SIZE, 0)
-            if os.fstat(z.fd).st_nlink == 0:
+            value = int(os.pread(z.fd, _READ_SIZE, 0))
+            # sysfs answers ENODEV once the zone is gone; a removed regular file (a test tree,
+            # a stale bind mount) keeps its last value, so check its link count then.
+            if value == z.last_uj and z.started and os.fstat(z.fd).st_nlink == 0:
                 raise FileNotFoundError(errno.ENOENT, "file vanished", str(z.path))
-            return int(data)
+            return value
         except (OSError, ValueError) as exc:
             why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             z.dead = f"{z.path}: {why}"
@@ -295,7 +303,8 @@ class RaplMeter(Meter):
             out: dict[str, float] = {}
             for z in zones:
                 self._sample(z, now)
-                out[z.domain] = out.get(z.domain, 0.0) + z.cumulative_uj * 1e-6
+                out[z.domain] = out.get(z.domain, 0.0) + (
+                    z.offset_uj + z.last_uj - z.base_uj) * 1e-6
         return Reading(now, out)
 
     def min_window_s(self, domain: str) -> float:
