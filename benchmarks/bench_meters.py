@@ -1,0 +1,131 @@
+"""Meter overheads: one window (RAPL on a fake tree, estimate), cold start, per-step metering.
+
+Run: python3 -m pytest -q benchmarks/bench_meters.py  (CI: ECNAS_BENCH_QUICK=1, quick mode)
+Targets (docs/meters.md): < 100 µs per begin+end window, < 50 ms cold `import ecnas` plus one
+`measure()` enter/exit, < 0.5 % overhead when every step of a loop is metered.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ecnas.meters import Monitor
+from ecnas.meters.estimate import EstimateMeter
+from ecnas.meters.rapl import RaplMeter
+
+QUICK = os.environ.get("ECNAS_BENCH_QUICK") == "1"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from fakes.sysfs import FakePowercap  # noqa: E402  (test helper, found through tests/)
+
+
+@pytest.fixture(scope="module")
+def rapl_tree() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="ecnas-bench-rapl-") as d:
+        tree = FakePowercap(Path(d))
+        tree.package(0, dram=True)  # a two-socket server: 2 packages + 2 DRAM counters
+        tree.package(1, dram=True)
+        yield tree.root
+
+
+def _window_bench(benchmark, monitor: Monitor) -> None:
+    def window() -> None:
+        monitor.begin("w")
+        monitor.end("w")
+
+    window()  # profiles matched once per Monitor, outside the timing
+    benchmark(window)
+    benchmark.extra_info["per_window_us_median"] = benchmark.stats.stats.median * 1e6
+
+
+def test_window_rapl_two_sockets(benchmark, rapl_tree: Path) -> None:
+    with Monitor([RaplMeter(rapl_tree)]) as mon:
+        _window_bench(benchmark, mon)
+
+
+def test_window_estimate(benchmark) -> None:
+    with Monitor([EstimateMeter()]) as mon:
+        _window_bench(benchmark, mon)
+
+
+COLD = """
+import sys, time
+t0 = time.perf_counter()
+import ecnas
+with ecnas.measure(use_profiles=sys.argv[1] == "1") as m:
+    pass
+t1 = time.perf_counter()
+print((t1 - t0) * 1000.0, m.report.meters)
+"""
+
+
+@pytest.mark.parametrize("profiles", [True, False], ids=["with-profiles", "no-profiles"])
+def test_cold_import_and_one_measure(benchmark, profiles: bool) -> None:
+    """A fresh interpreter: ``import ecnas`` + one ``measure()`` enter/exit with the default
+    meters, timed inside the subprocess (interpreter start-up excluded)."""
+    internal: list[float] = []
+
+    def cold() -> None:
+        out = subprocess.run([sys.executable, "-c", COLD, "1" if profiles else "0"],
+                             capture_output=True, text=True, check=True)
+        internal.append(float(out.stdout.split()[0]))
+
+    cold()  # warm the OS file cache and .pyc files
+    internal.clear()
+    benchmark.pedantic(cold, rounds=3 if QUICK else 15, iterations=1)
+    benchmark.extra_info["internal_ms_median"] = statistics.median(internal)
+    benchmark.extra_info["internal_ms_min"] = min(internal)
+
+
+def _step(n: int) -> float:
+    # Pure-Python work standing in for one training step (calibrated to a duration below).
+    acc = 0.0
+    for i in range(n):
+        acc += (i % 7) * 0.5
+    return acc
+
+
+@pytest.mark.parametrize("step_ms", [20, 50])
+def test_loop_overhead_every_step_metered(benchmark, rapl_tree: Path, step_ms: int) -> None:
+    """Every step of a loop in its own window (begin + end around each step, RAPL on a
+    two-socket fake tree). Overhead = time inside begin/end ÷ time of the steps."""
+    steps = 10 if QUICK else 40
+    t = time.perf_counter()
+    _step(200_000)
+    n = max(10_000, int(200_000 * step_ms / 1000 / (time.perf_counter() - t)))
+    meter_s: list[float] = []
+    total_s: list[float] = []
+
+    with Monitor([RaplMeter(rapl_tree)]) as mon:
+        mon.begin("warm")
+        mon.end("warm")
+
+        def loop() -> None:
+            spent = 0.0
+            start = time.perf_counter()
+            for _ in range(steps):
+                a = time.perf_counter()
+                mon.begin("step")
+                b = time.perf_counter()
+                _step(n)
+                c = time.perf_counter()
+                mon.end("step")
+                spent += (b - a) + (time.perf_counter() - c)
+            total_s.append(time.perf_counter() - start)
+            meter_s.append(spent)
+
+        benchmark.pedantic(loop, rounds=2 if QUICK else 4, iterations=1)
+    pairs = list(zip(meter_s, total_s, strict=True))
+    benchmark.extra_info["step_ms"] = statistics.median((t - m) / steps * 1e3 for m, t in pairs)
+    benchmark.extra_info["metering_us_per_step"] = statistics.median(
+        m / steps * 1e6 for m, _ in pairs)
+    benchmark.extra_info["overhead_percent_median"] = statistics.median(
+        m / (t - m) * 100.0 for m, t in pairs)
