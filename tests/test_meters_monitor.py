@@ -250,3 +250,14 @@ def test_without_profiles_readings_are_uncalibrated_and_say_so(pkg) -> None:
     d = m.report.domains["cpu:0/package"]
     assert d.profile_id is None and d.joules == pytest.approx(5)
     assert any("hardware profiles not used" in w for w in m.report.warnings)
+
+
+def test_report_survives_pickle_for_dask_workers(pkg) -> None:
+    import pickle
+
+    tree, add = pkg
+    with measure(meters=[RaplMeter(tree.root)]) as m:
+        add(1)
+    # Dask ships results with pickle.dumps; a mappingproxy inside would make this raise.
+    assert len(pickle.dumps(m.report)) > 0
+    assert type(m.report.domains) is dict

@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, TypeVar
 
 from ecnas.errors import InputError, MeterUnavailable
@@ -283,7 +282,7 @@ class Monitor:
         net = total_joules(domains, "net_joules") if self.idle_subtract else None
         return EnergyReport(
             name=name, duration_s=duration, energy_j=total_joules(domains),
-            domains=MappingProxyType(domains),
+            domains=domains,
             estimated=any(d.status == "estimated" for d in domains.values()),
             reasons=tuple(dict.fromkeys(reasons)), meters=tuple(m.name for m in self._meters),
             warnings=tuple(dict.fromkeys(warnings)) if warnings else (), net_energy_j=net,

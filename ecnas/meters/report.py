@@ -11,12 +11,9 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from ecnas.meters.base import Component
-
-_EMPTY: Mapping[str, DomainEnergy] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -66,7 +63,7 @@ class EnergyReport:
     name: str
     duration_s: float
     energy_j: float
-    domains: Mapping[str, DomainEnergy] = field(default_factory=lambda: _EMPTY)
+    domains: Mapping[str, DomainEnergy] = field(default_factory=dict)  # a plain dict: picklable
     estimated: bool = False
     reasons: tuple[str, ...] = ()  # why any part is estimated
     meters: tuple[str, ...] = ()
