@@ -111,3 +111,17 @@ def test_short_window_is_flagged() -> None:
         rep = mon.end("w")
     assert rep.domains["cpu:estimate"].short_window
     assert any("shorter than estimate's update period" in w for w in rep.warnings)
+
+
+def test_another_process_by_pid() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", BUSY.format(s=30)])
+    try:
+        meter = EstimateMeter(pid=proc.pid, per_core_w=2.0)
+        first = meter.read().energy_j["cpu:estimate"]
+        deadline = time.monotonic() + 20
+        while meter.read().energy_j["cpu:estimate"] - first < 2.0 * 0.2:
+            assert time.monotonic() < deadline, "the other process's CPU time never grew"
+            time.sleep(0.02)
+    finally:
+        proc.kill()
+        proc.wait()

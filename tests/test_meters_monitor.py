@@ -261,3 +261,11 @@ def test_report_survives_pickle_for_dask_workers(pkg) -> None:
     # Dask ships results with pickle.dumps; a mappingproxy inside would make this raise.
     assert len(pickle.dumps(m.report)) > 0
     assert type(m.report.domains) is dict
+
+
+def test_a_domain_read_by_two_meters_is_counted_once(pkg) -> None:
+    tree, add = pkg
+    with measure(meters=[RaplMeter(tree.root), RaplMeter(tree.root)]) as m:
+        add(3)
+    assert m.report.energy_j == pytest.approx(3)
+    assert any("counted once" in w for w in m.report.warnings)
