@@ -303,7 +303,7 @@ def metered_device_id(monitor: Any, kind: str = "cpu") -> str:
     if not devices:
         if kind != "cpu":
             raise InputError(f"no {kind} device is metered (meters: "
-                             f"{', '.join(s.name for s in monitor.statuses()) or 'none'})")
+                             f"{', '.join(s.meter for s in monitor.statuses()) or 'none'})")
         from ecnas.meters.cpuinfo import cpu_model
 
         devices = [DeviceInfo(domain="cpu", kind="cpu", name=cpu_model())]
