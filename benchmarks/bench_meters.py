@@ -67,18 +67,26 @@ print((t1 - t0) * 1000.0, m.report.meters)
 """
 
 
-@pytest.mark.parametrize("profiles", [True, False], ids=["with-profiles", "no-profiles"])
-def test_cold_import_and_one_measure(benchmark, profiles: bool) -> None:
+@pytest.mark.parametrize("mode", ["cached-profiles", "first-run", "no-profiles"])
+def test_cold_import_and_one_measure(benchmark, mode: str, tmp_path: Path) -> None:
     """A fresh interpreter: ``import ecnas`` + one ``measure()`` enter/exit with the default
-    meters, timed inside the subprocess (interpreter start-up excluded)."""
+    meters, timed inside the subprocess (interpreter start-up excluded).
+
+    cached-profiles: the profile matches are in ECNAS_CACHE_DIR from an earlier run (every
+    run after the first on a machine); first-run: an empty cache each time (profiles imported
+    and parsed); no-profiles: ``measure(use_profiles=False)``.
+    """
     internal: list[float] = []
+    runs = iter(range(1_000_000))
 
     def cold() -> None:
-        out = subprocess.run([sys.executable, "-c", COLD, "1" if profiles else "0"],
-                             capture_output=True, text=True, check=True)
+        cache = tmp_path / (f"fresh{next(runs)}" if mode == "first-run" else "cache")
+        env = dict(os.environ, ECNAS_CACHE_DIR=str(cache))
+        out = subprocess.run([sys.executable, "-c", COLD, "0" if mode == "no-profiles" else "1"],
+                             capture_output=True, text=True, check=True, env=env)
         internal.append(float(out.stdout.split()[0]))
 
-    cold()  # warm the OS file cache and .pyc files
+    cold()  # warm the OS file cache and .pyc files (and, for cached-profiles, the cache)
     internal.clear()
     benchmark.pedantic(cold, rounds=3 if QUICK else 15, iterations=1)
     benchmark.extra_info["internal_ms_median"] = statistics.median(internal)

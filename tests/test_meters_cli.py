@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fakes.env import isolated_cache  # noqa: F401  (autouse: a private ECNAS_CACHE_DIR)
 from fakes.sysfs import FakePowercap
 
 CLI = [sys.executable, "-c", "import sys; from ecnas.cli import main; sys.exit(main())"]

@@ -12,6 +12,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
+from fakes.env import isolated_cache  # noqa: F401  (autouse: a private ECNAS_CACHE_DIR)
 from fakes.sysfs import FakePowercap
 
 import ecnas
@@ -269,3 +270,51 @@ def test_a_domain_read_by_two_meters_is_counted_once(pkg) -> None:
         add(3)
     assert m.report.energy_j == pytest.approx(3)
     assert any("counted once" in w for w in m.report.warnings)
+
+
+CACHED_RUN = textwrap.dedent("""
+    import json, sys
+    from ecnas import measure
+    from ecnas.meters.rapl import RaplMeter
+    with measure(meters=[RaplMeter(sys.argv[1])]) as m:
+        pass
+    print(json.dumps({"profiles_imported": "ecnas.profiles" in sys.modules,
+                      "profile": m.report.domains["cpu:0/package"].profile_id}))
+""")
+
+
+def test_profile_matches_are_cached_between_processes(pkg) -> None:
+    tree, _ = pkg
+    cache = Path(os.environ["ECNAS_CACHE_DIR"])  # the private one from fakes.env
+    runs = [json.loads(subprocess.run([sys.executable, "-c", CACHED_RUN, str(tree.root)],
+                                      capture_output=True, text=True, check=True,
+                                      timeout=60).stdout) for _ in range(2)]
+    assert runs[0] == {"profiles_imported": True, "profile": "generic-intel-xeon"}
+    assert runs[1] == {"profiles_imported": False, "profile": "generic-intel-xeon"}
+    assert len(list(cache.glob("profiles-*.json"))) == 1
+
+
+def test_a_changed_profile_file_is_a_cache_miss(pkg, tmp_path: Path) -> None:
+    tree, add = pkg
+    profile = tmp_path / "lab.toml"
+    profile.write_text(LAB_PROFILE)
+    gains = []
+    for text in (LAB_PROFILE, LAB_PROFILE.replace("gain = 1.1", "gain = 1.25")):
+        profile.write_text(text)
+        with measure(meters=[RaplMeter(tree.root)], profile_paths=[profile]) as m:
+            add(10)
+        d = m.report.domains["cpu:0/package"]
+        gains.append((d.joules - 2.0 * m.report.duration_s) / d.raw_joules)
+    assert gains == [pytest.approx(1.1), pytest.approx(1.25)]
+
+
+def test_unwritable_cache_is_reported_not_fatal(pkg, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    tree, add = pkg
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    monkeypatch.setenv("ECNAS_CACHE_DIR", str(blocker / "cache"))
+    with measure(meters=[RaplMeter(tree.root)]) as m:
+        add(1)
+    assert m.report.domains["cpu:0/package"].profile_id == "generic-intel-xeon"
+    assert any("profile cache not written" in w for w in m.report.warnings)

@@ -42,7 +42,7 @@ class EstimateMeter(Meter):
         self._why_no_counter = reason or "no CPU energy counter is readable here"
         self._profile_paths = tuple(profile_paths)
         self._resolved: tuple[float, str, str | None] | None = None
-        self._profiles: list[Any] | None = None  # loaded profiles handed over by a Monitor
+        self._bound: tuple[Any, str] | None = None  # (DomainProfile | None, note) from a Monitor
         self._lock = threading.Lock()
         self._last_cpu_s = 0.0
         self._tick_s = 1.0 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
@@ -54,36 +54,33 @@ class EstimateMeter(Meter):
             self._resolved = self._resolve()
         return self._resolved
 
-    def bind_profiles(self, profiles: list[Any]) -> None:
-        """Use these already loaded profiles (a Monitor loads them once for all meters)."""
-        self._profiles = profiles
+    def bind_profile(self, profile: Any, note: str = "") -> None:
+        """Use this profile match (a DomainProfile, or None with the note saying why none);
+        a Monitor matches every meter's device at once and hands the result over."""
+        self._bound = (profile, note)
         self._resolved = None
 
     def _resolve(self) -> tuple[float, str, str | None]:
         if self._given_w is not None:
             return float(self._given_w), f"{self._given_w:g} W per core as given", None
         model = cpu_model()
-        if self._profiles == []:  # the Monitor was told not to use profiles
-            return (DEFAULT_PER_CORE_W, f"generic default {DEFAULT_PER_CORE_W:g} W per core "
-                    "(hardware profiles not used)", None)
-        try:
-            from ecnas.profiles import load_profiles, match_profile
+        if self._bound is not None:
+            profile, note = self._bound
+        else:
+            from ecnas.meters.profile_cache import resolve
 
-            loaded = self._profiles
-            if loaded is None:
-                loaded = load_profiles(self._profile_paths)
-            match = match_profile(self.device(model), loaded)
-        except (ImportError, OSError, ValueError) as exc:
-            return (DEFAULT_PER_CORE_W, f"generic default {DEFAULT_PER_CORE_W:g} W per core "
-                    f"(profiles could not be loaded: {exc})", None)
-        profile = match.profile
+            try:
+                facts, _ = resolve({DOMAIN: self.device(model)}, [DOMAIN], self._profile_paths)
+                profile, note = facts.get(DOMAIN), ""
+            except (ImportError, OSError, ValueError) as exc:
+                profile, note = None, f"profiles could not be loaded: {exc}"
         if profile is not None and profile.per_core_w:
             return (float(profile.per_core_w),
-                    f"{profile.per_core_w:g} W per core from profile {profile.id} "
-                    f"({match.reason})", profile.id)
+                    f"{profile.per_core_w:g} W per core from profile {profile.profile_id} "
+                    f"({profile.reason})", profile.profile_id)
+        why = note or f"no profile with per_core_w matched {model!r}"
         return (DEFAULT_PER_CORE_W, f"generic default {DEFAULT_PER_CORE_W:g} W per core "
-                f"(no profile with per_core_w matched {model!r})",
-                profile.id if profile else None)
+                f"({why})", profile.profile_id if profile is not None else None)
 
     def device(self, model: str | None = None) -> DeviceInfo:
         return DeviceInfo(domain=DOMAIN, kind="cpu", name=model or cpu_model())

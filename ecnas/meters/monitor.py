@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ecnas.errors import InputError, MeterUnavailable
 from ecnas.meters.base import (
@@ -29,6 +29,9 @@ from ecnas.meters.base import (
     Status,
 )
 from ecnas.meters.report import DomainEnergy, EnergyReport, total_joules
+
+if TYPE_CHECKING:
+    from ecnas.meters.profile_cache import DomainProfile
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -68,9 +71,8 @@ class Monitor:
         self._owned: list[tuple[str, ...]] = []  # domains each meter reports in windows
         self._conflicts: list[str] = []
         self._profile_paths = tuple(profile_paths)
-        self._profiles: dict[str, Any] | None = None  # domain -> HardwareProfile | None
+        self._profiles: dict[str, DomainProfile] = {}  # domain -> its profile facts
         self._profile_notes: list[str] = []
-        self._loaded: list[Any] | None = None
         self._facts: list[list[DomainFacts]] | None = None
         self.sync_cuda = sync_cuda
         self.idle_subtract = idle_subtract
@@ -92,17 +94,10 @@ class Monitor:
             candidates = default_meters()
         else:
             candidates = self._given
-        loaded = self._load_profiles()
+        statuses = self._probe(candidates)
         started: list[Meter] = []
         try:
-            for meter in candidates:
-                if hasattr(meter, "bind_profiles") and (loaded is not None
-                                                        or not self.use_profiles):
-                    meter.bind_profiles(loaded if loaded is not None else [])
-                status = meter.status()
-                if not status.usable:
-                    raise MeterUnavailable(f"{meter.name}: {status.reason}"
-                                           + (f" (fix: {status.fix})" if status.fix else ""))
+            for meter, status in zip(candidates, statuses, strict=True):
                 meter.start()
                 started.append(meter)
                 self._statuses.append(status)
@@ -125,6 +120,47 @@ class Monitor:
         self._meters = started
         self._started = True
         return self
+
+    def _probe(self, candidates: Sequence[Meter]) -> list[MeterStatus]:
+        """Every candidate's status (raising for one that cannot read), with the profiles
+        matched in between: meters that need their profile to know their own status (the
+        estimate's per-core power) get it bound first."""
+        early = [hasattr(m, "bind_profile") for m in candidates]
+        statuses: list[MeterStatus | None] = [None] * len(candidates)
+        devices: dict[str, DeviceInfo] = {}
+        for k, meter in enumerate(candidates):
+            if early[k]:
+                dev = meter.device()  # type: ignore[attr-defined]
+                devices[dev.domain] = dev
+                continue
+            statuses[k] = _usable(meter, meter.status())
+            devices.update((d.domain, d) for d in statuses[k].devices)  # type: ignore[union-attr]
+        domains = [d for m in candidates for d in m.domains()]
+        note = self._match_profiles(devices, domains)
+        for k, meter in enumerate(candidates):
+            if early[k]:
+                domain = meter.device().domain  # type: ignore[attr-defined]
+                meter.bind_profile(self._profiles.get(domain), note)  # type: ignore[attr-defined]
+                statuses[k] = _usable(meter, meter.status())
+        return [s for s in statuses if s is not None]
+
+    def _match_profiles(self, devices: dict[str, DeviceInfo], domains: list[str]) -> str:
+        """Fill ``self._profiles``; return why there are none, if so."""
+        if not self.use_profiles:
+            self._profile_notes.append("hardware profiles not used (use_profiles=False): "
+                                       "readings are uncalibrated")
+            return "hardware profiles not used"
+        from ecnas.meters.profile_cache import resolve
+
+        try:
+            self._profiles, cache_note = resolve(devices, domains, self._profile_paths)
+        except (ImportError, OSError, ValueError) as exc:
+            self._profile_notes.append(f"hardware profiles not loaded ({exc}): readings are "
+                                       "uncalibrated")
+            return f"profiles could not be loaded: {exc}"
+        if cache_note:
+            self._profile_notes.append(cache_note)
+        return ""
 
     def close(self) -> None:
         for meter in self._meters:
@@ -195,48 +231,6 @@ class Monitor:
             return tuple(self._windows)
 
     # -- reports ---------------------------------------------------------------------------
-    def _profile_map(self) -> dict[str, Any]:
-        if self._profiles is not None:
-            return self._profiles
-        devices: dict[str, DeviceInfo] = {}
-        for status in self._statuses:
-            for dev in status.devices:
-                devices[dev.domain] = dev
-        profiles: dict[str, Any] = {}
-        loaded = self._load_profiles()
-        if devices and loaded is not None:
-            from ecnas.profiles import match_profile
-
-            for domain, dev in devices.items():
-                profiles[domain] = match_profile(dev, loaded).profile
-        self._profiles = profiles
-        return profiles
-
-    def _load_profiles(self) -> list[Any] | None:
-        """The hardware profiles, loaded once per Monitor (None when they cannot be)."""
-        if not self.use_profiles:
-            if not self._profile_notes:
-                self._profile_notes.append("hardware profiles not used (use_profiles=False): "
-                                           "readings are uncalibrated")
-            return None
-        if self._loaded is None and not self._profile_notes:
-            try:
-                from ecnas.profiles import load_profiles
-
-                self._loaded = load_profiles(self._profile_paths)
-            except (ImportError, OSError, ValueError) as exc:
-                self._profile_notes.append(f"hardware profiles not loaded ({exc}): "
-                                           "readings are uncalibrated")
-        return self._loaded
-
-    def _profile_for(self, domain: str) -> Any:
-        profiles = self._profile_map()
-        if domain in profiles:
-            return profiles[domain]
-        if domain.startswith("cpu:") and "/" in domain:  # DRAM/psys use their socket's CPU
-            return profiles.get(domain.split("/", 1)[0] + "/package")
-        return None
-
     def _domain_facts(self) -> list[list[DomainFacts]]:
         """Per meter, per owned domain: what does not change between windows (built once)."""
         if self._facts is None:
@@ -246,16 +240,15 @@ class Monitor:
                 estimated = meter.estimated or status.status is Status.ESTIMATED
                 facts = []
                 for domain in owned:
-                    profile = self._profile_for(domain)
-                    cal = profile.calibration_for(domain) if profile is not None else UNCALIBRATED
-                    idle = (profile.idle_w_for(domain)
-                            if profile is not None and not estimated else None)
+                    profile = self._profiles.get(domain)
+                    cal = profile.calibration if profile is not None else UNCALIBRATED
+                    idle = profile.idle_w if profile is not None and not estimated else None
                     facts.append(DomainFacts(
                         domain=domain, component=meter.component(domain).value,
                         meter=meter.name, estimated=estimated,
                         status=(Status.ESTIMATED if estimated else Status.MEASURED).value,
                         reason=status.reason if estimated else "",
-                        profile_id=profile.id if profile is not None else None,
+                        profile_id=profile.profile_id if profile is not None else None,
                         calibration=cal, floor_s=meter.min_window_s(domain), idle_w=idle))
                 self._facts.append(facts)
         return self._facts
@@ -334,6 +327,13 @@ class DomainFacts:
         self.calibration = calibration
         self.floor_s = floor_s
         self.idle_w = idle_w
+
+
+def _usable(meter: Meter, status: MeterStatus) -> MeterStatus:
+    if not status.usable:
+        raise MeterUnavailable(f"{meter.name}: {status.reason}"
+                               + (f" (fix: {status.fix})" if status.fix else ""))
+    return status
 
 
 class measure:  # lower-case: used like a function, ``with measure():`` / ``@measure()``
