@@ -318,3 +318,17 @@ def test_unwritable_cache_is_reported_not_fatal(pkg, tmp_path: Path,
         add(1)
     assert m.report.domains["cpu:0/package"].profile_id == "generic-intel-xeon"
     assert any("profile cache not written" in w for w in m.report.warnings)
+
+
+def test_a_monitor_can_be_restarted(pkg) -> None:
+    tree, add = pkg
+    mon = Monitor([RaplMeter(tree.root), RaplMeter(tree.root)])
+    for _ in range(2):
+        with mon:
+            mon.begin("w")
+            add(2)
+            rep = mon.end("w")
+        assert rep.energy_j == pytest.approx(2)
+        counted_once = [w for w in rep.warnings if "counted once" in w]
+        assert len(counted_once) == 1  # not accumulated across starts
+        assert len(mon.statuses()) == 2

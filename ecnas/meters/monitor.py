@@ -168,6 +168,10 @@ class Monitor:
         self._meters = []
         self._owned = []
         self._facts = None
+        self._statuses = []
+        self._conflicts = []
+        self._profile_notes = []
+        self._profiles = {}
         self._windows.clear()
         self._started = False
 
