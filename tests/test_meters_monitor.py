@@ -241,7 +241,13 @@ def test_third_party_meter_through_entry_points(tmp_path: Path) -> None:
 
 
 def test_pyrapl_registered_only_when_installed() -> None:
-    assert ("pyrapl" in available_meters()) == (find_spec("pyRAPL") is not None)
+    installed = find_spec("pyRAPL") is not None
+    assert ("pyrapl" in available_meters()) == installed
+    if not installed:
+        from ecnas.meters import create_meters
+
+        with pytest.raises(InputError, match=r"pip install 'ecnas\[pyrapl\]'"):
+            create_meters(["pyrapl"])
 
 
 def test_without_profiles_readings_are_uncalibrated_and_say_so(pkg) -> None:

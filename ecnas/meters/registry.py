@@ -111,6 +111,9 @@ def create_meters(names: Sequence[str], *, include_psys: bool = False) -> list[M
     out: list[Meter] = []
     for name in names:
         entry = known.get(name)
+        if entry is None and name == PYRAPL[0]:
+            raise InputError("meter 'pyrapl': pyRAPL is not installed "
+                             "(pip install 'ecnas[pyrapl]')")
         if entry is None:
             raise InputError(f"meter {name!r}: unknown (known: {', '.join(sorted(known))})")
         kwargs = {"include_psys": include_psys} if name == "rapl" else {}
