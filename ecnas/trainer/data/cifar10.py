@@ -75,7 +75,9 @@ def read_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         # encoding="bytes": the official files were pickled by Python 2 (keys are bytes)
         obj = BatchUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except pickle.UnpicklingError as exc:
-        raise InputError(f"{path}: not loaded: {exc}") from exc
+        if str(exc).startswith("refused"):
+            raise InputError(f"{path}: not loaded: {exc}") from exc
+        raise InputError(f"{path}: not a CIFAR-10 python batch file ({exc})") from exc
     except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
             UnicodeDecodeError, MemoryError) as exc:
         raise InputError(f"{path}: not a CIFAR-10 python batch file "
