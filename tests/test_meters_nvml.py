@@ -182,6 +182,15 @@ print(json.dumps(d))
     assert out["domain_details"]["gpu:0"]["profile_id"] == "nvidia-a100-40gb"
 
 
+def test_mixed_models_warn_about_cuda_device_order(stub_dir: Path, state: Path) -> None:
+    write_state(state, [FakeGpu("GPU-aaa"), FakeGpu("GPU-ccc", pci=0x20B0,
+                                                    name="NVIDIA A100-SXM4-40GB")])
+    body = "print(json.dumps(NvmlMeter().status().to_dict()))"
+    assert "CUDA_DEVICE_ORDER=PCI_BUS_ID" in run(stub_dir, state, body)["reason"]
+    quiet = run(stub_dir, state, body, CUDA_DEVICE_ORDER="PCI_BUS_ID")["reason"]
+    assert "CUDA_DEVICE_ORDER" not in quiet
+
+
 def test_mig_slice_is_refused_and_falls_back(stub_dir: Path, state: Path) -> None:
     write_state(state, [FakeGpu("GPU-aaa")])
     out = run(stub_dir, state, """

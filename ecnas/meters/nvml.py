@@ -89,6 +89,8 @@ class NvmlMeter(Meter):
     def __init__(self, devices: Sequence[int | str] | None = None, *,
                  poll_interval_s: float = DEFAULT_POLL_INTERVAL_S,
                  environ: Mapping[str, str] | None = None) -> None:
+        self._environ = os.environ if environ is None else environ
+        self._order_note = ""
         if devices is not None:
             self._selection: list[str] | None = [str(d) for d in devices]
         else:
@@ -169,6 +171,11 @@ class NvmlMeter(Meter):
                 if len(hits) != 1:
                     raise MeterUnavailable(f"{entry} matches {len(hits)} GPUs by UUID")
                 wanted.append(hits[0])
+        names = {_str(nv.nvmlDeviceGetName(nv.nvmlDeviceGetHandleByIndex(i)))
+                 for i in range(count)}
+        if len(names) > 1 and self._environ.get("CUDA_DEVICE_ORDER") != "PCI_BUS_ID":
+            self._order_note = ("mixed GPU models: gpu:i follows NVML (PCI bus) order, CUDA "
+                                "numbers the fastest first unless CUDA_DEVICE_ORDER=PCI_BUS_ID")
         gpus = []
         for ordinal, index in enumerate(wanted):
             handle = nv.nvmlDeviceGetHandleByIndex(index)
@@ -207,7 +214,8 @@ class NvmlMeter(Meter):
         how = {"counter": "energy counter", "instant": "instantaneous power polled every "
                f"{self.poll_interval_s:g} s", "power": "power reading polled every "
                f"{self.poll_interval_s:g} s (averaged over ~1 s on Ampere and newer)"}
-        reason = "; ".join(f"{g.domain} {g.name}: {how[g.mode]}" for g in gpus)
+        reason = "; ".join([f"{g.domain} {g.name}: {how[g.mode]}" for g in gpus]
+                           + ([self._order_note] if self._order_note else []))
         return MeterStatus(self.name, Status.MEASURED, domains=self.domains(), reason=reason,
                            devices=tuple(self.device(g) for g in gpus))
 

@@ -65,6 +65,7 @@ def run_python(lib_dir: Path, state: Path, code: str, env: dict[str, str] | None
     on its last stdout line."""
     full = dict(os.environ)
     full.pop("CUDA_VISIBLE_DEVICES", None)
+    full.pop("CUDA_DEVICE_ORDER", None)
     full.update({"LD_LIBRARY_PATH": str(lib_dir), "FAKE_NVML_STATE": str(state),
                  "PYTHONPATH": os.pathsep.join([str(TESTS), full.get("PYTHONPATH", "")])})
     full.update(env or {})
