@@ -1,0 +1,38 @@
+"""Energy tables: the contract's schema, Parquet/CSV IO with metadata, EC-NAS import, checks.
+
+The one data contract between the rooms (ARCHITECTURE.md): one row per checkpoint of a
+training run, joules everywhere, facility factors recorded as metadata and never folded into
+``energy_j``. ``ecnas.tables.checks.run_checks`` is the consistency report.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ecnas.tables.io import read_table, write_table
+from ecnas.tables.metadata import get_metadata, set_metadata
+from ecnas.tables.schema import (
+    COLUMN_NAMES,
+    COLUMNS,
+    COMPONENT_COLUMNS,
+    ROW_KEYS,
+    RUN_KEYS,
+    SOURCES,
+    Column,
+    empty_table,
+    validate,
+)
+
+
+def import_ecnas(src: Any, **kwargs: Any) -> Any:
+    """Import EC-NAS data (a results tree, a TFRecord file or a folder of them) as a table."""
+    from ecnas.tables.importer import import_ecnas as _import
+
+    return _import(src, **kwargs)
+
+
+__all__ = [
+    "COLUMNS", "COLUMN_NAMES", "COMPONENT_COLUMNS", "ROW_KEYS", "RUN_KEYS", "SOURCES", "Column",
+    "empty_table", "get_metadata", "import_ecnas", "read_table", "set_metadata", "validate",
+    "write_table",
+]

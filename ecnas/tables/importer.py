@@ -1,0 +1,36 @@
+"""``import_ecnas(src)``: an EC-NAS results tree, a TFRecord file, or a folder of TFRecords."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ecnas.errors import InputError
+from ecnas.tables.ecnas_tree import import_results_tree, is_results_tree
+from ecnas.tables.tfrecord import read_ecnas_records, records_to_table
+
+TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords")
+
+
+def import_tfrecords(paths: list[Path], **kwargs: Any) -> pd.DataFrame:
+    records = [r for p in paths for r in read_ecnas_records(p)]
+    kwargs.setdefault("source", ", ".join(str(p) for p in paths))
+    return records_to_table(records, **kwargs)
+
+
+def import_ecnas(src: str | Path, **kwargs: Any) -> pd.DataFrame:
+    """The energy table of EC-NAS data at ``src`` (kind decided by what ``src`` is)."""
+    p = Path(src)
+    if not p.exists():
+        raise InputError(f"{p}: no such file or folder")
+    if p.is_file():
+        return import_tfrecords([p], **kwargs)
+    records = sorted(f for f in p.iterdir() if f.suffix.lower() in TFRECORD_SUFFIXES)
+    if records and not (p / "train_model_results").is_dir():
+        return import_tfrecords(records, **kwargs)
+    if is_results_tree(p):
+        return import_results_tree(p, **kwargs)
+    raise InputError(f"{p}: neither an EC-NAS results tree (graphs/ + train_model_results/) "
+                     "nor TFRecord files (*.tfrecord)")

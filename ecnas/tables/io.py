@@ -1,0 +1,135 @@
+"""Reading and writing energy tables: Parquet (with metadata) and CSV (metadata sidecar).
+
+Writes are atomic (a temp file in the target folder, then ``os.replace``), so a crashed
+writer never leaves a half table behind. Every read problem becomes one ``InputError`` line
+naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ecnas.errors import InputError
+from ecnas.tables.metadata import KEY, get_metadata, merge_metadata, set_metadata
+from ecnas.tables.schema import COLUMNS, validate
+
+SUFFIXES = (".parquet", ".csv")
+
+
+def _kind(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise InputError(f"{path}: a table must end in .parquet or .csv (got {suffix or 'no suffix'!r})")
+    return suffix[1:]
+
+
+def sidecar(path: Path) -> Path:
+    """Where a CSV table's metadata lives."""
+    return path.with_name(path.name + ".meta.json")
+
+
+def _read_parquet(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: not a readable Parquet file ({reason})") from None
+    raw = (table.schema.metadata or {}).get(KEY.encode())
+    meta: dict[str, Any] = {}
+    if raw:
+        try:
+            meta = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}: Parquet metadata key {KEY!r} is not JSON ({exc})") from None
+    # pandas' own schema metadata would restore a stale index; we store none.
+    return table.to_pandas(ignore_metadata=True), meta
+
+
+def _read_csv(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    try:
+        # Text columns stay text: a matrix "0110…" or an all-digit hash must not become a number.
+        df = pd.read_csv(path, dtype={c.name: str for c in COLUMNS if c.dtype == "str"},
+                         keep_default_na=True, low_memory=False)
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path}: empty CSV file (no header row)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        reason = str(exc).strip().splitlines()[-1]
+        raise InputError(f"{path}: not a readable CSV table ({reason})") from None
+    meta: dict[str, Any] = {}
+    side = sidecar(path)
+    if side.is_file():
+        try:
+            meta = json.loads(side.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{side}: metadata is not JSON ({exc})") from None
+    return df, meta
+
+
+def read_table(path: str | Path, *, validate_schema: bool = True) -> pd.DataFrame:
+    """Read a Parquet or CSV energy table; metadata lands in ``df.attrs["ecnas"]``.
+
+    Raises ``InputError`` (one line, naming the file) when the file is missing, truncated,
+    not a table, or breaks the schema.
+    """
+    p = Path(path)
+    kind = _kind(p)
+    if not p.exists():
+        raise InputError(f"{p}: no such file")
+    if not p.is_file():
+        raise InputError(f"{p}: not a file")
+    df, meta = _read_parquet(p) if kind == "parquet" else _read_csv(p)
+    set_metadata(df, meta) if meta else None
+    if not validate_schema:
+        return df
+    try:
+        return validate(df)
+    except InputError as exc:
+        raise InputError(f"{p}: {exc}") from None
+
+
+def write_table(df: pd.DataFrame, path: str | Path,
+                metadata: Mapping[str, Any] | None = None) -> Path:
+    """Validate ``df`` and write it by suffix (.parquet or .csv), atomically.
+
+    ``metadata`` is merged over ``df.attrs["ecnas"]`` (provenance lists are concatenated).
+    """
+    p = Path(path)
+    kind = _kind(p)
+    if not p.parent.exists():
+        raise InputError(f"{p}: folder {p.parent} does not exist")
+    table = validate(df)
+    meta = merge_metadata(get_metadata(df), metadata)
+    set_metadata(table, meta)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        if kind == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            arrow = pa.Table.from_pandas(table, preserve_index=False)
+            arrow = arrow.replace_schema_metadata({KEY: json.dumps(table.attrs[KEY])})
+            pq.write_table(arrow, tmp, compression="zstd")
+        else:
+            table.to_csv(tmp, index=False)
+            side_tmp = sidecar(tmp)
+            side_tmp.write_text(json.dumps(table.attrs[KEY], indent=2) + "\n", encoding="utf-8")
+            os.replace(side_tmp, sidecar(p))
+        os.replace(tmp, p)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+        if kind == "csv" and sidecar(tmp).exists():
+            sidecar(tmp).unlink()
+    return p
