@@ -1,0 +1,116 @@
+"""Row-level checks: value ranges, no negatives, duplicates, energy = sum of components,
+hash matches spec. Each is a plain function ``check(ctx) -> CheckResult``, vectorized."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ecnas.tables.checks.base import CheckResult, Context, offending
+from ecnas.tables.schema import COMPONENT_COLUMNS, ROW_KEYS
+
+NON_NEGATIVE = ("budget_epochs", "epoch", "training_time_s", "wall_time_s", "energy_j",
+                *COMPONENT_COLUMNS, "train_accuracy", "validation_accuracy", "test_accuracy",
+                "trainable_params", "flops")
+
+
+def non_negative(ctx: Context) -> CheckResult:
+    bad = np.zeros(len(ctx.df), dtype=bool)
+    which: list[str] = []
+    for c in NON_NEGATIVE:
+        neg = ctx.col(c) < 0  # NaN compares False: "not metered" is not negative
+        if neg.any():
+            bad |= neg
+            which.append(c)
+    return offending(ctx, np.nonzero(bad)[0], name="non-negative", severity="error",
+                     explanation_fail=f"negative values in {', '.join(which)}",
+                     explanation_pass="no negative times, energies, accuracies or counts")
+
+
+def value_ranges(ctx: Context) -> CheckResult:
+    df, o = ctx.df, ctx.options
+    problems: list[tuple[str, np.ndarray]] = []
+    for c in ("train_accuracy", "validation_accuracy", "test_accuracy"):
+        problems.append((f"{c} > 1", ctx.col(c) > 1))
+    problems.append(("epoch > budget_epochs", ctx.col("epoch") > ctx.col("budget_epochs") + 1e-9))
+    problems.append(("repeat < 1", ctx.col("repeat") < 1))
+    problems.append(("budget_epochs < 1", ctx.col("budget_epochs") < 1))
+    problems.append(("training_time_s > wall_time_s",
+                     ctx.col("training_time_s") > ctx.col("wall_time_s") + o.time_slack_s))
+    h = df["arch_hash"].astype(str)
+    problems.append(("arch_hash is not 32 hex digits", ~h.str.fullmatch(r"[0-9a-f]{32}").to_numpy()))
+    for c in ("epoch", "energy_j", "training_time_s", "wall_time_s"):
+        problems.append((f"{c} missing or infinite", ~np.isfinite(ctx.col(c))))
+    bad = np.zeros(len(df), dtype=bool)
+    named = []
+    for label, mask in problems:
+        if mask.any():
+            bad |= mask
+            named.append(f"{label} ({int(mask.sum())})")
+    return offending(ctx, np.nonzero(bad)[0], name="value-ranges", severity="error",
+                     explanation_fail="values out of range: " + "; ".join(named),
+                     explanation_pass="accuracies ≤ 1, 0 ≤ epoch ≤ budget, repeat ≥ 1, "
+                                      "training ≤ wall time, hashes well-formed, values finite")
+
+
+def duplicate_rows(ctx: Context) -> CheckResult:
+    dup = ctx.df.duplicated(list(ROW_KEYS), keep=False).to_numpy()
+    return offending(ctx, np.nonzero(dup)[0], name="duplicate-rows", severity="error",
+                     explanation_fail="several rows share one (arch_hash, budget_epochs, repeat, "
+                                      "device, epoch): a run imported twice or repeats not numbered",
+                     explanation_pass="one row per run checkpoint")
+
+
+def energy_sum(ctx: Context) -> CheckResult:
+    parts = np.column_stack([ctx.col(c) for c in COMPONENT_COLUMNS]).astype("float64")
+    present = ~np.isnan(parts)
+    any_part = present.any(axis=1)
+    total = np.where(present, parts, 0.0).sum(axis=1)
+    e = ctx.col("energy_j")
+    o = ctx.options
+    diff = np.abs(e - total)
+    bad = any_part & ~(diff <= o.rtol_energy_sum * np.abs(e) + o.atol_energy_sum_j)
+    return offending(ctx, np.nonzero(bad)[0], name="energy-sum", severity="error",
+                     explanation_fail="energy_j differs from the sum of its present components "
+                                      "(gpu + cpu + dram)",
+                     explanation_pass="energy_j equals the sum of its present components",
+                     values={"energy_j": e, "sum_of_components": total}, rank=diff * bad)
+
+
+def hash_matches_spec(ctx: Context) -> CheckResult:
+    from ecnas.errors import InputError
+    from ecnas.space import ModelSpec
+
+    df = ctx.df
+    pairs = df[["arch_hash", "matrix", "ops"]].drop_duplicates()
+    bad_pairs = []
+    reasons: dict[str, int] = {}
+    spec_cache: dict[tuple[str, str], tuple[str, str, str] | str] = {}
+    for h, m, o in zip(pairs["arch_hash"], pairs["matrix"], pairs["ops"], strict=True):
+        key = (m, o)
+        if key not in spec_cache:
+            try:
+                s = ModelSpec(m, o)
+                spec_cache[key] = (s.hash(), s.matrix_str, s.ops_str)
+            except InputError as exc:
+                spec_cache[key] = f"invalid cell: {exc}"
+        got = spec_cache[key]
+        if isinstance(got, str):
+            reason = "invalid cell"
+        elif got[0] != h:
+            reason = "arch_hash ≠ iso-hash of matrix+ops"
+        elif (got[1], got[2]) != (m, o):
+            reason = "matrix/ops not in pruned form"
+        else:
+            continue
+        bad_pairs.append((h, m, o))
+        reasons[reason] = reasons.get(reason, 0) + 1
+    if not bad_pairs:
+        return CheckResult("hash-matches-spec", "error", True, 0,
+                           f"{len(pairs)} distinct cells: every arch_hash is the iso-hash of "
+                           "its pruned matrix + ops")
+    bad = pd.MultiIndex.from_tuples(bad_pairs, names=["arch_hash", "matrix", "ops"])
+    mask = pd.MultiIndex.from_frame(df[["arch_hash", "matrix", "ops"]]).isin(bad)
+    return offending(ctx, np.nonzero(mask)[0], name="hash-matches-spec", severity="error",
+                     explanation_fail="; ".join(f"{k} ({v} cells)" for k, v in reasons.items()),
+                     explanation_pass="")
