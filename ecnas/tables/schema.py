@@ -69,7 +69,8 @@ def empty_table() -> pd.DataFrame:
 
 
 def _first_bad(series: pd.Series, bad: np.ndarray) -> Any:
-    return series[bad].iloc[0]
+    value = series[bad].iloc[0]
+    return value.item() if hasattr(value, "item") else value  # numpy scalar → plain repr
 
 
 def _as_float(df: pd.DataFrame, name: str) -> pd.Series:
@@ -101,7 +102,7 @@ def _as_int(df: pd.DataFrame, name: str) -> pd.Series:
                          "(integers cannot be empty)")
     frac = arr != np.round(arr)
     if frac.any():
-        raise InputError(f"column {name!r}: value {arr[frac][0]!r} is not an integer")
+        raise InputError(f"column {name!r}: value {float(arr[frac][0])!r} is not an integer")
     return pd.Series(arr.astype("int64"), index=s.index, name=name)
 
 
@@ -120,7 +121,7 @@ def _as_bool(df: pd.DataFrame, name: str) -> pd.Series:
         arr = s.to_numpy(dtype="float64")
         bad = ~np.isin(arr, (0.0, 1.0))
         if bad.any():
-            raise InputError(f"column {name!r}: value {arr[bad][0]!r} is not a boolean")
+            raise InputError(f"column {name!r}: value {float(arr[bad][0])!r} is not a boolean")
         return pd.Series(arr == 1.0, index=s.index, name=name)
     text = s.astype(str).str.strip().str.lower()
     ok_true, ok_false = text.isin(_TRUE), text.isin(_FALSE)
