@@ -1,0 +1,213 @@
+"""What the Lightning and Hugging Face callbacks share: one :class:`EnergyTracker` per
+training run, the metric mapping, and the run's static table columns.
+
+No framework is imported here; the callbacks translate their framework's hooks into
+``start`` / ``begin_eval`` / ``end_eval`` / ``checkpoint`` / ``stop``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+from ecnas.errors import InputError
+from ecnas.trainer.tracker import Checkpoint, EnergyTracker
+
+#: framework metric name → contract column, used when ``metric_map`` is not given
+DEFAULT_METRIC_MAP: Mapping[str, str] = {
+    # PyTorch Lightning habits (whatever the module logs with self.log)
+    "train_acc": "train_accuracy", "val_acc": "validation_accuracy",
+    "valid_acc": "validation_accuracy", "val_accuracy": "validation_accuracy",
+    "test_acc": "test_accuracy",
+    # Hugging Face Trainer prefixes compute_metrics' keys with "eval_"
+    "eval_accuracy": "validation_accuracy", "eval_acc": "validation_accuracy",
+    # the contract's own names map onto themselves
+    "train_accuracy": "train_accuracy", "validation_accuracy": "validation_accuracy",
+    "test_accuracy": "test_accuracy",
+}
+ACCURACY_COLUMNS = ("train_accuracy", "validation_accuracy", "test_accuracy")
+#: metric names never copied into rows: they would shadow the contract's own columns
+_SKIPPED = {"epoch", "step", "global_step"}
+
+
+def _scalar(value: Any) -> float | None:
+    """A float for Python numbers and one-element tensors/arrays; None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    numel = getattr(value, "numel", None) or getattr(value, "size", None)
+    count = numel() if callable(numel) else numel
+    if count == 1 and hasattr(value, "item"):
+        item = value.item()
+        return float(item) if isinstance(item, (int, float)) and not isinstance(item, bool) else None
+    return None
+
+
+def map_metrics(raw: Mapping[str, Any], metric_map: Mapping[str, str],
+                keep_other: bool) -> dict[str, float]:
+    """Framework metrics → checkpoint metrics: mapped names become contract columns (an
+    accuracy must be a fraction in [0, 1]); other numeric scalars keep their names."""
+    out: dict[str, float] = {}
+    for name, value in raw.items():
+        target = metric_map.get(name)
+        number = _scalar(value)
+        if target is not None:
+            if number is None:
+                raise InputError(f"metric {name!r} (mapped to {target}) is not a number: "
+                                 f"{value!r}")
+            if target in ACCURACY_COLUMNS and not (0.0 <= number <= 1.0 or math.isnan(number)):
+                raise InputError(f"metric {name!r}={number} (mapped to {target}) is not a "
+                                 "fraction in [0, 1]: log accuracy as a fraction, or leave "
+                                 "it out of metric_map")
+            out[target] = number
+        elif keep_other and number is not None and name not in _SKIPPED:
+            out.setdefault(name, number)
+    return out
+
+
+def spec_columns(spec: Any = None, matrix: str | None = None,
+                 ops: str | None = None) -> dict[str, str]:
+    """``arch_hash``/``matrix``/``ops`` for a NAS-Bench-101 cell, or empty strings for a model
+    that is not one (the columns stay present so the table keeps the contract's shape)."""
+    if spec is None and matrix is None and ops is None:
+        return {"arch_hash": "", "matrix": "", "ops": ""}
+    if spec is None:
+        if matrix is None or ops is None:
+            raise InputError("give both matrix= and ops= (or spec=) for a NAS-Bench-101 cell")
+        from ecnas.space import ModelSpec
+
+        spec = ModelSpec(matrix, ops)
+    return {"arch_hash": spec.hash(), "matrix": spec.matrix_str, "ops": spec.ops_str}
+
+
+def count_trainable(model: Any) -> int | None:
+    """Trainable parameters of a torch module; None when ``model`` is not one."""
+    params = getattr(model, "parameters", None)
+    if not callable(params):
+        return None
+    return int(sum(p.numel() for p in params() if getattr(p, "requires_grad", False)))
+
+
+class TrackedRun:
+    """One training run metered by an :class:`EnergyTracker`, driven by framework hooks."""
+
+    def __init__(self, *, metric_map: Mapping[str, str] | None, keep_other_metrics: bool,
+                 monitor: Any | None, meters: Sequence[Any] | None,
+                 static: Mapping[str, Any], producer: str) -> None:
+        self.producer = producer
+        self.metric_map = dict(DEFAULT_METRIC_MAP if metric_map is None else metric_map)
+        bad = {k: v for k, v in self.metric_map.items() if not isinstance(v, str) or not v}
+        if bad:
+            raise InputError(f"metric_map: targets must be column names, got {bad!r}")
+        self.keep_other_metrics = keep_other_metrics
+        self._monitor = monitor
+        self._meters = meters
+        self.static = dict(static)
+        self.tracker: EnergyTracker | None = None
+        self._eval: AbstractContextManager[None] | None = None
+        self._device: str | None = None
+        self._reasons: tuple[str, ...] = ()
+        self._meter_names: tuple[str, ...] = ()
+        self.epochs_done = 0
+
+    # -- hooks -----------------------------------------------------------------------------
+    @property
+    def started(self) -> bool:
+        return self.tracker is not None and self.tracker.started
+
+    def start(self, **defaults: Any) -> None:
+        """Start metering; ``defaults`` fill static columns the user did not give."""
+        for key, value in defaults.items():
+            if value is not None:
+                self.static.setdefault(key, value)
+        if self.tracker is not None:
+            raise InputError("this energy callback already metered a run; make a new one per "
+                             "run (rows are per run)")
+        self.tracker = EnergyTracker(self._monitor, meters=self._meters).start()
+
+    def _capture(self) -> None:
+        """Device, meters and reasons, read while the meters run (a closed Monitor no longer
+        knows what it metered); done at stop, outside every checkpoint's time."""
+        if self._device is not None or not self.started:
+            return
+        assert self.tracker is not None
+        statuses = self.tracker.monitor.statuses()
+        kinds = {d.kind for s in statuses for d in s.devices}
+        self._device = self.tracker.device_id("gpu" if "gpu" in kinds else "cpu")
+        self._meter_names = tuple(s.meter for s in statuses)
+        self._reasons = tuple(f"{s.meter}: {s.reason}" for s in statuses
+                              if s.status.value == "estimated")
+
+    @property
+    def evaluating(self) -> bool:
+        return self._eval is not None
+
+    def begin_eval(self) -> None:
+        if self.started and self._eval is None:
+            assert self.tracker is not None
+            self._eval = self.tracker.evaluating()
+            self._eval.__enter__()
+
+    def end_eval(self) -> None:
+        if self._eval is not None:
+            cm, self._eval = self._eval, None
+            cm.__exit__(None, None, None)
+
+    def checkpoint(self, epoch: float, raw_metrics: Mapping[str, Any]) -> Checkpoint | None:
+        if not self.started:
+            return None
+        assert self.tracker is not None
+        metrics = map_metrics(raw_metrics, self.metric_map, self.keep_other_metrics)
+        cp = self.tracker.checkpoint(epoch, **metrics)
+        self.epochs_done = max(self.epochs_done, math.ceil(epoch))
+        return cp
+
+    def stop(self) -> None:
+        if self.started:
+            assert self.tracker is not None
+            self.end_eval()
+            self._capture()
+            self.tracker.stop()
+
+    # -- results ---------------------------------------------------------------------------
+    @property
+    def checkpoints(self) -> list[Checkpoint]:
+        return self.tracker.checkpoints if self.tracker is not None else []
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Why the energy is estimated (meters that could not measure), empty when measured."""
+        self._capture()
+        return self._reasons
+
+    def rows(self, **static: Any) -> list[dict[str, Any]]:
+        if self.tracker is None:
+            raise InputError("no rows yet: the energy callback has not seen a training run "
+                             "start (pass it in the trainer's callbacks and call fit/train)")
+        self._capture()
+        columns: dict[str, Any] = {"arch_hash": "", "matrix": "", "ops": "",
+                                   "budget_epochs": self.epochs_done, "repeat": 1,
+                                   "device": self._device, "flops": math.nan}
+        columns.update(self.static)
+        columns.update(static)
+        if {"matrix", "ops"} & set(static) and "arch_hash" not in static:
+            columns.update(spec_columns(matrix=columns["matrix"], ops=columns["ops"]))
+        if columns.get("device") is None:
+            columns.pop("device")  # the tracker finds it
+        return self.tracker.rows(**columns)
+
+    def table(self, **static: Any) -> Any:
+        """The rows as a validated pandas DataFrame (``ecnas.tables.validate``), with the
+        meters and the reasons for estimating in its metadata."""
+        from ecnas.tables import set_metadata, validate
+        from ecnas.trainer.rows import to_frame
+
+        df = validate(to_frame(self.rows(**static)), compute_hash=False)
+        return set_metadata(df, {"producer": self.producer,
+                                 "meters": list(self._meter_names),
+                                 "estimated_because": list(self._reasons),
+                                 "energy_note": "energy_j is cumulative over wall time, "
+                                                "evaluations included"})

@@ -1,0 +1,154 @@
+"""Hugging Face Trainer callback: the energy of a ``Trainer.train`` run, in energy-table rows.
+
+Install the extra: ``pip install ecnas[huggingface]``::
+
+    from ecnas.integrations.huggingface import EnergyCallback
+
+    energy = EnergyCallback(repeat=1)
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=train,
+                                   eval_dataset=val, compute_metrics=accuracy,
+                                   callbacks=[energy])
+    trainer.train()
+    df = energy.table()          # one row per checkpoint: epoch 0, 1, …
+
+Metering starts at ``on_train_begin`` with a checkpoint at the start epoch (after the
+evaluation that ``eval_on_start=True`` runs, which then carries its metrics). Evaluations
+count as evaluation, not training time: the Trainer has no "evaluation begins" hook, so the
+callback opens the evaluation interval where the Trainer has just decided to evaluate
+(``control.should_evaluate`` after ``on_step_end``/``on_epoch_end``) and closes it at
+``on_evaluate``. Each epoch ends with a checkpoint, after that epoch's evaluation when one
+follows, carrying the evaluation metrics (``eval_accuracy`` → ``validation_accuracy`` by
+default) and the latest training logs (``loss``, ``learning_rate`` …).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ecnas.integrations._run import TrackedRun, count_trainable, spec_columns
+from ecnas.trainer.tracker import Checkpoint, EnergyTracker
+
+INSTALL_HINT = ("ecnas.integrations.huggingface needs transformers and accelerate: "
+                "pip install ecnas[huggingface]")
+
+try:
+    from transformers import TrainerCallback
+except ImportError:
+    raise ImportError(INSTALL_HINT) from None
+
+__all__ = ["EnergyCallback"]
+
+
+class EnergyCallback(TrainerCallback):
+    """Meters a Hugging Face ``Trainer`` run with :class:`ecnas.trainer.tracker.EnergyTracker`.
+
+    Same options as :class:`ecnas.integrations.lightning.EnergyCallback`: ``spec`` or
+    ``matrix`` + ``ops`` for a NAS-Bench-101 cell, ``metric_map``, ``keep_other_metrics``,
+    ``monitor`` / ``meters``, and static columns as keywords.
+    """
+
+    def __init__(self, *, spec: Any = None, matrix: str | None = None, ops: str | None = None,
+                 metric_map: Mapping[str, str] | None = None, keep_other_metrics: bool = True,
+                 monitor: Any = None, meters: Sequence[Any] | None = None,
+                 **static: Any) -> None:
+        columns = {**spec_columns(spec, matrix, ops), **static}
+        self._run = TrackedRun(metric_map=metric_map, keep_other_metrics=keep_other_metrics,
+                               monitor=monitor, meters=meters, static=columns,
+                               producer="ecnas.integrations.huggingface")
+        self._logs: dict[str, Any] = {}  # training logs since the last checkpoint
+        self._eval_metrics: dict[str, Any] = {}
+        self._eval_step = -1  # global step of the last evaluation
+        self._pending_epoch: float | None = None  # checkpoint waiting for its evaluation
+
+    # -- Trainer hooks ---------------------------------------------------------------------
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None,
+                       **kwargs: Any) -> None:
+        if not state.is_world_process_zero:  # the meters see the whole machine
+            return
+        epochs = getattr(state, "num_train_epochs", None) or args.num_train_epochs
+        self._run.start(budget_epochs=math.ceil(epochs) if epochs and epochs > 0 else None,
+                        trainable_params=count_trainable(model))
+        start_epoch = _epoch(state)
+        if getattr(args, "eval_on_start", False):
+            self._pending_epoch = start_epoch  # the checkpoint carries that evaluation
+            self._run.begin_eval()
+        else:
+            self._run.checkpoint(start_epoch, {})
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if control.should_evaluate:  # the Trainer evaluates right after this hook
+            self._run.begin_eval()
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if not self._run.started:
+            return
+        if control.should_evaluate:
+            self._pending_epoch = _epoch(state)
+            self._run.begin_eval()
+            return
+        metrics = dict(self._logs)
+        if self._eval_step == state.global_step:  # a step evaluation ended this epoch
+            metrics.update(self._eval_metrics)
+        self._checkpoint(_epoch(state), metrics)
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None,
+                    **kwargs: Any) -> None:
+        self._run.end_eval()
+        self._eval_metrics = dict(metrics or {})
+        self._eval_step = state.global_step
+        if self._pending_epoch is not None and self._run.started:
+            epoch, self._pending_epoch = self._pending_epoch, None
+            self._checkpoint(epoch, {**self._logs, **self._eval_metrics})
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None,
+               **kwargs: Any) -> None:
+        for key, value in (logs or {}).items():
+            if not key.startswith("eval_"):  # evaluation metrics come through on_evaluate
+                self._logs[key] = value
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the meters (``on_train_end`` does it; call it when ``train()`` raised)."""
+        self._run.stop()
+
+    def _checkpoint(self, epoch: float, metrics: Mapping[str, Any]) -> None:
+        self._run.checkpoint(epoch, metrics)
+        self._logs = {}
+
+    # -- results ---------------------------------------------------------------------------
+    def rows(self, **static: Any) -> list[dict[str, Any]]:
+        """One dict per checkpoint in the energy-table contract; ``static`` overrides columns."""
+        return self._run.rows(**static)
+
+    def table(self, **static: Any) -> Any:
+        """The rows as a pandas DataFrame checked by ``ecnas.tables.validate``."""
+        return self._run.table(**static)
+
+    @property
+    def checkpoints(self) -> list[Checkpoint]:
+        return self._run.checkpoints
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Why the energy is estimated (empty when every meter measured)."""
+        return self._run.reasons
+
+    @property
+    def tracker(self) -> EnergyTracker | None:
+        return self._run.tracker
+
+    @property
+    def energy_j(self) -> float:
+        """Cumulative energy at the last checkpoint (NaN before the first)."""
+        cps = self._run.checkpoints
+        return cps[-1].energy_j if cps else math.nan
+
+
+def _epoch(state: Any) -> float:
+    # state.epoch is epoch + steps/steps_in_epoch: whole at an epoch's end, fractional when
+    # max_steps stops mid-epoch; rounding hides float noise only
+    return round(float(state.epoch or 0.0), 9)

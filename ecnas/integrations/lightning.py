@@ -1,0 +1,129 @@
+"""PyTorch Lightning callback: the energy of a ``Trainer.fit`` run, in energy-table rows.
+
+Install the extra: ``pip install ecnas[lightning]``. Works with ``lightning.pytorch`` and
+with the older ``pytorch_lightning`` package (whichever imports first)::
+
+    from ecnas.integrations.lightning import EnergyCallback
+
+    energy = EnergyCallback(repeat=1)
+    trainer = lightning.pytorch.Trainer(max_epochs=10, callbacks=[energy])
+    trainer.fit(model, train_loader, val_loader)
+    df = energy.table()          # one row per checkpoint: epoch 0, 1, …, 10
+
+Metering starts at ``on_train_start`` (after the sanity check) with a checkpoint at the start
+epoch (0 for a fresh run); validation loops count as evaluation, not training time; each
+training epoch ends with a checkpoint carrying the metrics logged so far
+(``trainer.callback_metrics``), mapped onto the table's accuracy columns by ``metric_map``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ecnas.integrations._run import TrackedRun, count_trainable, spec_columns
+from ecnas.trainer.tracker import Checkpoint, EnergyTracker
+
+INSTALL_HINT = ("ecnas.integrations.lightning needs PyTorch Lightning: "
+                "pip install ecnas[lightning]")
+
+try:
+    from lightning.pytorch import Callback
+except ImportError:
+    try:
+        from pytorch_lightning import Callback
+    except ImportError:
+        raise ImportError(INSTALL_HINT) from None
+
+__all__ = ["EnergyCallback"]
+
+
+class EnergyCallback(Callback):
+    """Meters a Lightning training run with :class:`ecnas.trainer.tracker.EnergyTracker`.
+
+    ``spec`` (a :class:`ecnas.space.ModelSpec`) or ``matrix`` + ``ops`` — the NAS-Bench-101
+    cell being trained, if it is one; otherwise ``arch_hash``/``matrix``/``ops`` are empty
+    strings. ``metric_map`` — logged metric name → table column (default
+    :data:`ecnas.integrations._run.DEFAULT_METRIC_MAP`; ``{}`` maps nothing).
+    ``keep_other_metrics`` — other numeric metrics become extra columns under their names.
+    ``monitor`` / ``meters`` — as for ``EnergyTracker``. Remaining keywords are static columns
+    of every row (``repeat``, ``budget_epochs``, ``device``, ``flops`` …).
+    """
+
+    def __init__(self, *, spec: Any = None, matrix: str | None = None, ops: str | None = None,
+                 metric_map: Mapping[str, str] | None = None, keep_other_metrics: bool = True,
+                 monitor: Any = None, meters: Sequence[Any] | None = None,
+                 **static: Any) -> None:
+        super().__init__()
+        columns = {**spec_columns(spec, matrix, ops), **static}
+        self._run = TrackedRun(metric_map=metric_map, keep_other_metrics=keep_other_metrics,
+                               monitor=monitor, meters=meters, static=columns,
+                               producer="ecnas.integrations.lightning")
+        self._validated_this_epoch = False
+
+    # -- Lightning hooks -------------------------------------------------------------------
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        if trainer.global_rank != 0:  # the meters see the whole machine; one rank reads them
+            return
+        max_epochs = trainer.max_epochs
+        self._run.start(budget_epochs=max_epochs if max_epochs and max_epochs > 0 else None,
+                        trainable_params=count_trainable(pl_module))
+        self._run.checkpoint(trainer.current_epoch, {})  # 0, or the epoch a resumed run is at
+
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        self._validated_this_epoch = False
+
+    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+        if not trainer.sanity_checking:
+            self._run.begin_eval()
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        if not trainer.sanity_checking and self._run.evaluating:
+            self._run.end_eval()
+            self._validated_this_epoch = True
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if not self._run.started:
+            return
+        metrics = dict(trainer.callback_metrics)
+        if not self._validated_this_epoch:
+            # callback_metrics keeps the last validation's values: not this epoch's
+            metrics = {k: v for k, v in metrics.items()
+                       if not k.startswith("val")
+                       and self._run.metric_map.get(k) != "validation_accuracy"}
+        self._run.checkpoint(trainer.current_epoch + 1, metrics)
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        self._run.stop()
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        self._run.stop()  # close the meters; the checkpoints so far stay readable
+
+    # -- results ---------------------------------------------------------------------------
+    def rows(self, **static: Any) -> list[dict[str, Any]]:
+        """One dict per checkpoint in the energy-table contract; ``static`` overrides columns."""
+        return self._run.rows(**static)
+
+    def table(self, **static: Any) -> Any:
+        """The rows as a pandas DataFrame checked by ``ecnas.tables.validate``."""
+        return self._run.table(**static)
+
+    @property
+    def checkpoints(self) -> list[Checkpoint]:
+        return self._run.checkpoints
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Why the energy is estimated (empty when every meter measured)."""
+        return self._run.reasons
+
+    @property
+    def tracker(self) -> EnergyTracker | None:
+        return self._run.tracker
+
+    @property
+    def energy_j(self) -> float:
+        """Cumulative energy at the last checkpoint (NaN before the first)."""
+        cps = self._run.checkpoints
+        return cps[-1].energy_j if cps else math.nan
