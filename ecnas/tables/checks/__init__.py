@@ -86,6 +86,9 @@ def run_checks(df: pd.DataFrame, *, profiles: Any = None,
                            f"{len(table)} rows; contract columns present with their types")]
     if len(table):
         results += [fn(ctx) for _, fn in CHECKS]
+    else:
+        results += [CheckResult(name, "info", True, 0, "empty table: nothing to check")
+                    for name, _ in CHECKS]
     devices = tuple(sorted(table["device"].unique().tolist())) if len(table) else ()
     return CheckReport(tuple(results), len(table), ctx.n_runs, int(table["arch_hash"].nunique()),
                        devices)

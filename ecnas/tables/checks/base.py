@@ -92,7 +92,7 @@ class CheckOptions:
     repeat_outlier_min_rel: float = 0.05  # … and at least this far from the median
     min_correlation: float = 0.8  # energy vs training time per device and budget (EC-NAS ≈ 0.99)
     min_correlation_runs: int = 10
-    residual_z: float = 6.0  # robust z of a run's energy/time residual
+    residual_z: float = 2.0  # in a weak group, runs this many robust σ off the fit offend
     time_slack_s: float = 1.0  # training time may exceed wall time by this (1-s timestamps)
 
 

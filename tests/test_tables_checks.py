@@ -1,0 +1,136 @@
+"""The checks: a clean table passes; one planted fault per class is reported by the right
+check (by name, with the offending rows); hypothesis tables never crash the checker."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from fixtures_tables.corpus import FAULTS, make_tree
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ecnas.errors import InputError
+from ecnas.tables import COLUMN_NAMES, import_ecnas, validate, write_table
+from ecnas.tables.checks import CHECK_NAMES, run_checks
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory, ecnas_5v_dir):
+    tree = make_tree(ecnas_5v_dir, tmp_path_factory.mktemp("tree") / "tree")
+    return import_ecnas(tree)
+
+
+def test_clean_corpus_table_passes_every_check(clean):
+    report = run_checks(clean)
+    assert [r.name for r in report.results] == list(CHECK_NAMES)
+    assert report.ok and not report.failed, [r.to_dict() for r in report.failed]
+    assert "median CV" in report.get("repeats-agree").explanation
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_each_planted_fault_is_caught_by_its_check(clean, fault):
+    plant, check = FAULTS[fault]
+    bad = plant(clean.copy())
+    bad.attrs = clean.attrs
+    report = run_checks(bad)
+    result = report.get(check)
+    assert not result.passed, f"{fault}: {check} passed: {result.explanation}"
+    assert result.explanation and result.count >= 1
+    if check != "schema":
+        assert result.offending_rows and set(result.offending_rows) <= set(bad.index)
+    if result.severity == "error":
+        assert not report.ok
+
+
+def test_power_bounds_offenders_are_the_planted_run(clean):
+    plant, _ = FAULTS["impossible-power"]
+    bad = plant(clean.copy())
+    bad.attrs = clean.attrs
+    res = run_checks(bad).get("power-bounds")
+    hashes = set(bad.loc[list(res.offending_rows), "arch_hash"])
+    assert hashes == {sorted(clean["arch_hash"].unique())[3]}
+    assert res.worst[0]["mean_power_w"] > 1000
+
+
+def test_cli_reports_planted_faults_by_name(tmp_path, clean):
+    bad = clean.copy()
+    for fault in ("repeat-disagrees", "components-do-not-add-up", "missing-repeat"):
+        bad = FAULTS[fault][0](bad)
+    bad.attrs = clean.attrs
+    path = write_table(bad, tmp_path / "bad.parquet")
+    run = subprocess.run([sys.executable, "-m", "ecnas.cli", "check", str(path)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    for name in ("FAIL repeats-agree", "FAIL energy-sum", "WARN coverage"):
+        assert name in run.stdout, run.stdout
+    js = subprocess.run([sys.executable, "-m", "ecnas.cli", "check", str(path), "--json"],
+                        capture_output=True, text=True, timeout=120)
+    report = json.loads(js.stdout)
+    assert report["ok"] is False and report["errors"] == 2
+    warn_only = subprocess.run([sys.executable, "-m", "ecnas.cli", "check",
+                                str(write_table(FAULTS["missing-repeat"][0](clean.copy()),
+                                                tmp_path / "w.csv"))],
+                               capture_output=True, text=True, timeout=120)
+    assert warn_only.returncode == 0 and "WARN coverage" in warn_only.stdout
+
+
+def test_options_tighten_the_thresholds(clean):
+    assert run_checks(clean, options={"repeat_cv_warning": 0.001}).get("repeats-agree").passed is False
+    with pytest.raises(InputError, match="check options"):
+        run_checks(clean, options={"no_such_option": 1})
+
+
+def test_schema_failure_is_reported_not_raised(clean):
+    report = run_checks(clean.drop(columns=["device"]))
+    assert [r.name for r in report.results] == ["schema"] and not report.ok
+    assert "'device'" in report.results[0].explanation
+
+
+finite = st.floats(min_value=-1e6, max_value=1e7) | st.just(float("nan"))
+MATRICES = ["0110001000010000", "01000", "0100001000010000", "1"]
+OPS = ["input,conv3x3-bn-relu,maxpool3x3,output", "input,output", "input,conv1x1-bn-relu,output"]
+
+
+@st.composite
+def tables(draw):
+    n = draw(st.integers(0, 25))
+    col = lambda s: draw(st.lists(s, min_size=n, max_size=n))  # noqa: E731
+    df = pd.DataFrame({
+        "matrix": col(st.sampled_from(MATRICES)), "ops": col(st.sampled_from(OPS)),
+        "budget_epochs": col(st.integers(-2, 108)), "epoch": col(finite),
+        "repeat": col(st.integers(-1, 3)), "device": col(st.sampled_from(
+            ["nvidia-v100", "generic-cpu", "nvidia-quadro-rtx-6000", "mystery-gpu"])),
+        "training_time_s": col(finite), "wall_time_s": col(finite), "energy_j": col(finite),
+        "gpu_energy_j": col(finite), "cpu_energy_j": col(finite),
+        "estimated": col(st.booleans()),
+        "source": col(st.sampled_from(["measured", "imported", "extrapolated", "surrogate"])),
+        "trainable_params": col(st.integers(-5, 10**7)),
+        "validation_accuracy": col(finite),
+    })
+    if draw(st.booleans()):
+        df = df.drop(columns=[draw(st.sampled_from(list(df.columns)))])
+    return df
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tables())
+def test_random_tables_never_crash_the_checker(df):
+    report = run_checks(df)
+    d = report.to_dict()
+    json.dumps(d, default=str)
+    assert d["checks"] and d["checks"][0]["name"] == "schema"
+    try:
+        validate(df)
+    except InputError:
+        assert not report.ok and len(report.results) == 1
+    else:
+        assert len(report.results) == len(CHECK_NAMES)
+
+
+def test_contract_columns_are_the_architecture_contract():
+    assert COLUMN_NAMES[:3] == ("arch_hash", "matrix", "ops") and len(COLUMN_NAMES) == 20
+    assert COLUMN_NAMES[-1] == "flops" and "dram_energy_j" in COLUMN_NAMES
