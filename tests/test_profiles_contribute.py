@@ -3,7 +3,6 @@ validated through ecnas.tables and bundled with a manifest."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import subprocess
@@ -13,34 +12,21 @@ from pathlib import Path
 
 import pytest
 
-from ecnas.space import ModelSpec
-
 ROOT = Path(__file__).resolve().parents[1]
 MAIN = "import sys; from ecnas.cli import main; sys.exit(main(sys.argv[1:]))"
 OPS = {-1: "input", -2: "output", 0: "conv3x3-bn-relu", 1: "conv1x1-bn-relu", 2: "maxpool3x3"}
 PROFILE = ROOT / "hardware_profiles" / "nvidia-quadro-rtx-6000.toml"
 
 
-def _table(path: Path, graphs: dict, results: dict, device: str, n: int = 6) -> Path:
-    cols = ["arch_hash", "matrix", "ops", "budget_epochs", "epoch", "repeat", "device",
-            "training_time_s", "wall_time_s", "energy_j", "gpu_energy_j", "cpu_energy_j",
-            "dram_energy_j", "estimated", "source", "train_accuracy", "validation_accuracy",
-            "test_accuracy", "trainable_params", "flops"]
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(cols)
-        for h in sorted(results)[:n]:
-            matrix, labels = graphs[h]
-            spec = ModelSpec(matrix, [OPS[x] for x in labels])
-            wall = 0.0
-            for ev in results[h]["evaluation_results"]:
-                joules = ev["energy (kWh)"] * 3.6e6
-                wall = max(wall, ev["training_time"]) + ev["predict_time"]
-                w.writerow([spec.hash(), spec.matrix_str, spec.ops_str, 4, ev["epochs"], 1,
-                            device, ev["training_time"], wall, joules, 0.6 * joules,
-                            0.4 * joules, "", False, "imported", ev["train_accuracy"],
-                            ev["validation_accuracy"], ev["test_accuracy"],
-                            results[h]["trainable_params"], ""])
+def _table(path: Path, src: Path, device: str, n: int = 6) -> Path:
+    """A device table made by the real EC-NAS importer from the first n runs of the 5V tree."""
+    from ecnas.tables import import_ecnas, write_table
+
+    df = import_ecnas(src)
+    keep = sorted(df["arch_hash"].unique())[:n]
+    df = df[df["arch_hash"].isin(keep)].reset_index(drop=True)
+    df["device"] = device  # a table from another device, for the refusal tests
+    write_table(df, path)
     return path
 
 
@@ -55,8 +41,8 @@ def _cli(*args):
                           cwd=ROOT, timeout=120)
 
 
-def test_contribute_bundles_profile_table_and_manifest(tables, tmp_path, ecnas_5v_graphs, ecnas_5v_results):
-    table = _table(tmp_path / "t.csv", ecnas_5v_graphs, ecnas_5v_results, "nvidia-quadro-rtx-6000")
+def test_contribute_bundles_profile_table_and_manifest(tables, tmp_path, ecnas_5v_dir):
+    table = _table(tmp_path / "t.csv", ecnas_5v_dir, "nvidia-quadro-rtx-6000")
     out = tmp_path / "bundle.tar.gz"
     result = _cli("contribute", "--profile", str(PROFILE), "--table", str(table), "--out",
                   str(out), "--who", "test lab", "--json")
@@ -73,8 +59,8 @@ def test_contribute_bundles_profile_table_and_manifest(tables, tmp_path, ecnas_5
     assert any(c["name"] == "device-matches-profile" and c["passed"] for c in manifest["checks"])
 
 
-def test_contribute_refuses_a_table_from_another_device(tables, tmp_path, ecnas_5v_graphs, ecnas_5v_results):
-    table = _table(tmp_path / "t.csv", ecnas_5v_graphs, ecnas_5v_results, "nvidia-v100")
+def test_contribute_refuses_a_table_from_another_device(tables, tmp_path, ecnas_5v_dir):
+    table = _table(tmp_path / "t.csv", ecnas_5v_dir, "nvidia-v100")
     out = tmp_path / "bundle.tar.gz"
     result = _cli("contribute", "--profile", str(PROFILE), "--table", str(table), "--out", str(out))
     assert result.returncode == 1
@@ -82,8 +68,8 @@ def test_contribute_refuses_a_table_from_another_device(tables, tmp_path, ecnas_
     assert not out.exists()
 
 
-def test_contribute_refuses_a_broken_profile(tmp_path, ecnas_5v_graphs, ecnas_5v_results):
-    table = _table(tmp_path / "t.csv", ecnas_5v_graphs, ecnas_5v_results, "x")
+def test_contribute_refuses_a_broken_profile(tmp_path, ecnas_5v_dir):
+    table = _table(tmp_path / "t.csv", ecnas_5v_dir, "x")
     bad = tmp_path / "bad.toml"
     bad.write_text(PROFILE.read_text().replace("tdp_w = 260", "tdp_w = 0"))
     result = _cli("contribute", "--profile", str(bad), "--table", str(table), "--out",

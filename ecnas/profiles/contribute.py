@@ -57,19 +57,15 @@ def sha256_file(path: Path) -> str:
 
 
 def _check_rows(report: Any) -> list[dict]:
-    """Normalize what ``ecnas.tables.checks.run_checks`` returns into name/passed/detail rows."""
-    if hasattr(report, "to_dict"):
-        report = report.to_dict()
-    items = report.get("checks", report) if isinstance(report, dict) else report
-    rows = []
-    for item in items or ():
-        d = item.to_dict() if hasattr(item, "to_dict") else dict(item)
-        passed = d.get("passed", d.get("ok"))
-        if passed is None and "status" in d:
-            passed = str(d["status"]).lower() in ("pass", "passed", "ok", "warn", "warning")
-        rows.append({"name": str(d.get("name", d.get("check", "?"))), "passed": bool(passed),
-                     "detail": str(d.get("detail", d.get("message", "")))})
-    return rows
+    """One name/passed/detail row per check of an ``ecnas.tables`` CheckReport.
+
+    Only error-level failures block a contribution; warnings are listed but pass.
+    """
+    return [
+        {"name": r.name, "passed": bool(r.passed or r.severity != "error"),
+         "detail": r.explanation if r.passed else f"{r.severity}: {r.explanation}"}
+        for r in report.results
+    ]
 
 
 def check_table(table: Path, profile_id: str) -> tuple[int, int, list[dict]]:
