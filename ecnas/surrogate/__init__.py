@@ -1,0 +1,33 @@
+"""Surrogates: extrapolate short runs to full budgets, predict cells never trained.
+
+``Extrapolator`` (short checkpoints → full budget), ``ArchitectureSurrogate`` (cell → energy
+and training time), ``SurrogateModel`` (both, saved as data: npz + JSON, never pickle),
+``DeviceTransfer`` (device A's model + a few cells measured on device B → device B) and
+``evaluate`` (held-out accuracy against baselines). Heavy imports happen on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_EXPORTS = {
+    "Extrapolator": "ecnas.surrogate.extrapolation",
+    "ArchitectureSurrogate": "ecnas.surrogate.architecture",
+    "SurrogateModel": "ecnas.surrogate.model",
+    "DeviceTransfer": "ecnas.surrogate.transfer",
+    "evaluate": "ecnas.surrogate.evaluate",
+    "EvaluationReport": "ecnas.surrogate.evaluate",
+    "Score": "ecnas.surrogate.evaluate",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ecnas.surrogate' has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(module), name)
+
+
+__all__ = sorted(_EXPORTS)

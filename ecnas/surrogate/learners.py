@@ -1,0 +1,177 @@
+"""The regressors the surrogates choose from, each storable as plain arrays (no pickle).
+
+* ``LinearModel``: ridge (squared loss) or least-absolute-deviation (IRLS) on standardized
+  features. Closed form, milliseconds, robust on tiny tables.
+* ``MLPEnsemble``: a few small ReLU MLPs trained with torch (one thread, Adam + one-cycle
+  schedule), averaged. Prediction runs in numpy, so loading a model file needs no torch.
+
+Every model maps features → a standardized scalar target; callers work on log scales.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ecnas.errors import InputError
+
+State = tuple[dict[str, Any], dict[str, np.ndarray]]
+
+
+def _standardize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mu = x.mean(0)
+    sd = x.std(0)
+    sd[sd < 1e-12] = 1.0  # constant columns: leave them at zero after centring
+    return mu, sd
+
+
+@dataclass
+class LinearModel:
+    """y ≈ b + w·z with z the standardized features; ``loss`` 'l2' (ridge) or 'l1' (median)."""
+
+    alpha: float = 1e-2
+    loss: str = "l2"
+    mu: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    sd: np.ndarray = field(default_factory=lambda: np.ones(0))
+    coef: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> LinearModel:
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        if x.ndim != 2 or x.shape[0] != y.shape[0] or x.shape[0] == 0:
+            raise InputError(f"linear fit needs (n, d) features and n targets, got {x.shape}, {y.shape}")
+        self.mu, self.sd = _standardize(x)
+        z = np.c_[np.ones(len(x)), (x - self.mu) / self.sd]
+        # ridge penalty on the slopes only, scaled by n so alpha means the same at any size
+        pen = self.alpha * len(x) * np.eye(z.shape[1])
+        pen[0, 0] = 0.0
+        weights = np.ones(len(x))
+        for _ in range(60 if self.loss == "l1" else 1):
+            zw = z * weights[:, None]
+            coef = np.linalg.solve(z.T @ zw + pen, zw.T @ y)
+            if self.loss == "l1":  # IRLS for least absolute deviations
+                weights = 1.0 / np.maximum(np.abs(y - z @ coef), 1e-6)
+                weights *= len(x) / weights.sum()
+        self.coef = coef
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        z = (np.asarray(x, dtype=np.float64) - self.mu) / self.sd
+        return self.coef[0] + z @ self.coef[1:]
+
+    def state(self) -> State:
+        return ({"kind": "linear", "alpha": self.alpha, "loss": self.loss},
+                {"mu": self.mu, "sd": self.sd, "coef": self.coef})
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> LinearModel:
+        return cls(alpha=float(meta["alpha"]), loss=str(meta["loss"]), mu=arrays["mu"],
+                   sd=arrays["sd"], coef=arrays["coef"])
+
+
+@dataclass
+class MLPEnsemble:
+    """``members`` MLPs (2 hidden ReLU layers of ``width``) averaged; trained on MSE."""
+
+    width: int = 128
+    epochs: int = 60
+    members: int = 3
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 1e-5
+    seed: int = 0
+    mu: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    sd: np.ndarray = field(default_factory=lambda: np.ones(0))
+    y_mu: float = 0.0
+    y_sd: float = 1.0
+    weights: list[list[np.ndarray]] = field(default_factory=list)
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> MLPEnsemble:
+        import torch
+
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        if x.ndim != 2 or x.shape[0] != y.shape[0] or x.shape[0] < 2:
+            raise InputError(f"MLP fit needs (n≥2, d) features and n targets, got {x.shape}")
+        self.mu, self.sd = _standardize(x)
+        self.y_mu, self.y_sd = float(y.mean()), float(y.std() or 1.0)
+        zx = torch.tensor((x - self.mu) / self.sd, dtype=torch.float32)
+        zy = torch.tensor((y - self.y_mu) / self.y_sd, dtype=torch.float32)
+        threads = torch.get_num_threads()
+        # small matrices: one thread is several times faster than contended multi-threading
+        torch.set_num_threads(1)
+        try:
+            self.weights = [self._fit_one(torch, zx, zy, self.seed + k) for k in range(self.members)]
+        finally:
+            torch.set_num_threads(threads)
+        return self
+
+    def _fit_one(self, torch: Any, zx: Any, zy: Any, seed: int) -> list[np.ndarray]:
+        torch.manual_seed(seed)
+        nn = torch.nn
+        d = zx.shape[1]
+        net = nn.Sequential(nn.Linear(d, self.width), nn.ReLU(), nn.Linear(self.width, self.width),
+                            nn.ReLU(), nn.Linear(self.width, 1))
+        opt = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        n = zx.shape[0]
+        bs = min(self.batch_size, n)
+        steps_per_epoch = (n + bs - 1) // bs
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, self.lr,
+                                                    total_steps=self.epochs * steps_per_epoch)
+        gen = torch.Generator().manual_seed(seed)
+        for _ in range(self.epochs):
+            perm = torch.randperm(n, generator=gen)
+            for i in range(0, n, bs):
+                idx = perm[i : i + bs]
+                opt.zero_grad()
+                loss = ((net(zx[idx]).squeeze(1) - zy[idx]) ** 2).mean()
+                loss.backward()
+                opt.step()
+                sched.step()
+        return [p.detach().numpy().astype(np.float32).copy() for p in net.parameters()]
+
+    def predict(self, x: np.ndarray, chunk: int = 65536) -> np.ndarray:
+        if not self.weights:
+            raise InputError("MLP ensemble is not fitted")
+        z = ((np.asarray(x, dtype=np.float64) - self.mu) / self.sd).astype(np.float32)
+        out = np.empty(len(z), dtype=np.float64)
+        for start in range(0, len(z), chunk):
+            part = z[start : start + chunk]
+            acc = np.zeros(len(part), dtype=np.float64)
+            for w1, b1, w2, b2, w3, b3 in self.weights:
+                h = np.maximum(part @ w1.T + b1, 0.0)
+                h = np.maximum(h @ w2.T + b2, 0.0)
+                acc += (h @ w3.T + b3)[:, 0]
+            out[start : start + chunk] = acc / len(self.weights)
+        return out * self.y_sd + self.y_mu
+
+    def state(self) -> State:
+        meta = {"kind": "mlp", "width": self.width, "epochs": self.epochs, "members": len(self.weights),
+                "batch_size": self.batch_size, "lr": self.lr, "weight_decay": self.weight_decay,
+                "seed": self.seed, "y_mu": self.y_mu, "y_sd": self.y_sd}
+        arrays = {"mu": self.mu, "sd": self.sd}
+        for k, ws in enumerate(self.weights):
+            for j, w in enumerate(ws):
+                arrays[f"m{k}_p{j}"] = w
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> MLPEnsemble:
+        members = int(meta["members"])
+        weights = [[arrays[f"m{k}_p{j}"].astype(np.float32) for j in range(6)] for k in range(members)]
+        return cls(width=int(meta["width"]), epochs=int(meta["epochs"]), members=members,
+                   batch_size=int(meta["batch_size"]), lr=float(meta["lr"]),
+                   weight_decay=float(meta["weight_decay"]), seed=int(meta["seed"]),
+                   mu=arrays["mu"], sd=arrays["sd"], y_mu=float(meta["y_mu"]),
+                   y_sd=float(meta["y_sd"]), weights=weights)
+
+
+def learner_from_state(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> LinearModel | MLPEnsemble:
+    kind = meta.get("kind")
+    if kind == "linear":
+        return LinearModel.from_state(meta, arrays)
+    if kind == "mlp":
+        return MLPEnsemble.from_state(meta, arrays)
+    raise InputError(f"model file: unknown learner kind {kind!r}")
