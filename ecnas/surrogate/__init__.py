@@ -15,9 +15,9 @@ _EXPORTS = {
     "ArchitectureSurrogate": "ecnas.surrogate.architecture",
     "SurrogateModel": "ecnas.surrogate.model",
     "DeviceTransfer": "ecnas.surrogate.transfer",
-    "evaluate": "ecnas.surrogate.evaluate",
-    "EvaluationReport": "ecnas.surrogate.evaluate",
-    "Score": "ecnas.surrogate.evaluate",
+    "evaluate": "ecnas.surrogate.evaluation",
+    "EvaluationReport": "ecnas.surrogate.evaluation",
+    "Score": "ecnas.surrogate.evaluation",
 }
 
 

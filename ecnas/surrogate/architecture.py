@@ -224,7 +224,7 @@ class ArchitectureSurrogate:
             low, high = bounds(pred, self.quantile.get(name, math.inf))
             out[name], out[f"{name}_low"], out[f"{name}_high"] = pred, low, high
         out["trainable_params"] = np.rint(np.exp(feats[:, 0])).astype(np.int64)
-        out["flops"] = 2.0 * np.exp(feats[:, 1])
+        out["flops"] = 2.0 * np.rint(np.exp(feats[:, 1]))
         return out
 
     def predict(self, specs_or_table: pd.DataFrame | Sequence[ModelSpec], budget: float) -> pd.DataFrame:

@@ -222,4 +222,4 @@ def params_and_flops(batch: CellBatch, *, shape: NetworkShape | None = None,
     """Trainable parameters (int) and forward FLOPs per image (2 per multiply-add)."""
     f = cell_features(batch, shape=shape, image_size=image_size)
     params = np.rint(np.exp(f[:, 0])).astype(np.int64)
-    return params, 2.0 * np.exp(f[:, 1])
+    return params, 2.0 * np.rint(np.exp(f[:, 1]))

@@ -1,0 +1,203 @@
+"""``ecnas surrogate fit | predict | evaluate``: a thin layer over ``ecnas.surrogate``.
+
+TABLE is an energy table (Parquet or CSV) or an EC-NAS results tree / TFRecord (imported on
+the fly). Model files are data (npz + JSON header), never pickles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ecnas.cli._output import add_json_flag, emit
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "surrogate", help="extrapolate short runs and predict untrained cells (fit/predict/evaluate)",
+        description="Surrogates of training energy and time: extrapolation from short "
+                    "checkpoints, an architecture-only model, conformal intervals.")
+    sub = p.add_subparsers(dest="surrogate_command", metavar="SUBCOMMAND",
+                           parser_class=type(p))
+    fit = sub.add_parser("fit", help="fit both surrogates on TABLE and write MODEL (npz, no pickle)")
+    fit.add_argument("table", metavar="TABLE", help="energy table (.parquet/.csv) or EC-NAS data")
+    fit.add_argument("--out", required=True, metavar="MODEL", help="model file to write (.npz)")
+    fit.add_argument("--budget", type=int, default=None,
+                     help="budget (epochs) the architecture surrogate learns "
+                          "(default: the one with most runs measured to it)")
+    fit.add_argument("--kind", choices=("auto", "mlp", "linear"), default="auto",
+                     help="architecture learner; auto keeps the better of ridge and MLP on "
+                          "held-out cells (default auto)")
+    fit.add_argument("--level", type=float, default=0.9, help="interval coverage (default 0.9)")
+    fit.add_argument("--seed", type=int, default=0, help="seed of splits and MLP init (default 0)")
+    add_json_flag(fit)
+    fit.set_defaults(func=run_fit)
+
+    pr = sub.add_parser("predict", help="energy/time at --budget for every cell and repeat in TABLE")
+    pr.add_argument("model", metavar="MODEL", help="model file written by 'ecnas surrogate fit'")
+    pr.add_argument("table", metavar="TABLE",
+                    help="table with short checkpoints, or just 'matrix' and 'ops' columns")
+    pr.add_argument("--budget", type=float, required=True, help="target budget in epochs")
+    pr.add_argument("--out", required=True, metavar="PRED", help="prediction table (.parquet/.csv)")
+    add_json_flag(pr)
+    pr.set_defaults(func=run_predict)
+
+    ev = sub.add_parser("evaluate", help="held-out accuracy of both surrogates and the baselines")
+    ev.add_argument("table", metavar="TABLE", help="energy table (.parquet/.csv) or EC-NAS data")
+    ev.add_argument("--train-fraction", type=float, default=0.7,
+                    help="architectures to fit on; 10%% calibrate, the rest test (default 0.7)")
+    ev.add_argument("--full-budget-fraction", type=float, default=0.2,
+                    help="architectures whose full-budget runs the extrapolator sees (default 0.2)")
+    ev.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
+    ev.add_argument("--level", type=float, default=0.9, help="interval coverage (default 0.9)")
+    ev.add_argument("--kind", choices=("auto", "mlp", "linear"), default="auto",
+                    help="architecture learner (default auto)")
+    add_json_flag(ev)
+    ev.set_defaults(func=run_evaluate)
+    p.set_defaults(func=lambda args: _usage(p))
+
+
+def _usage(p: argparse.ArgumentParser) -> int:
+    p.print_help(sys.stderr)
+    return 2
+
+
+def _progress(msg: str) -> None:
+    print(f"ecnas surrogate: {msg}", file=sys.stderr, flush=True)
+
+
+def load_table(path: str, *, contract: bool = True) -> Any:
+    """A table file, or EC-NAS data (results tree, TFRecord) imported on the fly."""
+    from ecnas.errors import InputError
+    from ecnas.tables import import_ecnas, read_table
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file or folder")
+    if p.is_dir() or p.suffix.lower() in (".tfrecord", ".tfrecords"):
+        _progress(f"importing EC-NAS data from {p}")
+        return import_ecnas(p)
+    return read_table(p, validate_schema=contract)
+
+
+def _check_level(level: float) -> None:
+    from ecnas.errors import InputError
+
+    if not 0.0 < level < 1.0:
+        raise InputError(f"--level must be in (0, 1), got {level}")
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    from ecnas.surrogate import SurrogateModel
+
+    _check_level(args.level)
+    table = load_table(args.table)
+    _progress(f"fitting on {len(table)} rows (extrapolator, then architecture surrogate)")
+    t0 = time.perf_counter()
+    model = SurrogateModel().fit(table, args.budget, kind=args.kind, level=args.level, seed=args.seed)
+    out = model.save(args.out)
+    ext, arch = model.extrapolator, model.architecture
+    result = {
+        "model": str(out), "seconds": round(time.perf_counter() - t0, 2),
+        "extrapolator": {"method": ext.method, "full_budget_runs": ext.n_full_runs,
+                         "interval_log_halfwidth": ext.quantile} if ext else None,
+        "architecture": None if arch is None else {
+            "budget": arch.budget, "device": arch.device, "architectures": arch.n_archs,
+            "learners": {k: type(v).__name__ for k, v in arch.models.items()},
+            "selection_mean_abs_log_error": arch.selection,
+            "interval_log_halfwidth": arch.quantile},
+        "level": args.level, "notes": model.info.get("notes", []),
+    }
+    emit(args.json, result, _fit_text)
+    return 0
+
+
+def _fit_text(r: dict[str, Any]) -> str:
+    lines = [f"wrote {r['model']} in {r['seconds']} s"]
+    if r["extrapolator"]:
+        e = r["extrapolator"]
+        lines.append(f"extrapolator: {e['method']} ({e['full_budget_runs']} runs measured to full budget)")
+    if r["architecture"]:
+        a = r["architecture"]
+        lines.append(f"architecture surrogate: {a['architectures']} cells at {a['budget']} epochs on "
+                     f"{a['device']}, learners {a['learners']}")
+    lines += [f"note: {n}" for n in r["notes"]]
+    return "\n".join(lines)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from ecnas.errors import InputError
+    from ecnas.surrogate import SurrogateModel
+    from ecnas.tables import write_table
+    from ecnas.tables.metadata import get_metadata, provenance_entry
+
+    if not (math.isfinite(args.budget) and args.budget > 0):
+        raise InputError(f"--budget must be a positive number of epochs, got {args.budget}")
+    model = SurrogateModel.load(args.model)
+    table = load_table(args.table, contract=False)
+    if not {"matrix", "ops"} <= set(table.columns):
+        raise InputError(f"{args.table}: needs at least the columns 'matrix' and 'ops'")
+    if "epoch" in table.columns:
+        from ecnas.tables import validate
+
+        table = validate(table)  # a table with checkpoints must follow the contract
+    pred = model.predict(table, args.budget)
+    meta = get_metadata(table)
+    meta.pop("provenance", None)
+    meta["surrogate"] = {
+        "model": str(args.model), "budget_epochs": args.budget,
+        "energy_basis": "joules, PUE excluded",
+        "interval": "energy_j_low/energy_j_high: split-conformal, relative",
+        "notes": model.info.get("notes", []),
+    }
+    meta["provenance"] = [provenance_entry("ecnas surrogate predict", str(args.table))]
+    out = write_table(pred, args.out, metadata=meta)
+    counts = pred["source"].value_counts().to_dict()
+    result = {"out": str(out), "rows": int(len(pred)), "budget_epochs": args.budget,
+              "sources": {str(k): int(v) for k, v in counts.items()},
+              "energy_j_total": float(pred["energy_j"].sum()),
+              "notes": model.info.get("notes", [])}
+    emit(args.json, result, lambda r: (
+        f"wrote {r['rows']} rows to {r['out']} at {r['budget_epochs']:g} epochs: "
+        + ", ".join(f"{v} {k}" for k, v in r["sources"].items())))
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from ecnas.surrogate import evaluate
+
+    _check_level(args.level)
+    table = load_table(args.table)
+    _progress(f"evaluating on {len(table)} rows (seed {args.seed})")
+    report = evaluate(table, args.train_fraction, args.seed, full_budget_fraction=args.full_budget_fraction,
+                      level=args.level, kind=args.kind)
+    emit(args.json, report.to_dict(), _evaluate_text)
+    return 0
+
+
+def _fmt(v: Any, spec: str) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        width = spec.split(".")[0]
+        return "—".rjust(int(width) if width.isdigit() else 0)
+    return format(v, spec)
+
+
+def _evaluate_text(d: dict[str, Any]) -> str:
+    lines = [f"{d['n_architectures']} architectures at {d['budget']} epochs: {d['n_train']} train, "
+             f"{d['n_calibration']} calibration, {d['n_test']} test (seed {d['seed']}); "
+             f"extrapolator sees {d['n_full_budget']} full-budget, test runs cut at epoch "
+             f"{_fmt(d['short_epoch'], 'g')}",
+             f"{'model':24} {'target':16} {'MAPE %':>7} {'MAE':>10} {'MAE Wh':>7} {'Wh·PUE':>7} "
+             f"{'R²':>7} {'τ':>6} {'cover %':>8}"]
+    for s in d["scores"]:
+        lines.append(f"{s['model']:24} {s['target']:16} {_fmt(s['mape_pct'], '7.2f')} "
+                     f"{_fmt(s['mae'], '10.1f')} {_fmt(s['mae_wh'], '7.3f')} "
+                     f"{_fmt(s['mae_wh_pue'], '7.3f')} {_fmt(s['r2'], '7.4f')} "
+                     f"{_fmt(s['kendall_tau'], '6.3f')} {_fmt(s['coverage_pct'], '8.1f')}")
+    lines.append(d["energy_basis"])
+    lines += [f"note: {n}" for n in d["notes"]]
+    return "\n".join(lines)

@@ -1,0 +1,119 @@
+"""``SurrogateModel``: the extrapolator and the architecture surrogate together, as one file.
+
+``predict(table, budget)`` is what ``ecnas surrogate predict`` prints: every (architecture,
+repeat) of the table gets its value at ``budget`` from its own short checkpoints when it has
+any (``source='extrapolated'``), and from the cell alone otherwise (``source='surrogate'``).
+Runs already measured to ``budget`` keep their measured row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ecnas.errors import InputError
+from ecnas.surrogate.architecture import ArchitectureSurrogate
+from ecnas.surrogate.extrapolation import Extrapolator
+from ecnas.surrogate.modelfile import read_model, write_model
+
+
+@dataclass
+class SurrogateModel:
+    extrapolator: Extrapolator | None = None
+    architecture: ArchitectureSurrogate | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def fit(self, table: pd.DataFrame, budget: int | None = None, *, kind: str = "auto",
+            level: float = 0.9, seed: int = 0) -> SurrogateModel:
+        """Fit both parts. The architecture part needs runs measured to a full budget; a table
+        without any gets only the extrapolator, with a note (``info['notes']``)."""
+        notes: list[str] = []
+        self.extrapolator = Extrapolator(level=level, seed=seed).fit(table)
+        notes += self.extrapolator.notes
+        try:
+            self.architecture = ArchitectureSurrogate(kind=kind, level=level, seed=seed).fit(table, budget)
+            notes += self.architecture.notes
+        except InputError as exc:
+            self.architecture = None
+            notes.append(f"no architecture surrogate: {exc}")
+        from ecnas.tables.metadata import get_metadata
+
+        meta = get_metadata(table)
+        self.info = {"notes": notes, "rows": int(len(table)),
+                     "pue": (meta.get("pue") or {}).get("factor"),
+                     "estimated_input": bool(table["estimated"].any()) if "estimated" in table else None}
+        return self
+
+    def predict(self, table: pd.DataFrame, budget: float) -> pd.DataFrame:
+        if self.extrapolator is None and self.architecture is None:
+            raise InputError("SurrogateModel is not fitted")
+        parts = []
+        done: set[tuple[str, int]] = set()
+        has_runs = all(c in table.columns for c in ("epoch", "budget_epochs", "energy_j",
+                                                    "repeat", "device", "arch_hash"))
+        if has_runs:
+            measured = table[np.isclose(table["epoch"].to_numpy(float), float(budget))
+                             & (table["budget_epochs"] == int(round(budget)))]
+            if not measured.empty:
+                parts.append(measured)
+                done |= set(zip(measured["arch_hash"].astype(str), measured["repeat"].astype(int),
+                                strict=True))
+            if self.extrapolator is not None:
+                rest = table[[(h, r) not in done for h, r in
+                              zip(table["arch_hash"].astype(str), table["repeat"].astype(int), strict=True)]]
+                ext = self.extrapolator.predict(rest, budget)
+                if not ext.empty:
+                    parts.append(ext)
+                    done |= set(zip(ext["arch_hash"].astype(str), ext["repeat"].astype(int), strict=True))
+        if self.architecture is not None:
+            left = table
+            if done and "arch_hash" in table.columns and "repeat" in table.columns:
+                left = table[[(h, r) not in done for h, r in
+                              zip(table["arch_hash"].astype(str), table["repeat"].astype(int), strict=True)]]
+            if not left.empty:
+                parts.append(self.architecture.predict(left, budget))
+        elif has_runs and len(done) < table[["arch_hash", "repeat"]].drop_duplicates().shape[0]:
+            self.info.setdefault("notes", []).append(
+                "some cells have no usable checkpoint and there is no architecture surrogate")
+        if not parts:
+            raise InputError("nothing to predict: the table has no usable checkpoints and the "
+                             "model has no architecture surrogate")
+        out = pd.concat([p for p in parts if not p.empty], ignore_index=True)
+        if "energy_j_low" in out.columns:
+            exact = out["source"].isin(["measured", "imported"])
+            for c in ("energy_j", "training_time_s"):
+                out.loc[exact, f"{c}_low"] = out.loc[exact, c]
+                out.loc[exact, f"{c}_high"] = out.loc[exact, c]
+        return out
+
+    def save(self, path: str | Path) -> Path:
+        meta: dict[str, Any] = {"info": self.info}
+        arrays: dict[str, np.ndarray] = {}
+        for key, part in (("extrapolator", self.extrapolator), ("architecture", self.architecture)):
+            if part is None:
+                meta[key] = None
+                continue
+            m, a = part.state()
+            meta[key] = m
+            arrays.update({f"{key}/{k}": v for k, v in a.items()})
+        return write_model(path, meta, arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> SurrogateModel:
+        meta, arrays = read_model(path)
+
+        def sub(prefix: str) -> dict[str, np.ndarray]:
+            return {k[len(prefix) + 1 :]: v for k, v in arrays.items() if k.startswith(prefix + "/")}
+
+        try:
+            ext = (Extrapolator.from_state(meta["extrapolator"], sub("extrapolator"))
+                   if meta.get("extrapolator") else None)
+            arch = (ArchitectureSurrogate.from_state(meta["architecture"], sub("architecture"))
+                    if meta.get("architecture") else None)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"{path}: malformed surrogate model ({type(exc).__name__}: {exc})") from None
+        return cls(ext, arch, dict(meta.get("info", {})))
