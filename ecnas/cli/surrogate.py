@@ -91,10 +91,19 @@ def _check_level(level: float) -> None:
         raise InputError(f"--level must be in (0, 1), got {level}")
 
 
+def _check_out(path: str) -> None:
+    from ecnas.errors import InputError
+
+    parent = Path(path).parent
+    if not parent.is_dir():  # say so before minutes of fitting, not after
+        raise InputError(f"{path}: folder {parent} does not exist")
+
+
 def run_fit(args: argparse.Namespace) -> int:
     from ecnas.surrogate import SurrogateModel
 
     _check_level(args.level)
+    _check_out(args.out)
     table = load_table(args.table)
     _progress(f"fitting on {len(table)} rows (extrapolator, then architecture surrogate)")
     t0 = time.perf_counter()
@@ -137,6 +146,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
     if not (math.isfinite(args.budget) and args.budget > 0):
         raise InputError(f"--budget must be a positive number of epochs, got {args.budget}")
+    _check_out(args.out)
     model = SurrogateModel.load(args.model)
     table = load_table(args.table, contract=False)
     if not {"matrix", "ops"} <= set(table.columns):

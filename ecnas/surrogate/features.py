@@ -81,7 +81,10 @@ def _parse_one(mstr: str, ostr: str) -> tuple[np.ndarray, np.ndarray]:
     m = np.frombuffer(mstr.encode(), dtype=np.uint8).reshape(n, n) - ord("0")
     ok = labels[0] == INPUT and labels[-1] == OUTPUT and all(o in _OP_CODE for o in labels[1:-1])
     if not (ok and _is_pruned(m)):
-        spec = ModelSpec(m, labels)
+        try:
+            spec = ModelSpec(m, labels)
+        except InputError as exc:
+            raise InputError(f"cell {mstr} [{ostr}]: {exc}") from None
         if not spec.valid:
             raise InputError(f"cell {mstr} [{ostr}] is invalid: {spec.invalid_reason}")
         m, labels = spec.matrix.astype(np.uint8), list(spec.ops)

@@ -29,14 +29,17 @@ class SurrogateModel:
 
     def fit(self, table: pd.DataFrame, budget: int | None = None, *, kind: str = "auto",
             level: float = 0.9, seed: int = 0) -> SurrogateModel:
-        """Fit both parts. The architecture part needs runs measured to a full budget; a table
-        without any gets only the extrapolator, with a note (``info['notes']``)."""
+        """Fit both parts (parts given at construction keep their own settings). The
+        architecture part needs runs measured to a full budget; a table without any gets
+        only the extrapolator, with a note (``info['notes']``)."""
         notes: list[str] = []
-        self.extrapolator = Extrapolator(level=level, seed=seed).fit(table)
-        notes += self.extrapolator.notes
+        ext = self.extrapolator or Extrapolator(level=level, seed=seed)
+        self.extrapolator = ext.fit(table)
+        notes += ext.notes
+        arch = self.architecture or ArchitectureSurrogate(kind=kind, level=level, seed=seed)
         try:
-            self.architecture = ArchitectureSurrogate(kind=kind, level=level, seed=seed).fit(table, budget)
-            notes += self.architecture.notes
+            self.architecture = arch.fit(table, budget)
+            notes += arch.notes
         except InputError as exc:
             self.architecture = None
             notes.append(f"no architecture surrogate: {exc}")

@@ -60,6 +60,9 @@ def read_model(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]
             arrays = {k: z[k] for k in z.files}
     except (zipfile.BadZipFile, ValueError, OSError) as exc:
         raise InputError(f"{p}: not an ecnas surrogate model file ({exc})") from None
+    odd = [k for k, v in arrays.items() if not isinstance(v, np.ndarray)]
+    if odd:  # numpy hands back members that are not .npy data as raw bytes
+        raise InputError(f"{p}: member {odd[0]!r} is not an array (not an ecnas surrogate model file)")
     raw = arrays.pop(_META, None)
     if raw is None:
         raise InputError(f"{p}: no {_META} header (not an ecnas surrogate model file)")
