@@ -1,0 +1,379 @@
+"""``Benchmark``: query an energy-aware NAS benchmark the way NAS-Bench-101 / EC-NAS users do.
+
+``query`` is the charged lookup (it adds the run's training time and energy to the budget
+counters, as if the architecture had been trained); ``get_metrics_from_*`` are free lookups.
+A query for a spec that is already pruned (any ``ModelSpec``) goes through a dict keyed by the
+pruned (matrix, ops) strings, so the MD5 iso-hash is never recomputed on the hot path.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ecnas.benchmark.layout import (
+    FINAL_COLUMNS,
+    METRIC_INDEX,
+    METRICS,
+    SOURCES,
+    Layout,
+    layout_from_table,
+)
+from ecnas.errors import InputError
+
+KWH_J = 3.6e6
+_N_FINAL = len(FINAL_COLUMNS)
+_I_TIME = METRIC_INDEX["training_time_s"]
+_I_ENERGY = METRIC_INDEX["energy_j"]
+
+
+def _spec_key(matrix: np.ndarray, ops: tuple[str, ...] | list[str]) -> str:
+    # '0'/'1' bytes of the pruned matrix + "|" + ops: the same string the table's columns give
+    return (matrix.astype(np.uint8) + 48).tobytes().decode("ascii") + "|" + ",".join(ops)
+
+
+class Benchmark:
+    """An energy-aware tabular NAS benchmark for one device (see docs/benchmark.md).
+
+    Build with :meth:`load` (bundle folder or EC-NAS TFRecord file) or :meth:`from_table`.
+    """
+
+    def __init__(self, layout: Layout, *, seed: int = 0, pue: float = 1.0,
+                 devices: tuple[str, ...] | None = None, metadata: Mapping[str, Any] | None = None,
+                 path: str | None = None) -> None:
+        self._lay = layout
+        self._metrics = layout.metrics
+        self._nb = len(layout.budgets)
+        self._nr = layout.repeats
+        self._budget_index = {b: i for i, b in enumerate(layout.budgets)}
+        self._hash_index = {h: i for i, h in enumerate(layout.arch_hash.tolist())}
+        keys = [m + "|" + o for m, o in zip(layout.matrix.tolist(), layout.ops.tolist(), strict=True)]
+        self._spec_index = dict(zip(keys, range(len(keys)), strict=True))
+        self._full = bool(layout.present.all())
+        self._rng = random.Random(seed)
+        self._seed = seed
+        self.pue = float(pue)
+        self._devices = tuple(devices or (layout.device,))
+        self.metadata = dict(metadata or {})
+        self.path = path
+        self._time_spent = 0.0
+        self._energy_spent = 0.0
+
+    # -- construction
+    @classmethod
+    def from_table(cls, df: Any, *, seed: int = 0, device: str | None = None) -> Benchmark:
+        """A benchmark from an energy table (DataFrame in the contract; validated here)."""
+        from ecnas.tables import get_metadata, validate
+        from ecnas.tables.schema import COLUMN_NAMES
+
+        table = validate(df)
+        keep = [c for c in (*COLUMN_NAMES, "energy_j_low", "energy_j_high") if c in table.columns]
+        meta = get_metadata(df)
+        lay = layout_from_table(table[keep], device=device)
+        from ecnas.benchmark.layout import devices_of
+
+        return cls(lay, seed=seed, pue=pue_of(meta), devices=tuple(sorted(devices_of(table))),
+                   metadata=meta)
+
+    @classmethod
+    def load(cls, path: str | Path, *, seed: int = 0, device: str | None = None,
+             verify: bool = True) -> Benchmark:
+        """Load a bundle folder (checksums verified) or an EC-NAS TFRecord file."""
+        p = Path(path)
+        if not p.exists():
+            raise InputError(f"{p}: no such file or folder")
+        if p.is_dir():
+            from ecnas.benchmark.bundle import load_bundle_layout
+
+            lay, manifest = load_bundle_layout(p, device=device, verify=verify)
+            meta = manifest.get("table_metadata", {})
+            bench = cls(lay, seed=seed, pue=pue_of(meta),
+                        devices=tuple(d["id"] for d in manifest.get("devices", [])), metadata=meta,
+                        path=str(p))
+            return bench
+        from ecnas.tables import import_ecnas
+
+        bench = cls.from_table(import_ecnas(p), seed=seed, device=device)
+        bench.path = str(p)
+        return bench
+
+    # -- description
+    @property
+    def budgets(self) -> tuple[int, ...]:
+        """Training budgets (epochs) the benchmark holds, ascending."""
+        return self._lay.budgets
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        """Hardware profile ids of the source table; the benchmark answers for ``device``."""
+        return self._devices
+
+    @property
+    def device(self) -> str:
+        return self._lay.device
+
+    @property
+    def repeats(self) -> int:
+        return self._nr
+
+    @property
+    def layout(self) -> Layout:
+        return self._lay
+
+    def __len__(self) -> int:
+        return self._lay.num_archs
+
+    def __repr__(self) -> str:
+        return (f"Benchmark({len(self)} architectures, budgets {list(self.budgets)}, "
+                f"{self._nr} repeat(s), device {self.device!r})")
+
+    def hash_iterator(self) -> Iterator[str]:
+        """The architectures' iso-hashes, in storage order."""
+        return iter(self._lay.arch_hash.tolist())
+
+    def index_of(self, arch_hash: str) -> int:
+        try:
+            return self._hash_index[arch_hash]
+        except KeyError:
+            raise InputError(f"hash {arch_hash!r} is not in the benchmark") from None
+
+    def spec_of(self, arch_hash: str) -> Any:
+        from ecnas.space import ModelSpec
+
+        i = self.index_of(arch_hash)
+        return ModelSpec(self._lay.matrix[i], self._lay.ops[i])
+
+    # -- spec resolution
+    def _arch_index(self, spec: Any) -> int:
+        from ecnas.space import ModelSpec
+
+        if not isinstance(spec, ModelSpec):
+            if isinstance(spec, Mapping):
+                spec = ModelSpec(spec["matrix"], spec["ops"])
+            elif isinstance(spec, (tuple, list)) and len(spec) == 2:
+                spec = ModelSpec(spec[0], spec[1])
+            else:
+                raise InputError(f"expected a ModelSpec or (matrix, ops), got {type(spec).__name__}")
+        if not spec.valid:
+            raise InputError(f"invalid spec: {spec.invalid_reason}")
+        i = self._spec_index.get(_spec_key(spec.matrix, spec.ops))
+        if i is None:
+            # an isomorphic cell stored in another vertex order: the hash decides
+            i = self._hash_index.get(spec.hash())
+            if i is None:
+                raise InputError(f"spec {spec.matrix_str}|{spec.ops_str} (hash {spec.hash()}) "
+                                 f"is valid but not in the benchmark ({len(self)} architectures)")
+        return i
+
+    def is_valid(self, spec: Any) -> bool:
+        """True when the spec is valid in the space AND the benchmark holds it."""
+        try:
+            self._arch_index(spec)
+        except InputError:
+            return False
+        return True
+
+    def _budget(self, epochs: Any) -> int:
+        b = self._budget_index.get(epochs)
+        if b is None:
+            raise InputError(f"epochs {epochs!r} is not a budget of this benchmark "
+                             f"(budgets: {', '.join(map(str, self.budgets))})")
+        return b
+
+    def _row(self, a: int, b: int, repeat: Any) -> tuple[list[float], int, Any]:
+        base = (a * self._nb + b) * self._nr
+        present = self._lay.present
+        if repeat is None:
+            if self._full:
+                r = self._rng.randrange(self._nr)
+            else:
+                reps = np.flatnonzero(present[a, b])
+                if reps.size == 0:
+                    raise InputError(self._no_runs(a, b))
+                r = int(reps[self._rng.randrange(reps.size)])
+            return self._metrics[base + r].tolist(), base + r, r + 1
+        if isinstance(repeat, str):
+            if repeat != "mean":
+                raise InputError(f"repeat {repeat!r}: use an integer, None or 'mean'")
+            mask = present[a, b]
+            if not mask.any():
+                raise InputError(self._no_runs(a, b))
+            block = self._metrics[base:base + self._nr][mask]
+            with np.errstate(invalid="ignore"), _quiet():
+                vals = np.nanmean(block, axis=0) if block.shape[0] > 1 else block[0]
+            return vals.tolist(), base + int(np.argmax(mask)), "mean"
+        if isinstance(repeat, bool) or not isinstance(repeat, (int, np.integer)):
+            raise InputError(f"repeat {repeat!r}: use an integer, None or 'mean'")
+        r = int(repeat)
+        if not 1 <= r <= self._nr or not present[a, b, r - 1]:
+            have = (np.flatnonzero(present[a, b]) + 1).tolist()
+            raise InputError(f"repeat {r} is not in the benchmark for {self._lay.arch_hash[a]} at "
+                             f"{self.budgets[b]} epochs (repeats: {have or 'none'})")
+        return self._metrics[base + r - 1].tolist(), base + r - 1, r
+
+    def _no_runs(self, a: int, b: int) -> str:
+        return (f"{self._lay.arch_hash[a]} has no run at {self.budgets[b]} epochs "
+                f"(budgets with runs: {[self.budgets[i] for i in np.flatnonzero(self._lay.present[a].any(axis=1))]})")
+
+    # -- queries
+    def query(self, spec: Any, epochs: int = 108, repeat: Any = None) -> dict[str, Any]:
+        """One training run's final metrics; charges the budget counters.
+
+        ``repeat``: None draws a repeat with the benchmark's seeded generator, ``"mean"``
+        averages the repeats (NaN-aware), an int (1-based) picks one.
+        """
+        a = self._arch_index(spec)
+        b = self._budget(epochs)
+        vals, row, rep = self._row(a, b, repeat)
+        t, e = vals[_I_TIME], vals[_I_ENERGY]
+        if t == t:
+            self._time_spent += t
+        if e == e:
+            self._energy_spent += e
+        return self._result(a, row, rep, vals, spec)
+
+    def _result(self, a: int, row: int, rep: Any, v: list[float], spec: Any) -> dict[str, Any]:
+        lay = self._lay
+        b, r = (row // self._nr) % self._nb, row % self._nr
+        src = SOURCES[lay.source[a, b, r]]
+        matrix = getattr(spec, "matrix", None)
+        ops = getattr(spec, "ops", None)
+        return {
+            "module_adjacency": matrix if matrix is not None else lay.matrix[a],
+            "module_operations": list(ops) if ops is not None else lay.ops[a].split(","),
+            "trainable_parameters": int(lay.trainable_params[a]),
+            "training_time": v[1],
+            "train_accuracy": v[9],
+            "validation_accuracy": v[10],
+            "test_accuracy": v[11],
+            "energy (kWh)": v[3] * self.pue / KWH_J,
+            "arch_hash": lay.arch_hash[a],
+            "epochs": self.budgets[b],
+            "repeat": rep,
+            "epoch": v[0],
+            "energy_j": v[3],
+            "gpu_energy_j": v[4],
+            "cpu_energy_j": v[5],
+            "dram_energy_j": v[6],
+            "energy_j_low": v[7],
+            "energy_j_high": v[8],
+            "wall_time_s": v[2],
+            "source": src,
+            "estimated": bool(lay.estimated[a, b, r]),
+            "device": lay.device,
+        }
+
+    def get_metrics_from_hash(self, arch_hash: str) -> tuple[dict[str, Any], dict[int, list[dict[str, Any]]]]:
+        """NAS-Bench-101-style ``(fixed_stat, computed_stat)``; not charged.
+
+        ``computed_stat[epochs]`` lists one dict per repeat with ``halfway_*`` and ``final_*``
+        keys (EC-NAS's evaluations 1 and 2), energies in kWh (PUE re-applied) and in joules.
+        """
+        a = self.index_of(arch_hash)
+        lay = self._lay
+        from ecnas.space import ModelSpec
+
+        spec = ModelSpec(lay.matrix[a], lay.ops[a])
+        fixed = {"module_adjacency": spec.matrix, "module_operations": list(spec.ops),
+                 "trainable_parameters": int(lay.trainable_params[a]), "module_hash": lay.arch_hash[a],
+                 "flops": float(lay.flops[a])}
+        grid = lay.grid()
+        computed: dict[int, list[dict[str, Any]]] = {}
+        for b, epochs in enumerate(self.budgets):
+            runs = []
+            for r in np.flatnonzero(lay.present[a, b]).tolist():
+                v = dict(zip(METRICS, grid[a, b, r].tolist(), strict=True))
+                runs.append({
+                    "repeat": r + 1, "source": SOURCES[lay.source[a, b, r]],
+                    "estimated": bool(lay.estimated[a, b, r]),
+                    "halfway_training_time": v["half_training_time_s"],
+                    "halfway_train_accuracy": v["half_train_accuracy"],
+                    "halfway_validation_accuracy": v["half_validation_accuracy"],
+                    "halfway_test_accuracy": v["half_test_accuracy"],
+                    "halfway_energy (kWh)": v["half_energy_j"] * self.pue / KWH_J,
+                    "halfway_energy_j": v["half_energy_j"],
+                    "final_training_time": v["training_time_s"],
+                    "final_train_accuracy": v["train_accuracy"],
+                    "final_validation_accuracy": v["validation_accuracy"],
+                    "final_test_accuracy": v["test_accuracy"],
+                    "final_energy (kWh)": v["energy_j"] * self.pue / KWH_J,
+                    "final_energy_j": v["energy_j"],
+                    "final_gpu_energy_j": v["gpu_energy_j"], "final_cpu_energy_j": v["cpu_energy_j"],
+                    "final_dram_energy_j": v["dram_energy_j"],
+                    "final_energy_j_low": v["energy_j_low"], "final_energy_j_high": v["energy_j_high"],
+                })
+            if runs:
+                computed[epochs] = runs
+        return fixed, computed
+
+    def get_metrics_from_spec(self, spec: Any) -> tuple[dict[str, Any], dict[int, list[dict[str, Any]]]]:
+        """As :meth:`get_metrics_from_hash` for a spec (pruned first); not charged."""
+        return self.get_metrics_from_hash(self._lay.arch_hash[self._arch_index(spec)])
+
+    # -- budget counters
+    def get_budget_counters(self) -> tuple[float, float]:
+        """``(training_time_s, energy_j)`` charged by :meth:`query` since the last reset."""
+        return self._time_spent, self._energy_spent
+
+    def reset_budget_counters(self) -> None:
+        self._time_spent = 0.0
+        self._energy_spent = 0.0
+
+    # -- vectorized read-only view for searches
+    def arrays(self, budget: int, repeat: Any = "mean") -> dict[str, np.ndarray]:
+        """Per-architecture arrays at one budget (storage order; NaN where missing).
+
+        Keys: ``arch_hash``, ``matrix``, ``ops``, ``energy_j``, ``validation_accuracy``,
+        ``test_accuracy``, ``training_time_s``, ``trainable_params`` (+ ``train_accuracy``,
+        ``flops``). ``repeat``: ``"mean"`` (NaN-aware over present repeats) or an int.
+        """
+        b = self._budget(budget)
+        lay = self._lay
+        g = lay.grid()[:, b]  # [A, R, M]
+        if repeat == "mean":
+            with np.errstate(invalid="ignore"), _quiet():
+                block = np.where(lay.present[:, b, :, None], g, np.nan)
+                vals = np.nanmean(block, axis=1)
+        elif isinstance(repeat, (int, np.integer)) and not isinstance(repeat, bool) \
+                and 1 <= int(repeat) <= self._nr:
+            vals = np.where(lay.present[:, b, int(repeat) - 1, None], g[:, int(repeat) - 1], np.nan)
+        else:
+            raise InputError(f"repeat {repeat!r}: use 'mean' or an integer in 1..{self._nr}")
+        out = {name: vals[:, METRIC_INDEX[name]] for name in
+               ("energy_j", "validation_accuracy", "test_accuracy", "train_accuracy",
+                "training_time_s")}
+        for arr in out.values():
+            arr.flags.writeable = False
+        return {"arch_hash": lay.arch_hash, "matrix": lay.matrix, "ops": lay.ops,
+                "trainable_params": lay.trainable_params, "flops": lay.flops, **out}
+
+
+class _quiet:
+    """Silence numpy's 'Mean of empty slice' for all-NaN columns (NaN is the answer)."""
+
+    def __enter__(self) -> None:
+        import warnings
+
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc: object) -> None:
+        self._ctx.__exit__(*exc)
+
+
+def pue_of(meta: Mapping[str, Any]) -> float:
+    """The facility factor a table's metadata records (1.0 when none)."""
+    pue = meta.get("pue") if isinstance(meta, Mapping) else None
+    f = pue.get("factor") if isinstance(pue, Mapping) else pue
+    try:
+        f = float(f) if f is not None else 1.0
+    except (TypeError, ValueError):
+        raise InputError(f"table metadata 'pue': {f!r} is not a number") from None
+    if not f > 0:
+        raise InputError(f"table metadata 'pue': factor {f} must be > 0")
+    return f
