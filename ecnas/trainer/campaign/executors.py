@@ -1,0 +1,167 @@
+"""Where runs execute: local worker processes, a Dask cluster, or (workers=0) inline.
+
+Every executor takes plain-dict tasks and hands back the plain-dict results of
+:func:`ecnas.trainer.campaign.worker.execute_run`; the coordinator does not know which one it
+drives. A run whose process dies (segfault, OOM kill, ``os._exit``) comes back as a failed
+result naming the exit status, like a run that raised.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from collections import deque
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+from typing import Any
+
+from ecnas.errors import InputError
+from ecnas.trainer.campaign.worker import child_main, execute_run
+
+
+def _gpu_index(device: str) -> str | None:
+    if device == "cpu":
+        return None
+    return device.split(":", 1)[1] if ":" in device else "0"
+
+
+class InlineExecutor:
+    """Runs each task in the coordinator's own process, one at a time. For debugging and for
+    measuring the coordinator's own cost; a crash here takes the coordinator with it."""
+
+    capacity = 1
+    split_socket = False
+    label = "inline"
+
+    def __init__(self) -> None:
+        self._done: deque[dict[str, Any]] = deque()
+
+    def submit(self, task: dict[str, Any]) -> None:
+        self._done.append(execute_run(task))
+
+    def next_result(self) -> dict[str, Any]:
+        return self._done.popleft()
+
+    def close(self) -> None:
+        self._done.clear()
+
+
+@dataclass
+class _Slot:
+    gpu: str | None  # CUDA_VISIBLE_DEVICES for runs in this slot
+    device: str  # what the run's TrainConfig.device becomes
+    proc: Any = None
+    conn: Any = None
+    task: dict[str, Any] | None = None
+
+
+class LocalExecutor:
+    """``workers`` slots; each task runs in a fresh spawned process (one run per process, so a
+    run's GPU pinning, memory and crashes stay its own). Slots are assigned the campaign's
+    devices round-robin; a ``cuda:N`` slot's process sees only GPU N, as ``cuda:0``."""
+
+    def __init__(self, workers: int, devices: tuple[str, ...] = ("cpu",)) -> None:
+        if workers < 1:
+            raise InputError(f"--workers must be a positive integer, got {workers}")
+        self._ctx = mp.get_context("spawn")
+        self._slots = []
+        for i in range(workers):
+            dev = devices[i % len(devices)]
+            gpu = _gpu_index(dev)
+            self._slots.append(_Slot(gpu=gpu, device="cpu" if gpu is None else "cuda:0"))
+        self.capacity = workers
+        self.split_socket = workers > 1
+        self.label = f"{workers} local worker process(es)"
+
+    def submit(self, task: dict[str, Any]) -> None:
+        slot = next((s for s in self._slots if s.proc is None), None)
+        if slot is None:
+            raise RuntimeError("submit() with every worker slot busy")
+        task = {**task, "gpu": slot.gpu, "config": {**task["config"], "device": slot.device}}
+        parent, child = self._ctx.Pipe(duplex=False)
+        proc = self._ctx.Process(target=child_main, args=(task, child), daemon=True,
+                                 name=f"ecnas-run-{task['run_key']}")
+        proc.start()
+        child.close()
+        slot.proc, slot.conn, slot.task = proc, parent, task
+
+    def next_result(self) -> dict[str, Any]:
+        busy = [s for s in self._slots if s.proc is not None]
+        if not busy:
+            raise RuntimeError("next_result() with nothing running")
+        waitables = {s.conn: s for s in busy} | {s.proc.sentinel: s for s in busy}
+        ready = wait(list(waitables))
+        slot = waitables[ready[0]]
+        result: dict[str, Any] | None = None
+        try:
+            if slot.conn.poll():
+                result = slot.conn.recv()
+        except (EOFError, OSError):
+            result = None  # the process died before or while sending
+        slot.proc.join()
+        code = slot.proc.exitcode
+        task = slot.task or {}
+        slot.conn.close()
+        slot.proc.close()
+        slot.proc = slot.conn = slot.task = None
+        if result is None:
+            how = f"killed by signal {-code}" if code is not None and code < 0 else \
+                f"exit status {code}"
+            result = {"run_key": task.get("run_key"), "attempt": task.get("attempt"),
+                      "ok": False, "error": f"worker process died ({how}) before returning"}
+        return result
+
+    def close(self) -> None:
+        for s in self._slots:
+            if s.proc is not None:
+                s.proc.kill()
+                s.proc.join()
+                s.conn.close()
+                s.proc = s.conn = s.task = None
+
+
+class DaskExecutor:
+    """Runs tasks on an existing ``dask.distributed`` scheduler. Tasks on GPU campaigns ask for
+    the worker resource ``GPU=1`` (start workers with ``--resources GPU=1`` and one
+    ``CUDA_VISIBLE_DEVICES`` each). Results come back to this client; workers never write."""
+
+    def __init__(self, address: str, devices: tuple[str, ...] = ("cpu",), *,
+                 connect_timeout: float = 10.0) -> None:
+        try:
+            from distributed import Client, as_completed
+        except ImportError as exc:
+            raise InputError(f"--scheduler needs dask.distributed: {exc}") from None
+        try:
+            self._client = Client(address, timeout=connect_timeout, set_as_default=False)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise InputError(f"cannot reach Dask scheduler {address} within "
+                             f"{connect_timeout:g} s: {type(exc).__name__}: {exc}") from None
+        self._ac = as_completed()
+        self._gpu = any(d != "cpu" for d in devices)
+        threads = sum(self._client.nthreads().values())
+        self.capacity = max(threads, 1) * 2  # keep every worker fed while results travel back
+        self.split_socket = True
+        self.label = f"Dask scheduler {address} ({len(self._client.nthreads())} workers)"
+        self._tasks: dict[str, dict[str, Any]] = {}
+
+    def submit(self, task: dict[str, Any]) -> None:
+        task = {**task, "gpu": None,
+                "config": {**task["config"], "device": "cuda:0" if self._gpu else "cpu"}}
+        key = f"ecnas-run-{task['run_key']}-{task['attempt']}"
+        fut = self._client.submit(execute_run, task, key=key, pure=False,
+                                  resources={"GPU": 1} if self._gpu else None)
+        self._tasks[fut.key] = task
+        self._ac.add(fut)
+
+    def next_result(self) -> dict[str, Any]:
+        fut = next(self._ac)
+        task = self._tasks.pop(fut.key)
+        try:
+            return fut.result()
+        except Exception as exc:  # noqa: BLE001 - a lost worker or task becomes a failed run
+            return {"run_key": task["run_key"], "attempt": task["attempt"], "ok": False,
+                    "error": f"Dask task failed: {type(exc).__name__}: {exc}"}
+        finally:
+            fut.release()
+
+    def close(self) -> None:
+        self._client.close()

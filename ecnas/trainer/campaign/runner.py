@@ -1,0 +1,156 @@
+"""The coordinator: expand the campaign, skip what the store has, dispatch the rest to an
+executor, commit each completed run, retry failures, report progress.
+
+The coordinator is the only writer of the store. Killing it at any moment loses at most the
+runs in flight; ``resume`` (the default) picks up from the store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ecnas.errors import InputError
+from ecnas.trainer.campaign.config import Campaign, RunSpec
+from ecnas.trainer.campaign.progress import Progress
+from ecnas.trainer.campaign.store import ResultsStore
+
+
+@dataclass(frozen=True)
+class CampaignSummary:
+    """What one :func:`run_campaign` call did. Energies are this session's runs, in joules:
+    ``energy_j`` measured by meters, ``estimated_energy_j`` from runs with any estimated part."""
+
+    campaign_hash: str
+    store: str
+    total: int
+    done: int  # run and committed now
+    skipped: int  # already in the store
+    failed: int  # still failing after every retry
+    failed_attempts: int
+    energy_j: float
+    estimated_energy_j: float
+    meters: tuple[str, ...]
+    wall_time_s: float
+    executor: str
+    failures: tuple[str, ...]  # "run_key: error" of the runs given up
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["meters"], d["failures"] = list(self.meters), list(self.failures)
+        return d
+
+
+def make_executor(campaign: Campaign, workers: int, scheduler: str | None,
+                  connect_timeout: float) -> Any:
+    from ecnas.trainer.campaign import executors
+
+    if scheduler is not None:
+        return executors.DaskExecutor(scheduler, campaign.devices,
+                                      connect_timeout=connect_timeout)
+    if workers == 0:
+        return executors.InlineExecutor()
+    return executors.LocalExecutor(workers, campaign.devices)
+
+
+def run_campaign(campaign: Campaign, store_path: str | Path, *, workers: int = 1,
+                 scheduler: str | None = None, resume: bool = True,
+                 progress: Callable[[str], None] | None = None,
+                 run_fn: Callable[[Any], Any] | None = None,
+                 allow_other_campaign: bool = False,
+                 connect_timeout: float = 10.0) -> CampaignSummary:
+    """Run every run of ``campaign`` not yet in the store at ``store_path``.
+
+    ``workers``: local worker processes (one run per process; 0 runs inline in this process);
+    ``scheduler``: a ``dask.distributed`` scheduler address instead. ``resume=False`` refuses a
+    store that already holds runs. ``run_fn(config: TrainConfig)`` is what one run does
+    (default: the metered trainer, :func:`ecnas.trainer.campaign.worker.train_run`); it must be
+    importable by the workers (a module-level function) and return the run's table rows, or a
+    dict ``{"rows": …, "meters": […], "estimate_reasons": […]}``. ``progress`` gets one line per
+    event. A failed run is retried up to ``campaign.retries`` times in this call.
+    """
+    say = progress or (lambda _line: None)
+    t_start = time.monotonic()
+    with ResultsStore(store_path, create=True) as store:
+        store.bind(campaign.hash, campaign.to_dict(), allow_other=allow_other_campaign)
+        done_keys = store.done_keys()
+        runs = campaign.runs()
+        have = sum(1 for r in runs if r.key in done_keys)
+        if have and not resume:
+            raise InputError(f"{store_path}: store already holds {have} run(s) of this "
+                             "campaign; resume it (--resume) or use another --store")
+        pending = deque(r for r in runs if r.key not in done_keys)
+        prog = Progress(total=len(runs), skipped=have)
+        meters: set[str] = set()
+        given_up: list[str] = []
+        if not pending:
+            say(prog.line("nothing to run: every run is in the store"))
+        else:
+            executor = make_executor(campaign, workers, scheduler, connect_timeout)
+            try:
+                say(prog.line(f"{len(pending)} run(s) to go on {executor.label}"
+                              + (f", {have} already in the store" if have else "")))
+                _dispatch(campaign, store, executor, pending, prog, meters, given_up, say,
+                          run_fn)
+            finally:
+                executor.close()
+    return CampaignSummary(
+        campaign_hash=campaign.hash, store=str(store_path), total=len(runs), done=prog.done,
+        skipped=have, failed=len(given_up), failed_attempts=prog.failed_attempts,
+        energy_j=prog.measured_j, estimated_energy_j=prog.estimated_j,
+        meters=tuple(sorted(meters)), wall_time_s=time.monotonic() - t_start,
+        executor="none" if not len(runs) - have else
+        ("dask" if scheduler else "inline" if workers == 0 else "local"),
+        failures=tuple(given_up))
+
+
+def _task(campaign: Campaign, run: RunSpec, attempt: int, run_fn: Any,
+          split: bool) -> dict[str, Any]:
+    return {"run_key": run.key, "attempt": attempt, "config": campaign.train_config(run),
+            "campaign_hash": campaign.hash, "gpu": None, "split_socket": split,
+            "run_fn": run_fn}
+
+
+def _dispatch(campaign: Campaign, store: ResultsStore, executor: Any, pending: deque[RunSpec],
+              prog: Progress, meters: set[str], given_up: list[str],
+              say: Callable[[str], None], run_fn: Any) -> None:
+    by_key = {r.key: r for r in pending}
+    attempts: dict[str, int] = {}
+    in_flight = 0
+    while pending or in_flight:
+        while pending and in_flight < executor.capacity:
+            run = pending.popleft()
+            attempts[run.key] = attempts.get(run.key, 0) + 1
+            executor.submit(_task(campaign, run, attempts[run.key], run_fn,
+                                  executor.split_socket))
+            in_flight += 1
+        result = executor.next_result()
+        in_flight -= 1
+        key = result["run_key"]
+        run = by_key[key]
+        label = f"{run.arch_hash[:8]} budget {run.budget_epochs} repeat {run.repeat}"
+        if result["ok"]:
+            rows, prov = result["rows"], result["provenance"]
+            store.commit_run(key, rows, prov)
+            estimated = any(bool(r.get("estimated")) for r in rows)
+            prog.add_run(float(rows[-1].get("energy_j", 0.0)), estimated)
+            meters.update(prov.get("meters", []))
+            wall = prov["finished"] - prov["started"]
+            say(prog.line(f"done {label} in {wall:.1f} s, "
+                          f"{float(rows[-1].get('energy_j', 0.0)):.1f} J "
+                          f"({'estimated' if estimated else 'measured'})"))
+            continue
+        error = str(result.get("error", "unknown error"))
+        prog.failed_attempts += 1
+        store.record_failure(key, attempts[key], error, result.get("host"))
+        if attempts[key] <= campaign.retries:
+            pending.append(run)
+            say(prog.line(f"FAILED {label} (attempt {attempts[key]}, will retry): {error}"))
+        else:
+            prog.given_up += 1
+            given_up.append(f"{key}: {error}")
+            say(prog.line(f"FAILED {label} (attempt {attempts[key]}, giving up): {error}"))

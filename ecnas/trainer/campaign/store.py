@@ -1,0 +1,203 @@
+"""The campaign's results store: one SQLite file in WAL mode, written by the coordinator only.
+
+A completed run is one row of ``runs`` holding all its table rows and its provenance, inserted
+in one transaction: after a crash (kill -9 included) a run is either wholly there or absent,
+never half there, and never twice (the run key is the primary key). Failed attempts go to
+``failures`` with their error. ``synchronous=NORMAL`` with WAL survives a crash of the
+process; a power cut may lose the last commits (they are re-run on resume), never corrupts.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ecnas.errors import InputError
+
+FORMAT = "ecnas-campaign-store/1"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_key TEXT PRIMARY KEY, arch_hash TEXT NOT NULL, budget_epochs INTEGER NOT NULL,
+    repeat INTEGER NOT NULL, device TEXT NOT NULL, energy_j REAL NOT NULL,
+    estimated INTEGER NOT NULL, rows_json TEXT NOT NULL, provenance_json TEXT NOT NULL,
+    finished REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS failures (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, run_key TEXT NOT NULL, attempt INTEGER NOT NULL,
+    error TEXT NOT NULL, host TEXT, at REAL NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Failure:
+    run_key: str
+    attempt: int
+    error: str
+    host: str | None
+    at: float
+
+
+class ResultsStore:
+    """Open (or create) a store. Use as a context manager or call :meth:`close`."""
+
+    def __init__(self, path: str | Path, *, create: bool = False) -> None:
+        self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise InputError(f"{self.path}: no campaign store here")
+        if create and not self.path.parent.is_dir():
+            raise InputError(f"{self.path}: folder {self.path.parent} does not exist")
+        try:
+            self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise InputError(f"{self.path}: not a campaign store ({exc})") from None
+
+    def __enter__(self) -> ResultsStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- campaign identity ---------------------------------------------------------------------
+    def meta(self) -> dict[str, str]:
+        return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+
+    def bind(self, campaign_hash: str, campaign_json: dict[str, Any], *,
+             allow_other: bool = False) -> None:
+        """Tie the store to a campaign; refuse one that belongs to another campaign."""
+        meta = self.meta()
+        have = meta.get("campaign_hash")
+        if have is not None and have != campaign_hash and not allow_other:
+            raise InputError(
+                f"{self.path}: store belongs to campaign {have} "
+                f"({json.loads(meta.get('campaign', '{}')).get('name', '?')}), not {campaign_hash}; "
+                "use another --store (or allow_other_campaign=True to add to it)")
+        with self._transaction():
+            for key, value in (("format", FORMAT), ("campaign_hash", campaign_hash),
+                               ("campaign", json.dumps(campaign_json))):
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('created', ?)",
+                             (str(time.time()),))
+
+    # -- writing -------------------------------------------------------------------------------
+    def _transaction(self) -> Any:
+        return _Transaction(self._db)
+
+    def commit_run(self, run_key: str, rows: list[dict[str, Any]],
+                   provenance: dict[str, Any]) -> bool:
+        """Store a completed run atomically; False when it was already there (kept as is)."""
+        if not rows:
+            raise ValueError(f"run {run_key}: no rows to store")
+        last = rows[-1]
+        arch, budget, repeat = run_key.split("/")
+        with self._transaction():
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_key, arch, int(budget), int(repeat), str(last.get("device", "")),
+                 float(last.get("energy_j", 0.0)),
+                 int(any(bool(r.get("estimated")) for r in rows)),
+                 json.dumps(rows, default=_json_default), json.dumps(provenance, default=str),
+                 time.time()))
+        return cur.rowcount == 1
+
+    def record_failure(self, run_key: str, attempt: int, error: str,
+                       host: str | None = None) -> None:
+        with self._transaction():
+            self._db.execute("INSERT INTO failures (run_key, attempt, error, host, at) "
+                             "VALUES (?, ?, ?, ?, ?)", (run_key, attempt, error, host, time.time()))
+
+    # -- reading -------------------------------------------------------------------------------
+    def done_keys(self) -> set[str]:
+        return {k for (k,) in self._db.execute("SELECT run_key FROM runs")}
+
+    def count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+
+    def failures(self) -> list[Failure]:
+        return [Failure(*r) for r in self._db.execute(
+            "SELECT run_key, attempt, error, host, at FROM failures ORDER BY id")]
+
+    def energy(self) -> tuple[float, float]:
+        """(measured, estimated) joules of the stored runs, by each run's final checkpoint."""
+        m, e = self._db.execute(
+            "SELECT COALESCE(SUM(CASE WHEN estimated=0 THEN energy_j END), 0), "
+            "COALESCE(SUM(CASE WHEN estimated=1 THEN energy_j END), 0) FROM runs").fetchone()
+        return float(m), float(e)
+
+    def provenance(self) -> dict[str, dict[str, Any]]:
+        return {k: json.loads(p) for k, p in
+                self._db.execute("SELECT run_key, provenance_json FROM runs ORDER BY run_key")}
+
+    def rows(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for (text,) in self._db.execute("SELECT rows_json FROM runs ORDER BY run_key"):
+            out += json.loads(text)
+        return out
+
+    def table(self) -> Any:
+        """All completed runs as a validated energy table, with the campaign's metadata."""
+        import pandas as pd
+
+        from ecnas.tables import empty_table, validate
+        from ecnas.tables.metadata import provenance_entry, set_metadata
+
+        rows = self.rows()
+        df = validate(pd.DataFrame(rows)) if rows else empty_table()
+        prov = self.provenance()
+        reasons = sorted({r for p in prov.values() for r in p.get("estimate_reasons", [])})
+        meters = sorted({m for p in prov.values() for m in p.get("meters", [])})
+        meta = self.meta()
+        shared = sorted(k for k, p in prov.items() if p.get("cpu_share", 1.0) < 1.0)
+        metadata: dict[str, Any] = {
+            "producer": "ecnas campaign",
+            "campaign_hash": meta.get("campaign_hash"),
+            "campaign": json.loads(meta.get("campaign", "{}")),
+            "meters": meters,
+            "provenance": [provenance_entry("ecnas campaign", str(self.path),
+                                            runs=len(prov))],
+            "runs": prov,
+            "energy_note": "energy_j is cumulative over wall time, evaluations included",
+        }
+        if reasons:
+            metadata["estimate_reasons"] = reasons
+        if shared:
+            metadata["cpu_share_note"] = (
+                "cpu_energy_j and dram_energy_j of runs that shared a CPU socket were split by "
+                f"process CPU time (column cpu_share); {len(shared)} run(s) affected")
+        return set_metadata(df, metadata)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT, or ROLLBACK when the block raises."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return str(value)
+
+
+def export_table(store_path: str | Path, out_path: str | Path) -> Path:
+    """Write the store's table (Parquet or CSV by suffix) with its metadata."""
+    from ecnas.tables import write_table
+
+    with ResultsStore(store_path) as store:
+        return write_table(store.table(), out_path)

@@ -1,0 +1,101 @@
+"""What runs one campaign run, wherever it runs: a local worker process or a Dask worker.
+
+:func:`execute_run` takes a plain-dict task and returns a plain-dict result (JSON-able), so the
+same function serves both executors. It never touches the store: results go back to the
+coordinator, which alone writes. A run function's exception becomes an ``ok: false`` result
+with the error; a crash of the whole process is detected by the executor.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+#: run_fn(config) -> rows, or {"rows": rows, "meters": [...], "estimate_reasons": [...]}
+RunFn = Callable[[Any], Any]
+
+
+def train_run(config: Any) -> dict[str, Any]:
+    """The default run function: the real trainer, metered inside this process."""
+    from ecnas.meters import Monitor
+    from ecnas.trainer.train import train_architecture
+
+    with Monitor() as monitor:
+        statuses = monitor.statuses()
+        reasons = [f"{s.meter}: {s.reason}" for s in statuses if s.status.value == "estimated"]
+        meters = [s.meter for s in statuses]
+        rows = train_architecture(config, monitor=monitor)
+    return {"rows": rows, "meters": meters, "estimate_reasons": reasons}
+
+
+def _versions() -> dict[str, str]:
+    import sys
+
+    from ecnas._version import __version__
+
+    out = {"python": platform.python_version(), "ecnas": __version__}
+    for name in ("torch", "numpy"):
+        mod = sys.modules.get(name)  # only what the run loaded; importing torch here costs 2 s
+        if mod is not None:
+            out[name] = str(getattr(mod, "__version__", "?"))
+    return out
+
+
+def execute_run(task: dict[str, Any]) -> dict[str, Any]:
+    """Run one task; see the module doc. ``task`` keys: run_key, attempt, config (TrainConfig
+    dict), campaign_hash, gpu (CUDA_VISIBLE_DEVICES value or None), split_socket (bool),
+    run_fn (callable or None for :func:`train_run`)."""
+    from ecnas.trainer.campaign.sharing import cpu_share, cpu_times, split_rows
+    from ecnas.trainer.train import TrainConfig
+
+    started = time.time()
+    base = {"run_key": task["run_key"], "attempt": task["attempt"], "host": socket.gethostname(),
+            "pid": os.getpid()}
+    try:
+        config = TrainConfig.from_dict(task["config"])
+        fn: RunFn = task.get("run_fn") or train_run
+        t0 = cpu_times()
+        out = fn(config)
+        share = cpu_share(t0, cpu_times()) if task.get("split_socket") else 1.0
+        if isinstance(out, dict):
+            rows, meters = list(out["rows"]), list(out.get("meters", []))
+            reasons = list(out.get("estimate_reasons", []))
+        else:
+            rows, meters, reasons = list(out), [], []
+        if not rows:
+            raise RuntimeError("the run function returned no rows")
+        rows = split_rows(rows, share)
+    except BaseException as exc:  # noqa: BLE001 - any failure of the run is reported, not raised
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        tb = traceback.extract_tb(exc.__traceback__)
+        where = f" at {tb[-1].filename}:{tb[-1].lineno}" if tb else ""
+        return {**base, "ok": False, "error": f"{type(exc).__name__}: {exc}{where}"}
+    provenance = {
+        **base, "campaign_hash": task.get("campaign_hash"), "started": started,
+        "finished": time.time(), "devices": sorted({str(r.get("device")) for r in rows}),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "matched_profiles": sorted({str(r.get("device")) for r in rows}),
+        "meters": meters, "estimate_reasons": reasons, "cpu_share": share,
+        "software": _versions(), "platform": platform.platform(),
+        "run_fn": f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', '?')}",
+    }
+    return {**base, "ok": True, "rows": rows, "provenance": provenance}
+
+
+def child_main(task: dict[str, Any], conn: Any) -> None:
+    """Entry point of a local worker process: pin the GPU, run, send the result, exit."""
+    if task.get("gpu") is not None:  # before torch is imported, so the run sees only its GPU
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(task["gpu"])
+    result = execute_run(task)
+    try:
+        conn.send(result)
+    except (BrokenPipeError, EOFError, OSError):
+        pass  # the coordinator is gone (killed): the run is redone on resume
+    finally:
+        conn.close()
