@@ -10,6 +10,7 @@ process; a power cut may lose the last commits (they are re-run on resume), neve
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -153,7 +154,9 @@ class ResultsStore:
         rows = self.rows()
         df = validate(pd.DataFrame(rows)) if rows else empty_table()
         prov = self.provenance()
-        reasons = sorted({r for p in prov.values() for r in p.get("estimate_reasons", [])})
+        # the same reason differs only by process id from run to run: list it once
+        reasons = sorted({re.sub(r"process \d+", "process <pid>", r)
+                          for p in prov.values() for r in p.get("estimate_reasons", [])})
         meters = sorted({m for p in prov.values() for m in p.get("meters", [])})
         meta = self.meta()
         shared = sorted(k for k, p in prov.items() if p.get("cpu_share", 1.0) < 1.0)

@@ -18,6 +18,8 @@ from typing import Any
 
 #: run_fn(config) -> rows, or {"rows": rows, "meters": [...], "estimate_reasons": [...]}
 RunFn = Callable[[Any], Any]
+#: meters whose CPU/DRAM reading covers the whole socket, not one process
+SOCKET_METERS = ("rapl", "pyrapl")
 
 
 def train_run(config: Any) -> dict[str, Any]:
@@ -61,7 +63,7 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
         fn: RunFn = task.get("run_fn") or train_run
         t0 = cpu_times()
         out = fn(config)
-        share = cpu_share(t0, cpu_times()) if task.get("split_socket") else 1.0
+        t1 = cpu_times()
         if isinstance(out, dict):
             rows, meters = list(out["rows"]), list(out.get("meters", []))
             reasons = list(out.get("estimate_reasons", []))
@@ -69,6 +71,10 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
             rows, meters, reasons = list(out), [], []
         if not rows:
             raise RuntimeError("the run function returned no rows")
+        # only socket-wide CPU meters (RAPL) see the other runs; the estimate meter already
+        # counts this process's own CPU time
+        socket_wide = any(m in SOCKET_METERS for m in meters)
+        share = cpu_share(t0, t1) if task.get("split_socket") and socket_wide else 1.0
         rows = split_rows(rows, share)
     except BaseException as exc:  # noqa: BLE001 - any failure of the run is reported, not raised
         if isinstance(exc, KeyboardInterrupt):

@@ -1,0 +1,101 @@
+"""``ecnas run`` (a measurement campaign into a results store) and ``ecnas table`` (export)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import import_module
+from typing import Any
+
+from ecnas.cli._output import add_json_flag, emit
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("run", help="run a measurement campaign into a results store",
+                       description="Run every run of CAMPAIGN.toml not yet in the store; each "
+                       "run in its own process (or on a Dask cluster), metered inside the run.")
+    p.add_argument("campaign", metavar="CAMPAIGN.toml")
+    p.add_argument("--store", default=None,
+                   help="SQLite results store (default: CAMPAIGN.sqlite next to the file)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=1,
+                       help="local worker processes, one run each (default 1; 0 = inline)")
+    where.add_argument("--scheduler", default=None, metavar="ADDR",
+                       help="address of a dask.distributed scheduler, e.g. tcp://host:8786")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a store that already holds runs of this campaign")
+    p.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+                   help="seconds to wait for the Dask scheduler (default 10)")
+    p.add_argument("--run-fn", default=None, metavar="MODULE:FUNCTION",
+                   help="what one run does (default: the metered trainer); see docs/campaigns.md")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    add_json_flag(p)
+    p.set_defaults(func=run_run)
+
+    t = sub.add_parser("table", help="export a campaign store as an energy table",
+                       description="Write the completed runs of a results store as a "
+                       "validated energy table (Parquet or CSV by suffix).")
+    t.add_argument("store", metavar="STORE")
+    t.add_argument("--out", required=True, metavar="TABLE", help="output .parquet or .csv")
+    add_json_flag(t)
+    t.set_defaults(func=run_table)
+
+
+def _run_fn(spec: str | None) -> Any:
+    from ecnas.errors import InputError
+
+    if spec is None:
+        return None
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise InputError(f"--run-fn {spec!r}: expected MODULE:FUNCTION")
+    try:
+        fn = getattr(import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise InputError(f"--run-fn {spec!r}: {exc}") from None
+    if not callable(fn):
+        raise InputError(f"--run-fn {spec!r}: not callable")
+    return fn
+
+
+def _summary_text(d: dict[str, Any]) -> str:
+    lines = [f"campaign {d['campaign_hash']} → {d['store']}",
+             f"runs: {d['done']} run now, {d['skipped']} already stored, {d['failed']} failed "
+             f"(of {d['total']}); {d['failed_attempts']} failed attempt(s)",
+             f"energy this session: {d['energy_j']:.1f} J measured, "
+             f"{d['estimated_energy_j']:.1f} J estimated (meters: "
+             f"{', '.join(d['meters']) or 'none'})",
+             f"wall time: {d['wall_time_s']:.1f} s"]
+    lines += [f"gave up: {f}" for f in d["failures"]]
+    return "\n".join(lines)
+
+
+def run_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ecnas.trainer.campaign import load_campaign, run_campaign
+
+    campaign = load_campaign(args.campaign)
+    store = Path(args.store) if args.store else Path(args.campaign).with_suffix(".sqlite")
+    fn = _run_fn(args.run_fn)
+
+    def say(line: str) -> None:
+        if not args.quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    summary = run_campaign(campaign, store, workers=args.workers, scheduler=args.scheduler,
+                           resume=args.resume, progress=say, run_fn=fn,
+                           connect_timeout=args.connect_timeout)
+    emit(args.json, summary.to_dict(), _summary_text)
+    return 1 if summary.failed else 0
+
+
+def run_table(args: argparse.Namespace) -> int:
+    from ecnas.trainer.campaign.store import ResultsStore, export_table
+
+    out = export_table(args.store, args.out)
+    with ResultsStore(args.store) as store:
+        runs, failures = store.count(), len(store.failures())
+    result = {"table": str(out), "runs": runs, "failed_attempts": failures}
+    emit(args.json, result, lambda d: f"wrote {d['runs']} run(s) to {d['table']}")
+    return 0
