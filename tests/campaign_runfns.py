@@ -1,0 +1,95 @@
+"""Real run functions for the campaign tests (not mocks: the coordinator runs them in real
+worker processes). Importable by spawned workers: tests/ is on their sys.path."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ecnas.space import ModelSpec
+
+
+def _rows(config: Any, checkpoints: int = 2) -> list[dict[str, Any]]:
+    spec = ModelSpec(config.matrix, config.ops)
+    h = spec.hash()
+    base = int(h[:6], 16) % 1000 + 10.0  # a per-architecture energy, deterministic
+    rows = []
+    for i in range(checkpoints):
+        frac = i / (checkpoints - 1)
+        epoch = frac * config.budget_epochs
+        cpu = base * (1 + epoch)
+        rows.append({
+            "arch_hash": h, "matrix": spec.matrix_str, "ops": spec.ops_str,
+            "budget_epochs": config.budget_epochs, "repeat": config.repeat, "epoch": epoch,
+            "device": "generic-cpu", "training_time_s": 2.0 * epoch,
+            "wall_time_s": 2.0 * epoch + 0.5, "energy_j": cpu, "gpu_energy_j": float("nan"),
+            "cpu_energy_j": cpu, "dram_energy_j": float("nan"), "estimated": False,
+            "source": "measured", "train_accuracy": 0.1 + 0.1 * frac,
+            "validation_accuracy": 0.1 + 0.05 * frac, "test_accuracy": 0.1 + 0.05 * frac,
+            "trainable_params": 1000 + len(spec.ops_str), "flops": 1e6})
+    return rows
+
+
+def trivial(config: Any) -> list[dict[str, Any]]:
+    return _rows(config)
+
+
+def sleepy(config: Any) -> list[dict[str, Any]]:
+    time.sleep(0.02 + (config.repeat % 5) * 0.02)  # spreads completions over time
+    return _rows(config)
+
+
+def big(config: Any) -> list[dict[str, Any]]:
+    """Many checkpoints: a run's commit takes long enough to be caught mid-way."""
+    return _rows(config, checkpoints=3000)
+
+
+def socket_meter(config: Any) -> dict[str, Any]:
+    """Claims a socket-wide CPU meter, and burns CPU, so the socket split applies."""
+    t = time.process_time()
+    x = 0
+    while time.process_time() - t < 0.3:
+        x += 1
+    return {"rows": _rows(config), "meters": ["rapl"], "estimate_reasons": []}
+
+
+def crash_once(config: Any) -> list[dict[str, Any]]:
+    """The first attempt of each run kills its own process (as a segfault would)."""
+    marker = Path(os.environ["ECNAS_TEST_CRASH_DIR"]) / f"{ModelSpec(config.matrix, config.ops).hash()}-{config.repeat}"
+    if not marker.exists():
+        marker.write_text("crashed once\n")
+        os._exit(3)
+    return _rows(config)
+
+
+def always_fails(config: Any) -> list[dict[str, Any]]:
+    raise RuntimeError(f"this run always fails (repeat {config.repeat})")
+
+
+def campaign_toml(path: Path, *, count: int = 3, repeats: int = 2, budgets: str = "[1]",
+                  retries: int = 2, extra_recipe: str = "") -> Path:
+    """A small campaign file: ``count`` sampled V≤4 cells × budgets × repeats, tiny network."""
+    path.write_text(f"""
+[campaign]
+name = "test"
+seed = 0
+budgets = {budgets}
+repeats = {repeats}
+retries = {retries}
+
+[architectures]
+sample = {{ count = {count}, seed = 1, max_vertices = 4 }}
+
+[recipe]
+stem_channels = 4
+num_stacks = 1
+cells_per_stack = 1
+batch_size = 32
+max_train_images = 64
+max_eval_images = 64
+deterministic = true
+{extra_recipe}
+""", encoding="utf-8")
+    return path

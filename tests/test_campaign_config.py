@@ -1,0 +1,108 @@
+"""Campaign files: the shipped example, architecture sources, the hash, precise errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from campaign_runfns import campaign_toml
+
+from ecnas.errors import InputError
+from ecnas.trainer.campaign import Campaign, load_campaign
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_example_campaign_loads_with_list_budgets() -> None:
+    c = load_campaign(ROOT / "examples" / "demo-campaign.toml")
+    runs = c.runs()
+    # 4 sampled cells at budget 2, plus the listed cell at budgets 2 and 4
+    assert len(runs) == 6
+    assert sorted({r.budget_epochs for r in runs}) == [2, 4]
+    listed = [r for r in runs if r.matrix == "0100000111000110000100000"]
+    assert [r.budget_epochs for r in listed] == [2, 4]
+    assert len({r.key for r in runs}) == len(runs)
+    cfg = c.train_config(runs[0])
+    assert cfg["stem_channels"] == 8 and cfg["max_train_images"] == 512
+
+
+def test_runs_expand_architectures_budgets_repeats(tmp_path: Path) -> None:
+    c = load_campaign(campaign_toml(tmp_path / "c.toml", count=3, repeats=2, budgets="[1, 2]"))
+    runs = c.runs()
+    assert len(runs) == 3 * 2 * 2
+    assert {r.repeat for r in runs} == {1, 2}
+
+
+def test_hash_follows_what_is_measured(tmp_path: Path) -> None:
+    a = load_campaign(campaign_toml(tmp_path / "a.toml"))
+    b = load_campaign(campaign_toml(tmp_path / "b.toml", retries=5))  # retries: same runs
+    c = load_campaign(campaign_toml(tmp_path / "c.toml", extra_recipe="learning_rate = 0.05"))
+    assert a.hash == b.hash
+    assert a.hash != c.hash
+
+
+def test_enumerate_and_table_sources(tmp_path: Path) -> None:
+    from ecnas.space import enumerate_cells
+    from ecnas.tables import write_table
+
+    c = Campaign.from_dict({"campaign": {"budgets": [1]},
+                            "architectures": {"enumerate": {"max_vertices": 3}}})
+    assert len(c.runs()) == len(enumerate_cells(3, 9))
+    # a table's cells: the real 5V import of a few runs
+    import pandas as pd
+    from campaign_runfns import _rows
+
+    from ecnas.trainer.train import TrainConfig
+    rows = [r for run in c.runs()[:2] for r in _rows(TrainConfig.from_dict(c.train_config(run)))]
+    write_table(pd.DataFrame(rows), tmp_path / "t.parquet")
+    (tmp_path / "fromtable.toml").write_text(
+        '[campaign]\nbudgets = [2]\n[architectures]\ntable = "t.parquet"\n')
+    t = load_campaign(tmp_path / "fromtable.toml")
+    assert {r.arch_hash for r in t.runs()} == {r.arch_hash for r in c.runs()[:2]}
+
+
+BAD = [
+    ("[campaign]\nbudgets = [1]\n", "architectures: the [architectures] table is required"),
+    ("[campaign]\nbudgets = [0]\n[architectures]\nsample = {count = 1}\n",
+     "campaign.budgets[0]: must be an integer ≥ 1, got 0"),
+    ("[campaign]\nbudgets = [1]\nrepeat = 2\n[architectures]\nsample = {count = 1}\n",
+     "campaign.repeat: unknown key"),
+    ("[campaign]\nbudgets = [1]\n[architectures]\nsample = {seed = 1}\n",
+     "architectures.sample.count: is required"),
+    ("[campaign]\nbudgets = [1]\ndevices = ['gpu7']\n[architectures]\nsample = {count = 1}\n",
+     "campaign.devices[0]: must be cpu or cuda:N"),
+    ("[campaign]\nbudgets = [1]\n[architectures]\n[[architectures.list]]\nmatrix = '0110'\n"
+     "ops = 'input,output'\n", "architectures.list[0]:"),
+    ("[campaign]\nbudgets = [1]\n[architectures]\nsample = {count = 1}\n[recipe]\n"
+     "checkpoints = [0, 2]\n", "recipe.checkpoints: checkpoint 2.0 is not a fraction"),
+    ("[campaign]\nbudgets = [1]\n[architectures]\nsample = {count = 1}\n[recipe]\n"
+     "bn_decay = 1.5\n", "recipe: bn_decay must lie in [0, 1)"),
+    ("[campaign\n", "not valid TOML"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD)
+def test_malformed_campaign_names_file_key_reason(tmp_path: Path, text: str,
+                                                   message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(InputError) as err:
+        load_campaign(path)
+    assert str(err.value).startswith(f"{path}: ")
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_cli_malformed_campaign_is_one_line_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[campaign]\nbudgets = 'four'\n[architectures]\nsample = {count = 1}\n")
+    proc = subprocess.run([sys.executable, "-m", "ecnas", "run", str(path), "--store",
+                           str(tmp_path / "s.sqlite")], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "campaign.budgets: must be a non-empty list of epochs" in lines[0]
+    assert not (tmp_path / "s.sqlite").exists()  # nothing created for a bad file

@@ -1,0 +1,162 @@
+"""Durability: kill -9 of the coordinator (once mid-commit) then resume; crashing workers are
+recorded and retried; runs that keep failing are given up after the retry limit."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from campaign_runfns import always_fails, campaign_toml, crash_once, socket_meter
+
+from ecnas.errors import InputError
+from ecnas.tables import ROW_KEYS
+from ecnas.trainer.campaign import ResultsStore, load_campaign, run_campaign
+
+TESTS = Path(__file__).resolve().parent
+DONE = re.compile(r"done ([0-9a-f]{8}) budget (\d+) repeat (\d+)")
+
+
+def _coordinator(toml: Path, store: Path, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get(
+        "PYTHONPATH", "")])}
+    return subprocess.Popen(
+        [sys.executable, "-m", "ecnas", "run", str(toml), "--store", str(store), "--workers",
+         "2", "--resume", "--run-fn", "campaign_runfns:big", "--json"],
+        stdout=subprocess.DEVNULL, stderr=log.open("w"), env=env)
+
+
+def _lock_held(store: Path) -> bool:
+    """True while another connection holds the store's write lock (a transaction is open)."""
+    db = sqlite3.connect(store, timeout=0, isolation_level=None)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("ROLLBACK")
+        return False
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return True
+        raise
+    finally:
+        db.close()
+
+
+def _stored(store: Path) -> int:
+    if not store.exists():
+        return 0
+    db = sqlite3.connect(store, timeout=5)
+    try:
+        return db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+    except sqlite3.OperationalError:  # schema not written yet
+        return 0
+    finally:
+        db.close()
+
+
+def _keys_in_log(log: Path) -> set[tuple[str, int, int]]:
+    return {(m[1], int(m[2]), int(m[3])) for m in DONE.finditer(log.read_text())}
+
+
+def test_kill_9_at_random_moments_then_resume_keeps_every_run_once(tmp_path: Path) -> None:
+    toml = campaign_toml(tmp_path / "c.toml", count=4, repeats=4)
+    campaign = load_campaign(toml)
+    store = tmp_path / "s.sqlite"
+    rng = random.Random(7)
+    kills = mid_commit = 0
+    for i in range(6):
+        log = tmp_path / f"log{i}.txt"
+        proc = _coordinator(toml, store, log)
+        before = _stored(store)
+        if i == 2:  # kill while a run's transaction is open
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and proc.poll() is None:
+                if _stored(store) > before and _lock_held(store):
+                    os.kill(proc.pid, signal.SIGKILL)
+                    mid_commit += 1
+                    break
+        else:
+            deadline = time.monotonic() + rng.uniform(0.8, 2.5)
+            while time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.02)  # test pacing, not a measurement
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        if proc.returncode == -signal.SIGKILL:
+            kills += 1
+        with ResultsStore(store) as s:
+            keys = {tuple(k.split("/")) for k in s.done_keys()}
+            have = {(h[:8], int(b), int(r)) for h, b, r in keys}
+        # every run the coordinator reported done before dying is in the store
+        assert _keys_in_log(log) <= have
+        if _stored(store) == len(campaign.runs()):
+            break
+    assert kills >= 5 and mid_commit == 1
+    # finish, with the Python API this time
+    summary = run_campaign(campaign, store, workers=2, run_fn=__import__(
+        "campaign_runfns").big)
+    assert summary.done + summary.skipped == summary.total == len(campaign.runs())
+    with ResultsStore(store) as s:
+        assert s.count() == len(campaign.runs())
+        df = s.table()
+    assert len(df) == 3000 * len(campaign.runs())  # no half-stored run
+    assert not df.duplicated(list(ROW_KEYS)).any()
+    assert set(df.groupby(["arch_hash", "budget_epochs", "repeat"]).size()) == {3000}
+
+
+def test_crashing_worker_is_recorded_and_retried(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ECNAS_TEST_CRASH_DIR", str(tmp_path))
+    campaign = load_campaign(campaign_toml(tmp_path / "c.toml", count=2, repeats=1))
+    lines: list[str] = []
+    summary = run_campaign(campaign, tmp_path / "s.sqlite", workers=2, run_fn=crash_once,
+                           progress=lines.append)
+    assert summary.done == summary.total == 2
+    assert summary.failed == 0 and summary.failed_attempts == 2
+    with ResultsStore(tmp_path / "s.sqlite") as s:
+        failures = s.failures()
+        assert s.count() == 2
+    assert sorted(f.run_key for f in failures) == sorted(r.key for r in campaign.runs())
+    assert all("worker process died (exit status 3)" in f.error for f in failures)
+    assert any("will retry" in line for line in lines)
+
+
+def test_run_that_keeps_failing_is_given_up(tmp_path: Path) -> None:
+    campaign = load_campaign(campaign_toml(tmp_path / "c.toml", count=1, repeats=2, retries=1))
+    summary = run_campaign(campaign, tmp_path / "s.sqlite", workers=0, run_fn=always_fails)
+    assert summary.done == 0 and summary.failed == 2 and summary.failed_attempts == 4
+    assert all("RuntimeError: this run always fails" in f for f in summary.failures)
+    with ResultsStore(tmp_path / "s.sqlite") as s:
+        assert len(s.failures()) == 4 and s.count() == 0
+
+
+def test_resume_false_refuses_a_store_with_runs(tmp_path: Path) -> None:
+    from campaign_runfns import trivial
+
+    campaign = load_campaign(campaign_toml(tmp_path / "c.toml", count=1, repeats=1))
+    run_campaign(campaign, tmp_path / "s.sqlite", workers=0, run_fn=trivial)
+    with pytest.raises(InputError, match="already holds 1 run"):
+        run_campaign(campaign, tmp_path / "s.sqlite", workers=0, run_fn=trivial, resume=False)
+    again = run_campaign(campaign, tmp_path / "s.sqlite", workers=0, run_fn=trivial)
+    assert (again.done, again.skipped) == (0, 1)
+
+
+def test_concurrent_runs_split_a_socket_wide_meter(tmp_path: Path) -> None:
+    campaign = load_campaign(campaign_toml(tmp_path / "c.toml", count=2, repeats=1))
+    run_campaign(campaign, tmp_path / "s.sqlite", workers=2, run_fn=socket_meter)
+    with ResultsStore(tmp_path / "s.sqlite") as s:
+        df = s.table()
+        prov = s.provenance()
+    assert ((df["cpu_share"] > 0) & (df["cpu_share"] <= 1)).all()
+    assert (df["energy_j"] == df["cpu_energy_j"]).all()
+    assert all(p["cpu_share"] == pytest.approx(df.loc[df["arch_hash"] == k.split("/")[0],
+                                                      "cpu_share"].iloc[0])
+               for k, p in prov.items())
+    if (df["cpu_share"] < 1).any():
+        assert "cpu_share_note" in df.attrs["ecnas"]

@@ -1,0 +1,98 @@
+"""The SQLite results store and the shared-socket split, on real files."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from pathlib import Path
+
+import pytest
+from campaign_runfns import _rows, campaign_toml
+
+from ecnas.errors import InputError
+from ecnas.trainer.campaign import ResultsStore, export_table, load_campaign
+from ecnas.trainer.campaign.sharing import CpuTimes, cpu_share, split_rows
+from ecnas.trainer.train import TrainConfig
+
+
+@pytest.fixture()
+def campaign(tmp_path: Path):
+    return load_campaign(campaign_toml(tmp_path / "c.toml", count=2, repeats=1))
+
+
+def _run_rows(campaign, run):
+    return _rows(TrainConfig.from_dict(campaign.train_config(run)))
+
+
+def test_store_is_wal_and_commits_each_run_once(tmp_path: Path, campaign) -> None:
+    path = tmp_path / "s.sqlite"
+    with ResultsStore(path, create=True) as store:
+        store.bind(campaign.hash, campaign.to_dict())
+        run = campaign.runs()[0]
+        assert store.commit_run(run.key, _run_rows(campaign, run), {"host": "h"}) is True
+        assert store.commit_run(run.key, _run_rows(campaign, run), {"host": "h"}) is False
+        assert store.count() == 1
+        assert store.done_keys() == {run.key}
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1
+
+
+def test_store_refuses_another_campaign(tmp_path: Path, campaign) -> None:
+    other = load_campaign(campaign_toml(tmp_path / "o.toml", count=3, repeats=1))
+    with ResultsStore(tmp_path / "s.sqlite", create=True) as store:
+        store.bind(campaign.hash, campaign.to_dict())
+        with pytest.raises(InputError, match="belongs to campaign"):
+            store.bind(other.hash, other.to_dict())
+        store.bind(other.hash, other.to_dict(), allow_other=True)
+
+
+def test_table_is_validated_with_metadata_and_failures_are_kept(tmp_path: Path,
+                                                                campaign) -> None:
+    path = tmp_path / "s.sqlite"
+    with ResultsStore(path, create=True) as store:
+        store.bind(campaign.hash, campaign.to_dict())
+        for run in campaign.runs():
+            store.commit_run(run.key, _run_rows(campaign, run),
+                             {"meters": ["estimate"], "cpu_share": 1.0,
+                              "estimate_reasons": ["estimate: RAPL unavailable (process 12)",
+                                                   "estimate: RAPL unavailable (process 13)"]})
+        store.record_failure(campaign.runs()[0].key, 1, "RuntimeError: boom", "host")
+        df = store.table()
+        assert len(df) == 2 * len(campaign.runs())
+        assert df.attrs["ecnas"]["campaign_hash"] == campaign.hash
+        # one reason, not one per process
+        assert df.attrs["ecnas"]["estimate_reasons"] == [
+            "estimate: RAPL unavailable (process <pid>)"]
+        assert [f.error for f in store.failures()] == ["RuntimeError: boom"]
+    out = export_table(path, tmp_path / "t.parquet")
+    from ecnas.tables import read_table
+
+    back = read_table(out)
+    assert len(back) == len(df)
+    assert back.attrs["ecnas"]["campaign_hash"] == campaign.hash
+
+
+def test_missing_or_foreign_store_is_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no campaign store"):
+        ResultsStore(tmp_path / "nope.sqlite")
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(InputError, match="not a campaign store"):
+        ResultsStore(junk)
+
+
+def test_split_rows_scales_cpu_and_dram_and_recomputes_total() -> None:
+    rows = [{"energy_j": 30.0, "gpu_energy_j": 10.0, "cpu_energy_j": 16.0,
+             "dram_energy_j": 4.0}]
+    out = split_rows(rows, 0.25)
+    assert out[0]["cpu_energy_j"] == 4.0 and out[0]["dram_energy_j"] == 1.0
+    assert out[0]["gpu_energy_j"] == 10.0
+    assert out[0]["energy_j"] == 15.0 and out[0]["cpu_share"] == 0.25
+    nan_gpu = split_rows([{"energy_j": 8.0, "gpu_energy_j": math.nan, "cpu_energy_j": 8.0}], 0.5)
+    assert nan_gpu[0]["energy_j"] == 4.0
+
+
+def test_cpu_share_is_own_over_busy() -> None:
+    assert cpu_share(CpuTimes(1.0, 10.0), CpuTimes(2.0, 14.0)) == 0.25
+    assert cpu_share(CpuTimes(1.0, 10.0), CpuTimes(1.0, 10.0)) == 1.0  # nothing measurable
