@@ -50,7 +50,7 @@ def test_enumerate_and_table_sources(tmp_path: Path) -> None:
     c = Campaign.from_dict({"campaign": {"budgets": [1]},
                             "architectures": {"enumerate": {"max_vertices": 3}}})
     assert len(c.runs()) == len(enumerate_cells(3, 9))
-    # a table's cells: the real 5V import of a few runs
+    # a table's cells: a table written from rows of two of those runs
     import pandas as pd
     from campaign_runfns import _rows
 

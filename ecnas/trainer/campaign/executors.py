@@ -135,7 +135,7 @@ class DaskExecutor:
         except (OSError, TimeoutError, ValueError) as exc:
             raise InputError(f"cannot reach Dask scheduler {address} within "
                              f"{connect_timeout:g} s: {type(exc).__name__}: {exc}") from None
-        self._ac = as_completed()
+        self._ac = as_completed(loop=self._client.loop)  # no default client is set
         self._gpu = any(d != "cpu" for d in devices)
         threads = sum(self._client.nthreads().values())
         self.capacity = max(threads, 1) * 2  # keep every worker fed while results travel back
