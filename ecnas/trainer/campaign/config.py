@@ -13,6 +13,7 @@ import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,7 @@ class Campaign:
         """Every run, architectures × budgets × repeats, in a stable order."""
         return list(self.run_specs)
 
-    @property
+    @cached_property  # a campaign of 10,000 runs hashes 10,000 keys: once is enough
     def hash(self) -> str:
         """Identity of what the campaign measures (retries, devices and name excluded)."""
         body = {"dataset": self.dataset, "data_dir": self.data_dir, "seed": self.seed,

@@ -61,9 +61,10 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
     try:
         config = TrainConfig.from_dict(task["config"])
         fn: RunFn = task.get("run_fn") or train_run
-        t0 = cpu_times()
+        split = bool(task.get("split_socket"))
+        t0 = cpu_times() if split else None
         out = fn(config)
-        t1 = cpu_times()
+        t1 = cpu_times() if split else None
         if isinstance(out, dict):
             rows, meters = list(out["rows"]), list(out.get("meters", []))
             reasons = list(out.get("estimate_reasons", []))
@@ -74,7 +75,7 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
         # only socket-wide CPU meters (RAPL) see the other runs; the estimate meter already
         # counts this process's own CPU time
         socket_wide = any(m in SOCKET_METERS for m in meters)
-        share = cpu_share(t0, t1) if task.get("split_socket") and socket_wide else 1.0
+        share = cpu_share(t0, t1) if t0 and t1 and socket_wide else 1.0
         rows = split_rows(rows, share)
     except BaseException as exc:  # noqa: BLE001 - any failure of the run is reported, not raised
         if isinstance(exc, KeyboardInterrupt):
