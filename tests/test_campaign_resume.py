@@ -65,7 +65,7 @@ def _keys_in_log(log: Path) -> set[tuple[str, int, int]]:
 
 
 def test_kill_9_at_random_moments_then_resume_keeps_every_run_once(tmp_path: Path) -> None:
-    toml = campaign_toml(tmp_path / "c.toml", count=4, repeats=4)
+    toml = campaign_toml(tmp_path / "c.toml", count=4, repeats=6)
     campaign = load_campaign(toml)
     store = tmp_path / "s.sqlite"
     rng = random.Random(7)
@@ -81,10 +81,13 @@ def test_kill_9_at_random_moments_then_resume_keeps_every_run_once(tmp_path: Pat
                     os.kill(proc.pid, signal.SIGKILL)
                     mid_commit += 1
                     break
-        else:
-            deadline = time.monotonic() + rng.uniform(0.8, 2.5)
-            while time.monotonic() < deadline and proc.poll() is None:
-                time.sleep(0.02)  # test pacing, not a measurement
+        else:  # a random moment after 1-2 more runs were stored: progress between kills
+            target, extra = before + rng.randint(1, 2), rng.uniform(0.0, 0.4)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and proc.poll() is None \
+                    and _stored(store) < target:
+                time.sleep(0.01)  # test pacing, not a measurement
+            time.sleep(extra)
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
