@@ -11,6 +11,7 @@ import pytest
 
 from ecnas.errors import InputError
 from ecnas.space import sample_cells
+from ecnas.space.cost import NetworkShape
 from ecnas.surrogate import (
     ArchitectureSurrogate,
     DeviceTransfer,
@@ -103,6 +104,12 @@ def test_architecture_surrogate_on_a_tiny_table_and_on_7_vertex_cells(table):
     assert (pred["energy_j"] > 0).all() and (pred["source"] == "surrogate").all()
     with pytest.raises(InputError, match="full budget"):
         ArchitectureSurrogate().fit(table[table["epoch"] < 4])
+    # a table from scaled-down networks (the demo's) gets told to pass their shape
+    small = NetworkShape(stem_channels=16, num_stacks=2, cells_per_stack=1)
+    assert not any("shape" in n for n in s.notes)
+    odd = ArchitectureSurrogate(shape=small).fit(few)
+    assert any("pass the trained network's shape" in n for n in odd.notes)
+    assert (odd.predict(few, 4)["trainable_params"] < pred["trainable_params"].min()).all()
 
 
 def test_model_file_round_trip_gives_identical_predictions(table, arch_model, tmp_path):

@@ -34,6 +34,7 @@ def register(subparsers: Any) -> None:
                           "held-out cells (default auto)")
     fit.add_argument("--level", type=float, default=0.9, help="interval coverage (default 0.9)")
     fit.add_argument("--seed", type=int, default=0, help="seed of splits and MLP init (default 0)")
+    _network_flags(fit)
     add_json_flag(fit)
     fit.set_defaults(func=run_fit)
 
@@ -56,9 +57,25 @@ def register(subparsers: Any) -> None:
     ev.add_argument("--level", type=float, default=0.9, help="interval coverage (default 0.9)")
     ev.add_argument("--kind", choices=("auto", "mlp", "linear"), default="auto",
                     help="architecture learner (default auto)")
+    _network_flags(ev)
     add_json_flag(ev)
     ev.set_defaults(func=run_evaluate)
     p.set_defaults(func=lambda args: _usage(p))
+
+
+def _network_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("network the runs trained (defaults: NAS-Bench-101's)")
+    g.add_argument("--stem-channels", type=int, default=128, help="stem width (default 128)")
+    g.add_argument("--stacks", type=int, default=3, help="number of stacks (default 3)")
+    g.add_argument("--cells-per-stack", type=int, default=3, help="cells per stack (default 3)")
+    g.add_argument("--image-size", type=int, default=32, help="image side (default 32)")
+
+
+def _shape(args: argparse.Namespace) -> Any:
+    from ecnas.space.cost import NetworkShape
+
+    return NetworkShape(stem_channels=args.stem_channels, num_stacks=args.stacks,
+                        cells_per_stack=args.cells_per_stack)
 
 
 def _usage(p: argparse.ArgumentParser) -> int:
@@ -100,14 +117,16 @@ def _check_out(path: str) -> None:
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    from ecnas.surrogate import SurrogateModel
+    from ecnas.surrogate import ArchitectureSurrogate, SurrogateModel
 
     _check_level(args.level)
     _check_out(args.out)
+    arch = ArchitectureSurrogate(kind=args.kind, level=args.level, seed=args.seed,
+                                 shape=_shape(args), image_size=args.image_size)
     table = load_table(args.table)
     _progress(f"fitting on {len(table)} rows (extrapolator, then architecture surrogate)")
     t0 = time.perf_counter()
-    model = SurrogateModel().fit(table, args.budget, kind=args.kind, level=args.level, seed=args.seed)
+    model = SurrogateModel(architecture=arch).fit(table, args.budget, kind=args.kind, level=args.level, seed=args.seed)
     out = model.save(args.out)
     ext, arch = model.extrapolator, model.architecture
     result = {
@@ -184,7 +203,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     table = load_table(args.table)
     _progress(f"evaluating on {len(table)} rows (seed {args.seed})")
     report = evaluate(table, args.train_fraction, args.seed, full_budget_fraction=args.full_budget_fraction,
-                      level=args.level, kind=args.kind)
+                      level=args.level, kind=args.kind, shape=_shape(args),
+                      image_size=args.image_size)
     emit(args.json, report.to_dict(), _evaluate_text)
     return 0
 

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ecnas.errors import InputError
+from ecnas.space.cost import NetworkShape
 from ecnas.space.spec import ModelSpec
 from ecnas.surrogate.features import (
     PHYSICS,
@@ -131,6 +132,9 @@ class ArchitectureSurrogate:
     seed: int = 0
     mlp_epochs: int = 60
     mlp_members: int = 3
+    #: the network the table's runs trained (tables do not record it; the demo's is smaller)
+    shape: NetworkShape = field(default_factory=NetworkShape)
+    image_size: int = 32
     budget: int = 0
     device: str = ""
     features: tuple[int, ...] = ALL_FEATURES
@@ -150,7 +154,9 @@ class ArchitectureSurrogate:
         self.startup_share, self.wall_per_train_s = ts.startup_share, ts.wall_per_train_s
         self.n_archs = n = len(ts.matrix)
         self.notes = []
-        x_all = cell_features(batch_from_strings(ts.matrix, ts.ops))
+        batch = batch_from_strings(ts.matrix, ts.ops)
+        x_all = cell_features(batch, shape=self.shape, image_size=self.image_size)
+        self._check_shape(table, batch, ts)
         self.features = ALL_FEATURES if n >= MIN_SPLIT_ARCHS else SMALL_FEATURES
         if n < MIN_SPLIT_ARCHS:
             self.notes.append(f"{n} architecture(s) measured to budget {ts.budget}: ridge on "
@@ -165,6 +171,19 @@ class ArchitectureSurrogate:
             else:
                 self.models[name], self.quantile[name] = self._fit_small(x, y)
         return self
+
+    def _check_shape(self, table: pd.DataFrame, batch: CellBatch, ts: TrainingSet) -> None:
+        """Say so when the table's parameter counts are not those of ``shape``'s network."""
+        if "trainable_params" not in table.columns:
+            return
+        recorded = (table.groupby(["matrix", "ops"])["trainable_params"].first()
+                    .reindex(list(zip(ts.matrix, ts.ops, strict=True))).to_numpy(float))
+        ours = np.exp(cell_features(batch, shape=self.shape, image_size=self.image_size)[:, 0])
+        ok = np.isfinite(recorded) & (recorded > 0)
+        if ok.any() and not np.allclose(ours[ok], recorded[ok], rtol=1e-6):
+            self.notes.append("the table's trainable_params differ from the analytic count of "
+                              f"the network {asdict(self.shape)}: pass the trained network's "
+                              "shape (features describe the network they are computed for)")
 
     def _candidates(self, n: int) -> list[str]:
         if self.kind != "auto":
@@ -214,7 +233,7 @@ class ArchitectureSurrogate:
             raise InputError("ArchitectureSurrogate is not fitted: call fit(table) first")
         if not budget > 0:
             raise InputError(f"budget must be positive, got {budget!r}")
-        feats = cell_features(batch)
+        feats = cell_features(batch, shape=self.shape, image_size=self.image_size)
         x = feats[:, list(self.features)]
         out: dict[str, np.ndarray] = {}
         for name in TARGETS:
@@ -254,6 +273,7 @@ class ArchitectureSurrogate:
         meta: dict[str, Any] = {
             "kind": self.kind, "level": self.level, "cal_fraction": self.cal_fraction,
             "seed": self.seed, "mlp_epochs": self.mlp_epochs, "mlp_members": self.mlp_members,
+            "network": asdict(self.shape), "image_size": self.image_size,
             "budget": self.budget, "device": self.device, "features": [PHYSICS[i] for i in self.features],
             "quantile": {k: (None if not math.isfinite(v) else v) for k, v in self.quantile.items()},
             "startup_share": self.startup_share, "wall_per_train_s": self.wall_per_train_s,
@@ -279,6 +299,8 @@ class ArchitectureSurrogate:
         return cls(kind=str(meta["kind"]), level=float(meta["level"]),
                    cal_fraction=float(meta["cal_fraction"]), seed=int(meta["seed"]),
                    mlp_epochs=int(meta["mlp_epochs"]), mlp_members=int(meta["mlp_members"]),
+                   shape=NetworkShape(**{k: int(v) for k, v in meta["network"].items()}),
+                   image_size=int(meta["image_size"]),
                    budget=int(meta["budget"]), device=str(meta["device"]),
                    features=tuple(PHYSICS.index(f) for f in meta["features"]), models=models,
                    quantile={k: (math.inf if v is None else float(v)) for k, v in meta["quantile"].items()},

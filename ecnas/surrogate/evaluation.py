@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ecnas.errors import InputError
+from ecnas.space.cost import NetworkShape
 from ecnas.surrogate import metrics
 from ecnas.surrogate.architecture import ArchitectureSurrogate, training_set
 from ecnas.surrogate.extrapolation import Extrapolator
@@ -101,7 +102,8 @@ def _score(model: str, target: str, pred: np.ndarray, true: np.ndarray, pue: flo
 
 def evaluate(table: pd.DataFrame, train_fraction: float = 0.7, seed: int = 0, *,
              full_budget_fraction: float = 0.2, level: float = 0.9, kind: str = "auto",
-             budget: int | None = None) -> EvaluationReport:
+             budget: int | None = None, shape: NetworkShape | None = None,
+             image_size: int = 32) -> EvaluationReport:
     if not 0.0 < train_fraction < 1.0 - CAL_FRACTION:
         raise InputError(f"train fraction must be in (0, {1 - CAL_FRACTION:g}) (10% calibrates, "
                          f"the rest tests), got {train_fraction!r}")
@@ -134,14 +136,17 @@ def evaluate(table: pd.DataFrame, train_fraction: float = 0.7, seed: int = 0, *,
     # -- architecture surrogate vs parameters only, on the test architectures
     fit_table = runs[in_fit]
     t0 = time.perf_counter()
-    arch = ArchitectureSurrogate(kind=kind, level=level, seed=seed,
+    shape = shape or NetworkShape()
+    arch = ArchitectureSurrogate(kind=kind, level=level, seed=seed, shape=shape, image_size=image_size,
                                  cal_fraction=n_cal / (n_train + n_cal)).fit(fit_table, b)
     seconds["architecture"] = time.perf_counter() - t0
     test_ts = training_set(runs[in_test], b)
     pred = arch.predict(pd.DataFrame({"matrix": test_ts.matrix, "ops": test_ts.ops}), b)
     fit_ts = training_set(fit_table, b)
-    x_fit = cell_features(batch_from_strings(fit_ts.matrix, fit_ts.ops))[:, :1]
-    x_test = cell_features(batch_from_strings(test_ts.matrix, test_ts.ops))[:, :1]
+    x_fit = cell_features(batch_from_strings(fit_ts.matrix, fit_ts.ops), shape=shape,
+                          image_size=image_size)[:, :1]
+    x_test = cell_features(batch_from_strings(test_ts.matrix, test_ts.ops), shape=shape,
+                           image_size=image_size)[:, :1]
     for target in ("energy_j", "training_time_s"):
         true = np.exp(test_ts.y[target])
         scores.append(_score("architecture", target, pred[target].to_numpy(), true, pue,

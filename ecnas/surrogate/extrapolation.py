@@ -207,8 +207,14 @@ class Extrapolator:
             "estimated": True,
             "source": "extrapolated",
         })
-        # analytic counts of the default network (the importer leaves FLOPs unknown)
+        # the runs' own counts; analytic ones of the default network where the table has none
         params, flops = params_and_flops(batch_from_strings(out["matrix"].tolist(), out["ops"].tolist()))
+        if "trainable_params" in src.columns:
+            own = pd.to_numeric(src["trainable_params"], errors="coerce").to_numpy(float)
+            params = np.where(np.isfinite(own) & (own > 0), own, params).astype(np.int64)
+        if "flops" in src.columns:
+            own = pd.to_numeric(src["flops"], errors="coerce").to_numpy(float)
+            flops = np.where(np.isfinite(own) & (own > 0), own, flops)
         out["trainable_params"] = params
         out["flops"] = flops
         for name, col in (("energy_j", "energy_j"), ("training_time_s", "training_time_s")):

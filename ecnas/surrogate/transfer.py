@@ -48,7 +48,8 @@ class DeviceTransfer:
             hit = self.lookup.get(k)
             if hit is not None:
                 e[i], t[i] = hit
-        feats = cell_features(batch)[:, list(_CELL_COLS)]
+        feats = cell_features(batch, shape=self.source.shape,
+                              image_size=self.source.image_size)[:, list(_CELL_COLS)]
         return np.c_[np.log(e), np.log(t), feats]
 
     def fit(self, target_table: pd.DataFrame, source_table: pd.DataFrame | None = None,
@@ -102,6 +103,7 @@ class DeviceTransfer:
         out["wall_time_s"] = out["training_time_s"]
         out["estimated"] = True
         out["source"] = "surrogate"
-        params = np.rint(np.exp(cell_features(batch)[:, 0])).astype(np.int64)
+        feats = cell_features(batch, shape=self.source.shape, image_size=self.source.image_size)
+        params = np.rint(np.exp(feats[:, 0])).astype(np.int64)
         out["trainable_params"] = params
         return out
