@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from campaign_runfns import always_fails, campaign_toml, crash_once, socket_meter
 
@@ -89,7 +90,14 @@ def test_kill_9_at_random_moments_then_resume_keeps_every_run_once(tmp_path: Pat
                 time.sleep(0.01)  # test pacing, not a measurement
             time.sleep(extra)
             if proc.poll() is None:
+                try:
+                    runs = psutil.Process(proc.pid).children()
+                except psutil.NoSuchProcess:
+                    runs = []
                 os.kill(proc.pid, signal.SIGKILL)
+                # the coordinator's run processes die with it (no orphan keeps training)
+                _gone, alive = psutil.wait_procs(runs, timeout=10)
+                assert not alive
         proc.wait(timeout=30)
         if proc.returncode == -signal.SIGKILL:
             kills += 1

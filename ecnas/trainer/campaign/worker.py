@@ -97,6 +97,7 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
 
 def child_main(task: dict[str, Any], conn: Any) -> None:
     """Entry point of a local worker process: pin the GPU, run, send the result, exit."""
+    _die_with_parent()
     if task.get("gpu") is not None:  # before torch is imported, so the run sees only its GPU
         os.environ["CUDA_VISIBLE_DEVICES"] = str(task["gpu"])
     result = execute_run(task)
@@ -106,3 +107,22 @@ def child_main(task: dict[str, Any], conn: Any) -> None:
         pass  # the coordinator is gone (killed): the run is redone on resume
     finally:
         conn.close()
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this run when the coordinator dies (kill -9 included), so an orphaned run
+    does not keep burning the machine its replacement measures on. Elsewhere: no-op."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        import warnings
+
+        warnings.warn(f"prctl(PR_SET_PDEATHSIG) failed (errno {ctypes.get_errno()}): this run "
+                      "outlives a killed coordinator", RuntimeWarning, stacklevel=2)
