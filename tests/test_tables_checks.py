@@ -56,6 +56,21 @@ def test_power_bounds_offenders_are_the_planted_run(clean):
     assert res.worst[0]["mean_power_w"] > 1000
 
 
+def test_power_floor_applies_to_measured_rows_only(clean):
+    # A run whose power sits far below the device's idle floor: impossible when measured, but
+    # honest for the CPU-time estimate, which leaves idle power out by design.
+    run = clean["arch_hash"] == sorted(clean["arch_hash"].unique())[2]
+    low = clean.copy()
+    for c in ("energy_j", "gpu_energy_j", "cpu_energy_j"):
+        low.loc[run, c] = low.loc[run, c] / 1000.0
+    low.attrs = clean.attrs
+    assert not run_checks(low).get("power-bounds").passed
+    est = low.copy()
+    est.loc[run, "estimated"] = True
+    est.attrs = clean.attrs
+    assert run_checks(est).get("power-bounds").passed
+
+
 def test_cli_reports_planted_faults_by_name(tmp_path, clean):
     bad = clean.copy()
     for fault in ("repeat-disagrees", "components-do-not-add-up", "missing-repeat"):

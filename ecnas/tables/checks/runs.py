@@ -56,8 +56,13 @@ def _device_power_limits(ctx: Context, device: str) -> Mapping[str, Any] | None:
 def power_bounds(ctx: Context) -> CheckResult:
     """Mean power of every checkpoint window from the start (≥ min_window_s) per component:
     the GPU component (or the whole energy of a GPU-only table) within [idle × f, max × margin]
-    of the device's profile × GPU count, the CPU component within the CPU profile × sockets."""
+    of the device's profile × GPU count, the CPU component within the CPU profile × sockets.
+
+    Estimated rows get the upper bound only: the CPU-time estimate counts the busy CPU time of
+    the metered processes and deliberately leaves idle power out, so it can honestly fall below
+    the device's idle floor (a lightly loaded or shared CPU)."""
     o, df = ctx.options, ctx.df
+    measured = ~df["estimated"].to_numpy(dtype=bool)
     wall = ctx.col("wall_time_s").astype("float64")
     window = wall >= o.min_window_s
     devices = df["device"].to_numpy()
@@ -82,7 +87,7 @@ def power_bounds(ctx: Context) -> CheckResult:
         else:
             own = np.where(np.isnan(cpu_e), total, cpu_e)
         p = own / np.where(wall > 0, wall, np.nan)
-        out = rows & ((p > hi) | (p < lo))
+        out = rows & ((p > hi) | ((p < lo) & measured))
         bad |= out
         worst_ratio = np.maximum(worst_ratio, np.where(out, np.maximum(p / hi, lo / p), 0))
         notes.append(f"{dev}: {lo:.0f}–{hi:.0f} W")
