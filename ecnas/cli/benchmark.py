@@ -1,0 +1,129 @@
+"""``ecnas export`` and ``ecnas query`` (the benchmark room); ``search``/``pareto`` live in
+``ecnas.cli.benchmark_moo`` and are registered from here when that module exists."""
+
+from __future__ import annotations
+
+import argparse
+from importlib import import_module
+from typing import Any
+
+from ecnas.cli._output import add_json_flag, emit
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("export", help="export an energy table as a benchmark bundle or EC-NAS TFRecord",
+                       description="Export TABLE (.parquet/.csv) as a versioned bundle folder "
+                                   "(manifest + checksums) or as EC-NAS's TFRecord file.")
+    p.add_argument("table", metavar="TABLE", help="energy table (.parquet or .csv)")
+    p.add_argument("--format", choices=("bundle", "ecnas-tfrecord"), default="bundle",
+                   help="bundle (folder) or ecnas-tfrecord (file); default bundle")
+    p.add_argument("--out", required=True, metavar="PATH", help="bundle folder or .tfrecord file")
+    p.add_argument("--license", default=None, help="license of the data (bundle manifest)")
+    p.add_argument("--citation", default=None, help="how to cite the data (bundle manifest)")
+    p.add_argument("--force", action="store_true", help="replace an existing bundle folder")
+    add_json_flag(p)
+    p.set_defaults(func=_export)
+
+    q = sub.add_parser("query", help="look up one architecture in a benchmark",
+                       description="Query a bundle folder or EC-NAS TFRecord like NAS-Bench-101's "
+                                   "api.query: final metrics of one run.")
+    q.add_argument("bench", metavar="BENCH", help="bundle folder or EC-NAS .tfrecord file")
+    q.add_argument("--matrix", required=True, metavar="M", help="row-major 0/1 adjacency string")
+    q.add_argument("--ops", required=True, metavar="O", help="comma-separated op labels")
+    q.add_argument("--epochs", required=True, type=int, metavar="E", help="training budget")
+    q.add_argument("--repeat", default=None, metavar="R|mean",
+                   help="1-based repeat, 'mean' (average of repeats), or omitted (seeded random)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the random repeat (default 0)")
+    q.add_argument("--device", default=None, help="device of a multi-device bundle")
+    add_json_flag(q)
+    q.set_defaults(func=_query)
+
+    try:
+        moo = import_module("ecnas.cli.benchmark_moo")
+    except ModuleNotFoundError as exc:
+        if exc.name != "ecnas.cli.benchmark_moo":
+            raise
+        return
+    moo.register(sub)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ecnas.tables import read_table
+
+    table = read_table(args.table)
+    if args.format == "bundle":
+        from ecnas.benchmark.bundle import (
+            DEFAULT_CITATION,
+            DEFAULT_LICENSE,
+            read_manifest,
+            write_bundle,
+        )
+
+        out = write_bundle(table, args.out, license=args.license or DEFAULT_LICENSE,
+                           citation=args.citation or DEFAULT_CITATION, overwrite=args.force)
+        m = read_manifest(out)
+        obj = {"path": str(out), "format": "bundle", "rows": m["row_counts"]["rows"],
+               "runs": m["row_counts"]["runs"], "architectures": m["row_counts"]["architectures"],
+               "rows_by_source": m["row_counts"]["rows_by_source"], "budgets": m["budgets"],
+               "devices": [d["id"] for d in m["devices"]],
+               "files": {k: v["sha256"] for k, v in m["files"].items()}}
+
+        def text(o: dict[str, Any]) -> str:
+            src = ", ".join(f"{v} {k}" for k, v in o["rows_by_source"].items() if v)
+            return (f"wrote bundle {o['path']}: {o['architectures']} architectures, {o['runs']} runs, "
+                    f"{o['rows']} rows ({src}), budgets {o['budgets']}, devices "
+                    f"{', '.join(o['devices'])}; {len(o['files'])} files with SHA-256 in manifest.json")
+    else:
+        from ecnas.benchmark.export_tfrecord import export_ecnas_tfrecord
+
+        if Path(args.out).is_dir():
+            from ecnas.errors import InputError
+
+            raise InputError(f"{args.out}: is a folder; --format ecnas-tfrecord writes one file")
+        obj = export_ecnas_tfrecord(table, args.out).to_dict()
+
+        def text(o: dict[str, Any]) -> str:
+            skipped = ", ".join(f"{v} {k}" for k, v in o["skipped_runs"].items())
+            return (f"wrote {o['records']} EC-NAS records to {o['path']} (energy in kWh with PUE "
+                    f"{o['pue_reapplied']} re-applied)"
+                    + (f"; skipped runs: {skipped}" if skipped else "")
+                    + (f"; {o['checkpoints_dropped']} checkpoints beyond the three evaluations dropped"
+                       if o["checkpoints_dropped"] else ""))
+    emit(args.json, obj, text)
+    return 0
+
+
+def _query(args: argparse.Namespace) -> int:
+    from ecnas.benchmark.api import Benchmark
+    from ecnas.errors import InputError
+    from ecnas.space import ModelSpec
+
+    repeat: Any = args.repeat
+    if repeat is not None and repeat != "mean":
+        try:
+            repeat = int(repeat)
+        except ValueError:
+            raise InputError(f"--repeat {repeat!r}: use an integer or 'mean'") from None
+    bench = Benchmark.load(args.bench, seed=args.seed, device=args.device)
+    spec = ModelSpec(args.matrix, args.ops)
+    result = bench.query(spec, args.epochs, repeat)
+    result["module_adjacency"] = spec.matrix_str
+    result["module_operations"] = list(spec.ops)
+
+    def text(o: dict[str, Any]) -> str:
+        est = "estimated" if o["estimated"] else "measured"
+        lines = [f"{o['arch_hash']} at {o['epochs']} epochs, repeat {o['repeat']} "
+                 f"({o['source']}, {est}, device {o['device']})",
+                 f"  validation accuracy  {o['validation_accuracy']:.4f}",
+                 f"  test accuracy        {o['test_accuracy']:.4f}",
+                 f"  training time        {o['training_time']:.1f} s",
+                 f"  energy               {o['energy_j']:.1f} J (PUE excluded)",
+                 f"  energy (kWh)         {o['energy (kWh)']:.6f} (EC-NAS convention, PUE "
+                 f"{bench.pue:g} included)",
+                 f"  trainable parameters {o['trainable_parameters']}"]
+        return "\n".join(lines)
+
+    emit(args.json, result, text)
+    return 0
