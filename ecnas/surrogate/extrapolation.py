@@ -30,16 +30,19 @@ from ecnas.surrogate.intervals import bounds, conformal_quantile
 from ecnas.surrogate.learners import LinearModel
 from ecnas.surrogate.runs import TARGETS, Prefixes, prefix_lines
 
-N_FEATURES = 5
+N_FEATURES = 7
 
 
 def _features(p: Prefixes, rows: np.ndarray) -> np.ndarray:
     """Physics of each prefix: log start-up (in epochs), log W per training s, log s/epoch,
-    log wall/training overhead, log1p wall start-up (s). Undefined values become 0."""
+    log wall/training overhead, log1p wall start-up (s), log W per wall s while training and
+    during start-up (meters such as carbontracker integrate power over wall time).
+    Undefined values become 0."""
     with np.errstate(divide="ignore", invalid="ignore"):
         be, bt, bw = (p.b[t][rows] for t in TARGETS)
         ae, aw = p.a["energy_j"][rows], p.a["wall_time_s"][rows]
-        cols = [np.log1p(ae / be), np.log(be / bt), np.log(bt), np.log(bw / bt), np.log1p(aw)]
+        cols = [np.log1p(ae / be), np.log(be / bt), np.log(bt), np.log(bw / bt), np.log1p(aw),
+                np.log(be / bw), np.log(np.maximum(ae, 1.0) / np.maximum(aw, 1.0))]
     x = np.stack(cols, axis=1)
     x[~np.isfinite(x)] = 0.0
     return x
