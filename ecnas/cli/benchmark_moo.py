@@ -1,0 +1,98 @@
+"""``ecnas search`` and ``ecnas pareto``: multi-objective search over a benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+from ecnas.cli._output import add_json_flag, emit
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("search", help="multi-objective search over a benchmark",
+                       description="Run a search algorithm for several seeds under an "
+                                   "evaluation budget; report hypervolume per seed and mean ± sd.")
+    s.add_argument("bench", type=Path, help="bundle folder or EC-NAS TFRecord file")
+    s.add_argument("--algorithm", default="semoa",
+                   choices=("random", "semoa", "nsga2", "sh_emoa"))
+    s.add_argument("--evaluations", type=int, default=100, help="queries per search (default 100)")
+    s.add_argument("--seeds", type=int, default=5, help="seeds 0..K-1 (default 5)")
+    s.add_argument("--budget", type=int, help="epochs (default: the largest budget)")
+    s.add_argument("--objectives", default="energy,validation_accuracy",
+                   help="2 or 3 of energy, validation_accuracy, training_time, parameters")
+    add_json_flag(s)
+    s.set_defaults(func=_search)
+
+    p = sub.add_parser("pareto", help="the Pareto front (energy vs accuracy), knee and plot")
+    p.add_argument("bench", type=Path, help="bundle folder or EC-NAS TFRecord file")
+    p.add_argument("--budget", type=int, help="epochs (default: the largest budget)")
+    p.add_argument("--plot", type=Path, help="write the front to this PNG")
+    p.add_argument("--max-accuracy-loss", type=float, default=1.0,
+                   help="accuracy points one may give up (default 1)")
+    add_json_flag(p)
+    p.set_defaults(func=_pareto)
+
+
+def _load(path: Path) -> object:
+    from ecnas.benchmark import Benchmark
+
+    return Benchmark.load(path)
+
+
+def _search(args: argparse.Namespace) -> int:
+    from ecnas.benchmark.moo import run_search
+    from ecnas.errors import InputError
+
+    if args.seeds < 1:
+        raise InputError(f"--seeds {args.seeds}: need at least 1")
+    bench = _load(args.bench)
+    objs = tuple(o.strip() for o in args.objectives.split(",") if o.strip())
+    results = [run_search(bench, args.algorithm, args.evaluations, seed, objectives_=objs,
+                          budget=args.budget) for seed in range(args.seeds)]
+    hv = [r.hypervolume for r in results]
+    out = {"algorithm": args.algorithm, "budget": results[0].budget, "objectives": list(objs),
+           "evaluations": args.evaluations, "reference": list(results[0].reference),
+           "hypervolume": hv, "mean": statistics.fmean(hv),
+           "sd": statistics.stdev(hv) if len(hv) > 1 else 0.0,
+           "runs": [r.to_dict() for r in results]}
+
+    def text(d: dict) -> str:
+        lines = [f"{d['algorithm']}: {d['evaluations']} evaluations at {d['budget']} epochs, "
+                 f"objectives {', '.join(d['objectives'])} (normalized; reference 1.1)"]
+        lines += [f"  seed {r['seed']}: hypervolume {r['hypervolume']:.4f} "
+                  f"(initial population {r['initial_hypervolume']:.4f})" for r in d["runs"]]
+        lines.append(f"  mean ± sd: {d['mean']:.4f} ± {d['sd']:.4f}")
+        return "\n".join(lines)
+
+    emit(args.json, out, text)
+    return 0
+
+
+def _pareto(args: argparse.Namespace) -> int:
+    from ecnas.benchmark.moo import energy_saved_at, pareto_front, plot_front
+
+    bench = _load(args.bench)
+    res = (plot_front(bench, args.plot, budget=args.budget) if args.plot
+           else pareto_front(bench, budget=args.budget))
+    fp = res.front_points()
+    saved = energy_saved_at(fp, args.max_accuracy_loss)
+    out = {"budget": res.budget, "architectures": int(len(res.points)),
+           "front": [{"validation_accuracy_points": float(a), "energy_j": float(e)} for a, e in fp],
+           "knee": res.knee, "max_accuracy_loss": args.max_accuracy_loss,
+           "energy_saved_fraction": saved, "plot": str(args.plot) if args.plot else None}
+
+    def text(d: dict) -> str:
+        k = d["knee"]
+        lines = [f"{d['architectures']} architectures at {d['budget']} epochs; "
+                 f"{len(d['front'])} on the front",
+                 f"knee: {k['arch_hash']} ({k['validation_accuracy_points']:.2f}% at "
+                 f"{k['energy_j']:.1f} J)",
+                 f"energy saved at ≤ {d['max_accuracy_loss']:g} point(s) of accuracy lost: "
+                 f"{100 * d['energy_saved_fraction']:.1f}%"]
+        if d["plot"]:
+            lines.append(f"plot: {d['plot']}")
+        return "\n".join(lines)
+
+    emit(args.json, out, text)
+    return 0
