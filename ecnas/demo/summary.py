@@ -1,0 +1,200 @@
+"""The demo's human-facing summary: what was measured, estimated, extrapolated and predicted."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    algorithm: str
+    hypervolumes: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return sum(self.hypervolumes) / len(self.hypervolumes) if self.hypervolumes else math.nan
+
+    @property
+    def sd(self) -> float:
+        n = len(self.hypervolumes)
+        if n < 2:
+            return 0.0
+        m = self.mean
+        return math.sqrt(sum((h - m) ** 2 for h in self.hypervolumes) / (n - 1))
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """Everything the demo produced, with the paths of its files."""
+
+    out_dir: Path
+    measured_runs: int
+    reused_runs: int
+    failed_runs: int
+    architectures: int
+    measured_energy_j: float
+    estimated: bool
+    estimate_reasons: tuple[str, ...]
+    meters: tuple[str, ...]
+    check_ok: bool
+    check_failed: tuple[str, ...]
+    rows_by_source: Mapping[str, int]
+    extrapolated_budgets: tuple[int, ...]
+    extrapolation_method: str
+    predicted_architectures: int
+    surrogate_model: str
+    table_path: Path
+    bundle_path: Path
+    tfrecord_path: Path
+    tfrecord_records: int
+    plot_path: Path
+    summary_path: Path
+    searches: tuple[SearchOutcome, ...]
+    search_budget: int
+    knee: Mapping[str, Any]
+    energy_saved_fraction: float
+    accuracy_loss_points: float
+    timings_s: Mapping[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "out_dir": str(self.out_dir),
+            "measured_runs": self.measured_runs,
+            "reused_runs": self.reused_runs,
+            "failed_runs": self.failed_runs,
+            "architectures": self.architectures,
+            "measured_energy_j": self.measured_energy_j,
+            "estimated": self.estimated,
+            "estimate_reasons": list(self.estimate_reasons),
+            "meters": list(self.meters),
+            "check_ok": self.check_ok,
+            "check_failed": list(self.check_failed),
+            "rows_by_source": dict(self.rows_by_source),
+            "extrapolated_budgets": list(self.extrapolated_budgets),
+            "extrapolation_method": self.extrapolation_method,
+            "predicted_architectures": self.predicted_architectures,
+            "surrogate_model": self.surrogate_model,
+            "table": str(self.table_path),
+            "bundle": str(self.bundle_path),
+            "tfrecord": str(self.tfrecord_path),
+            "tfrecord_records": self.tfrecord_records,
+            "plot": str(self.plot_path),
+            "summary": str(self.summary_path),
+            "search_budget": self.search_budget,
+            "searches": {
+                s.algorithm: {"hypervolumes": list(s.hypervolumes), "mean": s.mean, "sd": s.sd}
+                for s in self.searches
+            },
+            "knee": dict(self.knee),
+            "energy_saved_fraction": self.energy_saved_fraction,
+            "accuracy_loss_points": self.accuracy_loss_points,
+            "timings_s": dict(self.timings_s),
+        }
+
+
+def _rel(path: Path, base: Path) -> str:
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return str(path)
+
+
+def render_markdown(r: DemoResult) -> str:
+    base = r.out_dir
+    kind = "estimated" if r.estimated else "measured"
+    lines = [
+        "# ecnas demo: summary",
+        "",
+        "The whole ecnas pipeline on the embedded default (UCI handwritten digits, scaled-down",
+        "NAS-Bench-101 networks, CPU). Accuracies on this dataset say nothing about CIFAR-10.",
+        "",
+        "## What each number is",
+        "",
+        "| source | rows | what it means |",
+        "|---|---:|---|",
+        f"| measured | {r.rows_by_source.get('measured', 0)} | trained here under the meters "
+        f"({', '.join(r.meters) or 'none'}); energy **{kind}** |",
+        f"| extrapolated | {r.rows_by_source.get('extrapolated', 0)} | a measured run carried to "
+        f"budgets {', '.join(map(str, r.extrapolated_budgets))} by the extrapolation model "
+        f"({r.extrapolation_method}); never trained that long |",
+        f"| surrogate | {r.rows_by_source.get('surrogate', 0)} | {r.predicted_architectures} "
+        f"architectures never trained, predicted from the cell alone ({r.surrogate_model}) |",
+        "",
+    ]
+    if r.estimated:
+        lines += [
+            "**Measured energy here is an estimate**, because no energy counter could be read:",
+            "",
+            *[f"- {reason}" for reason in r.estimate_reasons],
+            "",
+            "On a machine with readable RAPL or NVML counters the same command measures instead.",
+            "",
+        ]
+    lines += [
+        "## Measuring",
+        "",
+        f"- {r.architectures} architectures, {r.measured_runs + r.reused_runs} runs "
+        f"({r.reused_runs} reused from the store, {r.measured_runs} run now, "
+        f"{r.failed_runs} failed)",
+        f"- total energy of the measured runs: {r.measured_energy_j:,.1f} J "
+        f"({r.measured_energy_j / 3600:.3f} Wh), {kind}",
+        f"- consistency checks: {'all passed' if r.check_ok else 'FAILED: ' + ', '.join(r.check_failed)}",
+        "",
+        "## Benchmark files",
+        "",
+        f"- table: `{_rel(r.table_path, base)}`",
+        f"- bundle (Parquet + manifest with SHA-256 of every file): `{_rel(r.bundle_path, base)}`",
+        f"- EC-NAS TFRecord: `{_rel(r.tfrecord_path, base)}` ({r.tfrecord_records} records)",
+        "",
+        f"## Multi-objective search (energy vs validation accuracy, budget {r.search_budget})",
+        "",
+        "| algorithm | hypervolume mean ± sd | seeds |",
+        "|---|---|---:|",
+        *[f"| {s.algorithm} | {s.mean:.4f} ± {s.sd:.4f} | {len(s.hypervolumes)} |" for s in r.searches],
+        "",
+        "## Pareto front",
+        "",
+        f"![Pareto front]({_rel(r.plot_path, base)})",
+        "",
+        _saving_line(r),
+        "",
+    ]
+    if r.knee:
+        knee = ", ".join(f"{k} = {_fmt(v)}" for k, v in r.knee.items())
+        lines += [f"Knee point: {knee}.", ""]
+    if r.timings_s:
+        lines += ["## Time per step", "", "| step | seconds |", "|---|---:|"]
+        lines += [f"| {k} | {v:.1f} |" for k, v in r.timings_s.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _saving_line(r: DemoResult) -> str:
+    if not math.isfinite(r.energy_saved_fraction):
+        return "Energy saved could not be computed (too few points on the front)."
+    return (
+        f"Energy saved at ≤ {r.accuracy_loss_points:g} point(s) of validation accuracy lost "
+        f"(vs the most accurate architecture): **{100 * r.energy_saved_fraction:.1f}%**."
+    )
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def write_summary(result: DemoResult, path: Path) -> Path:
+    path.write_text(render_markdown(result), encoding="utf-8")
+    return path
+
+
+def rows_by_source(sources: Sequence[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for s in sources:
+        out[s] = out.get(s, 0) + 1
+    return out
