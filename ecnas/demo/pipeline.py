@@ -153,11 +153,12 @@ def run_demo(config: DemoConfig, *, printer: StepPrinter | None = None) -> DemoR
     printer.start("Pareto front and plot")
     plot_path = out / "pareto.png"
     front = timed("pareto", lambda: plot_front(bench, plot_path, budget=config.measured_budget,
-                                               searches=runs[: config.search_seeds]))
+                                               searches=runs[:: config.search_seeds]))
     saved = energy_saved_at(front.front_points(), config.accuracy_loss_points)
     printer.done(f"{plot_path}")
 
     printer.start("Writing the summary")
+    notes = [str(n) for n in model.info.get("notes", [])]
     measured = table[table["source"] == "measured"]
     last = measured.sort_values("epoch").groupby(["arch_hash", "budget_epochs", "repeat"]).tail(1)
     reasons = tuple(sorted({r for r in _reasons(table)}))
@@ -175,9 +176,10 @@ def run_demo(config: DemoConfig, *, printer: StepPrinter | None = None) -> DemoR
         check_failed=failed,
         rows_by_source=rows_by_source(full["source"].tolist()),
         extrapolated_budgets=config.extrapolate_to,
-        extrapolation_method=str(getattr(model, "extrapolation_method", "extrapolation model")),
+        extrapolation_method=_method(notes, "extrapol", "start-up + per-epoch rate per run"),
         predicted_architectures=len(predicted_cells),
-        surrogate_model=str(getattr(model, "architecture_model", "architecture surrogate")),
+        surrogate_model=_method(notes, "architecture", "architecture surrogate"),
+        surrogate_notes=tuple(notes),
         table_path=Path(table_path),
         bundle_path=bundle_path,
         tfrecord_path=tfrecord_path,
@@ -194,6 +196,14 @@ def run_demo(config: DemoConfig, *, printer: StepPrinter | None = None) -> DemoR
     write_summary(result, result.summary_path)
     printer.done(str(result.summary_path))
     return result
+
+
+def _method(notes: list[str], word: str, default: str) -> str:
+    """The surrogate's own words for the method it used (its notes say when it fell back)."""
+    for n in notes:
+        if word in n.lower():
+            return n
+    return default
 
 
 def _meters(summary: Any, table: Any) -> tuple[str, ...]:

@@ -58,6 +58,7 @@ class DemoResult:
     knee: Mapping[str, Any]
     energy_saved_fraction: float
     accuracy_loss_points: float
+    surrogate_notes: tuple[str, ...] = ()
     timings_s: Mapping[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -78,6 +79,7 @@ class DemoResult:
             "extrapolation_method": self.extrapolation_method,
             "predicted_architectures": self.predicted_architectures,
             "surrogate_model": self.surrogate_model,
+            "surrogate_notes": list(self.surrogate_notes),
             "table": str(self.table_path),
             "bundle": str(self.bundle_path),
             "tfrecord": str(self.tfrecord_path),
@@ -119,12 +121,15 @@ def render_markdown(r: DemoResult) -> str:
         f"| measured | {r.rows_by_source.get('measured', 0)} | trained here under the meters "
         f"({', '.join(r.meters) or 'none'}); energy **{kind}** |",
         f"| extrapolated | {r.rows_by_source.get('extrapolated', 0)} | a measured run carried to "
-        f"budgets {', '.join(map(str, r.extrapolated_budgets))} by the extrapolation model "
-        f"({r.extrapolation_method}); never trained that long |",
+        f"budgets {', '.join(map(str, r.extrapolated_budgets))} by the extrapolation model; "
+        "never trained that long |",
         f"| surrogate | {r.rows_by_source.get('surrogate', 0)} | {r.predicted_architectures} "
-        f"architectures never trained, predicted from the cell alone ({r.surrogate_model}) |",
+        "architectures never trained, predicted from the cell alone |",
         "",
     ]
+    if r.surrogate_notes:
+        lines += ["What the surrogate did, in its own words:", "",
+                  *[f"- {n}" for n in r.surrogate_notes], ""]
     if r.estimated:
         lines += [
             "**Measured energy here is an estimate**, because no energy counter could be read:",
