@@ -55,6 +55,17 @@ def test_nondominated_sort_ranks_fronts():
     assert nondominated_sort(pts).tolist() == [0, 0, 0, 1, 2, 3]
 
 
+def test_2d_front_fast_path_equals_the_pairwise_definition():
+    from ecnas.benchmark.moo import pareto_mask
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):  # small integer grids: many ties and duplicates
+        p = rng.integers(0, 6, size=(int(rng.integers(1, 30)), 2)).astype(float)
+        le = np.all(p[:, None, :] <= p[None, :, :], axis=2)
+        lt = np.any(p[:, None, :] < p[None, :, :], axis=2)
+        assert (pareto_mask(p) == ~(le & lt).any(axis=0)).all(), p
+
+
 def test_knee_and_energy_saved():
     front = np.array([[0.0, 1.0], [0.1, 0.3], [1.0, 0.0]])  # minimized: energy, 1 - accuracy
     assert knee_index(front) == 1

@@ -32,8 +32,26 @@ def nondominated_sort(points: np.ndarray) -> np.ndarray:
 
 
 def pareto_mask(points: np.ndarray) -> np.ndarray:
-    """True for the non-dominated points."""
-    return nondominated_sort(points) == 0
+    """True for the non-dominated points (the first front only: no peeling)."""
+    p = np.asarray(points, dtype=float)
+    if len(p) == 0:
+        return np.zeros(0, dtype=bool)
+    if p.shape[1] == 2:  # sort by x (then y): a point is on the front iff its y beats all before
+        order = np.lexsort((p[:, 1], p[:, 0]))
+        y = p[order, 1]
+        best_before = np.concatenate(([np.inf], np.minimum.accumulate(y)[:-1]))
+        keep = y < best_before
+        # exact duplicates of a front point are not dominated either
+        same = np.concatenate(([False], np.all(p[order][1:] == p[order][:-1], axis=1)))
+        for i in range(1, len(keep)):
+            if same[i] and keep[i - 1]:
+                keep[i] = True
+        mask = np.zeros(len(p), dtype=bool)
+        mask[order] = keep
+        return mask
+    le = np.all(p[:, None, :] <= p[None, :, :], axis=2)
+    lt = np.any(p[:, None, :] < p[None, :, :], axis=2)
+    return ~(le & lt).any(axis=0)
 
 
 def crowding_distance(points: np.ndarray) -> np.ndarray:
