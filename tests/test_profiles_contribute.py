@@ -14,7 +14,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN = "import sys; from ecnas.cli import main; sys.exit(main(sys.argv[1:]))"
-OPS = {-1: "input", -2: "output", 0: "conv3x3-bn-relu", 1: "conv1x1-bn-relu", 2: "maxpool3x3"}
 PROFILE = ROOT / "hardware_profiles" / "nvidia-quadro-rtx-6000.toml"
 
 
