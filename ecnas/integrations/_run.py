@@ -211,3 +211,37 @@ class TrackedRun:
                                  "estimated_because": list(self._reasons),
                                  "energy_note": "energy_j is cumulative over wall time, "
                                                 "evaluations included"})
+
+
+class RunResults:
+    """What both framework callbacks expose after training (they hold a :class:`TrackedRun`
+    as ``self._run``)."""
+
+    _run: TrackedRun
+
+    def rows(self, **static: Any) -> list[dict[str, Any]]:
+        """One dict per checkpoint in the energy-table contract; ``static`` overrides columns."""
+        return self._run.rows(**static)
+
+    def table(self, **static: Any) -> Any:
+        """The rows as a pandas DataFrame checked by ``ecnas.tables.validate``."""
+        return self._run.table(**static)
+
+    @property
+    def checkpoints(self) -> list[Checkpoint]:
+        return self._run.checkpoints
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Why the energy is estimated (empty when every meter measured)."""
+        return self._run.reasons
+
+    @property
+    def tracker(self) -> EnergyTracker | None:
+        return self._run.tracker
+
+    @property
+    def energy_j(self) -> float:
+        """Cumulative energy at the last checkpoint (NaN before the first)."""
+        cps = self._run.checkpoints
+        return cps[-1].energy_j if cps else math.nan

@@ -27,8 +27,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ecnas.integrations._run import TrackedRun, count_trainable, spec_columns
-from ecnas.trainer.tracker import Checkpoint, EnergyTracker
+from ecnas.integrations._run import RunResults, TrackedRun, count_trainable, spec_columns
 
 INSTALL_HINT = ("ecnas.integrations.huggingface needs transformers and accelerate: "
                 "pip install ecnas[huggingface]")
@@ -41,7 +40,7 @@ except ImportError:
 __all__ = ["EnergyCallback"]
 
 
-class EnergyCallback(TrainerCallback):
+class EnergyCallback(RunResults, TrainerCallback):
     """Meters a Hugging Face ``Trainer`` run with :class:`ecnas.trainer.tracker.EnergyTracker`.
 
     Same options as :class:`ecnas.integrations.lightning.EnergyCallback`: ``spec`` or
@@ -118,34 +117,6 @@ class EnergyCallback(TrainerCallback):
     def _checkpoint(self, epoch: float, metrics: Mapping[str, Any]) -> None:
         self._run.checkpoint(epoch, metrics)
         self._logs = {}
-
-    # -- results ---------------------------------------------------------------------------
-    def rows(self, **static: Any) -> list[dict[str, Any]]:
-        """One dict per checkpoint in the energy-table contract; ``static`` overrides columns."""
-        return self._run.rows(**static)
-
-    def table(self, **static: Any) -> Any:
-        """The rows as a pandas DataFrame checked by ``ecnas.tables.validate``."""
-        return self._run.table(**static)
-
-    @property
-    def checkpoints(self) -> list[Checkpoint]:
-        return self._run.checkpoints
-
-    @property
-    def reasons(self) -> tuple[str, ...]:
-        """Why the energy is estimated (empty when every meter measured)."""
-        return self._run.reasons
-
-    @property
-    def tracker(self) -> EnergyTracker | None:
-        return self._run.tracker
-
-    @property
-    def energy_j(self) -> float:
-        """Cumulative energy at the last checkpoint (NaN before the first)."""
-        cps = self._run.checkpoints
-        return cps[-1].energy_j if cps else math.nan
 
 
 def _epoch(state: Any) -> float:

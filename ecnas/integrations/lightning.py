@@ -18,12 +18,10 @@ training epoch ends with a checkpoint carrying the metrics logged so far
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ecnas.integrations._run import TrackedRun, count_trainable, spec_columns
-from ecnas.trainer.tracker import Checkpoint, EnergyTracker
+from ecnas.integrations._run import RunResults, TrackedRun, count_trainable, spec_columns
 
 INSTALL_HINT = ("ecnas.integrations.lightning needs PyTorch Lightning: "
                 "pip install ecnas[lightning]")
@@ -39,7 +37,7 @@ except ImportError:
 __all__ = ["EnergyCallback"]
 
 
-class EnergyCallback(Callback):
+class EnergyCallback(RunResults, Callback):
     """Meters a Lightning training run with :class:`ecnas.trainer.tracker.EnergyTracker`.
 
     ``spec`` (a :class:`ecnas.space.ModelSpec`) or ``matrix`` + ``ops`` — the NAS-Bench-101
@@ -99,31 +97,3 @@ class EnergyCallback(Callback):
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         self._run.stop()  # close the meters; the checkpoints so far stay readable
-
-    # -- results ---------------------------------------------------------------------------
-    def rows(self, **static: Any) -> list[dict[str, Any]]:
-        """One dict per checkpoint in the energy-table contract; ``static`` overrides columns."""
-        return self._run.rows(**static)
-
-    def table(self, **static: Any) -> Any:
-        """The rows as a pandas DataFrame checked by ``ecnas.tables.validate``."""
-        return self._run.table(**static)
-
-    @property
-    def checkpoints(self) -> list[Checkpoint]:
-        return self._run.checkpoints
-
-    @property
-    def reasons(self) -> tuple[str, ...]:
-        """Why the energy is estimated (empty when every meter measured)."""
-        return self._run.reasons
-
-    @property
-    def tracker(self) -> EnergyTracker | None:
-        return self._run.tracker
-
-    @property
-    def energy_j(self) -> float:
-        """Cumulative energy at the last checkpoint (NaN before the first)."""
-        cps = self._run.checkpoints
-        return cps[-1].energy_j if cps else math.nan
