@@ -1,8 +1,12 @@
-"""The real trainer through the campaign: local worker processes (CLI, exported table passes
-ecnas check) and a Dask LocalCluster on loopback giving the same rows; unreachable scheduler."""
+"""The real trainer through the campaign (the issue's acceptance): 2 local workers, killed and
+resumed, exported table passes ecnas check; ``ecnas run --scheduler`` on a Dask LocalCluster on
+loopback gives the same rows; unreachable or malformed scheduler addresses."""
 
 from __future__ import annotations
 
+import os
+import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -11,7 +15,7 @@ from pathlib import Path
 import pytest
 from campaign_runfns import campaign_toml
 
-from ecnas.trainer.campaign import ResultsStore, load_campaign, run_campaign
+from ecnas.trainer.campaign import ResultsStore, load_campaign
 
 SAME = ["arch_hash", "matrix", "ops", "budget_epochs", "repeat", "epoch", "device",
         "train_accuracy", "validation_accuracy", "test_accuracy", "trainable_params", "flops",
@@ -23,63 +27,115 @@ def _ecnas(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout)
 
 
+def _stored(store: Path) -> int:
+    if not store.exists():
+        return 0
+    db = sqlite3.connect(store, timeout=5)
+    try:
+        return db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+    except sqlite3.OperationalError:  # schema not written yet
+        return 0
+    finally:
+        db.close()
+
+
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory: pytest.TempPathFactory):
+    """The acceptance path: the real trainer with 2 workers, kill -9 of the coordinator once a
+    run is stored, then ``--resume`` to the end."""
     d = tmp_path_factory.mktemp("campaign_real")
-    toml = campaign_toml(d / "c.toml", count=2, repeats=1)
-    proc = _ecnas("run", str(toml), "--store", str(d / "s.sqlite"), "--workers", "2", "--json")
+    toml = campaign_toml(d / "c.toml", count=3, repeats=1)
+    store = d / "s.sqlite"
+    cmd = [sys.executable, "-m", "ecnas", "run", str(toml), "--store", str(store),
+           "--workers", "2", "--resume", "--json"]
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and first.poll() is None and _stored(store) < 1:
+        time.sleep(0.01)  # test pacing, not a measurement
+    if first.poll() is None:
+        first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=30)
+    assert first.returncode == -signal.SIGKILL, "the first session ended before the kill"
+    killed_with = _stored(store)
+    proc = _ecnas(*cmd[3:])
     assert proc.returncode == 0, proc.stderr
-    return d, toml, proc
+    return d, toml, proc, killed_with
 
 
-def test_local_workers_real_trainer_table_passes_check(local_run) -> None:
+def test_killed_then_resumed_real_campaign_passes_check(local_run) -> None:
     import json
 
-    d, _toml, proc = local_run
+    from ecnas.tables import ROW_KEYS, read_table
+
+    d, toml, proc, killed_with = local_run
     summary = json.loads(proc.stdout)
-    assert (summary["done"], summary["failed"], summary["total"]) == (2, 0, 2)
+    runs = load_campaign(toml).runs()
+    assert summary["total"] == len(runs) == 3
+    assert summary["skipped"] == killed_with >= 1  # the stored runs were not redone
+    assert summary["done"] + summary["skipped"] == 3 and summary["failed"] == 0
     assert summary["estimated_energy_j"] + summary["energy_j"] > 0
-    assert "[2/2] done" in proc.stderr and "ETA" in proc.stderr
+    assert "[3/3] done" in proc.stderr and "ETA" in proc.stderr
     out = _ecnas("table", str(d / "s.sqlite"), "--out", str(d / "t.parquet"))
     assert out.returncode == 0, out.stderr
     check = _ecnas("check", str(d / "t.parquet"), "--json")
     assert check.returncode == 0, check.stdout
     assert json.loads(check.stdout)["ok"] is True
+    table = read_table(d / "t.parquet")
+    assert not table.duplicated(list(ROW_KEYS)).any()  # no run twice
+    got = {f"{h}/{b}/{r}" for h, b, r in
+           table[["arch_hash", "budget_epochs", "repeat"]].drop_duplicates().itertuples(
+               index=False)}
+    assert got == {r.key for r in runs}  # no run missing
     with ResultsStore(d / "s.sqlite") as s:
         prov = s.provenance()
     for p in prov.values():
         assert p["software"]["torch"] and p["campaign_hash"] == summary["campaign_hash"]
         assert p["host"] and p["matched_profiles"] and p["meters"]
+        assert p["torch_device"] == "cpu"
+        assert p["devices"] and all(dev["name"] for dev in p["devices"])
 
 
 def test_dask_local_cluster_gives_the_same_rows(local_run, tmp_path: Path) -> None:
-    from distributed import LocalCluster
+    """``ecnas run --scheduler`` against a LocalCluster of 2 worker processes on loopback."""
+    import json
 
-    d, toml, _proc = local_run
-    campaign = load_campaign(toml)
+    import pandas as pd
+    from distributed import Client, LocalCluster
+
+    d, toml, _proc, _killed = local_run
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=":0") as cluster:
-        summary = run_campaign(campaign, tmp_path / "dask.sqlite",
-                               scheduler=cluster.scheduler_address, connect_timeout=10)
-    assert (summary.done, summary.failed, summary.executor) == (2, 0, "dask")
+        with Client(cluster, set_as_default=False) as client:
+            worker_pids = set(client.run(os.getpid).values())
+        proc = _ecnas("run", str(toml), "--store", str(tmp_path / "dask.sqlite"),
+                      "--scheduler", cluster.scheduler_address, "--connect-timeout", "10",
+                      "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert (summary["done"], summary["failed"], summary["executor"]) == (3, 0, "dask")
     with ResultsStore(d / "s.sqlite") as a, ResultsStore(tmp_path / "dask.sqlite") as b:
         local, dask = a.table(), b.table()
+        # every run executed in a Dask worker process; the client alone committed them
+        assert {p["pid"] for p in b.provenance().values()} <= worker_pids
     key = ["arch_hash", "budget_epochs", "repeat", "epoch"]
     local = local.sort_values(key).reset_index(drop=True)
     dask = dask.sort_values(key).reset_index(drop=True)
-    assert len(local) == len(dask) == 2 * 3
-    import pandas as pd
-
+    assert len(local) == len(dask) == 3 * 3
     pd.testing.assert_frame_equal(local[SAME], dask[SAME])
 
 
-def test_unreachable_scheduler_is_one_line_exit_2_fast(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("address", "message"), [
+    ("tcp://127.0.0.1:9", "cannot reach Dask scheduler tcp://127.0.0.1:9 within 1 s"),
+    ("127.0.0.1", "--scheduler '127.0.0.1': not a Dask scheduler address"),
+    ("http://127.0.0.1:8786", "unknown address scheme 'http'"),
+])
+def test_unreachable_or_malformed_scheduler_is_one_line_exit_2_fast(
+        tmp_path: Path, address: str, message: str) -> None:
     toml = campaign_toml(tmp_path / "c.toml", count=1, repeats=1)
     t0 = time.monotonic()
     proc = _ecnas("run", str(toml), "--store", str(tmp_path / "s.sqlite"), "--scheduler",
-                  "tcp://127.0.0.1:9", "--connect-timeout", "1", timeout=60)
+                  address, "--connect-timeout", "1", timeout=60)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "cannot reach Dask scheduler tcp://127.0.0.1:9" in lines[0], \
-        proc.stderr
+    assert len(lines) == 1 and message in lines[0], proc.stderr
     assert time.monotonic() - t0 < 30

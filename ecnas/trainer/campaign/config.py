@@ -237,7 +237,10 @@ def _table_cells(where: _Where, value: Any, base_dir: Path) -> list[Any]:
     path = (base_dir / value) if not Path(value).is_absolute() else Path(value)
     if not path.exists():
         raise where.error("architectures.table", f"{path} does not exist")
-    df = read_table(path)
+    try:
+        df = read_table(path)
+    except InputError as exc:  # the table's own one-line reason, under this file and key
+        raise where.error("architectures.table", str(exc)) from None
     pairs = df[["matrix", "ops"]].drop_duplicates()
     return [ModelSpec(m, o) for m, o in zip(pairs["matrix"], pairs["ops"], strict=True)]
 

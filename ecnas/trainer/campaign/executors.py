@@ -119,6 +119,22 @@ class LocalExecutor:
                 s.proc = s.conn = s.task = None
 
 
+def _check_address(address: str) -> None:
+    """Refuse a malformed scheduler address before a Client sees it: a Client that fails on
+    one leaves a half-built object whose finalizer hangs for 20 s and prints a traceback."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+    from distributed.comm.registry import get_backend
+
+    try:
+        scheme, location = parse_address(address)
+        get_backend(scheme)
+        if scheme != "inproc":
+            parse_host_port(location)
+    except ValueError as exc:
+        raise InputError(f"--scheduler {address!r}: not a Dask scheduler address "
+                         f"(expected e.g. tcp://host:8786): {exc}") from None
+
+
 class DaskExecutor:
     """Runs tasks on an existing ``dask.distributed`` scheduler. Tasks on GPU campaigns ask for
     the worker resource ``GPU=1`` (start workers with ``--resources GPU=1`` and one
@@ -130,6 +146,7 @@ class DaskExecutor:
             from distributed import Client, as_completed
         except ImportError as exc:
             raise InputError(f"--scheduler needs dask.distributed: {exc}") from None
+        _check_address(address)
         try:
             self._client = Client(address, timeout=connect_timeout, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:

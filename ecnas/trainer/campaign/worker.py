@@ -16,7 +16,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-#: run_fn(config) -> rows, or {"rows": rows, "meters": [...], "estimate_reasons": [...]}
+#: run_fn(config) -> rows, or {"rows": rows, "meters": [...], "estimate_reasons": [...],
+#: "hardware": [{"meter", "domain", "kind", "name"}, ...]}
 RunFn = Callable[[Any], Any]
 #: meters whose CPU/DRAM reading covers the whole socket, not one process
 SOCKET_METERS = ("rapl", "pyrapl")
@@ -31,8 +32,11 @@ def train_run(config: Any) -> dict[str, Any]:
         statuses = monitor.statuses()
         reasons = [f"{s.meter}: {s.reason}" for s in statuses if s.status.value == "estimated"]
         meters = [s.meter for s in statuses]
+        # what the meters read, by name: the provenance of the run's hardware
+        hardware = [{"meter": s.meter, "domain": d.domain, "kind": d.kind, "name": d.name}
+                    for s in statuses if s.usable for d in s.devices]
         rows = train_architecture(config, monitor=monitor)
-    return {"rows": rows, "meters": meters, "estimate_reasons": reasons}
+    return {"rows": rows, "meters": meters, "estimate_reasons": reasons, "hardware": hardware}
 
 
 def _versions() -> dict[str, str]:
@@ -68,8 +72,9 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
         if isinstance(out, dict):
             rows, meters = list(out["rows"]), list(out.get("meters", []))
             reasons = list(out.get("estimate_reasons", []))
+            hardware = list(out.get("hardware", []))
         else:
-            rows, meters, reasons = list(out), [], []
+            rows, meters, reasons, hardware = list(out), [], [], []
         if not rows:
             raise RuntimeError("the run function returned no rows")
         # only socket-wide CPU meters (RAPL) see the other runs; the estimate meter already
@@ -85,7 +90,7 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
         return {**base, "ok": False, "error": f"{type(exc).__name__}: {exc}{where}"}
     provenance = {
         **base, "campaign_hash": task.get("campaign_hash"), "started": started,
-        "finished": time.time(), "devices": sorted({str(r.get("device")) for r in rows}),
+        "finished": time.time(), "torch_device": config.device, "devices": hardware,
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "matched_profiles": sorted({str(r.get("device")) for r in rows}),
         "meters": meters, "estimate_reasons": reasons, "cpu_share": share,
