@@ -3,6 +3,7 @@ recorded and retried; runs that keep failing are given up after the retry limit.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -145,6 +146,26 @@ def test_run_that_keeps_failing_is_given_up(tmp_path: Path) -> None:
     assert all("RuntimeError: this run always fails" in f for f in summary.failures)
     with ResultsStore(tmp_path / "s.sqlite") as s:
         assert len(s.failures()) == 4 and s.count() == 0
+    # the export says which runs of the campaign the table lacks
+    proc = subprocess.run([sys.executable, "-m", "ecnas", "table", str(tmp_path / "s.sqlite"),
+                           "--out", str(tmp_path / "t.csv"), "--json"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert (out["runs"], out["campaign_runs"], out["missing"], out["failed_attempts"]) == \
+        (0, 2, 2, 4)
+
+
+def test_run_fn_that_workers_cannot_import_is_refused_before_anything_runs(
+        tmp_path: Path) -> None:
+    campaign = load_campaign(campaign_toml(tmp_path / "c.toml", count=1, repeats=1))
+
+    def local_fn(config):  # a closure: spawned workers could not import it by name
+        return []
+
+    with pytest.raises(InputError, match="run_fn .*local_fn cannot be sent to worker"):
+        run_campaign(campaign, tmp_path / "s.sqlite", workers=2, run_fn=local_fn)
+    assert not (tmp_path / "s.sqlite").exists()
 
 
 def test_resume_false_refuses_a_store_with_runs(tmp_path: Path) -> None:

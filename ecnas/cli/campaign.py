@@ -91,11 +91,19 @@ def run_run(args: argparse.Namespace) -> int:
 
 
 def run_table(args: argparse.Namespace) -> int:
+    import json
+
     from ecnas.trainer.campaign.store import ResultsStore, export_table
 
     out = export_table(args.store, args.out)
     with ResultsStore(args.store) as store:
         runs, failures = store.count(), len(store.failures())
-    result = {"table": str(out), "runs": runs, "failed_attempts": failures}
-    emit(args.json, result, lambda d: f"wrote {d['runs']} run(s) to {d['table']}")
+        planned = json.loads(store.meta().get("campaign", "{}")).get("runs")
+    # runs of the campaign not (yet) in the store: failed for good, or never reached
+    missing = max(int(planned) - runs, 0) if planned is not None else None
+    result = {"table": str(out), "runs": runs, "campaign_runs": planned, "missing": missing,
+              "failed_attempts": failures}
+    emit(args.json, result, lambda d: f"wrote {d['runs']} run(s) to {d['table']}"
+         + (f" ({d['missing']} of the campaign's {d['campaign_runs']} not in the store)"
+            if d["missing"] else ""))
     return 0

@@ -17,6 +17,9 @@ from typing import Any
 from ecnas.errors import InputError
 from ecnas.trainer.campaign.worker import child_main, execute_run
 
+#: runs handed to a Dask scheduler at once, whatever the number of workers at connect time
+MIN_DASK_IN_FLIGHT = 1024
+
 
 def _gpu_index(device: str) -> str | None:
     if device == "cpu":
@@ -155,7 +158,9 @@ class DaskExecutor:
         self._ac = as_completed(loop=self._client.loop)  # no default client is set
         self._gpu = any(d != "cpu" for d in devices)
         threads = sum(self._client.nthreads().values())
-        self.capacity = max(threads, 1) * 2  # keep every worker fed while results travel back
+        # Hand Dask far more runs than the workers present now: on SLURM/PBS the workers join
+        # as their jobs start, and the scheduler (not this loop) should feed each newcomer.
+        self.capacity = max(threads * 2, MIN_DASK_IN_FLIGHT)
         self.split_socket = True
         self.label = f"Dask scheduler {address} ({len(self._client.nthreads())} workers)"
         self._tasks: dict[str, dict[str, Any]] = {}

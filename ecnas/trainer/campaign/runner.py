@@ -74,6 +74,8 @@ def run_campaign(campaign: Campaign, store_path: str | Path, *, workers: int = 1
     event. A failed run is retried up to ``campaign.retries`` times in this call.
     """
     say = progress or (lambda _line: None)
+    if run_fn is not None and scheduler is None and workers > 0:
+        _check_importable(run_fn)
     t_start = time.monotonic()
     with ResultsStore(store_path, create=True) as store:
         store.bind(campaign.hash, campaign.to_dict(), allow_other=allow_other_campaign)
@@ -106,6 +108,18 @@ def run_campaign(campaign: Campaign, store_path: str | Path, *, workers: int = 1
         executor="none" if not len(runs) - have else
         ("dask" if scheduler else "inline" if workers == 0 else "local"),
         failures=tuple(given_up))
+
+
+def _check_importable(run_fn: Any) -> None:
+    """Local workers are spawned processes: they get ``run_fn`` by its module and name."""
+    import pickle
+
+    try:
+        pickle.dumps(run_fn)
+    except (pickle.PicklingError, AttributeError, TypeError) as exc:
+        name = getattr(run_fn, "__qualname__", repr(run_fn))
+        raise InputError(f"run_fn {name} cannot be sent to worker processes ({exc}); use a "
+                         "module-level function, or workers=0") from None
 
 
 def _task(campaign: Campaign, run: RunSpec, attempt: int, run_fn: Any,

@@ -103,6 +103,11 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
 def child_main(task: dict[str, Any], conn: Any) -> None:
     """Entry point of a local worker process: pin the GPU, run, send the result, exit."""
     _die_with_parent()
+    # Ctrl-C reaches the whole process group: the coordinator alone handles it (and kills the
+    # runs), so a run does not print its own KeyboardInterrupt traceback
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if task.get("gpu") is not None:  # before torch is imported, so the run sees only its GPU
         os.environ["CUDA_VISIBLE_DEVICES"] = str(task["gpu"])
     result = execute_run(task)
