@@ -1,6 +1,7 @@
 """Campaign coordinator costs: one run's commit to the store, and dispatching 10,000 trivial
 runs end to end (inline executor: the coordinator's own cost per completed run, commit
-included). ECNAS_BENCH_QUICK=1 dispatches 1,000.
+included); then what each executor adds per run: local worker processes (a fresh spawned
+process per run) and a Dask LocalCluster on loopback. ECNAS_BENCH_QUICK=1 shrinks the counts.
 
     python3 -m pytest -q benchmarks/bench_campaign.py
 """
@@ -22,10 +23,13 @@ from ecnas.trainer.train import TrainConfig  # noqa: E402
 
 QUICK = os.environ.get("ECNAS_BENCH_QUICK") == "1"
 RUNS = 1_000 if QUICK else 10_000
+LOCAL_RUNS = 6 if QUICK else 40
+DASK_RUNS = 200 if QUICK else 2_000
 
 
 def _campaign(runs: int) -> Campaign:
-    cells, repeats = 100, runs // 100
+    cells = min(100, runs)
+    repeats = runs // cells
     return Campaign.from_dict({
         "campaign": {"budgets": [4], "repeats": repeats},
         "architectures": {"sample": {"count": cells, "seed": 0}},
@@ -64,3 +68,41 @@ def test_dispatch_trivial_runs(benchmark, tmp_path: Path) -> None:
     benchmark.pedantic(dispatch, rounds=1, iterations=1)
     benchmark.extra_info["runs"] = RUNS
     benchmark.extra_info["ms_per_run"] = benchmark.stats.stats.mean / RUNS * 1e3
+
+
+def test_local_workers_trivial_runs(benchmark, tmp_path: Path) -> None:
+    """2 local worker slots, one spawned process per run: the process start is the cost."""
+    campaign = _campaign(LOCAL_RUNS)
+    paths = (tmp_path / f"l{i}.sqlite" for i in itertools.count())
+
+    def dispatch() -> None:
+        summary = run_campaign(campaign, next(paths), workers=2, run_fn=trivial)
+        assert summary.done == LOCAL_RUNS
+
+    benchmark.pedantic(dispatch, rounds=1, iterations=1)
+    benchmark.extra_info["runs"] = LOCAL_RUNS
+    benchmark.extra_info["ms_per_run"] = benchmark.stats.stats.mean / LOCAL_RUNS * 1e3
+
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=":0") as cluster:
+        yield cluster
+
+
+def test_dask_trivial_runs(benchmark, tmp_path: Path, dask_cluster) -> None:
+    """The same coordinator through a Dask LocalCluster (2 worker processes, loopback TCP)."""
+    campaign = _campaign(DASK_RUNS)
+    paths = (tmp_path / f"d{i}.sqlite" for i in itertools.count())
+
+    def dispatch() -> None:
+        summary = run_campaign(campaign, next(paths), scheduler=dask_cluster.scheduler_address,
+                               run_fn=trivial)
+        assert summary.done == DASK_RUNS
+
+    benchmark.pedantic(dispatch, rounds=1, iterations=1)
+    benchmark.extra_info["runs"] = DASK_RUNS
+    benchmark.extra_info["ms_per_run"] = benchmark.stats.stats.mean / DASK_RUNS * 1e3

@@ -69,7 +69,8 @@ def always_fails(config: Any) -> list[dict[str, Any]]:
 
 
 def campaign_toml(path: Path, *, count: int = 3, repeats: int = 2, budgets: str = "[1]",
-                  retries: int = 2, extra_recipe: str = "") -> Path:
+                  retries: int = 2, extra_recipe: str = "",
+                  devices: str = '["cpu"]') -> Path:
     """A small campaign file: ``count`` sampled V≤4 cells × budgets × repeats, tiny network."""
     path.write_text(f"""
 [campaign]
@@ -78,6 +79,7 @@ seed = 0
 budgets = {budgets}
 repeats = {repeats}
 retries = {retries}
+devices = {devices}
 
 [architectures]
 sample = {{ count = {count}, seed = 1, max_vertices = 4 }}

@@ -175,8 +175,18 @@ def test_resume_false_refuses_a_store_with_runs(tmp_path: Path) -> None:
     run_campaign(campaign, tmp_path / "s.sqlite", workers=0, run_fn=trivial)
     with pytest.raises(InputError, match="already holds 1 run"):
         run_campaign(campaign, tmp_path / "s.sqlite", workers=0, run_fn=trivial, resume=False)
-    again = run_campaign(campaign, tmp_path / "s.sqlite", workers=0, run_fn=trivial)
+    lines: list[str] = []
+    again = run_campaign(campaign, tmp_path / "s.sqlite", workers=0, run_fn=trivial,
+                         progress=lines.append)
     assert (again.done, again.skipped) == (0, 1)
+    assert again.energy_j == 0.0  # the summary counts this session's runs
+    with ResultsStore(tmp_path / "s.sqlite") as s:
+        measured, estimated = s.energy()
+    assert 1e3 <= measured < 1e6 and estimated == 0
+    # progress counts the campaign so far, the stored run included
+    assert lines == [f"[1/1] nothing to run: every run is in the store | energy so far "
+                     f"{measured / 1e3:.1f} kJ measured, 0.0 J estimated | "
+                     "0 failed attempt(s) | ETA ?"]
 
 
 def test_concurrent_runs_split_a_socket_wide_meter(tmp_path: Path) -> None:
@@ -192,3 +202,20 @@ def test_concurrent_runs_split_a_socket_wide_meter(tmp_path: Path) -> None:
                for k, p in prov.items())
     if (df["cpu_share"] < 1).any():
         assert "cpu_share_note" in df.attrs["ecnas"]
+
+
+def test_each_local_worker_sees_only_its_gpu(tmp_path: Path) -> None:
+    """devices cuda:3 and cuda:5: a run in each slot has CUDA_VISIBLE_DEVICES set to its GPU and
+    trains on cuda:0 (the only GPU it sees). No GPU is needed: the trivial run never touches it."""
+    from campaign_runfns import trivial
+
+    campaign = load_campaign(campaign_toml(tmp_path / "c.toml", count=2, repeats=2,
+                                           devices='["cuda:3", "cuda:5"]'))
+    run_campaign(campaign, tmp_path / "s.sqlite", workers=2, run_fn=trivial)
+    with ResultsStore(tmp_path / "s.sqlite") as s:
+        prov = list(s.provenance().values())
+    assert len(prov) == 4
+    assert {p["cuda_visible_devices"] for p in prov} == {"3", "5"}
+    assert {p["torch_device"] for p in prov} == {"cuda:0"}
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ or \
+        os.environ["CUDA_VISIBLE_DEVICES"] not in {"3", "5"}  # the coordinator's is untouched

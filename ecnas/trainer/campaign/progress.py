@@ -33,8 +33,10 @@ class Progress:
     done: int = 0
     failed_attempts: int = 0
     given_up: int = 0
-    measured_j: float = 0.0
+    measured_j: float = 0.0  # this session's runs
     estimated_j: float = 0.0
+    stored_measured_j: float = 0.0  # the runs already in the store when the session started
+    stored_estimated_j: float = 0.0
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -55,7 +57,10 @@ class Progress:
 
     def line(self, event: str) -> str:
         eta = self.eta_s()
+        # "so far" is the campaign's, like the run count: stored runs included
+        measured = self.stored_measured_j + self.measured_j
+        estimated = self.stored_estimated_j + self.estimated_j
         return (f"[{self.skipped + self.done}/{self.total}] {event} | energy so far "
-                f"{_joules(self.measured_j)} measured, {_joules(self.estimated_j)} estimated | "
+                f"{_joules(measured)} measured, {_joules(estimated)} estimated | "
                 f"{self.failed_attempts} failed attempt(s) | "
                 f"ETA {_duration(eta) if eta is not None else '?'}")

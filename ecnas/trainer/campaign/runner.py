@@ -86,7 +86,9 @@ def run_campaign(campaign: Campaign, store_path: str | Path, *, workers: int = 1
             raise InputError(f"{store_path}: store already holds {have} run(s) of this "
                              "campaign; resume it (--resume) or use another --store")
         pending = deque(r for r in runs if r.key not in done_keys)
-        prog = Progress(total=len(runs), skipped=have)
+        stored_m, stored_e = store.energy() if have else (0.0, 0.0)
+        prog = Progress(total=len(runs), skipped=have, stored_measured_j=stored_m,
+                        stored_estimated_j=stored_e)
         meters: set[str] = set()
         given_up: list[str] = []
         if not pending:
