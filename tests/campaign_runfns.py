@@ -55,6 +55,12 @@ def socket_meter(config: Any) -> dict[str, Any]:
     return {"rows": _rows(config), "meters": ["rapl"], "estimate_reasons": []}
 
 
+def stalls(config: Any) -> list[dict[str, Any]]:
+    """Outlasts any test: the run is still going when the test interrupts the coordinator."""
+    time.sleep(120)
+    return _rows(config)
+
+
 def crash_once(config: Any) -> list[dict[str, Any]]:
     """The first attempt of each run kills its own process (as a segfault would)."""
     marker = Path(os.environ["ECNAS_TEST_CRASH_DIR"]) / f"{ModelSpec(config.matrix, config.ops).hash()}-{config.repeat}"

@@ -219,3 +219,32 @@ def test_each_local_worker_sees_only_its_gpu(tmp_path: Path) -> None:
     assert {p["torch_device"] for p in prov} == {"cuda:0"}
     assert "CUDA_VISIBLE_DEVICES" not in os.environ or \
         os.environ["CUDA_VISIBLE_DEVICES"] not in {"3", "5"}  # the coordinator's is untouched
+
+
+def test_ctrl_c_stops_the_coordinator_and_its_runs(tmp_path: Path) -> None:
+    """SIGINT to the whole process group (what Ctrl-C does): exit 130, one line, no traceback
+    from the runs, and no run left training."""
+    toml = campaign_toml(tmp_path / "c.toml", count=2, repeats=1)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get(
+        "PYTHONPATH", "")])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ecnas", "run", str(toml), "--store", str(tmp_path / "s.sqlite"),
+         "--workers", "2", "--run-fn", "campaign_runfns:stalls"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        start_new_session=True)
+    deadline = time.monotonic() + 60
+    runs: list[psutil.Process] = []
+    while time.monotonic() < deadline and len(runs) < 2:
+        # both runs started: the multiprocessing helper aside, children named for their run
+        runs = [c for c in psutil.Process(proc.pid).children()
+                if "spawn_main" in " ".join(c.cmdline())]
+        time.sleep(0.05)  # test pacing, not a measurement
+    assert len(runs) == 2
+    time.sleep(0.5)  # let the runs reach their run function
+    os.killpg(proc.pid, signal.SIGINT)
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert err.strip().splitlines()[-1] == "ecnas run: interrupted"
+    _gone, alive = psutil.wait_procs(runs, timeout=10)
+    assert not alive
