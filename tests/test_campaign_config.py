@@ -80,6 +80,14 @@ BAD = [
     ("[campaign]\nbudgets = [1]\n[architectures]\nsample = {count = 1}\n[recipe]\n"
      "bn_decay = 1.5\n", "recipe: bn_decay must lie in [0, 1)"),
     ("[campaign\n", "not valid TOML"),
+    ("[campaign]\nbudgets = [1]\ndataset = 'cifar10'\n[architectures]\nsample = {count = 1}\n",
+     "campaign.data_dir: is required for dataset cifar10"),
+    ("[campaign]\nbudgets = [1]\ndataset = 'cifar10'\ndata_dir = 'nope'\n[architectures]\n"
+     "sample = {count = 1}\n", "nope is not a folder"),
+    ("[campaign]\nbudgets = [1]\n[architectures]\nenumerate = {max_vertices = 7}\n",
+     "architectures.enumerate.max_vertices: 7 enumerates too many cells"),
+    ("[campaign]\nbudgets = [1]\n[architectures]\ntable = 'none.parquet'\n",
+     "architectures.table: "),
 ]
 
 

@@ -197,6 +197,15 @@ def test_concurrent_runs_split_a_socket_wide_meter(tmp_path: Path) -> None:
         prov = s.provenance()
     assert ((df["cpu_share"] > 0) & (df["cpu_share"] <= 1)).all()
     assert (df["energy_j"] == df["cpu_energy_j"]).all()
+    # each run's socket reading (the run function's own rows) scaled by the share it recorded
+    from campaign_runfns import _rows
+
+    from ecnas.trainer.train import TrainConfig
+    for run in campaign.runs():
+        raw = [r["cpu_energy_j"] for r in _rows(TrainConfig.from_dict(campaign.train_config(run)))]
+        got = df[df["arch_hash"] == run.arch_hash].sort_values("epoch")
+        assert got["cpu_energy_j"].tolist() == pytest.approx(
+            [v * got["cpu_share"].iloc[0] for v in raw])
     assert all(p["cpu_share"] == pytest.approx(df.loc[df["arch_hash"] == k.split("/")[0],
                                                       "cpu_share"].iloc[0])
                for k, p in prov.items())

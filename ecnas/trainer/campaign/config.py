@@ -267,6 +267,8 @@ def _parse(data: Mapping[str, Any], source: str, base_dir: Path) -> Campaign:
         if not isinstance(data_dir, str):
             raise where.error("campaign.data_dir", f"must be a path string, got {data_dir!r}")
         data_dir = str(base_dir / data_dir) if not Path(data_dir).is_absolute() else data_dir
+        if not Path(data_dir).is_dir():  # else every run would fail on it, one by one
+            raise where.error("campaign.data_dir", f"{data_dir} is not a folder")
     if dataset == "cifar10" and data_dir is None:
         raise where.error("campaign.data_dir", "is required for dataset cifar10")
     seed = where.int("campaign.seed", c.get("seed", 0), 0)
