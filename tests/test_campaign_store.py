@@ -96,3 +96,21 @@ def test_split_rows_scales_cpu_and_dram_and_recomputes_total() -> None:
 def test_cpu_share_is_own_over_busy() -> None:
     assert cpu_share(CpuTimes(1.0, 10.0), CpuTimes(2.0, 14.0)) == 0.25
     assert cpu_share(CpuTimes(1.0, 10.0), CpuTimes(1.0, 10.0)) == 1.0  # nothing measurable
+
+
+def test_one_coordinator_per_store(tmp_path: Path, campaign) -> None:
+    """A second coordinator on a store in use is refused, naming the first; the claim ends with
+    the first (here: closed; a killed process's lock is dropped by the kernel)."""
+    from campaign_runfns import trivial
+
+    from ecnas.trainer.campaign import run_campaign
+
+    path = tmp_path / "s.sqlite"
+    first = ResultsStore(path, create=True)
+    first.claim()
+    with pytest.raises(InputError, match=r"another coordinator is running on this store "
+                                         r"\(pid \d+ on "):
+        run_campaign(campaign, path, workers=0, run_fn=trivial)
+    first.close()
+    summary = run_campaign(campaign, path, workers=0, run_fn=trivial)
+    assert summary.done == len(campaign.runs())

@@ -78,6 +78,7 @@ def run_campaign(campaign: Campaign, store_path: str | Path, *, workers: int = 1
         _check_importable(run_fn)
     t_start = time.monotonic()
     with ResultsStore(store_path, create=True) as store:
+        store.claim()  # two coordinators on one store would run every run twice
         store.bind(campaign.hash, campaign.to_dict(), allow_other=allow_other_campaign)
         done_keys = store.done_keys()
         runs = campaign.runs()

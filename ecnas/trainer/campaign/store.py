@@ -47,6 +47,7 @@ class ResultsStore:
 
     def __init__(self, path: str | Path, *, create: bool = False) -> None:
         self.path = Path(path)
+        self._lock: Any = None  # the open STORE.lock while this object coordinates
         if not create and not self.path.is_file():
             raise InputError(f"{self.path}: no campaign store here")
         if create and not self.path.parent.is_dir():
@@ -67,6 +68,43 @@ class ResultsStore:
 
     def close(self) -> None:
         self._db.close()
+        self.release()
+
+    # -- one coordinator at a time -------------------------------------------------------------
+    def claim(self) -> None:
+        """Become the store's only coordinator, or raise :class:`InputError` naming the one that
+        is. An OS lock on ``STORE.lock``: the kernel drops it when the process dies (kill -9
+        included), so a crash never leaves a stale lock behind. No-op without ``fcntl``."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no advisory locks, no guard
+            return
+        if self._lock is not None:
+            return
+        path = self.path.with_name(self.path.name + ".lock")
+        fh = path.open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise InputError(f"{self.path}: another coordinator is running on this store "
+                             f"({holder}); wait for it, or use another --store") from None
+        import os
+        import socket
+
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        fh.flush()
+        self._lock = fh
+
+    def release(self) -> None:
+        """Give up :meth:`claim` (closing the file drops the lock)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     # -- campaign identity ---------------------------------------------------------------------
     def meta(self) -> dict[str, str]:
