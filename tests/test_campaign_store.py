@@ -114,3 +114,35 @@ def test_one_coordinator_per_store(tmp_path: Path, campaign) -> None:
     first.close()
     summary = run_campaign(campaign, path, workers=0, run_fn=trivial)
     assert summary.done == len(campaign.runs())
+
+
+def test_cli_refuses_a_store_of_another_campaign_unless_allowed(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    tests = str(Path(__file__).resolve().parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
+    store = tmp_path / "s.sqlite"
+
+    def run(toml: Path, *extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "ecnas", "run", str(toml), "--store",
+                               str(store), "--workers", "0", "--run-fn",
+                               "campaign_runfns:trivial", "--json", *extra],
+                              capture_output=True, text=True, env=env, timeout=60)
+
+    first = run(campaign_toml(tmp_path / "a.toml", count=1, repeats=1))
+    assert first.returncode == 0, first.stderr
+    other = campaign_toml(tmp_path / "b.toml", count=2, repeats=1)
+    refused = run(other)
+    assert refused.returncode == 2
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "store belongs to campaign" in lines[0], refused.stderr
+    assert "--allow-other-campaign" in lines[0]
+    added = run(other, "--allow-other-campaign", "--resume")
+    assert added.returncode == 0, added.stderr
+    summary = json.loads(added.stdout)
+    assert summary["done"] + summary["skipped"] == 2
+    with ResultsStore(store) as s:
+        assert s.count() == 1 + summary["done"]

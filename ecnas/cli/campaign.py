@@ -24,6 +24,9 @@ def register(sub: Any) -> None:
                        help="address of a dask.distributed scheduler, e.g. tcp://host:8786")
     p.add_argument("--resume", action="store_true",
                    help="continue a store that already holds runs of this campaign")
+    p.add_argument("--allow-other-campaign", action="store_true",
+                   help="add this campaign's runs to a store made for another campaign "
+                   "(refused by default)")
     p.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
                    help="seconds to wait for the Dask scheduler (default 10)")
     p.add_argument("--run-fn", default=None, metavar="MODULE:FUNCTION",
@@ -85,6 +88,7 @@ def run_run(args: argparse.Namespace) -> int:
 
     summary = run_campaign(campaign, store, workers=args.workers, scheduler=args.scheduler,
                            resume=args.resume, progress=say, run_fn=fn,
+                           allow_other_campaign=args.allow_other_campaign,
                            connect_timeout=args.connect_timeout)
     emit(args.json, summary.to_dict(), _summary_text)
     return 1 if summary.failed else 0

@@ -119,7 +119,8 @@ class ResultsStore:
             raise InputError(
                 f"{self.path}: store belongs to campaign {have} "
                 f"({json.loads(meta.get('campaign', '{}')).get('name', '?')}), not {campaign_hash}; "
-                "use another --store (or allow_other_campaign=True to add to it)")
+                "use another --store (or --allow-other-campaign / allow_other_campaign=True "
+                "to add to it)")
         with self._transaction():
             for key, value in (("format", FORMAT), ("campaign_hash", campaign_hash),
                                ("campaign", json.dumps(campaign_json))):
