@@ -41,6 +41,16 @@ def test_hash_follows_what_is_measured(tmp_path: Path) -> None:
     c = load_campaign(campaign_toml(tmp_path / "c.toml", extra_recipe="learning_rate = 0.05"))
     assert a.hash == b.hash
     assert a.hash != c.hash
+    # where the data lies is not what is measured: two copies of a dataset, one campaign
+    for name in ("d1", "d2"):
+        (tmp_path / name).mkdir()
+    body = {"campaign": {"budgets": [1], "dataset": "cifar10"},
+            "architectures": {"sample": {"count": 2}}}
+    h1 = Campaign.from_dict({**body, "campaign": {**body["campaign"], "data_dir": "d1"}},
+                            base_dir=tmp_path).hash
+    h2 = Campaign.from_dict({**body, "campaign": {**body["campaign"], "data_dir": "d2"}},
+                            base_dir=tmp_path).hash
+    assert h1 == h2
 
 
 def test_enumerate_and_table_sources(tmp_path: Path) -> None:

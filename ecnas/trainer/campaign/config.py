@@ -70,8 +70,10 @@ class Campaign:
 
     @cached_property  # a campaign of 10,000 runs hashes 10,000 keys: once is enough
     def hash(self) -> str:
-        """Identity of what the campaign measures (retries, devices and name excluded)."""
-        body = {"dataset": self.dataset, "data_dir": self.data_dir, "seed": self.seed,
+        """Identity of what the campaign measures (retries, devices, name and where the dataset
+        lies excluded: the same campaign on another machine keeps its store)."""
+        # data_dir stays in the body as null so that stores made before it left keep their hash
+        body = {"dataset": self.dataset, "data_dir": None, "seed": self.seed,
                 "recipe": [list(kv) for kv in self.recipe],
                 "runs": [r.key for r in self.run_specs]}
         text = json.dumps(body, sort_keys=True, default=list)
