@@ -257,3 +257,31 @@ def test_ctrl_c_stops_the_coordinator_and_its_runs(tmp_path: Path) -> None:
     assert err.strip().splitlines()[-1] == "ecnas run: interrupted"
     _gone, alive = psutil.wait_procs(runs, timeout=10)
     assert not alive
+
+
+def test_runs_still_starting_when_the_coordinator_dies_do_not_outlive_it(
+        tmp_path: Path) -> None:
+    """kill -9 the moment the run processes appear, before their death signal is armed: they
+    notice the coordinator is gone and exit instead of training for nobody."""
+    toml = campaign_toml(tmp_path / "c.toml", count=2, repeats=1)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get(
+        "PYTHONPATH", "")])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ecnas", "run", str(toml), "--store", str(tmp_path / "s.sqlite"),
+         "--workers", "2", "--run-fn", "campaign_runfns:stalls"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 60
+    runs: list[psutil.Process] = []
+    while time.monotonic() < deadline and not runs:
+        try:
+            runs = [c for c in psutil.Process(proc.pid).children()
+                    if "spawn_main" in " ".join(c.cmdline())]
+        except psutil.NoSuchProcess:  # a child gone between listing and reading it
+            runs = []
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert runs
+    _gone, alive = psutil.wait_procs(runs, timeout=20)
+    for p in alive:  # clean up before failing: these would train for 2 minutes
+        p.kill()
+    assert not alive

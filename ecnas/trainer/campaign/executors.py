@@ -9,6 +9,7 @@ result naming the exit status, like a run that raised.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import wait
@@ -81,7 +82,8 @@ class LocalExecutor:
             raise RuntimeError("submit() with every worker slot busy")
         task = {**task, "gpu": slot.gpu, "config": {**task["config"], "device": slot.device}}
         parent, child = self._ctx.Pipe(duplex=False)
-        proc = self._ctx.Process(target=child_main, args=(task, child), daemon=True,
+        proc = self._ctx.Process(target=child_main, args=(task, child, os.getpid()),
+                                 daemon=True,
                                  name=f"ecnas-run-{task['run_key']}")
         proc.start()
         child.close()

@@ -100,9 +100,14 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
     return {**base, "ok": True, "rows": rows, "provenance": provenance}
 
 
-def child_main(task: dict[str, Any], conn: Any) -> None:
+def child_main(task: dict[str, Any], conn: Any, coordinator_pid: int | None = None) -> None:
     """Entry point of a local worker process: pin the GPU, run, send the result, exit."""
     _die_with_parent()
+    # the coordinator may have died while this process was still starting up, before the
+    # death signal was armed: then nobody waits for this run
+    if coordinator_pid is not None and os.getppid() != coordinator_pid:
+        conn.close()
+        os._exit(0)
     # Ctrl-C reaches the whole process group: the coordinator alone handles it (and kills the
     # runs), so a run does not print its own KeyboardInterrupt traceback
     import signal
