@@ -55,6 +55,13 @@ def socket_meter(config: Any) -> dict[str, Any]:
     return {"rows": _rows(config), "meters": ["rapl"], "estimate_reasons": []}
 
 
+def marked(config: Any) -> list[dict[str, Any]]:
+    """Rows that say which recipe made them (train_accuracy = learning rate), slow enough that
+    two campaigns' runs overlap."""
+    time.sleep(0.3)
+    return [{**r, "train_accuracy": config.learning_rate} for r in _rows(config)]
+
+
 def stalls(config: Any) -> list[dict[str, Any]]:
     """Outlasts any test: the run is still going when the test interrupts the coordinator."""
     time.sleep(120)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from campaign_runfns import campaign_toml
 
-from ecnas.trainer.campaign import ResultsStore, load_campaign
+from ecnas.trainer.campaign import ResultsStore, load_campaign, run_campaign
 
 SAME = ["arch_hash", "matrix", "ops", "budget_epochs", "repeat", "epoch", "device",
         "train_accuracy", "validation_accuracy", "test_accuracy", "trainable_params", "flops",
@@ -125,6 +125,30 @@ def test_dask_local_cluster_gives_the_same_rows(local_run, tmp_path: Path) -> No
     dask = dask.sort_values(key).reset_index(drop=True)
     assert len(local) == len(dask) == 3 * 2
     pd.testing.assert_frame_equal(local[SAME], dask[SAME])
+
+
+def test_two_campaigns_on_one_cluster_get_their_own_runs(tmp_path: Path) -> None:
+    """Same run keys, different recipes, at the same time on one scheduler: Dask must not hand
+    one coordinator the other's results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from campaign_runfns import marked
+    from distributed import LocalCluster
+
+    campaigns = {lr: load_campaign(campaign_toml(tmp_path / f"c{lr}.toml", count=2, repeats=2,
+                                                 extra_recipe=f"learning_rate = {lr}"))
+                 for lr in (0.1, 0.3)}
+    assert {r.key for r in campaigns[0.1].runs()} == {r.key for r in campaigns[0.3].runs()}
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, host="127.0.0.1",
+                      protocol="tcp", dashboard_address=":0") as cluster, \
+            ThreadPoolExecutor(2) as pool:
+        futures = {lr: pool.submit(run_campaign, c, tmp_path / f"s{lr}.sqlite",
+                                   scheduler=cluster.scheduler_address, run_fn=marked)
+                   for lr, c in campaigns.items()}
+        assert all(f.result(timeout=120).done == 4 for f in futures.values())
+    for lr in campaigns:
+        with ResultsStore(tmp_path / f"s{lr}.sqlite") as s:
+            assert set(s.table()["train_accuracy"]) == {lr}
 
 
 @pytest.mark.parametrize(("address", "message"), [

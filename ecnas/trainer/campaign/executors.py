@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import uuid
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import wait
@@ -166,11 +167,14 @@ class DaskExecutor:
         self.split_socket = True
         self.label = f"Dask scheduler {address} ({len(self._client.nthreads())} workers)"
         self._tasks: dict[str, dict[str, Any]] = {}
+        # Dask treats equal keys as the same result: two coordinators sharing a cluster (other
+        # recipes, other stores) must never get each other's runs
+        self._session = uuid.uuid4().hex[:12]
 
     def submit(self, task: dict[str, Any]) -> None:
         task = {**task, "gpu": None,
                 "config": {**task["config"], "device": "cuda:0" if self._gpu else "cpu"}}
-        key = f"ecnas-run-{task['run_key']}-{task['attempt']}"
+        key = f"ecnas-run-{task['run_key']}-{task['attempt']}-{self._session}"
         fut = self._client.submit(execute_run, task, key=key, pure=False,
                                   resources={"GPU": 1} if self._gpu else None)
         self._tasks[fut.key] = task
