@@ -14,9 +14,7 @@ in the repository). The 423,000 predicted cells are the first 423,000 of the ded
 from __future__ import annotations
 
 import os
-import tarfile
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,15 +28,11 @@ from ecnas.tables.ecnas_tree import import_results_tree
 QUICK = os.environ.get("ECNAS_BENCH_QUICK") == "1"
 N_PREDICT = 42_300 if QUICK else 423_000
 N_TRAIN = 3_000
-DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "ec-nas-5v.tar.gz"
 
 
 @pytest.fixture(scope="module")
-def table_5v(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bench5v")
-    with tarfile.open(DATA) as tar:
-        tar.extractall(root, filter="data")
-    return import_results_tree(root / "ec-nas-5v")
+def table_5v(ecnas_5v_dir):
+    return import_results_tree(ecnas_5v_dir)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ Run: python3 -m pytest -q benchmarks/bench_tables.py
 from __future__ import annotations
 
 import os
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -19,17 +18,13 @@ from ecnas.tables.checks import run_checks
 from ecnas.tables.proto import metrics_from_results
 from ecnas.tables.tfrecord import EcnasRecord, write_ecnas_records
 
-DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "ec-nas-5v.tar.gz"
 QUICK = os.environ.get("ECNAS_BENCH_QUICK") == "1"
 BIG_ROWS = 300_000 if QUICK else 5_000_000
 
 
 @pytest.fixture(scope="module")
-def tree(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("ecnas5v")
-    with tarfile.open(DATA) as tar:
-        tar.extractall(root, filter="data")
-    return root / "ec-nas-5v"
+def tree(ecnas_5v_dir) -> Path:
+    return ecnas_5v_dir
 
 
 @pytest.fixture(scope="module")
