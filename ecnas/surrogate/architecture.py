@@ -33,7 +33,13 @@ from ecnas.surrogate.features import (
     cell_features,
 )
 from ecnas.surrogate.intervals import bounds, conformal_quantile
-from ecnas.surrogate.learners import LinearModel, MLPEnsemble, learner_from_state
+from ecnas.surrogate.learners import (
+    LinearModel,
+    MLPEnsemble,
+    learner_from_state,
+    model_arrays,
+    pack_models,
+)
 
 TARGETS = ("energy_j", "training_time_s")
 #: feature subsets by table size (indices into PHYSICS)
@@ -280,19 +286,14 @@ class ArchitectureSurrogate:
             "selection": self.selection, "n_archs": self.n_archs, "notes": list(self.notes),
             "models": {},
         }
-        arrays: dict[str, np.ndarray] = {}
-        for name, model in self.models.items():
-            m_meta, m_arrays = model.state()
-            meta["models"][name] = m_meta
-            arrays.update({f"{name}.{k}": v for k, v in m_arrays.items()})
+        meta["models"], arrays = pack_models(self.models)
         return meta, arrays
 
     @classmethod
     def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> ArchitectureSurrogate:
         models = {}
         for name, m_meta in meta.get("models", {}).items():
-            sub = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith(f"{name}.")}
-            models[name] = learner_from_state(m_meta, sub)
+            models[name] = learner_from_state(m_meta, model_arrays(arrays, name))
         unknown = [f for f in meta["features"] if f not in PHYSICS]
         if unknown:
             raise InputError(f"model file: unknown feature(s) {', '.join(unknown)}")

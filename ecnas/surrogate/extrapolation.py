@@ -27,7 +27,7 @@ import pandas as pd
 from ecnas.errors import InputError
 from ecnas.surrogate.features import batch_from_strings, params_and_flops
 from ecnas.surrogate.intervals import bounds, conformal_quantile
-from ecnas.surrogate.learners import LinearModel
+from ecnas.surrogate.learners import LinearModel, model_arrays, pack_models
 from ecnas.surrogate.runs import TARGETS, Prefixes, prefix_lines
 
 N_FEATURES = 7
@@ -237,19 +237,14 @@ class Extrapolator:
             "trained_horizon": [None if math.isnan(v) else v for v in self.trained_horizon],
             "n_full_runs": self.n_full_runs, "notes": list(self.notes), "models": {},
         }
-        arrays: dict[str, np.ndarray] = {}
-        for name, model in self.models.items():
-            m_meta, m_arrays = model.state()
-            meta["models"][name] = m_meta
-            arrays.update({f"{name}.{k}": v for k, v in m_arrays.items()})
+        meta["models"], arrays = pack_models(self.models)
         return meta, arrays
 
     @classmethod
     def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Extrapolator:
         models = {}
         for name, m_meta in meta.get("models", {}).items():
-            sub = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith(f"{name}.")}
-            models[name] = LinearModel.from_state(m_meta, sub)
+            models[name] = LinearModel.from_state(m_meta, model_arrays(arrays, name))
         horizon = tuple(math.nan if v is None else float(v) for v in meta["trained_horizon"])
         return cls(min_runs=int(meta["min_runs"]), level=float(meta["level"]),
                    folds=int(meta["folds"]), seed=int(meta["seed"]), method=str(meta["method"]),

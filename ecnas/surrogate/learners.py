@@ -175,3 +175,20 @@ def learner_from_state(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> L
     if kind == "mlp":
         return MLPEnsemble.from_state(meta, arrays)
     raise InputError(f"model file: unknown learner kind {kind!r}")
+
+
+def pack_models(models: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Sub-models' JSON metadata by name, and their arrays flattened as ``name.key``."""
+    meta: dict[str, Any] = {}
+    arrays: dict[str, np.ndarray] = {}
+    for name, model in models.items():
+        m_meta, m_arrays = model.state()
+        meta[name] = m_meta
+        arrays.update({f"{name}.{k}": v for k, v in m_arrays.items()})
+    return meta, arrays
+
+
+def model_arrays(arrays: dict[str, np.ndarray], name: str) -> dict[str, np.ndarray]:
+    """The arrays :func:`pack_models` stored for sub-model ``name``, keys unprefixed."""
+    return {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith(f"{name}.")}
+
