@@ -30,6 +30,7 @@ KWH_J = 3.6e6
 _N_FINAL = len(FINAL_COLUMNS)
 _I_TIME = METRIC_INDEX["training_time_s"]
 _I_ENERGY = METRIC_INDEX["energy_j"]
+_I_KWH = METRIC_INDEX["energy_kwh"]
 
 
 def _spec_key(matrix: np.ndarray, ops: tuple[str, ...] | list[str]) -> str:
@@ -251,7 +252,7 @@ class Benchmark:
             "train_accuracy": v[9],
             "validation_accuracy": v[10],
             "test_accuracy": v[11],
-            "energy (kWh)": to_kwh(v[3], self.pue),
+            "energy (kWh)": kwh_of(v[_I_KWH], v[3], self.pue),
             "arch_hash": lay.arch_hash[a],
             "epochs": self.budgets[b],
             "repeat": rep,
@@ -295,13 +296,13 @@ class Benchmark:
                     "halfway_train_accuracy": v["half_train_accuracy"],
                     "halfway_validation_accuracy": v["half_validation_accuracy"],
                     "halfway_test_accuracy": v["half_test_accuracy"],
-                    "halfway_energy (kWh)": to_kwh(v["half_energy_j"], self.pue),
+                    "halfway_energy (kWh)": kwh_of(v["half_energy_kwh"], v["half_energy_j"], self.pue),
                     "halfway_energy_j": v["half_energy_j"],
                     "final_training_time": v["training_time_s"],
                     "final_train_accuracy": v["train_accuracy"],
                     "final_validation_accuracy": v["validation_accuracy"],
                     "final_test_accuracy": v["test_accuracy"],
-                    "final_energy (kWh)": to_kwh(v["energy_j"], self.pue),
+                    "final_energy (kWh)": kwh_of(v["energy_kwh"], v["energy_j"], self.pue),
                     "final_energy_j": v["energy_j"],
                     "final_gpu_energy_j": v["gpu_energy_j"], "final_cpu_energy_j": v["cpu_energy_j"],
                     "final_dram_energy_j": v["dram_energy_j"],
@@ -367,14 +368,25 @@ class _quiet:
         self._ctx.__exit__(*exc)
 
 
+def kwh_of(published: float, energy_j: float, pue: float) -> float:
+    """The published kWh of an imported EC-NAS run when the table kept it, else from joules.
+
+    The published value is used only while it still agrees with ``energy_j`` (a table whose
+    energies were edited after import must not answer with stale kWh).
+    """
+    if published == published and abs(published * KWH_J / pue - energy_j) <= 1e-9 * abs(energy_j):
+        return published
+    return to_kwh(energy_j, pue)
+
+
 def to_kwh(energy_j: float, pue: float) -> float:
     """Joules (PUE excluded) → kWh with the facility factor re-applied, as EC-NAS publishes.
 
     The importer computed ``energy_j = kwh * 3.6e6 / pue`` in floats; this returns a float
     that maps back to ``energy_j`` exactly under that formula (of the nearest few floats,
-    the one with the shortest decimal form), so EC-NAS's published kWh come back bit for bit
-    where the import kept them apart (93.5 % of the 5V runs; the rest differ by one ulp, as
-    two published values fell on the same joule float) and an export re-imports losslessly.
+    the one with the shortest decimal form), so an export re-imports losslessly. The round
+    trip is not injective (two published kWh can fall on one joule float), which is why the
+    importer also keeps the published kWh (``energy_kwh``) and :func:`kwh_of` prefers them.
     """
     k = energy_j * pue / KWH_J
     if not math.isfinite(k):

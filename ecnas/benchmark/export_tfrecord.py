@@ -69,7 +69,7 @@ def _device_names(table_meta: dict[str, Any], device: str, cache: dict[str, str]
 
 def _run_metrics(rows: Any, cols: dict[str, np.ndarray], pue: float, gpu_name: str,
                  cpu_count: int, cpu_names: list[str]) -> Any:
-    from ecnas.benchmark.api import to_kwh
+    from ecnas.benchmark.api import kwh_of, to_kwh
     from ecnas.tables.proto import (
         Device,
         DeviceUsage,
@@ -93,9 +93,9 @@ def _run_metrics(rows: Any, cols: dict[str, np.ndarray], pue: float, gpu_name: s
             train_accuracy=_opt(cols["train_accuracy"][i]),
             validation_accuracy=_opt(cols["validation_accuracy"][i]),
             test_accuracy=_opt(cols["test_accuracy"][i]),
-            energy=_opt(to_kwh(cols["energy_j"][i], pue)),
+            energy=_opt(kwh_of(cols["energy_kwh"][i], cols["energy_j"][i], pue)),
             co2eq=_opt(cols["co2eq_g"][i]),
-            pred_energy=_opt(to_kwh(cols["predicted_energy_j"][i], pue)),
+            pred_energy=_opt(kwh_of(cols["predicted_energy_kwh"][i], cols["predicted_energy_j"][i], pue)),
             stop_emission=None if stop is None else stop.strftime("%Y-%m-%d %H:%M:%S")))
     e_fin = cols["energy_j"][final]
     g_fin, c_fin = cols["gpu_energy_j"][final], cols["cpu_energy_j"][final]
@@ -103,6 +103,7 @@ def _run_metrics(rows: Any, cols: dict[str, np.ndarray], pue: float, gpu_name: s
     if math.isnan(comp):
         comp = e_fin
     run_time = cols["run_time_s"][final]
+    total_kwh = cols["run_energy_kwh"][final]
     span = next((t for t in (run_time, cols["wall_time_s"][final], cols["training_time_s"][final])
                  if not math.isnan(t) and t > 0), None)
 
@@ -129,7 +130,8 @@ def _run_metrics(rows: Any, cols: dict[str, np.ndarray], pue: float, gpu_name: s
         evaluation_data_energy=tuple(evals),
         trainable_parameters=int(cols["trainable_params"][final]),
         total_time=_opt(run_time),
-        total_energy=_opt(to_kwh(comp, pue)),
+        # run_energy_j comes from the component joules, not from this (6-decimal) figure
+        total_energy=_opt(total_kwh if total_kwh == total_kwh else to_kwh(comp, pue)),
         start_emission=_EPOCH0.strftime("%Y-%m-%d %H:%M:%S"),
         avg_power_usages=PowerUsageData(gpu=gpu, cpu=cpu))
 
@@ -153,7 +155,8 @@ def export_ecnas_tfrecord(table: Any, path: str | Path) -> ExportReport:
     cols = {c: (df[c].to_numpy(dtype="float64") if c in df.columns else np.full(n, np.nan))
             for c in ("epoch", "training_time_s", "wall_time_s", "energy_j", "gpu_energy_j",
                       "cpu_energy_j", "train_accuracy", "validation_accuracy", "test_accuracy",
-                      "co2eq_g", "predicted_energy_j", "run_energy_j", "run_time_s")}
+                      "co2eq_g", "predicted_energy_j", "run_energy_j", "run_time_s",
+                      "energy_kwh", "run_energy_kwh", "predicted_energy_kwh")}
     cols["trainable_params"] = df["trainable_params"].to_numpy()
     runs = df[["arch_hash", "budget_epochs", "repeat", "device"]]
     run_id = runs.groupby(list(runs.columns), sort=True, observed=True).ngroup().to_numpy()

@@ -25,14 +25,15 @@ from ecnas.errors import InputError
 
 SOURCES = ("measured", "imported", "extrapolated", "surrogate")
 
-#: run-level metric columns held in ``Layout.metrics`` (final checkpoint, then halfway)
+#: run-level metric columns held in ``Layout.metrics`` (final checkpoint, then halfway);
+#: ``energy_kwh`` is the published kWh of imported EC-NAS runs (NaN for everything else)
 FINAL_COLUMNS = (
     "epoch", "training_time_s", "wall_time_s", "energy_j", "gpu_energy_j", "cpu_energy_j",
     "dram_energy_j", "energy_j_low", "energy_j_high", "train_accuracy", "validation_accuracy",
-    "test_accuracy",
+    "test_accuracy", "energy_kwh",
 )
 HALF_COLUMNS = ("epoch", "training_time_s", "energy_j", "train_accuracy", "validation_accuracy",
-                "test_accuracy")
+                "test_accuracy", "energy_kwh")
 METRICS = FINAL_COLUMNS + tuple(f"half_{c}" for c in HALF_COLUMNS)
 METRIC_INDEX = {name: i for i, name in enumerate(METRICS)}
 ARCH_COLUMNS = ("arch_hash", "matrix", "ops", "trainable_params", "flops")
@@ -180,8 +181,10 @@ def layout_from_frames(archs: pd.DataFrame | Any, runs: Any, *, device: str,
     dense = row.shape[0] == total and bool((row == np.arange(total)).all())
     metrics = np.empty((total, len(METRICS))) if dense else np.full((total, len(METRICS)), np.nan)
     for k, name in enumerate(METRICS):
-        col = runs[name]
-        if dense:
+        col = runs[name] if name in runs else None
+        if col is None:  # a bundle written before the column existed
+            metrics[:, k] = np.nan
+        elif dense:
             metrics[:, k] = col
         else:
             metrics[row, k] = col

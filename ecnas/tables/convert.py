@@ -155,7 +155,8 @@ def runs_to_table(runs: Sequence[RunInput], *, pue: float | None = None,
         raise InputError(f"PUE factor must be > 0, got {factor}")
 
     cols: dict[str, list[Any]] = {c: [] for c in (*COLUMN_NAMES, "run_energy_j", "run_time_s",
-                                                  "predicted_energy_j", "co2eq_g")}
+                                                  "predicted_energy_j", "co2eq_g", "energy_kwh",
+                                                  "run_energy_kwh", "predicted_energy_kwh")}
     extra_cols: dict[str, list[Any]] = {}
     split_runs = 0
     for run, spec, arch, gpu_j, cpu_j, dev in per_run:
@@ -176,7 +177,7 @@ def runs_to_table(runs: Sequence[RunInput], *, pue: float | None = None,
             else:
                 g = e * gshare
                 c = e - g
-                total = g + c
+                total = e  # not g + c: that can round one ulp away from the published energy
             train = _nan(ev.training_time)
             ex = extras[i] if i < len(extras) else {}
             eval_cum += float(ex.get("predict_time") or 0.0)
@@ -206,6 +207,11 @@ def runs_to_table(runs: Sequence[RunInput], *, pue: float | None = None,
             cols["run_time_s"].append(_nan(m.total_time))
             cols["predicted_energy_j"].append(_nan(ev.pred_energy) * KWH_J / factor)
             cols["co2eq_g"].append(_nan(ev.co2eq))
+            # the published kWh as they were: kWh → J → kWh is not injective in floats, so the
+            # benchmark and the TFRecord export return these rather than recomputing them
+            cols["energy_kwh"].append(_nan(ev.energy))
+            cols["run_energy_kwh"].append(_nan(m.total_energy))
+            cols["predicted_energy_kwh"].append(_nan(ev.pred_energy))
             for key, name in (("predict_time", "eval_time_s"), ("training_steps", "training_steps")):
                 if key in ex:
                     extra_cols.setdefault(name, [float("nan")] * (len(cols["arch_hash"]) - 1))
@@ -248,6 +254,9 @@ def runs_to_table(runs: Sequence[RunInput], *, pue: float | None = None,
             "run_time_s": "EC-NAS total_time of the run",
             "predicted_energy_j": "carbontracker's forecast of the run's energy (J, PUE excluded)",
             "co2eq_g": "EC-NAS's CO2eq at the checkpoint (as published, PUE included)",
+            "energy_kwh": "EC-NAS's energy (kWh) at the checkpoint, as published (PUE included)",
+            "run_energy_kwh": "EC-NAS's total_energy (kWh) of the run, as published",
+            "predicted_energy_kwh": "carbontracker's forecast (kWh), as published",
         },
         "hash_mismatches": len(bad_hashes),
         "provenance": [provenance_entry("ecnas import-ecnas", source, format=source_kind,

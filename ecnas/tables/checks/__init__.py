@@ -28,6 +28,7 @@ from ecnas.tables.checks.rows import (
     energy_sum,
     hash_matches_spec,
     non_negative,
+    published_kwh,
     value_ranges,
 )
 from ecnas.tables.checks.runs import monotone, power_bounds, power_coherence
@@ -40,6 +41,7 @@ CHECKS: tuple[tuple[str, Callable[[Context], CheckResult]], ...] = (
     ("duplicate-rows", duplicate_rows),
     ("hash-matches-spec", hash_matches_spec),
     ("energy-sum", energy_sum),
+    ("published-kwh", published_kwh),
     ("monotone-checkpoints", monotone),
     ("power-bounds", power_bounds),
     ("power-coherence", power_coherence),

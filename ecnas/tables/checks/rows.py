@@ -77,6 +77,24 @@ def energy_sum(ctx: Context) -> CheckResult:
                      values={"energy_j": e, "sum_of_components": total}, rank=diff * bad)
 
 
+def published_kwh(ctx: Context) -> CheckResult:
+    """Imported EC-NAS rows keep the published kWh; they must still agree with ``energy_j``."""
+    if "energy_kwh" not in ctx.df.columns:
+        return CheckResult("published-kwh", "error", True, 0, "no published kWh column")
+    from ecnas.benchmark.api import KWH_J, pue_of
+
+    kwh = ctx.col("energy_kwh").astype("float64")
+    e = ctx.col("energy_j").astype("float64")
+    pue = pue_of(ctx.metadata)
+    diff = np.abs(kwh * KWH_J / pue - e)
+    bad = ~np.isnan(kwh) & ~(diff <= 1e-9 * np.abs(e))
+    return offending(ctx, np.nonzero(bad)[0], name="published-kwh", severity="error",
+                     explanation_fail=f"energy_kwh × 3.6e6 / PUE ({pue}) differs from energy_j: "
+                                      "energies changed after import (drop energy_kwh or fix them)",
+                     explanation_pass="published kWh agree with energy_j",
+                     values={"energy_j": e, "energy_kwh": kwh}, rank=diff * bad)
+
+
 def hash_matches_spec(ctx: Context) -> CheckResult:
     from ecnas.errors import InputError
     from ecnas.space import ModelSpec
