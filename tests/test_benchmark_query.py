@@ -4,7 +4,6 @@ acceptance: a bundle of the imported 5V data answers ``ecnas query`` with EC-NAS
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pandas as pd

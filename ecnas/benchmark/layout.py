@@ -181,13 +181,12 @@ def layout_from_frames(archs: pd.DataFrame | Any, runs: Any, *, device: str,
     dense = row.shape[0] == total and bool((row == np.arange(total)).all())
     metrics = np.empty((total, len(METRICS))) if dense else np.full((total, len(METRICS)), np.nan)
     for k, name in enumerate(METRICS):
-        col = runs[name] if name in runs else None
-        if col is None:  # a bundle written before the column existed
+        if name not in runs:  # a bundle written before the column existed
             metrics[:, k] = np.nan
         elif dense:
-            metrics[:, k] = col
+            metrics[:, k] = runs[name]
         else:
-            metrics[row, k] = col
+            metrics[row, k] = runs[name]
     present = np.zeros(total, dtype=bool)
     present[row] = True
     source = np.zeros(total, dtype="int8")
