@@ -338,3 +338,25 @@ def test_a_monitor_can_be_restarted(pkg) -> None:
         counted_once = [w for w in rep.warnings if "counted once" in w]
         assert len(counted_once) == 1  # not accumulated across starts
         assert len(mon.statuses()) == 2
+
+
+def test_fast_report_constructors_build_the_same_frozen_objects() -> None:
+    import dataclasses
+
+    from ecnas.meters.report import DomainEnergy, EnergyReport
+
+    args = ("cpu:0/package", "cpu", 2.5, 2.5, "rapl", "measured", "", "generic-cpu", False,
+            None, False)
+    slow = DomainEnergy(*args)
+    fast = DomainEnergy.of(*args)
+    template = {k: v for k, v in dataclasses.asdict(slow).items()
+                if k not in ("joules", "raw_joules")}
+    filled = DomainEnergy.filled(template, 2.5, 2.5)
+    assert fast == slow and filled == slow and hash(fast) == hash(slow)
+    assert repr(filled) == repr(slow) and dataclasses.asdict(filled) == dataclasses.asdict(slow)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.joules = 0.0  # type: ignore[misc]
+    rep_args = ("w", 1.0, 2.5, {"cpu:0/package": slow}, False, (), ("rapl",), (), None,
+                10.0, 11.0)
+    assert EnergyReport.of(*rep_args) == EnergyReport(*rep_args)
+    assert EnergyReport.of(*rep_args).to_dict() == EnergyReport(*rep_args).to_dict()

@@ -218,3 +218,17 @@ def test_unknown_uuid_is_unavailable(stub_dir: Path, state: Path) -> None:
               CUDA_VISIBLE_DEVICES="GPU-zzz")
     assert out["status"] == "unavailable"
     assert "GPU-zzz matches 0 GPUs" in out["reason"]
+
+
+def test_loader_precheck_finds_a_library_where_dlopen_would(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ecnas.meters.nvml import loader_may_find
+
+    name = "libecnas-test-only.so.7"
+    monkeypatch.setenv("LD_LIBRARY_PATH", str(tmp_path))
+    assert not loader_may_find(name)  # nowhere: NVML is skipped without importing ctypes
+    (tmp_path / name).write_bytes(b"")
+    assert loader_may_find(name)  # on LD_LIBRARY_PATH: dlopen gets to decide
+    monkeypatch.delenv("LD_LIBRARY_PATH")
+    assert not loader_may_find(name)
+    assert loader_may_find("libc.so.6")  # in the loader's cache or default folders

@@ -67,6 +67,7 @@ class Monitor:
         self.use_profiles = use_profiles
         self._given = list(meters) if meters is not None else None
         self._meters: list[Meter] = []
+        self._names: tuple[str, ...] = ()  # the meters' names, as every report lists them
         self._statuses: list[MeterStatus] = []
         self._owned: list[tuple[str, ...]] = []  # domains each meter reports in windows
         self._conflicts: list[str] = []
@@ -118,6 +119,7 @@ class Monitor:
                 owned.append(domain)
             self._owned.append(tuple(owned))
         self._meters = started
+        self._names = tuple(m.name for m in started)
         self._started = True
         return self
 
@@ -166,6 +168,7 @@ class Monitor:
         for meter in self._meters:
             meter.close()
         self._meters = []
+        self._names = ()
         self._owned = []
         self._facts = None
         self._statuses = []
@@ -194,11 +197,15 @@ class Monitor:
             self.start()
         if self.sync_cuda:
             sync_cuda_devices()
-        readings = tuple(m.read() for m in self._meters)
+        readings = tuple([m.read() for m in self._meters])
         # The meters' own read times (their mean): a window's duration then matches the
         # interval the meters integrated over.
-        t = (math.fsum(r.timestamp for r in readings) / len(readings) if readings
-             else time.monotonic())
+        if len(readings) == 1:
+            t = readings[0].timestamp
+        elif readings:
+            t = math.fsum([r.timestamp for r in readings]) / len(readings)
+        else:
+            t = time.monotonic()
         return Snapshot(t, readings)
 
     def begin(self, name: str) -> None:
@@ -263,27 +270,40 @@ class Monitor:
         domains: dict[str, DomainEnergy] = {}
         reasons: list[str] = []
         warnings: list[str] = list(self._conflicts)
-        for meter, facts, r0, r1 in zip(self._meters, self._domain_facts(), start.readings,
+        estimated = False
+        fast = not self.idle_subtract
+        facts_per_meter = self._facts if self._facts is not None else self._domain_facts()
+        for meter, facts, r0, r1 in zip(self._meters, facts_per_meter, start.readings,
                                         stop.readings, strict=True):
-            warnings += meter.events(start.timestamp)
+            events = meter.events(start.timestamp)
+            if events:
+                warnings += events
             e0, e1 = r0.energy_j, r1.energy_j
             for f in facts:
-                if f.domain not in e0 or f.domain not in e1:
-                    warnings.append(f"{f.domain}: no reading from {f.meter} at both edges")
+                d = f.domain
+                if d not in e0 or d not in e1:
+                    warnings.append(f"{d}: no reading from {f.meter} at both edges")
                     continue
                 if f.estimated:
+                    estimated = True
                     reasons.append(f"{f.meter}: {f.reason}")
-                domains[f.domain] = self._domain(f, e1[f.domain] - e0[f.domain], duration,
-                                                 warnings)
-        warnings += self._profile_notes
+                raw = e1[d] - e0[d]
+                if fast and f.plain and duration >= f.floor_s:
+                    # The usual window (every training step): uncalibrated, long enough,
+                    # nothing to subtract. The general path is _domain.
+                    if raw - raw != 0.0:  # NaN or infinite, without a math call per domain
+                        warnings.append(f"{d}: non-finite energy from {f.meter}")
+                    domains[d] = DomainEnergy.filled(f.template, raw, raw)
+                else:
+                    domains[d] = self._domain(f, raw, duration, warnings)
+        if self._profile_notes:
+            warnings += self._profile_notes
         net = total_joules(domains, "net_joules") if self.idle_subtract else None
-        return EnergyReport(
-            name=name, duration_s=duration, energy_j=total_joules(domains),
-            domains=domains,
-            estimated=any(d.status == "estimated" for d in domains.values()),
-            reasons=tuple(dict.fromkeys(reasons)), meters=tuple(m.name for m in self._meters),
-            warnings=tuple(dict.fromkeys(warnings)) if warnings else (), net_energy_j=net,
-            start_monotonic=start.timestamp, end_monotonic=stop.timestamp)
+        return EnergyReport.of(
+            name, duration, total_joules(domains), domains, estimated,
+            tuple(dict.fromkeys(reasons)) if reasons else (), self._names,
+            tuple(dict.fromkeys(warnings)) if warnings else (), net,
+            start.timestamp, stop.timestamp)
 
     def _domain(self, f: DomainFacts, raw: float, duration: float,
                 warnings: list[str]) -> DomainEnergy:
@@ -308,15 +328,15 @@ class Monitor:
                 net = joules - f.idle_w * duration
         if not math.isfinite(joules):
             warnings.append(f"{f.domain}: non-finite energy from {f.meter}")
-        return DomainEnergy(f.domain, f.component, joules, raw, f.meter, f.status, reason,
-                            f.profile_id, cal.calibrated, net, short)
+        return DomainEnergy.of(f.domain, f.component, joules, raw, f.meter, f.status, reason,
+                               f.profile_id, cal.calibrated, net, short)
 
 
 class DomainFacts:
     """What a Monitor knows about one domain before any window: meter, profile, calibration."""
 
     __slots__ = ("domain", "component", "meter", "estimated", "status", "reason", "profile_id",
-                 "calibration", "floor_s", "idle_w")
+                 "calibration", "floor_s", "idle_w", "plain", "template")
 
     def __init__(self, *, domain: str, component: str, meter: str, estimated: bool,
                  status: str, reason: str, profile_id: str | None, calibration: Calibration,
@@ -331,6 +351,13 @@ class DomainFacts:
         self.calibration = calibration
         self.floor_s = floor_s
         self.idle_w = idle_w
+        # No calibration to apply: joules are the raw joules (the report's fast path, which
+        # fills this domain's constant fields from ``template``).
+        self.plain = (not calibration.calibrated and calibration.gain == 1.0
+                      and calibration.offset_w == 0.0)
+        self.template = {"domain": domain, "component": component, "meter": meter,
+                         "status": status, "reason": reason, "profile_id": profile_id,
+                         "calibrated": False, "net_joules": None, "short_window": False}
 
 
 def _usable(meter: Meter, status: MeterStatus) -> MeterStatus:

