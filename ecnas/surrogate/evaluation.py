@@ -7,7 +7,9 @@ Architectures are split at random (seeded): ``train_fraction`` to fit, 10% to ca
   reference, how well each run's *measured* training time ranks its energy (the noise floor);
 * extrapolator (fitted on ``full_budget_fraction`` of all architectures measured to full
   budget, the others' short checkpoints only) vs *linear scaling* ``y(s)·B/s``, the per-run
-  start-up + rate model alone, and carbontracker's own forecast when the table has it.
+  start-up + rate model alone, and carbontracker's own forecast when the table has it; as a
+  reference, *measured-future-time*: each run's power over its short checkpoints times its
+  measured remaining training time (a floor no extrapolator can be expected to beat).
 """
 
 from __future__ import annotations
@@ -194,6 +196,22 @@ def evaluate(table: pd.DataFrame, train_fraction: float = 0.7, seed: int = 0, *,
                                  phys[f"{target}_high"].to_numpy(float), level))
             scaled = last[target].to_numpy(float) * b / last["epoch"].to_numpy(float)
             scores.append(_score("linear-scaling", target, scaled, true, pue))
+        first = short[short["epoch"] == 0].groupby(rk).head(1).set_index(rk).reindex(pe.index)
+        if first["energy_j"].notna().any():
+            # Reference, not a model: the run's own power over its first part times the
+            # *measured* rest of its training time (which no extrapolator knows). What is left
+            # is the power noise of the later checkpoints: the floor for any model that
+            # sees only the short checkpoints.
+            with np.errstate(divide="ignore", invalid="ignore"):
+                e_s, t_s = last["energy_j"].to_numpy(float), last["training_time_s"].to_numpy(float)
+                power = (e_s - first["energy_j"].to_numpy(float)) / (
+                    t_s - first["training_time_s"].to_numpy(float))
+                known = e_s + power * (tr["training_time_s"].to_numpy(float) - t_s)
+            ok = np.isfinite(known)
+            if ok.any():
+                ref = _score("measured-future-time", "energy_j", known[ok],
+                             tr["energy_j"].to_numpy(float)[ok], pue)
+                scores.append(ref)
         if "predicted_energy_j" in tr.columns and tr["predicted_energy_j"].notna().any():
             scores.append(_score("carbontracker-forecast", "energy_j",
                                  tr["predicted_energy_j"].to_numpy(float),
