@@ -311,7 +311,7 @@ class RaplMeter(Meter):
         z.last_t = now
 
     def read(self) -> Reading:
-        zones = self._scan()
+        zones = self._zones if self._zones is not None else self._scan()
         pread = os.pread
         with self._lock:
             if not self._opened:
