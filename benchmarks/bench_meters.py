@@ -7,13 +7,14 @@ Targets (docs/meters.md): < 100 µs per begin+end window, < 50 ms cold `import e
 
 from __future__ import annotations
 
+import itertools
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,17 +29,26 @@ from fakes.sysfs import FakePowercap  # noqa: E402  (test helper, found through 
 
 
 @pytest.fixture(scope="module")
-def rapl_sockets() -> Iterator[tuple[Path, list]]:
+def rapl_counting() -> Iterator[tuple[Path, Callable[[], None]]]:
+    """A two-socket fake tree (2 packages + 2 DRAM counters) and ``advance()``, which moves
+    every counter on by 1 J, monotonically across all the tests that share the tree."""
     with tempfile.TemporaryDirectory(prefix="ecnas-bench-rapl-") as d:
         tree = FakePowercap(Path(d))
-        # a two-socket server: 2 packages + 2 DRAM counters
         sockets = [tree.package(0, dram=True), tree.package(1, dram=True)]
-        yield tree.root, sockets
+        counters = [s[z] for s in sockets for z in ("package", "dram")]
+        tick = itertools.count(1)
+
+        def advance() -> None:
+            k = next(tick) * 1_000_000
+            for c in counters:
+                c.set(k)
+
+        yield tree.root, advance
 
 
 @pytest.fixture(scope="module")
-def rapl_tree(rapl_sockets: tuple[Path, list]) -> Path:
-    return rapl_sockets[0]
+def rapl_tree(rapl_counting: tuple[Path, Callable[[], None]]) -> Path:
+    return rapl_counting[0]
 
 
 def _window_bench(benchmark, monitor: Monitor) -> None:
@@ -113,7 +123,8 @@ def _step(n: int) -> float:
 
 
 @pytest.mark.parametrize("step_ms", [20, 50])
-def test_loop_overhead_every_step_metered(benchmark, rapl_sockets: tuple[Path, list],
+def test_loop_overhead_every_step_metered(benchmark,
+                                          rapl_counting: tuple[Path, Callable[[], None]],
                                           step_ms: int) -> None:
     """Every step of a loop in its own window (begin + end around each step, RAPL on a
     two-socket fake tree). Overhead = time inside begin/end ÷ time of the steps.
@@ -122,14 +133,7 @@ def test_loop_overhead_every_step_metered(benchmark, rapl_sockets: tuple[Path, l
     that has not moved costs the meter an extra check (is the file still there?), which a
     real window of milliseconds never pays.
     """
-    rapl_tree, sockets = rapl_sockets
-    counters = [s[z] for s in sockets for z in ("package", "dram")]
-    tick = iter(range(1, 1 << 40))
-
-    def advance() -> None:
-        k = next(tick) * 1_000_000  # 1 J per zone per step
-        for c in counters:
-            c.set(k)
+    rapl_tree, advance = rapl_counting
     steps = 10 if QUICK else 40
     calib = []
     for _ in range(3):  # the fastest of three: one run slowed by other work would shorten steps

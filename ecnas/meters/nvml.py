@@ -99,6 +99,20 @@ def loader_may_find(name: str) -> bool:
         return True  # no cache to consult: let dlopen decide
 
 
+def _loads(name: str) -> bool:
+    """Whether the dynamic loader loads ``name``: ruled out without ctypes where it surely
+    cannot find it, else asked (``dlopen``)."""
+    if not loader_may_find(name):
+        return False
+    import ctypes
+
+    try:
+        ctypes.CDLL(name)
+    except OSError:
+        return False
+    return True
+
+
 class NvmlMeter(Meter):
     """GPU energy from NVML (measured)."""
 
@@ -141,15 +155,7 @@ class NvmlMeter(Meter):
                              "unset CUDA_VISIBLE_DEVICES or name the GPUs to meter")
             return self._gpus
         if sys.platform.startswith("linux"):
-            missing = not loader_may_find(LIBRARY)
-            if not missing:
-                import ctypes
-
-                try:  # cheap check before importing pynvml (which costs ~15 ms)
-                    ctypes.CDLL(LIBRARY)
-                except OSError:
-                    missing = True
-            if missing:
+            if not _loads(LIBRARY):  # cheap check before importing pynvml (~15 ms)
                 self._problem = (f"{LIBRARY} not found: no NVIDIA driver here",
                                  "install the NVIDIA driver; in a container run with the "
                                  "NVIDIA container toolkit (docker run --gpus all)")

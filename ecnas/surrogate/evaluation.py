@@ -9,7 +9,8 @@ Architectures are split at random (seeded): ``train_fraction`` to fit, 10% to ca
   budget, the others' short checkpoints only) vs *linear scaling* ``y(s)·B/s``, the per-run
   start-up + rate model alone, and carbontracker's own forecast when the table has it; as a
   reference, *measured-future-time*: each run's power over its short checkpoints times its
-  measured remaining training time (a floor no extrapolator can be expected to beat).
+  measured remaining training time (what knowing the future training time gives; the rest is
+  the power noise of the later checkpoints).
 """
 
 from __future__ import annotations
@@ -200,8 +201,8 @@ def evaluate(table: pd.DataFrame, train_fraction: float = 0.7, seed: int = 0, *,
         if first["energy_j"].notna().any():
             # Reference, not a model: the run's own power over its first part times the
             # *measured* rest of its training time (which no extrapolator knows). What is left
-            # is the power noise of the later checkpoints: the floor for any model that
-            # sees only the short checkpoints.
+            # is the power noise of the later checkpoints, which no model of the short
+            # checkpoints can predict.
             with np.errstate(divide="ignore", invalid="ignore"):
                 e_s, t_s = last["energy_j"].to_numpy(float), last["training_time_s"].to_numpy(float)
                 power = (e_s - first["energy_j"].to_numpy(float)) / (
