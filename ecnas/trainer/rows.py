@@ -1,30 +1,27 @@
-"""Energy-table rows (ARCHITECTURE.md's contract): column types, a check, and writing a table.
+"""Energy-table rows (the contract of ``ecnas.tables.schema``): a check, and writing a table.
 
-``write_rows`` hands the frame to ``ecnas.tables.write_table`` when the tables room provides
-it, so trainer tables carry the same metadata and checks as every other table; otherwise it
-writes Parquet (pandas + pyarrow) or CSV by the file suffix.
+The columns, their types and the sources are defined once, in ``ecnas.tables.schema``; this
+module checks plain row dicts against them before ``ecnas.tables.write_table`` writes them, so
+trainer tables carry the same metadata and checks as every other table.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ecnas.errors import InputError
+from ecnas.tables.schema import COLUMNS, SOURCES
 
 #: column → Python type every row must hold (float columns may be NaN where documented)
 CONTRACT_COLUMNS: dict[str, type] = {
-    "arch_hash": str, "matrix": str, "ops": str, "budget_epochs": int, "epoch": float,
-    "repeat": int, "device": str, "training_time_s": float, "wall_time_s": float,
-    "energy_j": float, "gpu_energy_j": float, "cpu_energy_j": float, "dram_energy_j": float,
-    "estimated": bool, "source": str, "train_accuracy": float, "validation_accuracy": float,
-    "test_accuracy": float, "trainable_params": int, "flops": float,
-}
-SOURCES = ("measured", "imported", "extrapolated", "surrogate")
+    c.name: {"str": str, "int": int, "float": float, "bool": bool}[c.dtype] for c in COLUMNS}
 TABLE_SUFFIXES = (".parquet", ".csv")
+
+__all__ = ["CONTRACT_COLUMNS", "SOURCES", "TABLE_SUFFIXES", "check_table_path",
+           "contract_problems", "to_frame", "write_rows"]
 
 
 def contract_problems(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -87,20 +84,7 @@ def write_rows(rows: Sequence[Mapping[str, Any]], path: str | Path,
         raise InputError(f"rows break the table contract: {problems[0]}"
                          + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
     df = to_frame(rows)
-    try:
-        from ecnas.tables import write_table  # the tables room's writer, once it exists
-    except ImportError:
-        write_table = None
-    if write_table is not None:
-        write_table(df, p, metadata=dict(metadata or {}))
-        return p
-    if p.suffix.lower() == ".csv":
-        df.to_csv(p, index=False)
-        if metadata:
-            # CSV has no metadata slot: keep it beside the table
-            p.with_name(p.name + ".meta.json").write_text(
-                json.dumps(dict(metadata), indent=2, default=str) + "\n", encoding="utf-8")
-    else:
-        df.attrs["ecnas"] = json.loads(json.dumps(dict(metadata or {}), default=str))
-        df.to_parquet(p, index=False)
+    from ecnas.tables import write_table
+
+    write_table(df, p, metadata=dict(metadata or {}))
     return p
