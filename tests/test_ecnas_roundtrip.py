@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from ecnas.cli import main
-from ecnas.tables import read_table
+from ecnas.tables import import_ecnas, read_table, write_table
 from ecnas.tables.proto import (
     Device,
     DeviceUsage,
@@ -187,3 +187,40 @@ def test_record_columns_hold_the_source_values(exported, tree_runs):
     assert run["run_co2eq_g"].iat[0] == 1.76704 and run["predicted_co2eq_g"].iat[2] == 2.177745
     assert math.isnan(run["predicted_co2eq_g"].iat[0])  # EC-NAS forecasts at the last one only
     assert "checkpoint_path" not in df.columns  # no run records one
+
+
+def test_a_table_without_the_record_exports_its_components_and_no_invented_fields(exported, tmp_path):
+    """An energy table that kept none of the record (older imports, other tools): GPU and CPU
+    joules from its components, no watts, no timestamps; energies still re-import exactly."""
+    df = read_table(exported[0])
+    old = df[[c for c in df.columns if c in HELD_WITHOUT_RECORD]]
+    old = old[old["arch_hash"].isin(old["arch_hash"].unique()[:50])]
+    old.attrs = dict(df.attrs)
+    path = tmp_path / "old.tfrecord"
+    main(["export", str(write_table(old, tmp_path / "old.parquet")), "--format", "ecnas-tfrecord",
+          "--out", str(path)])
+    records = list(_records(path))
+    assert len(records) == 50
+    for _key, _epochs, raw in records:
+        m = ModelMetricsEnergy.from_bytes(raw)
+        assert m.start_emission is None and m.stop_emission is None and m.total_co2eq is None
+        assert all(ev.start_emission is None and ev.stop_emission is None
+                   for ev in m.evaluation_data_energy)
+        p = m.avg_power_usages
+        assert p.gpu.watts == [] and p.cpu.watts == [] and len(p.cpu.joules) == 1
+    back = import_ecnas(path)
+    assert back.attrs["ecnas"]["pue"]["factor"] == 1.59
+    keys = ["arch_hash", "budget_epochs", "repeat", "device", "epoch"]
+    a, b = old.sort_values(keys).reset_index(drop=True), back.sort_values(keys).reset_index(drop=True)
+    for col in ("energy_j", "energy_kwh", "training_time_s", "validation_accuracy", "run_energy_j"):
+        assert (a[col].to_numpy() == b[col].to_numpy()).all(), col
+
+
+#: the columns a table had before it kept EC-NAS's record
+HELD_WITHOUT_RECORD = {"arch_hash", "matrix", "ops", "budget_epochs", "epoch", "repeat", "device",
+                       "training_time_s", "wall_time_s", "energy_j", "gpu_energy_j",
+                       "cpu_energy_j", "dram_energy_j", "estimated", "source", "train_accuracy",
+                       "validation_accuracy", "test_accuracy", "trainable_params", "flops",
+                       "run_energy_j", "run_time_s", "predicted_energy_j", "co2eq_g",
+                       "energy_kwh", "run_energy_kwh", "predicted_energy_kwh"}
+

@@ -88,18 +88,21 @@ class _Rows:
         return {name: col[i] for name, col in self._columns.items()}
 
 
-def _power_from_components(final: Mapping[str, Any], comp: float, gpu_name: str) -> PowerUsageData:
+def _power_from_components(final: Mapping[str, Any], comp: float, name: str) -> PowerUsageData:
     """GPU and CPU joules of a run whose table recorded no devices: the run's energy split by
-    the final checkpoint's component shares (one CPU entry for all sockets; no watts, no
-    invented names). Without components, the whole energy as the GPU's, so that the factor
+    the final checkpoint's component shares (one CPU entry for all sockets; no watts). The
+    board or CPU is named by its profile (``name``) so that the importer matches it back;
+    without components the whole energy goes to the GPU entry, so that the facility factor
     can be measured back on import."""
     e_fin, g_fin, c_fin = (float(final[c]) for c in ("energy_j", "gpu_energy_j", "cpu_energy_j"))
     if not math.isnan(g_fin) and e_fin > 0:
         g_run = comp * g_fin / e_fin
-        gpu = DeviceUsage((), (UsageJ((g_run,)),), (Device(gpu_name),))
+        gpu = DeviceUsage((), (UsageJ((g_run,)),), (Device(name),))
         cpu = None if math.isnan(c_fin) else DeviceUsage((), (UsageJ((comp - g_run,)),), ())
         return PowerUsageData(gpu=gpu, cpu=cpu)
-    return PowerUsageData(gpu=DeviceUsage((), (UsageJ((comp,)),), (Device(gpu_name),)))
+    if not math.isnan(c_fin):  # a CPU-only run: no GPU invented
+        return PowerUsageData(cpu=DeviceUsage((), (UsageJ((comp,)),), (Device(name),)))
+    return PowerUsageData(gpu=DeviceUsage((), (UsageJ((comp,)),), (Device(name),)))
 
 
 def _run_metrics(rows: Sequence[int], epoch: np.ndarray, view: _Rows, pue: float,
