@@ -111,6 +111,13 @@ def device_count(columns: Iterable[str], kind: str) -> int:
     return max(found) + 1 if found else 0
 
 
+def record_columns_in(columns: Iterable[str]) -> list[str]:
+    """The EC-NAS record columns among ``columns`` (what a derived table must not inherit:
+    they describe the source run's measurement, not the derived one)."""
+    names = {c.name for c in RECORD_COLUMNS}
+    return [c for c in columns if c in names or DEVICE_COLUMN.match(c)]
+
+
 def device_id(name: str) -> str:
     """The normalized id of a device name (what profile matching compares)."""
     from ecnas.profiles.matching import normalize_device_name
