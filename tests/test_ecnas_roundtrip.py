@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from ecnas.benchmark.bundle import write_bundle
 from ecnas.cli import main
 from ecnas.tables import import_ecnas, read_table, write_table
 from ecnas.tables.proto import (
@@ -224,3 +225,15 @@ HELD_WITHOUT_RECORD = {"arch_hash", "matrix", "ops", "budget_epochs", "epoch", "
                        "run_energy_j", "run_time_s", "predicted_energy_j", "co2eq_g",
                        "energy_kwh", "run_energy_kwh", "predicted_energy_kwh"}
 
+
+
+def test_bundles_and_csv_keep_the_record(exported, tmp_path):
+    """The record travels with the table: a bundle's table and a CSV copy export the same bytes."""
+    table, tfr = exported
+    df = read_table(table)
+    write_bundle(df, tmp_path / "b")
+    write_table(df, tmp_path / "t.csv")
+    for src in (tmp_path / "b" / "table.parquet", tmp_path / "t.csv"):
+        out = tmp_path / f"{src.suffix[1:]}.tfrecord"
+        assert main(["export", str(src), "--format", "ecnas-tfrecord", "--out", str(out)]) == 0
+        assert out.read_bytes() == tfr.read_bytes(), src
