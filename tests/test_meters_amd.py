@@ -65,10 +65,13 @@ def rocm(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def state(rocm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The stand-in's device table for this test (the stub reads it on every call)."""
+    """The stand-in's device table for this test (the stub reads it on every call), under a
+    sysfs root where the amdgpu driver is loaded."""
     for name in ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("ROCM_PATH", str(rocm))
+    (tmp_path / "root" / "sys" / "module" / "amdgpu").mkdir(parents=True)
+    monkeypatch.setenv("ECNAS_SYSFS_ROOT", str(tmp_path / "root"))
     path = tmp_path / "amdsmi-state.txt"
     monkeypatch.setenv("FAKE_AMDSMI_STATE", str(path))
     return path
@@ -350,7 +353,17 @@ def test_amdsmi_init_failure_is_unavailable(state: Path, monkeypatch: pytest.Mon
     assert "amd-smi list" in status.fix
 
 
-def test_library_precheck(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_driver_precheck_spares_machines_without_amd(state: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    write_state(state, [mi210()])
+    assert AmdSmiMeter().status().usable
+    monkeypatch.setenv("ECNAS_SYSFS_ROOT", str(tmp_path / "no-amd"))
+    status = AmdSmiMeter().status()
+    assert status.status.value == "unavailable"
+    assert status.reason.startswith("the amdgpu driver is not loaded") and "amdgpu" in status.fix
+
+
+def test_library_precheck(state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if library_may_load({}):
         pytest.skip("this machine has ROCm's libamd_smi.so")
     assert not library_may_load({"ROCM_PATH": str(tmp_path)})

@@ -146,6 +146,15 @@ def _entries(raw: str | None) -> list[str] | None:
     return out
 
 
+def driver_loaded(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the amdgpu kernel driver is loaded (``<ECNAS_SYSFS_ROOT>/sys/module/amdgpu``,
+    present for a module and a built-in driver alike): one stat that spares machines without
+    AMD GPUs the library search and the import."""
+    env = os.environ if environ is None else environ
+    root = env.get("ECNAS_SYSFS_ROOT") or "/"
+    return os.path.isdir(os.path.join(root, "sys", "module", "amdgpu"))
+
+
 def library_may_load(environ: Mapping[str, str] | None = None) -> bool:
     """False only where the amdsmi bindings surely cannot find ``libamd_smi.so`` (the places
     its wrapper tries: ``$ROCM_HOME/lib``, ``$ROCM_PATH/lib``, the loader, ``/opt/rocm/lib``),
@@ -198,6 +207,11 @@ class AmdSmiMeter(Meter):
             var = "ROCR_VISIBLE_DEVICES" if self._rocr == [] else "HIP_VISIBLE_DEVICES"
             self._problem = (f"{var} is empty: no GPU is visible to this job",
                              f"unset {var} or name the GPUs to meter")
+            return self._boards
+        if sys.platform.startswith("linux") and not driver_loaded(self._environ):
+            self._problem = ("the amdgpu driver is not loaded (no /sys/module/amdgpu): no AMD "
+                             "GPU here", "install ROCm's amdgpu driver (amdgpu-dkms) and load "
+                             "it (modprobe amdgpu)")
             return self._boards
         if sys.platform.startswith("linux") and not library_may_load(self._environ):
             self._problem = (f"{LIBRARY} not found: no ROCm here",
