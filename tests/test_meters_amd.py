@@ -22,6 +22,7 @@ from fakes.amd import (
     GUEST,
     N_A,
     NO_ENUMERATION,
+    NO_PARTITIONS,
     FakeAmdGpu,
     build_stub,
     compiler,
@@ -327,6 +328,14 @@ def test_one_partition_is_refused_with_the_reason_or_metered_as_the_board(
     after = [replace(mi300x_dpx()[0], acc=4000 + 99), mi300x_dpx()[1]]
     out = window(board, state, after)
     assert out["domains"] == {"gpu:0": pytest.approx(joules(99), rel=1e-12)}
+
+
+def test_sub_partitions_that_do_not_answer_mode_queries_still_join_their_board(
+        state: Path) -> None:
+    # Only a device's first partition answers the partition queries (ROCm/rocm-systems#8491).
+    gpus = [mi300x_dpx()[0], replace(mi300x_dpx()[1], flags=NO_PARTITIONS, cpart="")]
+    write_state(state, gpus)
+    assert AmdSmiMeter().status().domains == ("gpu:0",)
 
 
 def test_vm_guest_is_refused_with_the_reason(state: Path) -> None:

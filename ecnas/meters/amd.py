@@ -266,7 +266,8 @@ class AmdSmiMeter(Meter):
                 continue
             hidden = len(members) - len(seen)
             scope = "device" if len(members) == 1 else (
-                "board" if members[0].partitioned else "package")
+                "board" if any(g.partitioned or g.partition_id for g in members)
+                else "package")
             if hidden and not self.whole_board:
                 self._problem = _partial(members, seen, scope, self.domain_prefix, ordinal)
                 return []
@@ -539,19 +540,27 @@ def _select(gpus: list[_Gpu], entries: list[str] | None, var: str) -> list[_Gpu]
 
 
 def _boards(gpus: list[_Gpu]) -> list[list[_Gpu]]:
-    """Group the GPUs that share one power reading: the partitions of one PCI device, the
-    two dies of an MI250/MI250X package (same OAM id; consecutive amdsmi indices where the
-    OAM id is unknown); every other GPU alone."""
+    """Group the GPUs that share one power reading: the partitions of one PCI device (a
+    device is split when any of its GPUs reports a partition mode or a partition id above 0:
+    sub-partitions may answer the mode queries with NOT_SUPPORTED), the two dies of an
+    MI250/MI250X package (same OAM id; consecutive amdsmi indices where the OAM id is
+    unknown); every other GPU alone."""
+    split = {_pci(g) for g in gpus if _pci(g) and (g.partitioned or g.partition_id > 0)}
     groups: dict[tuple[Any, ...], list[_Gpu]] = {}
     for g in gpus:
-        if g.partitioned and g.bdf:
-            key: tuple[Any, ...] = ("pci", g.bdf.rsplit(".", 1)[0])
+        if _pci(g) in split:
+            key: tuple[Any, ...] = ("pci", _pci(g))
         elif g.devid in MI250_DEVICE_IDS or "MI250" in g.name:
             key = ("oam", g.oam) if g.oam is not None else ("pair", g.index // 2)
         else:
             key = ("gpu", g.index)
         groups.setdefault(key, []).append(g)
     return list(groups.values())
+
+
+def _pci(g: _Gpu) -> str:
+    """domain:bus:device of a GPU's PCI address (partitions may differ in the function)."""
+    return g.bdf.rsplit(".", 1)[0] if g.bdf else ""
 
 
 def _reader(smi: Any, members: list[_Gpu], scope: str) -> _Gpu:
@@ -578,8 +587,9 @@ def _partial(members: list[_Gpu], seen: list[_Gpu], scope: str, prefix: str,
                 "cannot see; amdsmi reports the package's power on one die only (the second "
                 "reads 0 W)")
     else:
+        modes = next((g for g in members if g.compute or g.memory), members[0])
         what = (f"{names} is {len(seen)} of {len(members)} partitions "
-                f"({members[0].compute or 'SPX'}/{members[0].memory or 'NPS1'}) of a "
+                f"({modes.compute or '?'}/{modes.memory or '?'}) of a "
                 f"{members[0].name}; amdsmi reports energy per board, not per partition")
     return (f"{what}, so it is not metered",
             "make the whole board visible to measure it, or pass "
