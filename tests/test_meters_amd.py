@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROFILES = [ROOT / "hardware_profiles"]  # this tree's profiles, whatever is installed
 TESTS = Path(__file__).resolve().parent
 ENV = ("HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES", "ROCM_HOME",
-       "FAKE_ROCM_VERSION")
+       "FAKE_ROCM_VERSION", "ECNAS_AMD_WHOLE_BOARD")
 
 
 @pytest.fixture(scope="session")
@@ -284,7 +284,8 @@ def test_one_die_of_a_package_is_refused_unless_whole_board(
     monkeypatch.setenv("HIP_VISIBLE_DEVICES", "1")  # the second die alone, as SLURM gives it
     status = AmdSmiMeter().status()
     assert status.status.value == "unavailable"
-    assert "gpu:0 is one die of a AMD Instinct MI250X/MI250 package" in status.reason
+    assert ("gpu:0 is one die of a two-die package (AMD Instinct MI250X/MI250)"
+            in status.reason)
     assert "whole_board=True" in status.fix
     assert "amdsmi" not in [m.name for m in default_meters()]
     meter = AmdSmiMeter(whole_board=True)
@@ -320,11 +321,13 @@ def test_one_partition_is_refused_with_the_reason_or_metered_as_the_board(
     meter = AmdSmiMeter()
     status = meter.status()
     assert status.status.value == "unavailable"
-    assert "gpu:0 is 1 of 2 partitions (DPX/NPS1) of a AMD Instinct MI300X" in status.reason
+    assert "gpu:0 is 1 of 2 partitions (DPX/NPS1) of one AMD Instinct MI300X" in status.reason
     assert "energy per board, not per partition" in status.reason
     with pytest.raises(Exception, match="amdsmi: .*partitions"):
         Monitor([meter]).start()
-    board = AmdSmiMeter(whole_board=True)
+    monkeypatch.setenv("ECNAS_AMD_WHOLE_BOARD", "1")  # what the fix says, for the CLI
+    board = AmdSmiMeter()
+    assert board.status().usable
     after = [replace(mi300x_dpx()[0], acc=4000 + 99), mi300x_dpx()[1]]
     out = window(board, state, after)
     assert out["domains"] == {"gpu:0": pytest.approx(joules(99), rel=1e-12)}

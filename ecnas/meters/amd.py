@@ -21,7 +21,8 @@ of which the second reads 0 W, and a partitioned MI300 (compute partition other 
 memory other than NPS1) shows every partition as a GPU while only the first reads power. A
 board whose GPUs are all visible is counted once, on its first visible GPU's domain. A board
 only partly visible is refused, as NVML refuses MIG slices (its reading would charge this job
-GPUs it cannot see), unless ``whole_board=True`` charges the whole board on purpose. amdsmi
+GPUs it cannot see), unless ``whole_board=True`` (``ECNAS_AMD_WHOLE_BOARD=1``) charges the
+whole board on purpose. amdsmi
 reads no power in a VM guest (SR-IOV virtual function): refused with that reason.
 """
 
@@ -42,6 +43,7 @@ from ecnas.meters.base import DeviceInfo, Meter, MeterStatus, Reading, Status
 from ecnas.meters.nvml import loader_may_find
 
 LIBRARY = "libamd_smi.so"
+WHOLE_BOARD_ENV = "ECNAS_AMD_WHOLE_BOARD"  # "1": meter partly visible boards whole
 DEFAULT_POLL_INTERVAL_S = 0.05
 # A 32-bit accumulator of 15.3 µJ counts holds 65.7 kJ: 88 s at MI300X's 750 W. Reading it
 # every 5 s keeps every wrap visible, and a wrap then implies at most MAX_PLAUSIBLE_W.
@@ -174,7 +176,7 @@ class AmdSmiMeter(Meter):
     estimated = False
 
     def __init__(self, devices: Sequence[int | str] | None = None, *,
-                 whole_board: bool = False, counter: bool | None = None,
+                 whole_board: bool | None = None, counter: bool | None = None,
                  poll_interval_s: float = DEFAULT_POLL_INTERVAL_S,
                  guard_interval_s: float = GUARD_INTERVAL_S, domain_prefix: str = "gpu",
                  environ: Mapping[str, str] | None = None) -> None:
@@ -184,6 +186,8 @@ class AmdSmiMeter(Meter):
             self._hip: list[str] | None = [str(d) for d in devices]
         else:
             self._rocr, self._hip = visible_devices(self._environ)
+        if whole_board is None:  # the CLI's way to ask for it
+            whole_board = self._environ.get(WHOLE_BOARD_ENV, "") not in ("", "0")
         self.whole_board = whole_board
         self.counter = counter  # None: the counter unless missing or known broken
         self.poll_interval_s = float(poll_interval_s)
@@ -583,17 +587,17 @@ def _partial(members: list[_Gpu], seen: list[_Gpu], scope: str, prefix: str,
              ordinal: Mapping[int, int]) -> tuple[str, str]:
     names = ", ".join(f"{prefix}:{ordinal[id(g)]}" for g in seen)
     if scope == "package":
-        what = (f"{names} is one die of a {members[0].name} package whose other die this job "
-                "cannot see; amdsmi reports the package's power on one die only (the second "
-                "reads 0 W)")
+        what = (f"{names} is one die of a two-die package ({members[0].name}) whose other die "
+                "this job cannot see; amdsmi reports the package's power on one die only (the "
+                "second reads 0 W)")
     else:
         modes = next((g for g in members if g.compute or g.memory), members[0])
         what = (f"{names} is {len(seen)} of {len(members)} partitions "
-                f"({modes.compute or '?'}/{modes.memory or '?'}) of a "
-                f"{members[0].name}; amdsmi reports energy per board, not per partition")
+                f"({modes.compute or '?'}/{modes.memory or '?'}) of one {members[0].name} "
+                "board; amdsmi reports energy per board, not per partition")
     return (f"{what}, so it is not metered",
-            "make the whole board visible to measure it, or pass "
-            "AmdSmiMeter(whole_board=True) to charge the whole board on purpose")
+            "make the whole board visible to measure it, or set ECNAS_AMD_WHOLE_BOARD=1 (or "
+            "pass AmdSmiMeter(whole_board=True)) to charge the whole board on purpose")
 
 
 def _rocm_version(smi: Any) -> str:
