@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -122,9 +123,37 @@ def mig_refused() -> dict[str, Any]:
             "defaults": [m.name for m in default_meters()]}
 
 
+def calibrate_steady_board() -> dict[str, Any]:
+    """``ecnas calibrate --kind gpu`` against a steady 100 W board (counter in mJ, power
+    reading in mW), moved by a thread while calibration runs."""
+    from ecnas.profiles import load_profiles
+    from ecnas.profiles.calibrate import calibrate
+
+    t0 = time.time()
+    stop = threading.Event()
+
+    def board() -> None:
+        while not stop.is_set():
+            mj = int((time.time() - t0) * 100_000)
+            write_state(_state(), [FakeGpu("GPU-aaa", energy_mj=mj, power_mw=100_000,
+                                           instant_mw=100_000)])
+            stop.wait(0.01)
+
+    th = threading.Thread(target=board, daemon=True)
+    th.start()
+    waiter = threading.Event()
+    run = calibrate("gpu", profiles=load_profiles(), idle_s=0.5, load_s=0.8, probe_s=0.4,
+                    poll_s=0.05, burn=waiter.wait, profile_id="my-rtx-6000")
+    stop.set()
+    th.join()
+    d = run.to_dict()
+    d["profile"] = run.profile.to_dict()
+    return d
+
+
 SCENARIOS: dict[str, Callable[..., dict[str, Any]]] = {f.__name__: f for f in (
     counter_two_gpus, short_window, instant_power, power_step, averaged_power,
-    error_mid_window, uuids_and_indices, status, mig_refused)}
+    error_mid_window, uuids_and_indices, status, mig_refused, calibrate_steady_board)}
 
 
 def main(argv: list[str]) -> int:
