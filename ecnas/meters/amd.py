@@ -294,7 +294,7 @@ class AmdSmiMeter(Meter):
         note = ""
         try:
             smi.amdsmi_get_energy_count(g.handle)
-            broken = _broken_counter(g, _rocm_version(smi))
+            broken = _broken_counter(g, smi)
             if self.counter is False:
                 note = "counter disabled (counter=False)"
             elif broken and self.counter is None:
@@ -608,10 +608,11 @@ def _rocm_version(smi: Any) -> str:
     return version if ok else ""
 
 
-def _broken_counter(g: _Gpu, rocm: str) -> str:
+def _broken_counter(g: _Gpu, smi: Any) -> str:
     """Why the energy counter of this board cannot be trusted here ("" when it can)."""
     if g.devid not in MI100_DEVICE_IDS and "MI100" not in g.name:
         return ""
+    rocm = _rocm_version(smi)
     driver = f", amdgpu driver {g.driver}" if g.driver else ""
     if not rocm:
         return ("ROCm version unknown on an MI100, whose counter is broken under ROCm 6.0 "
