@@ -242,8 +242,11 @@ class AmdSmiMeter(Meter):
                                               "check HIP_VISIBLE_DEVICES / "
                                               "ROCR_VISIBLE_DEVICES against 'amd-smi list'")
             self._boards = []
-        if not self._boards and self._problem is None:
-            self._problem = ("amdsmi sees no GPU", "check 'amd-smi list'")
+        if not self._boards:
+            self._problem = self._problem or ("amdsmi sees no GPU", "check 'amd-smi list'")
+            with contextlib.suppress(smi.AmdSmiException):
+                smi.amdsmi_shut_down()  # nothing to meter: release the library now
+            self._smi = None
         return self._boards
 
     def _build(self, smi: Any) -> list[Board]:
