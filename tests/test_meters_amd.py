@@ -32,7 +32,8 @@ from fakes.amd import (
 )
 from fakes.env import isolated_cache  # noqa: F401  (autouse: a private ECNAS_CACHE_DIR)
 
-from ecnas.meters import Monitor, default_meters
+from ecnas import Monitor
+from ecnas.meters import default_meters
 from ecnas.meters.amd import AmdSmiMeter, library_may_load
 
 ROOT = Path(__file__).resolve().parent.parent

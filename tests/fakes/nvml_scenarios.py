@@ -19,8 +19,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ecnas import Monitor
 from ecnas.errors import MeterUnavailable
-from ecnas.meters import Monitor, default_meters
+from ecnas.meters import default_meters
 from ecnas.meters.nvml import NvmlMeter
 from fakes.nvml import ENERGY, INSTANT, FakeGpu, write_state
 
