@@ -7,7 +7,8 @@ Install the extra: ``pip install ecnas[synetune]``::
 
     register_bundle("bundles/ec-nas-5v", name="ecnas-5v")   # once: written to syne-tune's repo
     bb = load_blackbox("ecnas-5v", local_files_only=True)["nvidia-quadro-rtx-6000"]
-    bb.objective_function(bb.configuration_space["cell"].sample(), fidelity={"epochs": 4})
+    config = {k: v.sample() for k, v in bb.configuration_space.items()}  # a valid cell
+    bb.objective_function(config, fidelity={"epochs": 4})    # {"energy_j": …, …}
 
 The blackbox (syne-tune's ``BlackboxTabular``):
 
