@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -153,9 +155,13 @@ def test_register_refuses_foreign_folders_and_bad_names(bundle5v: Path, st_repos
         register_bundle(bundle5v, name="fcnet")
     with pytest.raises(InputError, match="not an ecnas bundle"):
         register_bundle(tmp_path, name="ecnas-x")
-    # a folder ecnas wrote is replaced on re-registration
+    # a folder ecnas wrote is replaced on re-registration; its mode follows the umask
     register_bundle(bundle5v, name="ecnas-again")
     register_bundle(bundle5v, name="ecnas-again")
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE((st_repository / "ecnas-again").stat().st_mode) == 0o777 & ~mask
+    assert [p.name for p in st_repository.iterdir() if p.name.startswith(".")] == []
     assert sorted(p.name for p in (st_repository / "ecnas-again").iterdir()) == [
         "configspace.json", "fidelities_values.npy", "fidelityspace.json",
         "hyperparameters.parquet", "metadata.json", "objectives_evaluations.npy"]

@@ -124,6 +124,7 @@ class EcnasBlackbox(BlackboxTabular):
             raise ValueError(f"cell {cell!r}: expected '<matrix bits>|<op,op,…>'")
         matrix, ops = cell.split("|")
         try:
+            # Benchmark.query's own resolution: pruned-string lookup, then the iso-hash
             return self._stored[self._bench._arch_index((matrix, ops.split(",")))]
         except InputError as exc:
             raise ValueError(f"cell {cell!r}: {exc}") from None
@@ -207,9 +208,9 @@ def write_blackbox(bundle: str | Path, target: Path, *, device: str | None = Non
                 MARKER: {"bundle": str(Path(bundle).resolve()), "device": task,
                          "energy": "joules, PUE excluded; see the bundle's 'estimated' flags"}}
         (tmp / "metadata.json").write_text(json.dumps(meta, indent=1))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        from ecnas.benchmark.bundle import _replace_dir
+
+        _replace_dir(tmp, target)  # the old folder stays whole until the new one is in place
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -217,7 +218,15 @@ def write_blackbox(bundle: str | Path, target: Path, *, device: str | None = Non
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    """The process umask, read without setting it where Linux shows it (setting it, even
+    briefly, would change the mode of files other threads create meanwhile)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
