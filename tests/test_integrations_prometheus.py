@@ -218,3 +218,18 @@ def test_core_import_pulls_in_no_optional_peer() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=_env(), timeout=120, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--metrics-port", "70000"], "use a port number in 0..65535"),
+    (["--metrics-port", "0", "--metrics-addr", "no-such-host.invalid"], "cannot listen on"),
+])
+def test_bad_metrics_flags_are_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                               flags: list[str], message: str) -> None:
+    from ecnas.cli import main
+
+    toml = campaign_toml(tmp_path / "c.toml", count=1, repeats=1)
+    assert main(["run", str(toml), "--store", str(tmp_path / "c.sqlite"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert not (tmp_path / "c.sqlite").exists()
