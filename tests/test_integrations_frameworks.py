@@ -166,6 +166,13 @@ def test_lightning_nas_cell_epoch_without_validation_and_table(tmp_path: Path) -
 # -- Hugging Face Trainer ------------------------------------------------------------------
 
 def _hf_train(tmp_path: Path, callback: Any, **arg_overrides: Any) -> Any:
+    trainer = _hf_trainer(tmp_path, [callback], **arg_overrides)
+    trainer.train()
+    return trainer
+
+
+def _hf_trainer(tmp_path: Path, callbacks: list[Any], **arg_overrides: Any) -> Any:
+    """A Trainer for a linear model on random tensors (2 epochs of 4 steps, CPU)."""
     import numpy as np
     import torch
     from torch.utils.data import Dataset
@@ -196,16 +203,14 @@ def _hf_train(tmp_path: Path, callback: Any, **arg_overrides: Any) -> Any:
     def accuracy(pred: Any) -> dict[str, float]:
         return {"accuracy": float((np.argmax(pred.predictions, 1) == pred.label_ids).mean())}
 
-    settings = {"eval_strategy": "epoch", "logging_strategy": "epoch", **arg_overrides}
+    settings = {"eval_strategy": "epoch", "logging_strategy": "epoch", "report_to": [],
+                **arg_overrides}
     args = TrainingArguments(output_dir=str(tmp_path), num_train_epochs=2,
                              per_device_train_batch_size=16, per_device_eval_batch_size=16,
-                             save_strategy="no", report_to=[], use_cpu=True,
-                             remove_unused_columns=False, disable_tqdm=True, **settings)
-    trainer = Trainer(model=Linear(), args=args, train_dataset=Random(64, 0),
-                      eval_dataset=Random(64, 1), compute_metrics=accuracy,
-                      callbacks=[callback])
-    trainer.train()
-    return trainer
+                             save_strategy="no", use_cpu=True, remove_unused_columns=False,
+                             disable_tqdm=True, **settings)
+    return Trainer(model=Linear(), args=args, train_dataset=Random(64, 0),
+                   eval_dataset=Random(64, 1), compute_metrics=accuracy, callbacks=callbacks)
 
 
 @pytest.mark.filterwarnings("ignore")

@@ -124,47 +124,18 @@ def test_lightning_energy_in_tensorboard_and_mlflow(tmp_path: Path) -> None:
 def test_huggingface_energy_in_tensorboard_and_mlflow(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("transformers")
-    import torch
-    from torch.utils.data import Dataset
-    from transformers import Trainer, TrainingArguments
+    import mlflow
+    from test_integrations_frameworks import _hf_trainer
 
     from ecnas.integrations.huggingface import EnergyCallback
-
-    class Random(Dataset):
-        def __init__(self, n: int) -> None:
-            gen = torch.Generator().manual_seed(0)
-            self.x = torch.randn(n, 8, generator=gen)
-            self.y = torch.randint(0, 2, (n,), generator=gen)
-
-        def __len__(self) -> int:
-            return len(self.y)
-
-        def __getitem__(self, i: int) -> dict[str, Any]:
-            return {"x": self.x[i], "labels": self.y[i]}
-
-    class Linear(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.layer = torch.nn.Linear(8, 2)
-
-        def forward(self, x: Any, labels: Any = None) -> dict[str, Any]:
-            time.sleep(TRAIN_SLEEP_S)
-            logits = self.layer(x)
-            return {"loss": torch.nn.functional.cross_entropy(logits, labels), "logits": logits}
-
-    import mlflow
 
     uri = f"file:{tmp_path / 'mlruns'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)  # a URI set earlier in this process would win over the env
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "ecnas")
     monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", str(tmp_path / "tb"))
-    args = TrainingArguments(output_dir=str(tmp_path / "out"), num_train_epochs=2,
-                             per_device_train_batch_size=16, save_strategy="no",
-                             eval_strategy="no", logging_strategy="no",
-                             report_to=["tensorboard", "mlflow"], use_cpu=True,
-                             remove_unused_columns=False, disable_tqdm=True)
-    trainer = Trainer(model=Linear(), args=args, train_dataset=Random(64))
+    trainer = _hf_trainer(tmp_path / "out", [], eval_strategy="no", logging_strategy="no",
+                          report_to=["tensorboard", "mlflow"])
     energy = EnergyCallback().attach(trainer)
     trainer.train()
     rows = energy.rows()

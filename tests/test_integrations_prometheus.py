@@ -62,6 +62,19 @@ def _store_runs(store: Path) -> list[tuple[float, float]]:
     return [(final[k]["energy_j"], final[k]["cpu_energy_j"]) for k in keys]
 
 
+def _scrape_until_exit(proc: subprocess.Popen, url: str, every: float) -> list[Sample]:
+    seen: list[Sample] = []
+    while proc.poll() is None:
+        try:
+            sample = _scrape(url)
+        except OSError:
+            sample = {}  # not listening yet, or already gone
+        if sample:  # a scrape cut short by the server's shutdown reads as nothing
+            seen.append(sample)
+        time.sleep(every)
+    return seen
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -166,15 +179,7 @@ def test_ecnas_run_metrics_port_and_a_busy_port(tmp_path: Path) -> None:
          "0", "--run-fn", "campaign_runfns:marked", "--metrics-port", str(port), "--quiet"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
     url = f"http://127.0.0.1:{port}/metrics"
-    seen: list[Sample] = []
-    while proc.poll() is None:
-        try:
-            sample = _scrape(url)
-        except OSError:
-            sample = {}  # not listening yet, or already gone
-        if sample:  # a scrape cut short by the server's shutdown reads as nothing
-            seen.append(sample)
-        time.sleep(0.1)
+    seen = _scrape_until_exit(proc, url, every=0.1)
     assert proc.wait(timeout=60) == 0
     assert f"serving metrics at {url}" in proc.stderr.read()
     assert any(0 < _runs(s, "done") < 4 for s in seen)
@@ -192,15 +197,7 @@ def test_ecnas_measure_metrics_port(tmp_path: Path) -> None:
          str(port), "--json", "--", sys.executable, "-c", "import time; time.sleep(2.5)"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
     url = f"http://127.0.0.1:{port}/metrics"
-    seen: list[Sample] = []
-    while proc.poll() is None:
-        try:
-            sample = _scrape(url)
-        except OSError:
-            sample = {}
-        if sample:
-            seen.append(sample)
-        time.sleep(0.2)
+    seen = _scrape_until_exit(proc, url, every=0.2)
     assert proc.wait(timeout=60) == 0
     live = [s for s in seen if _get(s, "ecnas_energy_joules_total", campaign="sleeper")]
     assert len(live) >= 2
