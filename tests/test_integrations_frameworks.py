@@ -68,7 +68,10 @@ def _check_like_tracker(rows: list[dict[str, Any]], reference: list[dict[str, An
 
 # -- PyTorch Lightning ---------------------------------------------------------------------
 
-def _lightning_fit(tmp_path: Path, callback: Any, *, val_every: int = 1) -> list[float]:
+def _lightning_fit(tmp_path: Path, callback: Any, *, val_every: int = 1,
+                   **trainer_args: Any) -> list[float]:
+    """2 epochs of a linear model on random tensors (4 steps, 4 validation batches each);
+    ``trainer_args`` override the Trainer's settings (``logger`` …)."""
     import lightning.pytorch as pl
     import torch
     from torch.utils.data import DataLoader, TensorDataset
@@ -101,10 +104,11 @@ def _lightning_fit(tmp_path: Path, callback: Any, *, val_every: int = 1) -> list
 
     gen = torch.Generator().manual_seed(0)
     data = TensorDataset(torch.randn(64, 8, generator=gen), torch.randint(0, 2, (64,), generator=gen))
-    trainer = pl.Trainer(max_epochs=2, callbacks=[callback], logger=False, accelerator="cpu",
+    settings = {"logger": False, **trainer_args}
+    trainer = pl.Trainer(max_epochs=2, callbacks=[callback], accelerator="cpu",
                          enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, default_root_dir=tmp_path,
-                         check_val_every_n_epoch=val_every, num_sanity_val_steps=1)
+                         check_val_every_n_epoch=val_every, num_sanity_val_steps=1, **settings)
     trainer.fit(Linear(), DataLoader(data, batch_size=16), DataLoader(data, batch_size=16))
     return val_accs
 

@@ -6,7 +6,6 @@ ones the callback's own rows hold."""
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +13,6 @@ import pytest
 
 pytest.importorskip("tensorboard", reason="tensorboard not installed (pip install ecnas[tensorboard])")
 pytest.importorskip("mlflow", reason="mlflow not installed (pip install ecnas[mlflow])")
-
-TRAIN_SLEEP_S = 0.005  # per training batch: epochs long enough for a power figure
-
 
 @pytest.fixture(autouse=True)
 def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,39 +52,17 @@ def _check_energy(logged: list[float], rows: list[dict[str, Any]], *, rel: float
 
 @pytest.mark.filterwarnings("ignore")
 def test_lightning_energy_in_tensorboard_and_mlflow(tmp_path: Path) -> None:
-    pl = pytest.importorskip("lightning.pytorch")
-    import torch
+    pytest.importorskip("lightning.pytorch")
     from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger
-    from torch.utils.data import DataLoader, TensorDataset
+    from test_integrations_frameworks import _lightning_fit
 
     from ecnas.integrations.lightning import EnergyCallback
 
-    class Linear(pl.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.layer = torch.nn.Linear(8, 2)
-
-        def training_step(self, batch: Any, _: int) -> Any:
-            x, y = batch
-            time.sleep(TRAIN_SLEEP_S)
-            loss = torch.nn.functional.cross_entropy(self.layer(x), y)
-            self.log("train_loss", loss, on_step=False, on_epoch=True)
-            return loss
-
-        def configure_optimizers(self) -> Any:
-            return torch.optim.SGD(self.parameters(), lr=0.1)
-
-    gen = torch.Generator().manual_seed(0)
-    data = TensorDataset(torch.randn(64, 8, generator=gen), torch.randint(0, 2, (64,), generator=gen))
     uri = f"file:{tmp_path / 'mlruns'}"
     tb = TensorBoardLogger(save_dir=str(tmp_path), name="tb")
     energy = EnergyCallback(log_steps=True)
-    trainer = pl.Trainer(max_epochs=2, callbacks=[energy], accelerator="cpu",
-                         logger=[tb, MLFlowLogger(experiment_name="ecnas", tracking_uri=uri)],
-                         log_every_n_steps=1, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False,
-                         default_root_dir=tmp_path)
-    trainer.fit(Linear(), DataLoader(data, batch_size=16))
+    _lightning_fit(tmp_path, energy, log_every_n_steps=1,
+                   logger=[tb, MLFlowLogger(experiment_name="ecnas", tracking_uri=uri)])
     rows = energy.rows()
     assert [r["epoch"] for r in rows] == [0.0, 1.0, 2.0]
     assert not any(k.startswith("energy/") for r in rows for k in r)  # logs stay out of rows
