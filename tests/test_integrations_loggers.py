@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("tensorboard", reason="tensorboard not installed (pip install ecnas[tensorboard])")
 pytest.importorskip("mlflow", reason="mlflow not installed (pip install ecnas[mlflow])")
 
+
 @pytest.fixture(autouse=True)
 def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ECNAS_CACHE_DIR", str(tmp_path / "cache"))
