@@ -277,6 +277,14 @@ def test_missing_framework_names_the_extra(module: str, blocked: tuple[str, ...]
     assert f"pip install ecnas[{extra}]" in last
 
 
+@pytest.mark.parametrize("module", ["ecnas.integrations.lightning",
+                                    "ecnas.integrations.huggingface"])
+def test_empty_log_prefix_is_refused(module: str) -> None:
+    callback = pytest.importorskip(module, reason="framework not installed").EnergyCallback
+    with pytest.raises(InputError, match="log_prefix"):
+        callback(log_prefix="")
+
+
 def test_map_metrics_rules() -> None:
     import torch
 

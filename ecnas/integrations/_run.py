@@ -72,6 +72,13 @@ def map_metrics(raw: Mapping[str, Any], metric_map: Mapping[str, str],
 LOG_PREFIX = "energy/"
 
 
+def check_prefix(prefix: Any) -> str:
+    """The logged names' prefix: non-empty, since it is also how rows tell them apart."""
+    if not isinstance(prefix, str) or not prefix:
+        raise InputError(f"log_prefix {prefix!r}: use a non-empty string such as 'energy/'")
+    return prefix
+
+
 def energy_scalars(cp: Checkpoint, since: Checkpoint | None, prefix: str = LOG_PREFIX,
                    suffix: str = "") -> dict[str, float]:
     """A checkpoint (or reading) as loggable scalars: cumulative energy in joules (total and

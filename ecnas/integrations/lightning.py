@@ -31,6 +31,7 @@ from ecnas.integrations._run import (
     LOG_PREFIX,
     RunResults,
     TrackedRun,
+    check_prefix,
     count_trainable,
     spec_columns,
 )
@@ -69,7 +70,8 @@ class EnergyCallback(RunResults, Callback):
                  log_energy: bool = True, log_steps: bool = False,
                  log_prefix: str = LOG_PREFIX, **static: Any) -> None:
         super().__init__()
-        self._log_energy, self._log_steps, self._log_prefix = log_energy, log_steps, log_prefix
+        self._log_energy, self._log_steps = log_energy, log_steps
+        self._log_prefix = check_prefix(log_prefix)
         columns = {**spec_columns(spec, matrix, ops), **static}
         self._run = TrackedRun(metric_map=metric_map, keep_other_metrics=keep_other_metrics,
                                monitor=monitor, meters=meters, static=columns,
