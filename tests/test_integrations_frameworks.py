@@ -265,6 +265,8 @@ def test_huggingface_without_evaluation(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("module", "blocked", "extra"), [
     ("ecnas.integrations.lightning", ("lightning", "pytorch_lightning"), "lightning"),
     ("ecnas.integrations.huggingface", ("transformers",), "huggingface"),
+    ("ecnas.integrations.synetune", ("syne_tune",), "synetune"),
+    ("ecnas.integrations.prometheus", ("prometheus_client",), "prometheus"),
 ])
 def test_missing_framework_names_the_extra(module: str, blocked: tuple[str, ...],
                                            extra: str) -> None:

@@ -230,3 +230,14 @@ def test_bad_metrics_flags_are_one_line_exit_2(tmp_path: Path, capsys: pytest.Ca
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
     assert not (tmp_path / "c.sqlite").exists()
+
+
+def test_metrics_port_without_prometheus_client_names_the_extra(tmp_path: Path) -> None:
+    toml = campaign_toml(tmp_path / "c.toml", count=1, repeats=1)
+    code = ("import sys; sys.modules['prometheus_client'] = None; from ecnas.cli import main; "
+            f"sys.exit(main(['run', {str(toml)!r}, '--metrics-port', '0']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=_env(), timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "pip install ecnas[prometheus]" in proc.stderr
+    assert not (tmp_path / "c.sqlite").exists()
