@@ -7,6 +7,7 @@ import sys
 from importlib import import_module
 from typing import Any
 
+from ecnas.cli._metrics import add_metrics_flags, start_exporter
 from ecnas.cli._output import add_json_flag, emit
 
 
@@ -32,6 +33,7 @@ def register(sub: Any) -> None:
     p.add_argument("--run-fn", default=None, metavar="MODULE:FUNCTION",
                    help="what one run does (default: the metered trainer); see docs/campaigns.md")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    add_metrics_flags(p, "progress, ETA, live power and energy")
     add_json_flag(p)
     p.set_defaults(func=run_run)
 
@@ -86,10 +88,16 @@ def run_run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(line, file=sys.stderr, flush=True)
 
-    summary = run_campaign(campaign, store, workers=args.workers, scheduler=args.scheduler,
-                           resume=args.resume, progress=say, run_fn=fn,
-                           allow_other_campaign=args.allow_other_campaign,
-                           connect_timeout=args.connect_timeout)
+    exporter = start_exporter(args, campaign.name, campaign=True)
+    try:
+        summary = run_campaign(campaign, store, workers=args.workers,
+                               scheduler=args.scheduler, resume=args.resume, progress=say,
+                               run_fn=fn, allow_other_campaign=args.allow_other_campaign,
+                               connect_timeout=args.connect_timeout,
+                               observers=exporter.observers if exporter else ())
+    finally:
+        if exporter is not None:
+            exporter.close()
     emit(args.json, summary.to_dict(), _summary_text)
     return 1 if summary.failed else 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ecnas.cli._metrics import add_metrics_flags, start_exporter
 from ecnas.cli._output import add_json_flag, emit
 
 
@@ -35,6 +36,7 @@ def register(sub: Any) -> None:
                     help="also report energy net of the profiles' idle power")
     ms.add_argument("--profiles", action="append", default=[], metavar="PATH",
                     help="extra hardware-profile folder or file (repeatable)")
+    add_metrics_flags(ms, "live power and energy per domain")
     ms.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...")
     ms.set_defaults(func=cmd_measure)
 
@@ -65,9 +67,11 @@ def _hardware_text(summary: dict[str, Any]) -> str:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
+    import os
+
     from ecnas.errors import InputError
     from ecnas.meters.command import run_command
-    from ecnas.meters.registry import create_meters
+    from ecnas.meters.registry import create_meters, default_meters
 
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
@@ -75,15 +79,25 @@ def cmd_measure(args: argparse.Namespace) -> int:
     if not cmd:
         raise InputError("no command given: use 'ecnas measure [--json] [--out F] -- CMD …'")
     meters = None
+    names: list[str] = []
     if args.meters:
         names = [n.strip() for n in args.meters.split(",") if n.strip()]
         meters = create_meters(names, include_psys=args.psys)
     elif args.psys:
-        from ecnas.meters.registry import default_meters
-
         meters = default_meters(include_psys=True)
-    result = run_command(cmd, meters=meters, name=args.name, out=args.out,
-                         idle_subtract=args.idle_subtract, profile_paths=args.profiles)
+    # the exporter reads its own meters: the command's report is never shared across threads
+    own = None  # the exporter's own instances of the meters asked for (None: the defaults)
+    if args.metrics_port is not None and (args.meters or args.psys):
+        own = (create_meters(names, include_psys=args.psys) if args.meters
+               else default_meters(include_psys=True))
+    exporter = start_exporter(args, args.name or os.path.basename(cmd[0]), campaign=False,
+                              meters=own)
+    try:
+        result = run_command(cmd, meters=meters, name=args.name, out=args.out,
+                             idle_subtract=args.idle_subtract, profile_paths=args.profiles)
+    finally:
+        if exporter is not None:
+            exporter.close()
     emit(args.json, result.report.to_dict(), _measure_text)
     return result.returncode
 

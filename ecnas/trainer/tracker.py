@@ -262,6 +262,16 @@ class EnergyTracker:
         self._checkpoints.append(cp)
         return cp
 
+    def reading(self) -> Checkpoint:
+        """Cumulative time and energy now, as a :class:`Checkpoint` at epoch NaN, without
+        recording it (for loggers that report energy between checkpoints)."""
+        self._require_started("reading()")
+        t_read = time.monotonic()
+        report = self.monitor.peek(self._window)
+        now = time.monotonic()
+        self._overhead_s += now - t_read
+        return self._make_checkpoint(math.nan, report, now, {})
+
     def _make_checkpoint(self, epoch: float, report: Any, now: float,
                          metrics: Mapping[str, Any]) -> Checkpoint:
         training, wall, evaluation = self._times(now)
