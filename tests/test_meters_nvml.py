@@ -21,7 +21,7 @@ from fakes.nvml import (
 PRELUDE = """
 import json, os, time
 from fakes.nvml import FakeGpu, write_state, ENERGY, INSTANT, FAIL_ENERGY, LOST
-from ecnas.meters import Monitor
+from ecnas.monitor import Monitor
 from ecnas.meters.nvml import NvmlMeter
 STATE = os.environ["FAKE_NVML_STATE"]
 def dump(report):

@@ -87,7 +87,7 @@ def _text(result: dict[str, Any]) -> str:
 
 def run_train(args: argparse.Namespace) -> int:
     from ecnas.errors import InputError
-    from ecnas.meters import Monitor
+    from ecnas.monitor import Monitor
     from ecnas.trainer.rows import check_table_path, write_rows
     from ecnas.trainer.train import TrainConfig, train_architecture
 

@@ -25,7 +25,7 @@ SOCKET_METERS = ("rapl", "pyrapl")
 
 def train_run(config: Any) -> dict[str, Any]:
     """The default run function: the real trainer, metered inside this process."""
-    from ecnas.meters import Monitor
+    from ecnas.monitor import Monitor
     from ecnas.trainer.train import train_architecture
 
     with Monitor() as monitor:
