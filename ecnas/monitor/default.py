@@ -44,8 +44,25 @@ WATCHED_ENV = ("ECNAS_SYSFS_ROOT", "CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES"
                "ROCR_VISIBLE_DEVICES", "ECNAS_PROFILE_PATH")
 
 
-def _env_key(getenv: Callable[[str], str | None] = os.environ.get) -> tuple[str | None, ...]:
-    return tuple([getenv(name) for name in WATCHED_ENV])
+def _env_reader() -> Callable[[], tuple[object, ...]]:
+    """A function returning the watched variables' current values, for comparison only.
+
+    It reads the mapping behind ``os.environ`` (``_data``, kept in step by every
+    ``os.environ[...] = ...``, ``monkeypatch.setenv`` included): ``os.environ.get`` costs
+    ~0.7 µs a name here, which would be 3.5 µs of a 35 µs window. Where that mapping is not
+    there, it falls back to ``os.environ.get``.
+    """
+    env = os.environ
+    data = getattr(env, "_data", None)
+    encodekey = getattr(env, "encodekey", None)
+    if isinstance(data, dict) and callable(encodekey):
+        keys = tuple(encodekey(name) for name in WATCHED_ENV)
+        get = data.get
+        return lambda: tuple(map(get, keys))
+    return lambda: tuple(map(env.get, WATCHED_ENV))
+
+
+_env_key = _env_reader()
 
 
 class SharedMonitor:
