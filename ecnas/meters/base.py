@@ -18,7 +18,7 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 
 class Status(str, enum.Enum):
@@ -34,12 +34,16 @@ class Component(str, enum.Enum):
     PLATFORM = "platform"  # psys: contains package and DRAM, never summed with them
 
 
+#: what kind of device a profile is matched for
+DeviceKind = Literal["gpu", "cpu"]
+
+
 @dataclass(frozen=True)
 class DeviceInfo:
     """What a meter knows about the hardware behind one domain (used to match a profile)."""
 
     domain: str
-    kind: str  # "gpu" or "cpu"
+    kind: DeviceKind
     name: str  # board or CPU model name as the driver reports it
     pci_device_id: str | None = None  # e.g. "0x1e30" for a Quadro RTX 6000
     uuid: str | None = None

@@ -358,16 +358,17 @@ class Monitor:
                 events = a.meter.events(start.timestamp)
                 if events:
                     warnings += events
-            e0, e1 = r0.energy_j, r1.energy_j
+            get0, get1 = r0.energy_j.get, r1.energy_j.get
             for f in a.facts:
                 d = f.domain
-                if d not in e0 or d not in e1:
+                j0, j1 = get0(d), get1(d)
+                if j0 is None or j1 is None:
                     warnings.append(f"{d}: no reading from {f.meter} at both edges")
                     continue
                 if f.estimated:
                     estimated = True
                     reasons.append(f"{f.meter}: {f.reason}")
-                raw = e1[d] - e0[d]
+                raw = j1 - j0
                 if f.plain and not subtract and duration >= f.floor_s:
                     # The usual window (every training step): uncalibrated, long enough,
                     # nothing to subtract. The general path is _domain.

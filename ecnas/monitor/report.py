@@ -151,8 +151,10 @@ _PACKAGE_AND_DRAM = (Component.CPU.value, Component.DRAM.value)
 
 def total_joules(domains: Mapping[str, DomainEnergy], attr: str = "joules") -> float:
     """Total without double counting: platform (psys) replaces CPU package + DRAM."""
-    values = list(domains.values())
-    components = [d.component for d in values]
-    skip = _PACKAGE_AND_DRAM if _PLATFORM in components else (_PLATFORM,)
-    return math.fsum([v for d, c in zip(values, components, strict=True)
-                      if c not in skip and (v := getattr(d, attr)) is not None])
+    values = domains.values()
+    skip = _PACKAGE_AND_DRAM if any(
+        [d.component == _PLATFORM for d in values]) else (_PLATFORM,)
+    if attr == "joules":  # every window: no getattr, never None
+        return math.fsum([d.joules for d in values if d.component not in skip])
+    return math.fsum([v for d in values
+                      if d.component not in skip and (v := getattr(d, attr)) is not None])
