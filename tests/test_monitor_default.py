@@ -86,28 +86,37 @@ def test_same_name_in_two_threads_are_two_windows(tree: Tree) -> None:
 
 
 def test_a_decorated_function_called_from_two_threads(tree: Tree) -> None:
-    inside, done = threading.Barrier(3), threading.Barrier(3)
+    """Overlapping calls, ending in the order they began: each call is its own window."""
+    entered = {1: threading.Event(), 2: threading.Event()}
+    release = {1: threading.Event(), 2: threading.Event()}
+    got: dict[int, float] = {}
+    done = {1: threading.Event(), 2: threading.Event()}
 
     @measure("step")
-    def step() -> None:
-        inside.wait(timeout=30)
-        done.wait(timeout=30)
+    def step(k: int) -> None:
+        entered[k].set()
+        release[k].wait(timeout=30)
 
-    reports = []
+    def call(k: int) -> None:
+        step(k)
+        got[k] = step.energy_report.energy_j  # type: ignore[attr-defined]  # the other waits
+        done[k].set()
 
-    def call() -> None:
-        step()
-
-    threads = [threading.Thread(target=call) for _ in range(2)]
-    for t in threads:
-        t.start()
-    inside.wait(timeout=30)
-    tree.add(8)
-    done.wait(timeout=30)
-    for t in threads:
-        t.join(timeout=30)
-    reports.append(step.energy_report.energy_j)  # type: ignore[attr-defined]
-    assert reports == [pytest.approx(8)]
+    t1 = threading.Thread(target=call, args=(1,))
+    t2 = threading.Thread(target=call, args=(2,))
+    t1.start()
+    assert entered[1].wait(timeout=30)
+    tree.add(1)  # call 1 only
+    t2.start()
+    assert entered[2].wait(timeout=30)
+    tree.add(8)  # both calls
+    release[1].set()
+    assert done[1].wait(timeout=30)
+    tree.add(16)  # call 2 only
+    release[2].set()
+    t1.join(timeout=30)
+    t2.join(timeout=30)
+    assert got == {1: pytest.approx(9), 2: pytest.approx(24)}
 
 
 def test_a_second_thread_gets_correct_joules(tree: Tree) -> None:
