@@ -117,7 +117,8 @@ def _codecarbon_run(offline: bool = False) -> Callable[[], None]:
 
 
 def _us(benchmark) -> None:
-    benchmark.extra_info["median_us"] = benchmark.stats.stats.median * 1e6
+    if benchmark.stats is not None:  # None under --benchmark-disable
+        benchmark.extra_info["median_us"] = benchmark.stats.stats.median * 1e6
 
 
 def test_fresh_measure(benchmark, tree: Path) -> None:
