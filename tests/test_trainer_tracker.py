@@ -9,8 +9,8 @@ import time
 import pytest
 
 from ecnas.errors import InputError
-from ecnas.meters import Monitor
 from ecnas.meters.estimate import EstimateMeter
+from ecnas.monitor import Monitor
 from ecnas.trainer.rows import CONTRACT_COLUMNS
 from ecnas.trainer.tracker import EnergyTracker
 

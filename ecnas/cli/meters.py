@@ -1,4 +1,4 @@
-"""``ecnas hardware`` and ``ecnas measure``: thin layers over :mod:`ecnas.meters`."""
+"""``ecnas hardware`` and ``ecnas measure``: thin layers over :mod:`ecnas.meters` and :mod:`ecnas.monitor`."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_hardware(args: argparse.Namespace) -> int:
-    from ecnas.meters.hardware import hardware_summary
+    from ecnas.monitor.hardware import hardware_summary
 
     summary = hardware_summary(include_psys=args.psys, profile_paths=args.profiles)
     emit(args.json, summary, _hardware_text)
@@ -70,8 +70,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
     import os
 
     from ecnas.errors import InputError
-    from ecnas.meters.command import run_command
     from ecnas.meters.registry import create_meters, default_meters
+    from ecnas.monitor.command import run_command
 
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":

@@ -90,7 +90,7 @@ def _text(result: dict[str, Any]) -> str:
 
 def run_train(args: argparse.Namespace) -> int:
     from ecnas.errors import InputError
-    from ecnas.meters import Monitor
+    from ecnas.monitor import default_monitor
     from ecnas.trainer.rows import check_table_path, write_rows
     from ecnas.trainer.train import TrainConfig, train_architecture
 
@@ -118,12 +118,12 @@ def run_train(args: argparse.Namespace) -> int:
             print(_progress_line(ev), file=sys.stderr, flush=True)
 
     rows: list[dict] = []
-    with Monitor() as monitor:
-        reasons = [f"{s.meter}: {s.reason}" for s in monitor.statuses()
-                   if s.status.value == "estimated"]
-        meters = [s.meter for s in monitor.statuses()]
-        for config in configs:
-            rows += train_architecture(config, monitor=monitor, progress=progress)
+    monitor = default_monitor()  # the process's one Monitor
+    reasons = [f"{s.meter}: {s.reason}" for s in monitor.statuses()
+               if s.status.value == "estimated"]
+    meters = [s.meter for s in monitor.statuses()]
+    for config in configs:
+        rows += train_architecture(config, monitor=monitor, progress=progress)
     metadata = {"producer": "ecnas train", "configs": [c.to_dict() for c in configs],
                 "meters": meters, "estimated_because": reasons,
                 "energy_note": "energy_j is cumulative over wall time, evaluations included"}

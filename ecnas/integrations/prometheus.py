@@ -98,7 +98,7 @@ class LiveEnergyCollector:
         self._last: dict[str, tuple[float, float]] = {}  # domain -> (joules, duration_s)
 
     def start(self) -> LiveEnergyCollector:
-        from ecnas.meters import Monitor
+        from ecnas.monitor import Monitor
 
         self._monitor = Monitor(self._meters, sync_cuda=False)
         self._monitor.start()

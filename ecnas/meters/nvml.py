@@ -23,7 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from ecnas.errors import MeterUnavailable
 from ecnas.meters.base import DeviceInfo, Meter, MeterStatus, Reading, Status
@@ -33,6 +33,8 @@ DEFAULT_POLL_INTERVAL_S = 0.05
 COUNTER_UPDATE_S = 0.1
 AVERAGED_POWER_S = 1.0
 LIBRARY = "libnvidia-ml.so.1"
+#: how a GPU is read: its energy counter, or polled instantaneous / averaged power
+NvmlMode = Literal["counter", "instant", "power"]
 
 
 class Gpu:
@@ -42,14 +44,14 @@ class Gpu:
                  "base_mj", "last_mj", "energy_j", "last_w", "last_t", "failed")
 
     def __init__(self, domain: str, handle: Any, nvml_index: int, name: str, uuid: str,
-                 pci_device_id: str | None, mode: str) -> None:
+                 pci_device_id: str | None, mode: NvmlMode) -> None:
         self.domain = domain
         self.handle = handle
         self.nvml_index = nvml_index
         self.name = name
         self.uuid = uuid
         self.pci_device_id = pci_device_id
-        self.mode = mode  # "counter" | "instant" | "power"
+        self.mode = mode
         self.base_mj = 0
         self.last_mj = 0
         self.energy_j = 0.0  # joules so far (counter difference or integrated power)
@@ -218,7 +220,7 @@ class NvmlMeter(Meter):
                             pci_device_id=pci_id, mode=self._mode(nv, handle)))
         return gpus
 
-    def _mode(self, nv: Any, handle: Any) -> str:
+    def _mode(self, nv: Any, handle: Any) -> NvmlMode:
         try:
             nv.nvmlDeviceGetTotalEnergyConsumption(handle)
             return "counter"

@@ -312,7 +312,7 @@ class RaplMeter(Meter):
 
     def read(self) -> Reading:
         zones = self._zones if self._zones is not None else self._scan()
-        pread = os.pread
+        pread, fstat = os.pread, os.fstat
         with self._lock:
             if not self._opened:
                 self._open()
@@ -321,15 +321,17 @@ class RaplMeter(Meter):
             out: dict[str, float] = {}
             for z in zones:
                 # Inlined fast path (this runs at every window edge): a live counter that
-                # moved forward. Anything else (first read, wrap, reset, unchanged value,
-                # read error) goes through _sample.
+                # moved forward, or that has not moved and whose file is still there (the
+                # check _checked makes). Anything else (first read, wrap, reset, vanished
+                # file, read error) goes through _sample.
                 raw = None
                 if z.started and not z.dead:
                     try:
                         raw = int(pread(z.fd, _READ_SIZE, 0))
                     except (OSError, ValueError):
                         raw = None  # _sample reads again and records why
-                if raw is not None and raw > z.last_uj:
+                if raw is not None and (raw > z.last_uj or (
+                        raw == z.last_uj and fstat(z.fd).st_nlink)):
                     z.last_uj = raw
                     z.last_t = now
                 else:

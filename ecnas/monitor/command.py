@@ -19,8 +19,8 @@ from pathlib import Path
 
 from ecnas.errors import InputError
 from ecnas.meters.base import Meter
-from ecnas.meters.monitor import Monitor
-from ecnas.meters.report import EnergyReport
+from ecnas.monitor.monitor import Monitor
+from ecnas.monitor.report import EnergyReport
 
 FORWARDED = tuple(getattr(signal, n) for n in
                   ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
