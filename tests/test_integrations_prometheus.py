@@ -203,7 +203,8 @@ def test_ecnas_measure_metrics_port(tmp_path: Path) -> None:
     assert len(live) >= 2
     first = sum(_get(live[0], "ecnas_energy_joules_total"))
     last = sum(_get(live[-1], "ecnas_energy_joules_total"))
-    assert 0 < first <= last  # cumulative
+    # cumulative; the estimate counts CPU time in clock ticks, so an early scrape may read 0
+    assert 0 <= first <= last and last > 0
     assert not any(_get(s, "ecnas_campaign_runs") for s in seen)  # no campaign here
 
 
