@@ -21,10 +21,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ecnas.errors import InputError
+from ecnas.outputs import atomic_folder, dumps_json
 
 FORMAT = "ecnas-benchmark-bundle"
 SCHEMA_VERSION = 1
@@ -176,20 +174,40 @@ def _write_table(table: Any, meta: Mapping[str, Any], path: Path) -> None:
 
     arrow = pa.Table.from_pandas(table, preserve_index=False)
     # the table metadata under the key ecnas.tables.read_table reads; pandas ignores it
-    arrow = arrow.replace_schema_metadata({KEY: json.dumps(dict(meta), default=str)})
+    arrow = arrow.replace_schema_metadata({KEY: dumps_json(dict(meta))})
     pq.write_table(arrow, path, compression="zstd", row_group_size=1 << 20,
                    use_dictionary=[c for c in ("arch_hash", "matrix", "ops", "device", "source",
                                                "note") if c in table.columns])
 
 
-def _replace_dir(tmp: Path, out: Path) -> None:
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, out)
+def owned_files(path: Path) -> list[str]:
+    """The entries of the bundle folder ``path`` that ecnas wrote (its manifest and the files
+    the manifest lists); raises ``InputError`` when ``path`` holds no ecnas bundle."""
+    mf = path / MANIFEST
+    if not mf.is_file():
+        raise InputError(f"{path}: folder exists and is not a bundle (no {MANIFEST}); "
+                         "choose an empty or new folder")
+    try:
+        manifest = json.loads(mf.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{mf}: not an ecnas bundle manifest ({exc}); ecnas does not "
+                         "replace a folder it did not write") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise InputError(f"{mf}: not an ecnas bundle manifest (format is not {FORMAT!r}); "
+                         "ecnas does not replace a folder it did not write")
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise InputError(f"{mf}: 'files' is not a mapping; ecnas does not replace a folder "
+                         "it cannot account for")
+    return [MANIFEST, *(n for n in files if isinstance(n, str) and _SAFE.match(n))]
+
+
+def check_out(out_dir: str | Path, *, force: bool = False, inputs: Iterable[str | Path] = ()
+              ) -> Path:
+    """Check a bundle target before any work (see :func:`ecnas.outputs.check_target`)."""
+    from ecnas.outputs import check_target
+
+    return check_target(out_dir, folder=True, owned=owned_files, force=force, inputs=inputs)
 
 
 def write_bundle(table: Any, out_dir: str | Path, *, metadata: Mapping[str, Any] | None = None,
@@ -198,25 +216,15 @@ def write_bundle(table: Any, out_dir: str | Path, *, metadata: Mapping[str, Any]
     """Write ``table`` (an energy table) as a bundle folder ``out_dir``; returns its path.
 
     The folder is built next to its destination and renamed into place, so readers never see
-    half a bundle. An existing bundle is replaced when ``overwrite`` (a folder that is not a
-    bundle is never replaced). ``metadata`` is merged over the table's ``df.attrs["ecnas"]``.
+    half a bundle. An existing bundle is replaced when ``overwrite``, and only when everything
+    in it is listed by its manifest: a folder that is not a bundle, or a bundle holding files
+    ecnas did not write, is never replaced (``InputError`` names the foreign file). ``metadata`` is merged over the table's ``df.attrs["ecnas"]``.
     """
     from ecnas.benchmark.layout import SOURCES, devices_of, layout_from_table
     from ecnas.tables import validate
     from ecnas.tables.metadata import get_metadata, merge_metadata, provenance_entry
 
-    out = Path(out_dir)
-    if not out.parent.is_dir():
-        raise InputError(f"{out}: folder {out.parent} does not exist")
-    if out.exists():
-        if not out.is_dir():
-            raise InputError(f"{out}: exists and is not a folder")
-        if any(out.iterdir()):
-            if not (out / MANIFEST).is_file():
-                raise InputError(f"{out}: folder exists and is not a bundle (no {MANIFEST}); "
-                                 "choose an empty or new folder")
-            if not overwrite:
-                raise InputError(f"{out}: a bundle exists there (use --force to replace it)")
+    out = check_out(out_dir, force=overwrite)
     full = validate(table)
     if full.empty:
         raise InputError("the table has no rows: nothing to put in a bundle")
@@ -228,8 +236,7 @@ def write_bundle(table: Any, out_dir: str | Path, *, metadata: Mapping[str, Any]
                                kind="stable").reset_index(drop=True)
     devices = devices_of(ordered)
     names = _layout_names(devices)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_folder(out, owned=owned_files) as tmp:
         _write_table(ordered, meta, tmp / TABLE)
         layouts = []
         for dev in devices:
@@ -266,12 +273,7 @@ def write_bundle(table: Any, out_dir: str | Path, *, metadata: Mapping[str, Any]
             "files": {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
                       for p in sorted(tmp.iterdir())},
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n",
-                                    encoding="utf-8")
-        _replace_dir(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        (tmp / MANIFEST).write_text(dumps_json(manifest, indent=2) + "\n", encoding="utf-8")
     return out
 
 

@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import math
 import sys
 from collections.abc import Callable
 from typing import Any
 
-
-def _clean(value: Any) -> Any:
-    # JSON has no NaN/Infinity: write null so every consumer can parse the output.
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        try:
-            return _clean(value.item())
-        except (TypeError, ValueError):
-            return str(value)
-    return value
+from ecnas.outputs import dumps_json
 
 
 def dumps(obj: Any) -> str:
-    return json.dumps(_clean(obj), indent=2, sort_keys=False, default=str)
+    return dumps_json(obj, indent=2)  # NaN/inf as null: every consumer can parse it
 
 
 def emit(as_json: bool, obj: dict[str, Any], text: Callable[[dict[str, Any]], str]) -> None:

@@ -150,12 +150,14 @@ def resolve(devices: Mapping[str, DeviceInfo], domains: Sequence[str],
         return cached, ""
     facts = match_domains(devices, domains, profile_paths)
     payload = json.dumps({"key": key, "domains": {d: f.to_json() for d, f in facts.items()}})
+    from ecnas.errors import InputError
+    from ecnas.outputs import write_text  # on a cache miss only: keeps the cold start short
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(payload, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        return facts, (f"profile cache not written ({path}: {exc.strerror or exc}); set "
+        write_text(path, payload)
+    except (OSError, InputError) as exc:
+        why = getattr(exc, "strerror", None) or exc
+        return facts, (f"profile cache not written ({path}: {why}); set "
                        f"{CACHE_ENV} to a writable folder to start faster")
     return facts, ""

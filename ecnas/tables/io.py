@@ -1,15 +1,13 @@
 """Reading and writing energy tables: Parquet (with metadata) and CSV (metadata sidecar).
 
-Writes are atomic (a temp file in the target folder, then ``os.replace``), so a crashed
-writer never leaves a half table behind. Every read problem becomes one ``InputError`` line
+Writes go through :mod:`ecnas.outputs` (atomic, modes from the umask, read-only targets
+refused), so a crashed writer never leaves a half table behind. Every read problem becomes one ``InputError`` line
 naming the file.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from ecnas.errors import InputError
+from ecnas.outputs import atomic_path, dumps_json, write_json
 from ecnas.tables.metadata import KEY, get_metadata, merge_metadata, set_metadata
 from ecnas.tables.schema import COLUMNS, validate
 
@@ -110,26 +109,16 @@ def write_table(df: pd.DataFrame, path: str | Path,
     table = validate(df)
     meta = merge_metadata(get_metadata(df), metadata)
     set_metadata(table, meta)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(p) as tmp:
         if kind == "parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
 
             arrow = pa.Table.from_pandas(table, preserve_index=False)
-            arrow = arrow.replace_schema_metadata({KEY: json.dumps(table.attrs[KEY])})
+            arrow = arrow.replace_schema_metadata({KEY: dumps_json(table.attrs[KEY])})
             pq.write_table(arrow, tmp, compression="zstd")
         else:
             table.to_csv(tmp, index=False)
-            side_tmp = sidecar(tmp)
-            side_tmp.write_text(json.dumps(table.attrs[KEY], indent=2) + "\n", encoding="utf-8")
-            os.replace(side_tmp, sidecar(p))
-        os.replace(tmp, p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-        if kind == "csv" and sidecar(tmp).exists():
-            sidecar(tmp).unlink()
+            # the sidecar first: a table never appears without its metadata
+            write_json(sidecar(p), table.attrs[KEY], indent=2)
     return p

@@ -1,0 +1,87 @@
+"""The CLI's one error boundary: expected failures become one line and an exit status,
+a true bug keeps its traceback and asks to be reported.
+
+Expected (exit 2 unless the error says otherwise): every ``EcnasError``; every ``OSError``
+(a full disk, a file-size limit, a read-only file system, a file that cannot be executed,
+permissions, ...); ``RecursionError`` (input nested deeper than a parser follows);
+``UnicodeError`` (a file name or text that is not valid in its encoding); ``MemoryError``;
+SQLite's ``DatabaseError`` (a file that is not a usable database). Anything else is a bug in
+ecnas: its traceback is printed, then a line asking to report it, and the exit status is 70
+(``EX_SOFTWARE``).
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from ecnas.errors import EcnasError
+
+#: exit status of a bug in ecnas (sysexits.h EX_SOFTWARE)
+BUG_STATUS = 70
+REPORT = ("this is a bug in ecnas: please report it (CONTRIBUTING.md) with the command line "
+          "and the traceback above")
+
+
+def _name(value: Any) -> str:
+    """A file name printable on any terminal (undecodable bytes escaped, not an error)."""
+    if isinstance(value, bytes):
+        value = os.fsdecode(value)
+    text = str(value)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _oserror_line(exc: OSError) -> str:
+    where = f" {_name(exc.filename)}:" if exc.filename else ""
+    if exc.filename2:
+        where = f" {_name(exc.filename)} -> {_name(exc.filename2)}:"
+    code = _errno.errorcode.get(exc.errno or -1)
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    hint = {_errno.ENOSPC: " (the disk is full; nothing was replaced)",
+            _errno.EFBIG: " (the file-size limit, ulimit -f, was reached; nothing was replaced)",
+            _errno.EROFS: " (the file system is read-only)",
+            _errno.EDQUOT: " (the disk quota is used up; nothing was replaced)"}.get(
+                exc.errno or -1, "")
+    return f"{where} {reason}{f' [{code}]' if code else ''}{hint}"
+
+
+def expected_failure(exc: BaseException) -> tuple[str, int] | None:
+    """(one-line message, exit status) for an expected failure, None for a bug."""
+    if isinstance(exc, EcnasError):
+        return f" {_name(exc)}", exc.exit_status
+    if isinstance(exc, OSError):
+        return _oserror_line(exc), 2
+    if isinstance(exc, RecursionError):
+        return " input nested too deeply to read (a hostile or broken file?)", 2
+    if isinstance(exc, UnicodeError):
+        return f" text or file name not valid in its encoding ({_name(exc)})", 2
+    if isinstance(exc, MemoryError):
+        return " out of memory", 2
+    sqlite3 = sys.modules.get("sqlite3")
+    if sqlite3 is not None and isinstance(exc, sqlite3.DatabaseError):
+        return f" not a usable SQLite database ({_name(exc)})", 2
+    return None
+
+
+def run_guarded(command: str, func: Callable[[Any], Any], args: Any) -> int:
+    """Run ``func(args)`` and turn what it raises into one stderr line and an exit status."""
+    try:
+        status = func(args)
+    except KeyboardInterrupt:
+        print(f"ecnas {command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the one boundary: every exception is sorted here
+        known = expected_failure(exc)
+        if known is None:
+            traceback.print_exc()
+            print(f"ecnas {command}: internal error ({type(exc).__name__}): {REPORT}",
+                  file=sys.stderr)
+            return BUG_STATUS
+        message, status = known
+        print(f"ecnas {command}: error:{message}".rstrip(), file=sys.stderr)
+        return status
+    return int(status or 0)
