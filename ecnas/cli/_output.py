@@ -24,3 +24,9 @@ def emit(as_json: bool, obj: dict[str, Any], text: Callable[[dict[str, Any]], st
 
 def add_json_flag(parser: Any) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def add_force_flag(parser: Any, what: str = "--out") -> None:
+    parser.add_argument("--force", action="store_true",
+                        help=f"replace {what} if ecnas wrote it before (never a read-only file, "
+                             "a file ecnas did not write inside a bundle, or the input)")

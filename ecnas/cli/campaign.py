@@ -7,7 +7,7 @@ import sys
 from importlib import import_module
 from typing import Any
 
-from ecnas.cli._output import add_json_flag, emit
+from ecnas.cli._output import add_force_flag, add_json_flag, emit
 
 
 def register(sub: Any) -> None:
@@ -40,6 +40,7 @@ def register(sub: Any) -> None:
                        "validated energy table (Parquet or CSV by suffix).")
     t.add_argument("store", metavar="STORE")
     t.add_argument("--out", required=True, metavar="TABLE", help="output .parquet or .csv")
+    add_force_flag(t)
     add_json_flag(t)
     t.set_defaults(func=run_table)
 
@@ -97,8 +98,10 @@ def run_run(args: argparse.Namespace) -> int:
 def run_table(args: argparse.Namespace) -> int:
     import json
 
+    from ecnas.tables.io import check_table_target
     from ecnas.trainer.campaign.store import ResultsStore, export_table
 
+    check_table_target(args.out, force=args.force, inputs=[args.store])
     out = export_table(args.store, args.out)
     with ResultsStore(args.store) as store:
         runs, failures = store.count(), len(store.failures())

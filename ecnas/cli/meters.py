@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ecnas.cli._output import add_json_flag, emit
+from ecnas.cli._output import add_force_flag, add_json_flag, emit
 
 
 def register(sub: Any) -> None:
@@ -25,7 +25,9 @@ def register(sub: Any) -> None:
                     "CMD's; signals are forwarded to it; the report is written even when CMD "
                     "fails. Example: ecnas measure --json -- python train.py")
     add_json_flag(ms)
-    ms.add_argument("--out", metavar="FILE", help="also write the JSON report to FILE")
+    ms.add_argument("--out", metavar="FILE", help="also write the JSON report to FILE "
+                    "(checked before CMD runs)")
+    add_force_flag(ms)
     ms.add_argument("--name", help="window name in the report (default: the command's name)")
     ms.add_argument("--meters", metavar="NAMES",
                     help="comma-separated meters instead of the defaults, e.g. rapl,nvml "
@@ -65,8 +67,10 @@ def _hardware_text(summary: dict[str, Any]) -> str:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
+    import sys
+
     from ecnas.errors import InputError
-    from ecnas.meters.command import run_command
+    from ecnas.meters.command import ReportNotWritten, run_command
     from ecnas.meters.registry import create_meters
 
     cmd = list(args.cmd)
@@ -74,6 +78,10 @@ def cmd_measure(args: argparse.Namespace) -> int:
         cmd = cmd[1:]
     if not cmd:
         raise InputError("no command given: use 'ecnas measure [--json] [--out F] -- CMD …'")
+    if args.out is not None:
+        from ecnas.outputs import check_target
+
+        check_target(args.out, force=args.force)  # before CMD runs, perhaps for hours
     meters = None
     if args.meters:
         names = [n.strip() for n in args.meters.split(",") if n.strip()]
@@ -82,8 +90,14 @@ def cmd_measure(args: argparse.Namespace) -> int:
         from ecnas.meters.registry import default_meters
 
         meters = default_meters(include_psys=True)
-    result = run_command(cmd, meters=meters, name=args.name, out=args.out,
-                         idle_subtract=args.idle_subtract, profile_paths=args.profiles)
+    try:
+        result = run_command(cmd, meters=meters, name=args.name, out=args.out,
+                             idle_subtract=args.idle_subtract, profile_paths=args.profiles)
+    except ReportNotWritten as exc:
+        # CMD ran: its report goes to stdout and its exit status is kept (2 if it was 0)
+        emit(args.json, exc.result.report.to_dict(), _measure_text)
+        print(f"ecnas measure: error: {exc} (the report is on stdout)", file=sys.stderr)
+        return exc.result.returncode or 2
     emit(args.json, result.report.to_dict(), _measure_text)
     return result.returncode
 

@@ -11,7 +11,7 @@ import math
 import sys
 from typing import Any
 
-from ecnas.cli._output import add_json_flag, emit
+from ecnas.cli._output import add_force_flag, add_json_flag, emit
 
 
 def register(subparsers: Any) -> None:
@@ -51,7 +51,8 @@ def register(subparsers: Any) -> None:
                    help="deterministic algorithms (same seed → same numbers; slower on GPUs)")
     p.add_argument("--max-train-images", type=int, help="train on the first N training images")
     p.add_argument("--max-eval-images", type=int, help="evaluate on at most N images per split")
-    p.add_argument("--out", required=True, help="table to write: .parquet or .csv (overwritten)")
+    p.add_argument("--out", required=True, help="table to write: .parquet or .csv")
+    add_force_flag(p)
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     add_json_flag(p)
     p.set_defaults(func=run_train)
@@ -88,10 +89,12 @@ def _text(result: dict[str, Any]) -> str:
 def run_train(args: argparse.Namespace) -> int:
     from ecnas.errors import InputError
     from ecnas.meters import Monitor
+    from ecnas.tables.io import check_table_target
     from ecnas.trainer.rows import check_table_path, write_rows
     from ecnas.trainer.train import TrainConfig, train_architecture
 
-    out = check_table_path(args.out)  # fail before training, not after
+    out = check_table_path(args.out)
+    check_table_target(out, force=args.force)  # fail before training, not after
     if args.repeats < 1:
         raise InputError(f"--repeats must be a positive integer, got {args.repeats}")
     base = dict(matrix=args.matrix, ops=args.ops, budget_epochs=args.epochs, seed=args.seed,

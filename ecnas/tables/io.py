@@ -8,14 +8,14 @@ naming the file.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from ecnas.errors import InputError
-from ecnas.outputs import atomic_path, dumps_json, write_json
+from ecnas.outputs import atomic_path, check_target, dumps_json, write_json
 from ecnas.tables.metadata import KEY, get_metadata, merge_metadata, set_metadata
 from ecnas.tables.schema import COLUMNS, validate
 
@@ -32,6 +32,16 @@ def _kind(path: Path) -> str:
 def sidecar(path: Path) -> Path:
     """Where a CSV table's metadata lives."""
     return path.with_name(path.name + ".meta.json")
+
+
+def check_table_target(path: str | Path, *, force: bool = False,
+                       inputs: Iterable[str | Path] = (), option: str = "--out") -> Path:
+    """Check a table output before any work: suffix, folder, not an input, an existing file
+    (or CSV metadata sidecar) replaced only with ``force`` (see :mod:`ecnas.outputs`)."""
+    p = Path(path)
+    kind = _kind(p)
+    return check_target(p, force=force, inputs=inputs, option=option,
+                        companions=[sidecar(p)] if kind == "csv" else ())
 
 
 def _read_parquet(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
