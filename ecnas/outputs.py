@@ -27,6 +27,7 @@ import contextlib
 import json
 import math
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,17 @@ def _same(a: Path, b: Path) -> bool:
         return False
 
 
+def _writable(path: Path) -> bool:
+    """Writable by this process, and not marked read-only: a file or folder without any write
+    bit is read-only to ecnas even for root (who may write anything), like ``rm -i`` asks."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    access = os.W_OK | (os.X_OK if stat.S_ISDIR(mode) else 0)
+    return bool(mode & 0o222) and os.access(path, access)
+
+
 def _describe(path: Path) -> str:
     return os.fsdecode(path).encode("utf-8", "backslashreplace").decode("utf-8")
 
@@ -114,7 +126,7 @@ def check_target(path: PathLike, *, inputs: Iterable[PathLike] = (), force: bool
     parent = p.parent
     if not parent.is_dir():
         raise InputError(f"{option} {name}: folder {_describe(parent)} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
+    if not _writable(parent):
         raise InputError(f"{option} {name}: folder {_describe(parent)} is not writable")
     for src in inputs:
         s = Path(src)
@@ -143,7 +155,7 @@ def _check_existing_file(p: Path, name: str, *, force: bool, option: str) -> Non
         raise InputError(f"{option} {name}: is a folder; name a file")
     if not p.is_file():
         raise InputError(f"{option} {name}: exists and is not a regular file")
-    if not os.access(p, os.W_OK):
+    if not _writable(p):
         raise InputError(f"{option} {name}: is read-only; ecnas does not replace it")
     if not force:
         raise InputError(f"{option} {name}: exists (use --force to replace it)")
@@ -166,7 +178,7 @@ def _check_existing_folder(p: Path, name: str, *, force: bool,
                          f"did not write{f' (and {len(foreign) - 1} more)' if len(foreign) > 1 else ''}"
                          "; move it away or choose another folder (ecnas never deletes files "
                          "it did not write)")
-    if not os.access(p, os.W_OK | os.X_OK):
+    if not _writable(p):
         raise InputError(f"{option} {name}: folder is not writable")
     if not force:
         raise InputError(f"{option} {name}: an output exists there (use --force to replace it)")
@@ -176,7 +188,7 @@ def _check_existing_folder(p: Path, name: str, *, force: bool,
 def _refuse_readonly(p: Path) -> None:
     if p.is_dir():
         raise InputError(f"{_describe(p)}: is a folder; cannot write a file there")
-    if p.exists() and not os.access(p, os.W_OK):
+    if p.exists() and not _writable(p):
         raise InputError(f"{_describe(p)}: is read-only; ecnas does not replace it")
 
 

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ecnas.errors import InputError
 from ecnas.meters.base import DeviceInfo, Meter, MeterStatus, Reading, Status
 from ecnas.meters.cpuinfo import cpu_model
 
@@ -72,6 +73,8 @@ class EstimateMeter(Meter):
             try:
                 facts, _ = resolve({DOMAIN: self.device(model)}, [DOMAIN], self._profile_paths)
                 profile, note = facts.get(DOMAIN), ""
+            except InputError:
+                raise  # a broken profile file: refuse, never fall back to other numbers
             except (ImportError, OSError, ValueError) as exc:
                 profile, note = None, f"profiles could not be loaded: {exc}"
         if profile is not None and profile.per_core_w:
