@@ -192,6 +192,13 @@ def _refuse_readonly(p: Path) -> None:
         raise InputError(f"{_describe(p)}: is read-only; ecnas does not replace it")
 
 
+def _temp_prefix(p: Path) -> str:
+    # a hidden name from the target's, in plain characters: writers that encode file names
+    # as UTF-8 (pyarrow) must not fail on a target name that is not
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in p.name)
+    return f".{safe[:64]}."
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike, *, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temp path beside ``path``; on a clean exit it becomes ``path`` (mode from the
@@ -206,7 +213,7 @@ def atomic_path(path: PathLike, *, suffix: str = ".tmp") -> Iterator[Path]:
     _refuse_readonly(p)
     import tempfile  # here, not at the top: importing this module stays cheap for the meters
 
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=suffix, dir=p.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(p), suffix=suffix, dir=p.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -256,7 +263,7 @@ def atomic_folder(path: PathLike, *, owned: Callable[[Path], Iterable[str]] | No
     import shutil
     import tempfile
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(p), suffix=".tmp", dir=p.parent))
     try:
         yield tmp
         fmode = file_mode()

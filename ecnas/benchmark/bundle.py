@@ -299,7 +299,55 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     for key in ("files", "layouts"):
         if key not in manifest:
             raise InputError(f"{mf}: no {key!r}")
+    check_manifest_types(manifest, mf)
     return manifest
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_manifest_types(manifest: Mapping[str, Any], mf: Path) -> None:
+    """Every field a reader uses has its type, and every file name stays inside the bundle
+    (a plain name: no folder, no '..', no leading dot); ``InputError`` names the field."""
+    files = manifest["files"]
+    if not isinstance(files, dict):
+        raise InputError(f"{mf}: 'files' is not an object")
+    for name, entry in files.items():
+        if not _SAFE.match(name):
+            raise InputError(f"{mf}: file name {name!r} is not a plain file name inside the "
+                             "bundle (refused: it would be read from elsewhere)")
+        if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str)):
+            raise InputError(f"{mf}: files[{name!r}] has no sha256 text")
+    layouts = manifest["layouts"]
+    if not isinstance(layouts, list):
+        raise InputError(f"{mf}: 'layouts' is not a list")
+    for i, entry in enumerate(layouts):
+        if not isinstance(entry, dict):
+            raise InputError(f"{mf}: layouts[{i}] is not an object")
+        for key in ("device", "archs", "runs"):
+            if not isinstance(entry.get(key), str):
+                raise InputError(f"{mf}: layouts[{i}].{key} is {entry.get(key)!r}, not text")
+        for key in ("archs", "runs"):
+            if not _SAFE.match(entry[key]):
+                raise InputError(f"{mf}: layouts[{i}].{key} {entry[key]!r} is not a plain file "
+                                 "name inside the bundle (refused)")
+        budgets = entry.get("budgets")
+        if not (isinstance(budgets, list) and budgets and all(_is_int(b) and b > 0
+                                                              for b in budgets)):
+            raise InputError(f"{mf}: layouts[{i}].budgets is {budgets!r}, not a list of "
+                             "positive integers")
+        for key in ("repeats", "runs_present"):
+            v = entry.get(key)
+            if not (_is_int(v) and 0 <= v <= 1 << 31):
+                raise InputError(f"{mf}: layouts[{i}].{key} is {v!r}, not a count")
+    devices = manifest.get("devices", [])
+    if not (isinstance(devices, list) and all(isinstance(d, dict) and isinstance(d.get("id"), str)
+                                               for d in devices)):
+        raise InputError(f"{mf}: 'devices' is not a list of objects with an 'id'")
+    meta = manifest.get("table_metadata", {})
+    if not isinstance(meta, dict):
+        raise InputError(f"{mf}: 'table_metadata' is not an object")
 
 
 def _check(p: Path, manifest: Mapping[str, Any], name: str, actual: str | None = None) -> FileCheck:

@@ -12,6 +12,7 @@ ecnas: its traceback is printed, then a line asking to report it, and the exit s
 
 from __future__ import annotations
 
+import contextlib
 import errno as _errno
 import os
 import sys
@@ -69,6 +70,12 @@ def expected_failure(exc: BaseException) -> tuple[str, int] | None:
 
 def run_guarded(command: str, func: Callable[[Any], Any], args: Any) -> int:
     """Run ``func(args)`` and turn what it raises into one stderr line and an exit status."""
+    for stream in (sys.stdout, sys.stderr):
+        # a file name that is not valid UTF-8 is printed escaped, never a crash mid-output
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors="backslashreplace")
     try:
         status = func(args)
     except KeyboardInterrupt:

@@ -103,7 +103,7 @@ def run_table(args: argparse.Namespace) -> int:
 
     check_table_target(args.out, force=args.force, inputs=[args.store])
     out = export_table(args.store, args.out)
-    with ResultsStore(args.store) as store:
+    with ResultsStore(args.store, readonly=True) as store:
         runs, failures = store.count(), len(store.failures())
         planned = json.loads(store.meta().get("campaign", "{}")).get("runs")
     # runs of the campaign not (yet) in the store: failed for good, or never reached

@@ -129,6 +129,10 @@ def run_fit(args: argparse.Namespace) -> int:
     arch = ArchitectureSurrogate(kind=args.kind, level=args.level, seed=args.seed,
                                  shape=_shape(args), image_size=args.image_size)
     table = load_table(args.table)
+    if len(table) == 0:
+        from ecnas.errors import InputError
+
+        raise InputError(f"{args.table}: the table has no rows: nothing to fit (no model written)")
     _progress(f"fitting on {len(table)} rows (extrapolator, then architecture surrogate)")
     t0 = time.perf_counter()
     model = SurrogateModel(architecture=arch).fit(table, args.budget, kind=args.kind, level=args.level, seed=args.seed)

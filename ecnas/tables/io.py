@@ -49,7 +49,12 @@ def _read_parquet(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        try:
+            str(path).encode("utf-8")
+            table = pq.read_table(path)
+        except UnicodeEncodeError:  # pyarrow cannot take a file name that is not UTF-8
+            with open(path, "rb") as fh:
+                table = pq.read_table(fh)
     except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{path}: not a readable Parquet file ({reason})") from None

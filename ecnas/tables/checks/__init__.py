@@ -88,7 +88,9 @@ def run_checks(df: pd.DataFrame, *, profiles: Any = None,
                            f"{len(table)} rows; contract columns present with their types")]
     if len(table):
         results += [fn(ctx) for _, fn in CHECKS]
-    else:
+    else:  # nothing measured is not a table that passes
+        results.append(CheckResult("not-empty", "error", False, 0,
+                                   "the table has no rows: nothing was measured or imported"))
         results += [CheckResult(name, "info", True, 0, "empty table: nothing to check")
                     for name, _ in CHECKS]
     devices = tuple(sorted(table["device"].unique().tolist())) if len(table) else ()

@@ -33,6 +33,58 @@ CREATE TABLE IF NOT EXISTS failures (
 """
 
 
+#: the tables of an ecnas store (sqlite_sequence: SQLite's own, for AUTOINCREMENT)
+_TABLES = {"meta", "runs", "failures", "sqlite_sequence"}
+
+
+def _check_writable(path: Path) -> None:
+    """A store written to needs a writable file and folder (WAL files live beside it)."""
+    from ecnas.outputs import check_target
+
+    if path.exists() and not path.stat().st_mode & 0o222:
+        raise InputError(f"{path}: the store is read-only; 'ecnas table' reads it as it is, "
+                         "'ecnas run' needs a writable copy")
+    check_target(path, force=True, option="--store")
+
+
+def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
+    if not readonly:
+        return sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    # a store in a read-only folder (an archive) cannot get WAL files: read it immutable
+    import os
+    from urllib.parse import quote
+
+    frozen = not os.access(path.parent, os.W_OK) or not path.parent.stat().st_mode & 0o222
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro" + ("&immutable=1" if frozen else "")
+    return sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
+
+
+def _check_foreign(db: sqlite3.Connection, path: Path) -> None:
+    """Refuse an SQLite database ecnas did not make (its tables are never added to one)."""
+    tables = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if not tables:
+        return  # a new, empty file
+    fmt = None
+    if "meta" in tables:
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+            fmt = row[0] if row else None
+        except sqlite3.DatabaseError:
+            fmt = "?"
+    if fmt == FORMAT:
+        return
+    if fmt is None and tables <= _TABLES:
+        # ecnas's schema, never bound to a campaign (a run stopped before its first commit)
+        try:
+            empty = db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
+        except sqlite3.DatabaseError:
+            empty = False
+        if empty:
+            return
+    raise InputError(f"{path}: not a campaign store (an SQLite database ecnas did not make: "
+                     f"tables {', '.join(sorted(tables))}); ecnas leaves it as it is")
+
+
 @dataclass(frozen=True)
 class Failure:
     run_key: str
@@ -45,18 +97,23 @@ class Failure:
 class ResultsStore:
     """Open (or create) a store. Use as a context manager or call :meth:`close`."""
 
-    def __init__(self, path: str | Path, *, create: bool = False) -> None:
+    def __init__(self, path: str | Path, *, create: bool = False, readonly: bool = False
+                 ) -> None:
         self.path = Path(path)
         self._lock: Any = None  # the open STORE.lock while this object coordinates
         if not create and not self.path.is_file():
             raise InputError(f"{self.path}: no campaign store here")
         if create and not self.path.parent.is_dir():
             raise InputError(f"{self.path}: folder {self.path.parent} does not exist")
+        if not readonly:
+            _check_writable(self.path)
         try:
-            self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            self._db = _connect(self.path, readonly)
+            _check_foreign(self._db, self.path)
+            if not readonly:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise InputError(f"{self.path}: not a campaign store ({exc})") from None
 
@@ -241,5 +298,5 @@ def export_table(store_path: str | Path, out_path: str | Path) -> Path:
     """Write the store's table (Parquet or CSV by suffix) with its metadata."""
     from ecnas.tables import write_table
 
-    with ResultsStore(store_path) as store:
+    with ResultsStore(store_path, readonly=True) as store:
         return write_table(store.table(), out_path)
