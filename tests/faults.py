@@ -68,3 +68,12 @@ def make_table(tree_src: Path, dst: Path, *, n_arch: int = 8, repeats: int = 2) 
 
     tree = make_tree(tree_src, dst / "tree", n_arch=n_arch, repeats=repeats, budgets=(4,))
     return write_table(import_ecnas(tree), dst / "table.parquet")
+
+
+def on_cuda0(config):
+    """A campaign run function that fails unless the run was given the campaign's GPU."""
+    from campaign_runfns import trivial
+
+    if config.device != "cuda:0":
+        raise RuntimeError(f"trained on {config.device}, not the campaign's cuda:0")
+    return trivial(config)
