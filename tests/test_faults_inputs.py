@@ -215,11 +215,20 @@ def test_manifest_path_outside_the_bundle_is_refused(capsys, bundle, tmp_path):
 
 
 # ---------------------------------------------------------------- model files
-def _npz(arrays: dict[str, bytes]) -> bytes:
+def _npz(arrays: dict[str, bytes], bomb_mib: int = 0) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for name, data in arrays.items():
             z.writestr(name, data)
+        if bomb_mib:  # zeros, streamed: a few hundred KB that unpack to bomb_mib MiB
+            header = io.BytesIO()
+            np.lib.format.write_array_header_1_0(header, {
+                "descr": "<f8", "fortran_order": False, "shape": (bomb_mib << 17,)})
+            with z.open("extrapolator/bomb.npy", "w", force_zip64=True) as fh:
+                fh.write(header.getvalue())
+                chunk = bytes(1 << 20)
+                for _ in range(bomb_mib):
+                    fh.write(chunk)
     return buf.getvalue()
 
 
@@ -249,17 +258,28 @@ def test_hostile_model_files(capsys, table, tmp_path, case):
         buf = io.BytesIO()
         np.lib.format.write_array_header_1_0(buf, {**header, "shape": (100_000_000_000,)})
         bad = buf.getvalue()
-    elif case == "bomb":  # 400 KB on disk, 400 MB unpacked
-        bad = _npy(np.zeros(50_000_000))
+    elif case == "bomb":  # about 70 KB on disk, 72 MiB unpacked
+        bad = _npy(np.zeros(3))
     elif case == "text-member":
         bad = b"not an array"
     data = b"MZ not a zip" if case == "not-zip" else _npz(
         {"__meta__.npy": _meta(), "extrapolator/w.npy" if case != "text-member"
-         else "notes.txt": bad})
+         else "notes.txt": bad}, bomb_mib=72 if case == "bomb" else 0)
     model = tmp_path / "m.npz"
     model.write_bytes(data)
     if case == "bomb":
+        import tracemalloc
+
+        from ecnas.errors import InputError
+        from ecnas.surrogate.modelfile import read_model
+
         assert model.stat().st_size < 1 << 20
+        tracemalloc.start()
+        with pytest.raises(InputError):
+            read_model(model)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < 16 << 20, f"{peak} bytes allocated to refuse a 400 KB zip bomb"
     rc, _, err = cli(capsys, "surrogate", "predict", model, table, "--budget", "4", "--out",
                      tmp_path / "p.parquet")
     assert rc == 2

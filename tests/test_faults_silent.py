@@ -48,7 +48,9 @@ def test_zero_row_table_fails_check(capsys, table, tmp_path):
     empty = write_table(read_table(table).iloc[:0], tmp_path / "empty.parquet")
     rc, out, _ = cli(capsys, "check", empty, "--json")
     assert rc == 1
-    assert any(c["name"] == "not-empty" and not c["passed"] for c in json.loads(out)["checks"])
+    schema = json.loads(out)["checks"][0]
+    assert schema["name"] == "schema" and not schema["passed"]
+    assert "no rows" in schema["explanation"]
 
 
 def test_surrogate_fit_on_zero_rows_writes_nothing(capsys, table, tmp_path):

@@ -43,7 +43,7 @@ def write_model(path: str | Path, meta: dict[str, Any], arrays: dict[str, np.nda
 
 
 #: a model file is KBs to a few MBs; anything claiming more is refused before it is read
-MAX_BYTES = 256 << 20
+MAX_BYTES = 64 << 20
 #: array dtypes a model file may hold (bool, integers, floats): never objects or strings
 _KINDS = "biuf"
 

@@ -55,6 +55,11 @@ def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
     from urllib.parse import quote
 
     frozen = not os.access(path.parent, os.W_OK) or not path.parent.stat().st_mode & 0o222
+    wal = path.with_name(path.name + "-wal")
+    if frozen and wal.is_file() and wal.stat().st_size:
+        # immutable reads ignore the WAL: runs committed there would be missing silently
+        raise InputError(f"{path}: the store's folder is read-only and {wal.name} holds "
+                         "changes not yet in the store; copy the folder somewhere writable")
     uri = f"file:{quote(str(path.resolve()))}?mode=ro" + ("&immutable=1" if frozen else "")
     return sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
 
