@@ -437,4 +437,8 @@ def load_bundle_layout(path: str | Path, *, device: str | None = None,
                                  repeats=int(entry["repeats"]))
     except KeyError as exc:
         raise InputError(f"{p}: layout of {device!r} lacks column {exc}") from None
+    except (TypeError, ValueError, IndexError) as exc:
+        # checksums match, so the files are as written: written by something else
+        raise InputError(f"{p}: layout of {device!r} is malformed ({type(exc).__name__}: "
+                         f"{exc})") from None
     return lay, manifest

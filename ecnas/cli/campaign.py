@@ -96,7 +96,6 @@ def run_run(args: argparse.Namespace) -> int:
 
 
 def run_table(args: argparse.Namespace) -> int:
-    import json
 
     from ecnas.tables.io import check_table_target
     from ecnas.trainer.campaign.store import ResultsStore, export_table
@@ -105,7 +104,9 @@ def run_table(args: argparse.Namespace) -> int:
     out = export_table(args.store, args.out)
     with ResultsStore(args.store, readonly=True) as store:
         runs, failures = store.count(), len(store.failures())
-        planned = json.loads(store.meta().get("campaign", "{}")).get("runs")
+        planned = store.campaign().get("runs")
+    if not isinstance(planned, int) or isinstance(planned, bool):
+        planned = None
     # runs of the campaign not (yet) in the store: failed for good, or never reached
     missing = max(int(planned) - runs, 0) if planned is not None else None
     result = {"table": str(out), "runs": runs, "campaign_runs": planned, "missing": missing,

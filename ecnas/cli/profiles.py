@@ -170,7 +170,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     check_target(out, force=args.force)
     for name in ("idle_s", "load_s", "probe_s", "poll_s", "interval_s"):
-        if getattr(args, name) <= 0:
+        if not getattr(args, name) > 0 or getattr(args, name) == float("inf"):  # NaN, inf
             raise InputError(f"--{name.replace('_', '-')}: must be > 0, got {getattr(args, name)}")
     if args.reference is not None and not args.reference.is_file():
         raise InputError(f"--reference: {args.reference}: no such file")

@@ -8,6 +8,7 @@ naming the file.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,22 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     return df, meta
 
 
+def _check_metadata(meta: Any, where: Path) -> None:
+    """The metadata's shape, as the writers and checks use it (a file may hold anything)."""
+    if not isinstance(meta, dict):
+        raise InputError(f"{where}: table metadata is not a JSON object")
+    prov = meta.get("provenance")
+    if prov is not None and not (isinstance(prov, list)
+                                 and all(isinstance(e, dict) for e in prov)):
+        raise InputError(f"{where}: table metadata 'provenance' is not a list of objects")
+    pue = meta.get("pue")
+    factor = pue.get("factor") if isinstance(pue, dict) else pue
+    if factor is not None and (isinstance(factor, bool) or not isinstance(factor, (int, float))
+                               or not math.isfinite(factor) or factor <= 0):
+        raise InputError(f"{where}: table metadata 'pue' factor {factor!r} is not a finite "
+                         "number > 0")
+
+
 def read_table(path: str | Path, *, validate_schema: bool = True) -> pd.DataFrame:
     """Read a Parquet or CSV energy table; metadata lands in ``df.attrs["ecnas"]``.
 
@@ -102,6 +119,7 @@ def read_table(path: str | Path, *, validate_schema: bool = True) -> pd.DataFram
     if not p.is_file():
         raise InputError(f"{p}: not a file")
     df, meta = _read_parquet(p) if kind == "parquet" else _read_csv(p)
+    _check_metadata(meta, p if kind == "parquet" else sidecar(p))
     set_metadata(df, meta) if meta else None
     if not validate_schema:
         return df

@@ -236,14 +236,31 @@ class ResultsStore:
         return float(m), float(e)
 
     def provenance(self) -> dict[str, dict[str, Any]]:
-        return {k: json.loads(p) for k, p in
+        return {k: self._decoded(p, dict, f"provenance of run {k}") for k, p in
                 self._db.execute("SELECT run_key, provenance_json FROM runs ORDER BY run_key")}
 
     def rows(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        for (text,) in self._db.execute("SELECT rows_json FROM runs ORDER BY run_key"):
-            out += json.loads(text)
+        for key, text in self._db.execute("SELECT run_key, rows_json FROM runs ORDER BY run_key"):
+            rows = self._decoded(text, list, f"rows of run {key}")
+            if not all(isinstance(r, dict) for r in rows):
+                raise InputError(f"{self.path}: rows of run {key} are not JSON objects")
+            out += rows
         return out
+
+    def campaign(self) -> dict[str, Any]:
+        """The campaign this store was made for, as stored ({} before the first run)."""
+        return self._decoded(self.meta().get("campaign", "{}"), dict, "the campaign")
+
+    def _decoded(self, text: Any, kind: type, what: str) -> Any:
+        # the store is a file: what it holds is checked like any input, one line if broken
+        try:
+            value = json.loads(text)
+        except (TypeError, ValueError):
+            raise InputError(f"{self.path}: {what} is not JSON (a damaged store?)") from None
+        if not isinstance(value, kind):
+            raise InputError(f"{self.path}: {what} is not a JSON {kind.__name__}")
+        return value
 
     def table(self) -> Any:
         """All completed runs as a validated energy table, with the campaign's metadata."""
@@ -256,15 +273,15 @@ class ResultsStore:
         df = validate(pd.DataFrame(rows)) if rows else empty_table()
         prov = self.provenance()
         # the same reason differs only by process id from run to run: list it once
-        reasons = sorted({re.sub(r"process \d+", "process <pid>", r)
+        reasons = sorted({re.sub(r"process \d+", "process <pid>", str(r))
                           for p in prov.values() for r in p.get("estimate_reasons", [])})
-        meters = sorted({m for p in prov.values() for m in p.get("meters", [])})
+        meters = sorted({str(m) for p in prov.values() for m in p.get("meters", [])})
         meta = self.meta()
         shared = sorted(k for k, p in prov.items() if p.get("cpu_share", 1.0) < 1.0)
         metadata: dict[str, Any] = {
             "producer": "ecnas campaign",
             "campaign_hash": meta.get("campaign_hash"),
-            "campaign": json.loads(meta.get("campaign", "{}")),
+            "campaign": self.campaign(),
             "meters": meters,
             "provenance": [provenance_entry("ecnas campaign", str(self.path),
                                             runs=len(prov))],
