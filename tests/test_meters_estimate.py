@@ -13,7 +13,7 @@ from fakes.env import isolated_cache  # noqa: F401  (autouse: a private ECNAS_CA
 from fakes.sysfs import FakePowercap
 
 from ecnas.meters import Monitor, Status, default_meters, discover
-from ecnas.meters.estimate import DEFAULT_PER_CORE_W, EstimateMeter
+from ecnas.meters.estimate import EstimateMeter
 from ecnas.profiles import get_profile
 
 BUSY = "import time\nt = time.process_time()\nwhile time.process_time() - t < {s}: pass\n"
@@ -98,12 +98,15 @@ def test_per_core_power_comes_from_the_matched_profile(tmp_path: Path,
     assert "from profile generic-intel-xeon" in source
 
 
-def test_generic_default_when_profiles_cannot_load(no_counters: Path, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_refused_when_profiles_cannot_load(no_counters: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # issue 19 point 7: a profile path that cannot load is refused, naming it, rather than
+    # estimating with the generic default (which silently changed the figures)
+    from ecnas.errors import InputError
+
     monkeypatch.setenv("ECNAS_PROFILE_PATH", str(tmp_path / "missing-profiles"))
-    watts, source, profile_id = EstimateMeter().per_core()
-    assert watts == DEFAULT_PER_CORE_W and profile_id is None
-    assert "generic default" in source and "missing-profiles" in source
+    with pytest.raises(InputError, match="missing-profiles"):
+        EstimateMeter().per_core()
 
 
 def test_short_window_is_flagged() -> None:
