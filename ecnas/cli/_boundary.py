@@ -12,6 +12,7 @@ ecnas: its traceback is printed, then a line asking to report it, and the exit s
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import errno as _errno
 import os
@@ -28,12 +29,27 @@ REPORT = ("this is a bug in ecnas: please report it (CONTRIBUTING.md) with the c
           "and the traceback above")
 
 
+def _escape(exc: UnicodeError) -> tuple[str, int]:
+    """Codec error handler: a byte of a file name that was not UTF-8 (decoded by Python as a
+    lone surrogate U+DC80..U+DCFF) is written as ``\\xNN``, the byte it was; anything else
+    the stream cannot encode as ``\\uNNNN``."""
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    text = exc.object[exc.start:exc.end]
+    return "".join(f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF
+                   else c.encode("ascii", "backslashreplace").decode("ascii")
+                   for c in text), exc.end
+
+
+ESCAPE = "ecnas-escape"
+codecs.register_error(ESCAPE, _escape)
+
+
 def _name(value: Any) -> str:
-    """A file name printable on any terminal (undecodable bytes escaped, not an error)."""
+    """A file name or message printable on any terminal (undecodable bytes escaped)."""
     if isinstance(value, bytes):
         value = os.fsdecode(value)
-    text = str(value)
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return str(value).encode("utf-8", ESCAPE).decode("utf-8")
 
 
 def _oserror_line(exc: OSError) -> str:
@@ -75,7 +91,7 @@ def run_guarded(command: str, func: Callable[[Any], Any], args: Any) -> int:
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             with contextlib.suppress(ValueError, OSError):
-                reconfigure(errors="backslashreplace")
+                reconfigure(errors=ESCAPE)
     try:
         status = func(args)
     except KeyboardInterrupt:
