@@ -104,7 +104,8 @@ def _writable(path: Path) -> bool:
 
 
 def _describe(path: Path) -> str:
-    return os.fsdecode(path).encode("utf-8", "backslashreplace").decode("utf-8")
+    # as the OS gave it: the CLI prints a byte that is not UTF-8 as \xNN (ecnas.cli._boundary)
+    return os.fsdecode(path)
 
 
 def check_target(path: PathLike, *, inputs: Iterable[PathLike] = (), force: bool = False,
