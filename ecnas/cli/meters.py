@@ -79,9 +79,13 @@ def cmd_measure(args: argparse.Namespace) -> int:
     if not cmd:
         raise InputError("no command given: use 'ecnas measure [--json] [--out F] -- CMD …'")
     if args.out is not None:
+        import os
+
         from ecnas.outputs import check_target
 
-        check_target(args.out, force=args.force)  # before CMD runs, perhaps for hours
+        # before CMD runs (perhaps for hours); never over a file CMD names (its script)
+        check_target(args.out, force=args.force,
+                     inputs=[a for a in cmd if os.path.isfile(a)])
     meters = None
     if args.meters:
         names = [n.strip() for n in args.meters.split(",") if n.strip()]
