@@ -175,8 +175,9 @@ def _check_existing_folder(p: Path, name: str, *, force: bool,
     foreign = [e for e in entries if e not in mine or not (p / e).is_file()
                or (p / e).is_symlink()]
     if foreign:
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
         raise InputError(f"{option} {name}: holds {_describe(Path(foreign[0]))}, which ecnas "
-                         f"did not write{f' (and {len(foreign) - 1} more)' if len(foreign) > 1 else ''}"
+                         f"did not write{more}"
                          "; move it away or choose another folder (ecnas never deletes files "
                          "it did not write)")
     if not _writable(p):

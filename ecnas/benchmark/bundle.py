@@ -218,7 +218,8 @@ def write_bundle(table: Any, out_dir: str | Path, *, metadata: Mapping[str, Any]
     The folder is built next to its destination and renamed into place, so readers never see
     half a bundle. An existing bundle is replaced when ``overwrite``, and only when everything
     in it is listed by its manifest: a folder that is not a bundle, or a bundle holding files
-    ecnas did not write, is never replaced (``InputError`` names the foreign file). ``metadata`` is merged over the table's ``df.attrs["ecnas"]``.
+    ecnas did not write, is never replaced (``InputError`` names the foreign file).
+    ``metadata`` is merged over the table's ``df.attrs["ecnas"]``.
     """
     from ecnas.benchmark.layout import SOURCES, devices_of, layout_from_table
     from ecnas.tables import validate

@@ -1,8 +1,8 @@
 """Reading and writing energy tables: Parquet (with metadata) and CSV (metadata sidecar).
 
 Writes go through :mod:`ecnas.outputs` (atomic, modes from the umask, read-only targets
-refused), so a crashed writer never leaves a half table behind. Every read problem becomes one ``InputError`` line
-naming the file.
+refused), so a crashed writer never leaves a half table behind. Every read problem becomes
+one ``InputError`` line naming the file.
 """
 
 from __future__ import annotations
