@@ -211,8 +211,14 @@ def test_file_size_limit_is_one_line_and_keeps_the_old_output(capsys, table, tmp
 def test_file_size_limit_during_a_campaign_run(tmp_path):
     from campaign_runfns import campaign_toml
 
-    toml = campaign_toml(tmp_path / "c.toml", count=2, repeats=1)
+    from ecnas.trainer.campaign.store import ResultsStore
+
+    toml = campaign_toml(tmp_path / "c.toml", count=3, repeats=2)
+    # the store is created, then a run's commit (3000 checkpoints) passes the limit
     proc = run_limited("run", toml, "--store", tmp_path / "s.sqlite", "--workers", "0",
-                       "--run-fn", "campaign_runfns:trivial", "--quiet", fsize=4096)
+                       "--run-fn", "campaign_runfns:big", "--quiet", fsize=65536)
     assert proc.returncode == 2, proc.stderr
-    one_line(proc.stderr)
+    assert "disk I/O error" in one_line(proc.stderr)
+    with ResultsStore(tmp_path / "s.sqlite", readonly=True) as store:
+        done = store.count()  # whole runs only: a failed commit left nothing half there
+        assert len(store.rows()) == 3000 * done

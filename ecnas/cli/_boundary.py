@@ -79,6 +79,9 @@ def expected_failure(exc: BaseException) -> tuple[str, int] | None:
     if isinstance(exc, MemoryError):
         return " out of memory", 2
     sqlite3 = sys.modules.get("sqlite3")
+    if sqlite3 is not None and isinstance(exc, sqlite3.OperationalError):
+        return (f" SQLite could not read or write the database ({_name(exc)}; a full disk, "
+                "a file-size limit or a read-only file?)"), 2
     if sqlite3 is not None and isinstance(exc, sqlite3.DatabaseError):
         return f" not a usable SQLite database ({_name(exc)})", 2
     return None

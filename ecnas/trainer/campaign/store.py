@@ -9,6 +9,7 @@ process; a power cut may lose the last commits (they are re-run on resume), neve
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sqlite3
@@ -119,6 +120,8 @@ class ResultsStore:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.executescript(_SCHEMA)
+        except sqlite3.OperationalError as exc:  # I/O, a full disk, a locked or read-only file
+            raise InputError(f"{self.path}: cannot use the campaign store ({exc})") from None
         except sqlite3.DatabaseError as exc:
             raise InputError(f"{self.path}: not a campaign store ({exc})") from None
 
@@ -307,7 +310,13 @@ class _Transaction:
         self._db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
-        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        if not exc_type:
+            self._db.execute("COMMIT")
+            return
+        # SQLite may have rolled back already (a full disk, an I/O error): the error that
+        # caused it is the one to report, not "no transaction is active"
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("ROLLBACK")
 
 
 def _json_default(value: Any) -> Any:
