@@ -13,7 +13,7 @@ from fakes.env import isolated_cache  # noqa: F401  (autouse: a private ECNAS_CA
 from fakes.sysfs import FakePowercap
 
 from ecnas.meters import Status, default_meters, discover
-from ecnas.meters.estimate import DEFAULT_PER_CORE_W, EstimateMeter
+from ecnas.meters.estimate import EstimateMeter
 from ecnas.monitor import Monitor
 from ecnas.monitor.profile_cache import bind_profiles
 from ecnas.profiles import get_profile
@@ -103,13 +103,15 @@ def test_per_core_power_comes_from_the_matched_profile(tmp_path: Path,
     assert "from profile generic-intel-xeon" in source
 
 
-def test_generic_default_when_profiles_cannot_load(no_counters: Path, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_refused_when_profiles_cannot_load(no_counters: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # issue 19 point 7: a profile path that cannot load is refused, naming it, rather than
+    # estimating with the generic default (which silently changed the figures)
+    from ecnas.errors import InputError
+
     monkeypatch.setenv("ECNAS_PROFILE_PATH", str(tmp_path / "missing-profiles"))
-    (meter,) = bind_profiles([EstimateMeter()])
-    watts, source, profile_id = meter.per_core()
-    assert watts == DEFAULT_PER_CORE_W and profile_id is None
-    assert "generic default" in source and "missing-profiles" in source
+    with pytest.raises(InputError, match="missing-profiles"):
+        bind_profiles([EstimateMeter()])
 
 
 def test_short_window_is_flagged() -> None:

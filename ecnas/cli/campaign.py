@@ -8,7 +8,7 @@ from importlib import import_module
 from typing import Any
 
 from ecnas.cli._metrics import add_metrics_flags, start_exporter
-from ecnas.cli._output import add_json_flag, emit
+from ecnas.cli._output import add_force_flag, add_json_flag, emit
 
 
 def register(sub: Any) -> None:
@@ -42,6 +42,7 @@ def register(sub: Any) -> None:
                        "validated energy table (Parquet or CSV by suffix).")
     t.add_argument("store", metavar="STORE")
     t.add_argument("--out", required=True, metavar="TABLE", help="output .parquet or .csv")
+    add_force_flag(t)
     add_json_flag(t)
     t.set_defaults(func=run_table)
 
@@ -103,14 +104,17 @@ def run_run(args: argparse.Namespace) -> int:
 
 
 def run_table(args: argparse.Namespace) -> int:
-    import json
 
+    from ecnas.tables.io import check_table_target
     from ecnas.trainer.campaign.store import ResultsStore, export_table
 
+    check_table_target(args.out, force=args.force, inputs=[args.store])
     out = export_table(args.store, args.out)
-    with ResultsStore(args.store) as store:
+    with ResultsStore(args.store, readonly=True) as store:
         runs, failures = store.count(), len(store.failures())
-        planned = json.loads(store.meta().get("campaign", "{}")).get("runs")
+        planned = store.campaign().get("runs")
+    if not isinstance(planned, int) or isinstance(planned, bool):
+        planned = None
     # runs of the campaign not (yet) in the store: failed for good, or never reached
     missing = max(int(planned) - runs, 0) if planned is not None else None
     result = {"table": str(out), "runs": runs, "campaign_runs": planned, "missing": missing,

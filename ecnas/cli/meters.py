@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from ecnas.cli._metrics import add_metrics_flags, start_exporter
-from ecnas.cli._output import add_json_flag, emit
+from ecnas.cli._output import add_force_flag, add_json_flag, emit
 
 
 def register(sub: Any) -> None:
@@ -26,7 +26,9 @@ def register(sub: Any) -> None:
                     "CMD's; signals are forwarded to it; the report is written even when CMD "
                     "fails. Example: ecnas measure --json -- python train.py")
     add_json_flag(ms)
-    ms.add_argument("--out", metavar="FILE", help="also write the JSON report to FILE")
+    ms.add_argument("--out", metavar="FILE", help="also write the JSON report to FILE "
+                    "(checked before CMD runs)")
+    add_force_flag(ms)
     ms.add_argument("--name", help="window name in the report (default: the command's name)")
     ms.add_argument("--meters", metavar="NAMES",
                     help="comma-separated meters instead of the defaults, e.g. rapl,nvml "
@@ -68,16 +70,23 @@ def _hardware_text(summary: dict[str, Any]) -> str:
 
 def cmd_measure(args: argparse.Namespace) -> int:
     import os
+    import sys
 
     from ecnas.errors import InputError
     from ecnas.meters.registry import create_meters, default_meters
-    from ecnas.monitor.command import run_command
+    from ecnas.monitor.command import ReportNotWritten, run_command
 
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
     if not cmd:
         raise InputError("no command given: use 'ecnas measure [--json] [--out F] -- CMD …'")
+    if args.out is not None:
+        from ecnas.outputs import check_target
+
+        # before CMD runs (perhaps for hours); never over a file CMD names (its script)
+        check_target(args.out, force=args.force,
+                     inputs=[a for a in cmd if os.path.isfile(a)])
     meters = None
     names: list[str] = []
     if args.meters:
@@ -95,6 +104,11 @@ def cmd_measure(args: argparse.Namespace) -> int:
     try:
         result = run_command(cmd, meters=meters, name=args.name, out=args.out,
                              idle_subtract=args.idle_subtract, profile_paths=args.profiles)
+    except ReportNotWritten as exc:
+        # CMD ran: its report goes to stdout and its exit status is kept (2 if it was 0)
+        emit(args.json, exc.result.report.to_dict(), _measure_text)
+        print(f"ecnas measure: error: {exc} (the report is on stdout)", file=sys.stderr)
+        return exc.result.returncode or 2
     finally:
         if exporter is not None:
             exporter.close()

@@ -166,10 +166,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".toml":
         raise InputError(f"--out: {out}: a profile file must end in .toml")
-    if out.exists() and not args.force:
-        raise InputError(f"--out: {out} exists (use --force to overwrite)")
+    from ecnas.outputs import check_target
+
+    check_target(out, force=args.force)
     for name in ("idle_s", "load_s", "probe_s", "poll_s", "interval_s"):
-        if getattr(args, name) <= 0:
+        if not getattr(args, name) > 0 or getattr(args, name) == float("inf"):  # NaN, inf
             raise InputError(f"--{name.replace('_', '-')}: must be > 0, got {getattr(args, name)}")
     if args.reference is not None and not args.reference.is_file():
         raise InputError(f"--reference: {args.reference}: no such file")

@@ -91,10 +91,12 @@ def _text(result: dict[str, Any]) -> str:
 def run_train(args: argparse.Namespace) -> int:
     from ecnas.errors import InputError
     from ecnas.monitor import default_monitor
+    from ecnas.tables.io import check_table_target
     from ecnas.trainer.rows import check_table_path, write_rows
     from ecnas.trainer.train import TrainConfig, train_architecture
 
-    out = check_table_path(args.out)  # fail before training, not after
+    out = check_table_path(args.out)
+    check_table_target(out, force=args.force)  # fail before training, not after
     if args.repeats < 1:
         raise InputError(f"--repeats must be a positive integer, got {args.repeats}")
     base = dict(matrix=args.matrix, ops=args.ops, budget_epochs=args.epochs, seed=args.seed,

@@ -215,7 +215,12 @@ class Monitor:
 
         try:
             profiles, cache_note = resolve(devices, domains, self._profile_paths)
-        except (ImportError, OSError, ValueError) as exc:
+        except InputError:
+            raise  # a broken or missing profile file: refuse, never change the numbers
+        except OSError as exc:  # an unreadable profile file: the same (docs/profiles.md)
+            raise InputError(f"hardware profiles: {exc.filename or ''}: "
+                             f"{exc.strerror or exc}") from None
+        except (ImportError, ValueError) as exc:
             notes.append(f"hardware profiles not loaded ({exc}): readings are uncalibrated")
             return {}, f"profiles could not be loaded: {exc}"
         if cache_note:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ecnas._version import __version__
+from ecnas.errors import InputError
 from ecnas.meters.base import Calibration, DeviceInfo, DomainProfile, Meter
 
 CACHE_ENV = "ECNAS_CACHE_DIR"
@@ -124,13 +125,14 @@ def resolve(devices: Mapping[str, DeviceInfo], domains: Sequence[str],
         return cached, ""
     facts = match_domains(devices, domains, profile_paths)
     payload = json.dumps({"key": key, "domains": {d: f.to_json() for d, f in facts.items()}})
+    from ecnas.outputs import write_text  # on a cache miss only: keeps the cold start short
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(payload, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        return facts, (f"profile cache not written ({path}: {exc.strerror or exc}); set "
+        write_text(path, payload)
+    except (OSError, InputError) as exc:
+        why = getattr(exc, "strerror", None) or exc
+        return facts, (f"profile cache not written ({path}: {why}); set "
                        f"{CACHE_ENV} to a writable folder to start faster")
     return facts, ""
 
@@ -148,7 +150,12 @@ def bind_profiles(meters: Sequence[Meter],
         return list(meters)
     try:
         facts, note = resolve(devices, list(devices), profile_paths)[0], ""
-    except (ImportError, OSError, ValueError) as exc:
+    except InputError:
+        raise  # a broken or missing profile file: refuse, never fall back to other numbers
+    except OSError as exc:
+        raise InputError(f"hardware profiles: {exc.filename or ''}: "
+                         f"{exc.strerror or exc}") from None
+    except (ImportError, ValueError) as exc:
         facts, note = {}, f"profiles could not be loaded: {exc}"
     for meter in meters:
         device = meter.profile_device()

@@ -7,7 +7,6 @@ subtraction are recorded beside the raw joules, never folded in silently.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -131,18 +130,9 @@ class EnergyReport:
         }
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(_finite(self.to_dict()), indent=indent)
+        from ecnas.outputs import dumps_json  # JSON has no NaN: null, so anyone can parse it
 
-
-def _finite(value: Any) -> Any:
-    # JSON has no NaN: write null so every consumer can parse the report.
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
+        return dumps_json(self.to_dict(), indent=indent)
 
 
 _PLATFORM = Component.PLATFORM.value

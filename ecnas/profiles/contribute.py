@@ -91,8 +91,9 @@ def make_bundle(profile_path: Path, table_path: Path, out: Path, *, who: str = "
     profile_path, table_path, out = Path(profile_path), Path(table_path), Path(out)
     if not out.name.endswith((".tar.gz", ".tgz")):
         raise InputError(f"--out: {out}: the bundle must end in .tar.gz")
-    if out.exists() and not force:
-        raise InputError(f"--out: {out} exists (use --force to overwrite)")
+    from ecnas.outputs import atomic_path, check_target
+
+    check_target(out, force=force, inputs=[profile_path, table_path])
     if not table_path.is_file():
         raise InputError(f"--table: {table_path}: no such file")
     profile = validate_file(profile_path)
@@ -114,10 +115,11 @@ def make_bundle(profile_path: Path, table_path: Path, out: Path, *, who: str = "
     }
     bundle = digest = None
     if not failed:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(out, "w:gz") as tar:
-            tar.add(profile_path, arcname=manifest["profile"]["file"])
-            tar.add(table_path, arcname=manifest["table"]["file"])
+        # atomic (a failed write leaves the previous bundle whole); dereference: a symlinked
+        # profile or table goes in as its data, the data the manifest's SHA-256 is of
+        with atomic_path(out) as tmp, tarfile.open(tmp, "w:gz", dereference=True) as tar:
+            tar.add(profile_path, arcname=manifest["profile"]["file"], recursive=False)
+            tar.add(table_path, arcname=manifest["table"]["file"], recursive=False)
             data = json.dumps(manifest, indent=2).encode()
             info = tarfile.TarInfo("manifest.json")
             info.size = len(data)

@@ -325,6 +325,8 @@ def loads_profile(text: str, where: str = "<string>", source_path: Path | None =
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{where}: TOML syntax: {exc}") from None
+    except RecursionError:  # e.g. hundreds of nested '[': a hostile or broken file
+        raise InputError(f"{where}: TOML nested too deeply to read") from None
     return parse_profile(data, where, source_path)
 
 
@@ -438,5 +440,6 @@ def write_profile(profile: HardwareProfile, path: str | Path) -> Path:
     text = dumps_profile(profile)
     loads_profile(text, str(path))  # never write a file that validate would reject
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
+    from ecnas.outputs import write_text
+
+    return write_text(path, text)

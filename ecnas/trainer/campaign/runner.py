@@ -53,8 +53,13 @@ def make_executor(campaign: Campaign, workers: int, scheduler: str | None,
     if scheduler is not None:
         return executors.DaskExecutor(scheduler, campaign.devices,
                                       connect_timeout=connect_timeout)
+    if workers < 0:
+        raise InputError(f"--workers {workers}: use 0 (inline) or a positive number")
     if workers == 0:
-        return executors.InlineExecutor()
+        if len(set(campaign.devices)) > 1:  # inline is one run at a time on one device
+            raise InputError(f"--workers 0 runs inline on one device; the campaign names "
+                             f"{', '.join(campaign.devices)}: use --workers N")
+        return executors.InlineExecutor(campaign.devices[0])
     return executors.LocalExecutor(workers, campaign.devices)
 
 
