@@ -45,13 +45,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ecnas {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     for name in COMMAND_MODULES:
-        try:
-            module = import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue  # a room whose command module is not written yet
-        module.register(sub)
+        import_module(name).register(sub)
     return parser
 
 

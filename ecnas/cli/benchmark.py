@@ -40,13 +40,7 @@ def register(sub: Any) -> None:
     add_json_flag(q)
     q.set_defaults(func=_query)
 
-    try:
-        moo = import_module("ecnas.cli.benchmark_moo")
-    except ModuleNotFoundError as exc:
-        if exc.name != "ecnas.cli.benchmark_moo":
-            raise
-        return
-    moo.register(sub)
+    import_module("ecnas.cli.benchmark_moo").register(sub)
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -224,7 +224,7 @@ def _maybe(value: float | None, unit: str) -> str:
 
 def cmd_contribute(args: argparse.Namespace) -> int:
     from ecnas.errors import CheckFailed
-    from ecnas.profiles.contribute import make_bundle
+    from ecnas.tables.contribute import make_bundle
 
     result = make_bundle(args.profile, args.table, args.out, who=args.who, notes=args.notes,
                          force=args.force)

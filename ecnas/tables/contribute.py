@@ -1,5 +1,8 @@
 """Bundle a device contribution: its profile, a device table measured on it, a manifest.
 
+It lives with the tables (which may use profiles) rather than with the profiles (which must
+not import tables): see docs/architecture.md.
+
 The bundle is a ``.tar.gz`` holding ``profile/<id>.toml``, ``table/<file>`` and
 ``manifest.json`` (versions, contributor, SHA-256 of each file, table summary and the
 consistency-check results). Nothing is bundled unless the profile validates, the table's
@@ -18,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ecnas._version import __version__
-from ecnas.errors import EcnasError, InputError
+from ecnas.errors import InputError
 from ecnas.profiles.toml_io import validate_file
 
 
@@ -70,11 +73,9 @@ def _check_rows(report: Any) -> list[dict]:
 
 def check_table(table: Path, profile_id: str) -> tuple[int, int, list[dict]]:
     """Read the table through ecnas.tables and run its checks plus the device-id check."""
-    try:
-        from ecnas.tables import read_table
-        from ecnas.tables.checks import run_checks
-    except ImportError as exc:
-        raise EcnasError(f"cannot validate {table}: ecnas.tables is not available ({exc})") from None
+    from ecnas.tables import read_table
+    from ecnas.tables.checks import run_checks
+
     df = read_table(table)
     rows = _check_rows(run_checks(df))
     devices = sorted({str(d) for d in df["device"].dropna().unique()}) if "device" in df else []
