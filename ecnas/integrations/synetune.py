@@ -31,15 +31,13 @@ The blackbox (syne-tune's ``BlackboxTabular``):
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ecnas.errors import InputError
+from ecnas.outputs import atomic_folder
 
 INSTALL_HINT = ("ecnas.integrations.synetune needs syne-tune with its blackbox repository: "
                 "pip install ecnas[synetune]")
@@ -194,9 +192,9 @@ def write_blackbox(bundle: str | Path, target: Path, *, device: str | None = Non
     bb = to_blackbox(bundle, device=device, halfway=halfway)
     task = bb._bench.device
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        os.chmod(tmp, 0o777 & ~_umask())
+    # the old folder stays whole until the new one is in place; it is replaced only when
+    # every file in it is one ecnas writes here
+    with atomic_folder(target, owned=_owned_blackbox_files) as tmp:
         serialize_configspace(tmp, bb.configuration_space, bb.fidelity_space)
         # float64 objectives (syne-tune's own serialize casts to float32): the energies a
         # scheduler sees are the bundle's joules exactly
@@ -208,27 +206,17 @@ def write_blackbox(bundle: str | Path, target: Path, *, device: str | None = Non
                 MARKER: {"bundle": str(Path(bundle).resolve()), "device": task,
                          "energy": "joules, PUE excluded; see the bundle's 'estimated' flags"}}
         (tmp / "metadata.json").write_text(json.dumps(meta, indent=1))
-        from ecnas.benchmark.bundle import _replace_dir
-
-        _replace_dir(tmp, target)  # the old folder stays whole until the new one is in place
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 
-def _umask() -> int:
-    """The process umask, read without setting it where Linux shows it (setting it, even
-    briefly, would change the mode of files other threads create meanwhile)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+#: what write_blackbox puts in a blackbox folder (and so may replace there)
+BLACKBOX_FILES = ("configspace.json", "fidelityspace.json", "objectives_evaluations.npy",
+                  "fidelities_values.npy", "hyperparameters.parquet", "metadata.json")
+
+
+def _owned_blackbox_files(folder: Path) -> tuple[str, ...]:
+    _check_target(folder)  # raises when ecnas did not write the folder
+    return BLACKBOX_FILES
 
 
 def _check_target(target: Path) -> None:
