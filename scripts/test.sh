@@ -5,6 +5,11 @@ cd "$(dirname "$0")/.."
 python3 -m pip install --quiet torch==2.13.0 2>/dev/null \
   || echo "note: torch==2.13.0 (CPU build) not installable here; using whatever torch pip resolves"
 python3 -m pip install --quiet -e ".[dev]"
+# syne-tune without its heavy optional dependencies (xgboost alone pulls ~200 MB of CUDA
+# libraries): what its blackbox repository needs, so the syne-tune integration tests run here
+python3 -m pip install --quiet --no-deps "syne-tune==0.16.0" \
+  && python3 -m pip install --quiet dill scikit-learn fastparquet sortedcontainers tqdm \
+  || echo "note: syne-tune not installable here; its tests skip"
 python3 -m ruff check ecnas tests benchmarks
 python3 -m pytest -q tests
 # Benchmarks in quick mode: each figure the README quotes, timed briefly (not asserted).
