@@ -158,7 +158,8 @@ class Extrapolator:
 
     ``fit(table)`` learns from the runs measured to their full budget; ``predict(table,
     budget)`` returns one row per (architecture, repeat, device) with the value at ``budget``.
-    ``candidates`` limits the models that compete (``per-run`` is always one of them).
+    ``candidates`` limits the models that compete (with one, it is used alone; ``per-run``
+    stands in where a candidate cannot predict a row).
     """
 
     min_runs: int = 10
@@ -190,7 +191,7 @@ class Extrapolator:
             self.trained_horizon = (float(ratio.min()), float(ratio.max()))
         n_cells = int(np.unique(ex.groups).size) if ex.rows.size else 0
         learn = self.n_full_runs >= self.min_runs and n_cells >= 5
-        cands = [c for c in self.candidates if c != "per-run"] if learn else []
+        cands = list(self.candidates) if learn else ["per-run"]
         if not learn and self.n_full_runs:
             self.notes.append(
                 f"{self.n_full_runs} run(s) of {n_cells} cell(s) measured to full budget "
@@ -199,7 +200,7 @@ class Extrapolator:
         prev = _previous_rows(p)
         self.targets, self.quantile = {}, {}
         for name in TARGETS:
-            tgt = self._fit_target(p, prev, ex, name, ["per-run", *cands])
+            tgt = self._fit_target(p, prev, ex, name, cands)
             self.targets[name] = tgt
             self.quantile[name] = (conformal_quantile(tgt.residuals, self.level)
                                    if tgt.residuals.size else math.inf)
@@ -224,7 +225,7 @@ class Extrapolator:
         x_rate = _rate_features(p, prev, rows, name)
         x_phys = _features(p, rows)
         columns = {c: self._columns(x_rate) for c in cands if c in _LEAST_SQUARES}
-        cands = [c for c in cands if c not in columns or columns[c]]
+        cands = [c for c in cands if c not in columns or columns[c]] or ["per-run"]
         oof = {c: np.full(idx.size, np.nan) for c in cands}
         fold_models: dict[str, list[LinearModel | None]] = {c: [] for c in cands}
         for f in range(k):
