@@ -354,9 +354,9 @@ class Extrapolator:
         if rows.size == 0:
             return Prediction(_empty_prediction())
         # per (arch, repeat, device): the latest usable checkpoint of any of its runs
-        key = t.loc[rows, ["arch_hash", "repeat", "device"]].astype(str).agg("\x1f".join, axis=1)
-        order = pd.DataFrame({"key": key.to_numpy(), "epoch": p.epoch[rows], "row": rows})
-        best = order.sort_values(["key", "epoch"], kind="stable").groupby("key").tail(1)
+        keys = ["arch_hash", "repeat", "device"]
+        order = t.loc[rows, keys].astype(str).assign(epoch=p.epoch[rows], row=rows)
+        best = order.sort_values([*keys, "epoch"], kind="stable").groupby(keys).tail(1)
         rows = np.sort(best["row"].to_numpy())
         b = np.full(rows.size, float(budget))
         notes: list[str] = []
@@ -532,14 +532,16 @@ def _cv_plus(fold_pred: np.ndarray, resid: np.ndarray, resid_fold: np.ndarray,
     """CV+ bounds on the value scale: ``fold_pred`` (m, K) holds log predictions of each fold's
     model; the lower bound is the ⌊α(n+1)⌋-th smallest of ``pred_fold(i) − R_i``, the upper the
     ⌈(1−α)(n+1)⌉-th smallest of ``pred_fold(i) + R_i`` over calibration residuals i."""
-    order = np.argsort(resid, kind="stable")
-    resid, resid_fold = resid[order], resid_fold[order]
-    weight = np.ones(resid.size)
-    if resid.size > _MAX_RESIDUALS:  # keep evenly spaced order statistics, each standing for many
-        keep = np.unique(np.linspace(0, resid.size - 1, _MAX_RESIDUALS).round().astype(np.int64))
-        weight = np.diff(np.r_[keep, resid.size])
-        resid, resid_fold = resid[keep], resid_fold[keep]
-    n = int(weight.sum())
+    n = resid.size
+    weight = np.ones(n)
+    if n > _MAX_RESIDUALS:  # per fold, evenly spaced order statistics, each standing for many
+        parts = []
+        for f in np.unique(resid_fold):
+            r = np.sort(resid[resid_fold == f])
+            size = max(2, math.ceil(_MAX_RESIDUALS * r.size / n))
+            keep = np.unique(np.linspace(0, r.size - 1, min(size, r.size)).round().astype(np.int64))
+            parts.append((r[keep], np.full(keep.size, f), np.diff(np.r_[keep, r.size])))
+        resid, resid_fold, weight = (np.concatenate(x) for x in zip(*parts, strict=True))
     alpha = 1.0 - level
     k_hi = math.ceil((1 - alpha) * (n + 1))
     m = fold_pred.shape[0]
@@ -552,6 +554,9 @@ def _cv_plus(fold_pred: np.ndarray, resid: np.ndarray, resid_fold: np.ndarray,
         mu = fold_pred[s : s + chunk][:, resid_fold]  # (c, n) each residual's fold prediction
         for sign, k, out in ((-1.0, k_lo, lo), (1.0, k_hi, hi)):
             v = mu + sign * resid
+            if weight.size == n:  # one weight each: the k-th smallest directly
+                out[s : s + chunk] = np.partition(v, k - 1, axis=1)[:, k - 1]
+                continue
             idx = np.argsort(v, axis=1, kind="stable")
             c = np.cumsum(weight[idx], axis=1)
             pos = (c >= k).argmax(axis=1)
