@@ -128,8 +128,8 @@ def test_five_hundred_cells_coverage_and_the_selection_is_recorded(table):
                                     "least-squares-relative", "huber-relative"}
     assert sel.chosen == "blend" or sel.weights == {sel.chosen: 1.0}
     assert math.isclose(sum(sel.weights.values()), 1.0)
-    assert sel.n_cells == 500 and sel.n_folds == 20
-    assert any("chosen by 20-fold grouped CV over 500 cells" in n for n in ext.notes)
+    assert sel.n_cells == 500 and sel.n_folds == 10
+    assert any("chosen by 10-fold grouped CV over 500 cells" in n for n in ext.notes)
     assert not any("keep it within 5 points" in n for n in ext.notes)
     few = Extrapolator().fit(table[table["arch_hash"].isin(hashes[:18])])
     assert few.targets["energy_j"].n_folds == 18  # leave one cell out: jackknife+

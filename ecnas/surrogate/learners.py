@@ -54,9 +54,12 @@ class LinearModel:
         pen = self.alpha * len(x) * np.eye(z.shape[1])
         pen[0, 0] = 0.0
         weights = base
+        coef = np.zeros(z.shape[1])
         for _ in range(1 if self.loss == "l2" else 60):
             zw = z * weights[:, None]
-            coef = np.linalg.solve(z.T @ zw + pen, zw.T @ y)
+            last, coef = coef, np.linalg.solve(z.T @ zw + pen, zw.T @ y)
+            if np.max(np.abs(coef - last)) <= 1e-10 * (1.0 + np.max(np.abs(coef))):
+                break  # IRLS converged
             r = np.abs(y - z @ coef)
             if self.loss == "l1":  # IRLS for least absolute deviations
                 weights = base / np.maximum(r, 1e-6)
