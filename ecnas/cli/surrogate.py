@@ -166,9 +166,10 @@ def _fit_text(r: dict[str, Any]) -> str:
         e = r["extrapolator"]
         lines.append(f"extrapolator: {e['method']} ({e['full_budget_runs']} runs measured to full budget)")
         sel = e["selection"].get("energy_j") or {}
-        if sel.get("cv_mape_pct"):
-            lines.append(f"  energy: {sel['chosen']} (CV MAPE "
-                         f"{min(sel['cv_mape_pct'].values()):.2f}% best single)")
+        if len(sel.get("cv_mape_pct") or {}) > 1:
+            ranked = sorted(sel["cv_mape_pct"].items(), key=lambda kv: kv[1])
+            lines.append(f"  energy: {sel['chosen']} by grouped CV over {sel['cells']} cells; "
+                         "CV MAPE " + ", ".join(f"{c} {v:.2f}%" for c, v in ranked))
     if r["architecture"]:
         a = r["architecture"]
         lines.append(f"architecture surrogate: {a['architectures']} cells at {a['budget']} epochs on "
