@@ -463,6 +463,9 @@ class Extrapolator:
 
     @classmethod
     def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Extrapolator:
+        if "targets" not in meta:  # written before the candidates were chosen by CV
+            raise InputError("extrapolator written by an older ecnas (no cross-validated "
+                             "targets): refit it with 'ecnas surrogate fit'")
         packed = {k[2:]: v for k, v in arrays.items() if k.startswith("m/")}
 
         def model(key: str) -> LinearModel:
