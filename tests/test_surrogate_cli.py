@@ -48,6 +48,10 @@ def test_fit_predict_evaluate_end_to_end(files):
     fit = json.loads(_run("fit", d / "train.parquet", "--out", d / "m.npz", "--kind", "linear",
                           "--json").stdout)
     assert fit["extrapolator"]["method"] == "learned"
+    sel = fit["extrapolator"]["selection"]["energy_j"]  # which model grouped CV chose, and why
+    assert sel["cells"] == 400 and len(sel["cv_mape_pct"]) == 5
+    assert sel["chosen"] in (*sel["cv_mape_pct"], "blend") and sel["interval"].startswith("CV+")
+    assert any(n.startswith(f"energy_j: {sel['chosen']}") and "grouped CV" in n for n in fit["notes"])
     assert fit["architecture"]["architectures"] == 400 and fit["architecture"]["budget"] == 4
     assert (d / "m.npz").read_bytes()[:2] == b"PK"  # npz (zip of .npy), not a pickle
 

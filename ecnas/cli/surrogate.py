@@ -90,9 +90,11 @@ def _progress(msg: str) -> None:
 
 
 def load_table(path: str, *, contract: bool = True) -> Any:
-    """A table file, or EC-NAS data (results tree, TFRecord) imported on the fly."""
+    """A table file, or EC-NAS data (results tree, TFRecord) imported on the fly. Time
+    columns a table lacks (energy-only data such as EC-NAS's surrogate set) are read as
+    unknown (NaN): the surrogates learn each target from the rows that hold it."""
     from ecnas.errors import InputError
-    from ecnas.tables import import_ecnas, read_table
+    from ecnas.tables import import_ecnas, read_table, validate
 
     p = Path(path)
     if not p.exists():
@@ -100,7 +102,11 @@ def load_table(path: str, *, contract: bool = True) -> Any:
     if p.is_dir() or p.suffix.lower() in (".tfrecord", ".tfrecords"):
         _progress(f"importing EC-NAS data from {p}")
         return import_ecnas(p)
-    return read_table(p, validate_schema=contract)
+    table = read_table(p, validate_schema=False)
+    for col in ("training_time_s", "wall_time_s"):
+        if col not in table.columns:
+            table[col] = float("nan")
+    return validate(table) if contract else table
 
 
 def _check_level(level: float) -> None:
@@ -141,7 +147,8 @@ def run_fit(args: argparse.Namespace) -> int:
     result = {
         "model": str(out), "seconds": round(time.perf_counter() - t0, 2),
         "extrapolator": {"method": ext.method, "full_budget_runs": ext.n_full_runs,
-                         "interval_log_halfwidth": ext.quantile} if ext else None,
+                         "interval_log_halfwidth": ext.quantile,
+                         "selection": _selection(ext)} if ext else None,
         "architecture": None if arch is None else {
             "budget": arch.budget, "device": arch.device, "architectures": arch.n_archs,
             "learners": {k: type(v).__name__ for k, v in arch.models.items()},
@@ -153,11 +160,25 @@ def run_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _selection(ext: Any) -> dict[str, Any]:
+    """Per target: the model grouped CV chose (or the blend's weights) and each candidate's
+    CV MAPE, with what the intervals were calibrated on."""
+    return {name: {"chosen": t.chosen, "weights": t.weights, "cv_mape_pct": t.cv_mape_pct,
+                   "cells": t.n_cells, "cut_points": t.n_examples, "folds": t.n_folds,
+                   "interval": "CV+ (grouped by cell)" if t.residuals.size else "unbounded"}
+            for name, t in ext.targets.items()}
+
+
 def _fit_text(r: dict[str, Any]) -> str:
     lines = [f"wrote {r['model']} in {r['seconds']} s"]
     if r["extrapolator"]:
         e = r["extrapolator"]
         lines.append(f"extrapolator: {e['method']} ({e['full_budget_runs']} runs measured to full budget)")
+        sel = e["selection"].get("energy_j") or {}
+        if len(sel.get("cv_mape_pct") or {}) > 1:
+            ranked = sorted(sel["cv_mape_pct"].items(), key=lambda kv: kv[1])
+            lines.append(f"  energy: {sel['chosen']} by grouped CV over {sel['cells']} cells; "
+                         "CV MAPE " + ", ".join(f"{c} {v:.2f}%" for c, v in ranked))
     if r["architecture"]:
         a = r["architecture"]
         lines.append(f"architecture surrogate: {a['architectures']} cells at {a['budget']} epochs on "
@@ -183,14 +204,16 @@ def run_predict(args: argparse.Namespace) -> int:
         from ecnas.tables import validate
 
         table = validate(table)  # a table with checkpoints must follow the contract
-    pred = model.predict(table, args.budget)
+    prediction = model.predict_with_notes(table, args.budget)
+    pred, notes = prediction.table, list(prediction.notes)
     meta = get_metadata(table)
     meta.pop("provenance", None)
     meta["surrogate"] = {
         "model": str(args.model), "budget_epochs": args.budget,
         "energy_basis": "joules, PUE excluded",
-        "interval": "energy_j_low/energy_j_high: split-conformal, relative",
-        "notes": model.info.get("notes", []),
+        "interval": ("energy_j_low/energy_j_high: relative; CV+ over cells for extrapolated "
+                     "rows, split-conformal for surrogate rows"),
+        "notes": notes,
     }
     meta["provenance"] = [provenance_entry("ecnas surrogate predict", str(args.table))]
     out = write_table(pred, args.out, metadata=meta)
@@ -198,7 +221,7 @@ def run_predict(args: argparse.Namespace) -> int:
     result = {"out": str(out), "rows": int(len(pred)), "budget_epochs": args.budget,
               "sources": {str(k): int(v) for k, v in counts.items()},
               "energy_j_total": float(pred["energy_j"].sum()),
-              "notes": model.info.get("notes", [])}
+              "notes": notes}
     emit(args.json, result, lambda r: (
         f"wrote {r['rows']} rows to {r['out']} at {r['budget_epochs']:g} epochs: "
         + ", ".join(f"{v} {k}" for k, v in r["sources"].items())))

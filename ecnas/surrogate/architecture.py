@@ -1,8 +1,11 @@
 """Architecture-only surrogate: energy and training time at a budget from the cell alone.
 
 Features are the analytic costs of the network (``features.PHYSICS``: multiply-adds per op
-type, activation elements, layers, parameters, graph counts); targets are log energy and log
-training time of runs measured to their full budget, averaged over repeats. The learner is
+type, activation elements, layers, parameters, graph counts), computed from the cell alone;
+targets are log energy and log training time of runs measured to their full budget, averaged
+over repeats. Each target is learned from the rows that hold it: a table of energies without
+times (EC-NAS's surrogate data as published) gives an energy model, and predictions leave the
+training time unknown (NaN), with a note. The learner is
 chosen on measured merit: with enough architectures both a ridge model and a small MLP
 ensemble are fitted and the one with the lower error on the held-out calibration
 architectures is kept (docs/surrogate.md has the numbers behind this choice). Tiny tables get
@@ -57,7 +60,7 @@ class TrainingSet:
 
     matrix: list[str]
     ops: list[str]
-    y: dict[str, np.ndarray]  # log of the repeat-mean at the budget
+    y: dict[str, np.ndarray]  # log of the repeat-mean at the budget; NaN where a cell lacks it
     budget: int
     device: str
     startup_share: dict[str, float]
@@ -65,13 +68,16 @@ class TrainingSet:
 
 
 def training_set(table: pd.DataFrame, budget: int | None = None) -> TrainingSet:
-    """Architectures measured to ``budget`` (default: the budget with most full runs)."""
-    need = ("matrix", "ops", "budget_epochs", "epoch", "energy_j", "training_time_s")
+    """Architectures measured to ``budget`` (default: the budget with most full runs). Cells
+    need an energy; a target a cell's runs do not hold (training time) is NaN for it."""
+    need = ("matrix", "ops", "budget_epochs", "epoch", "energy_j")
     missing = [c for c in need if c not in table.columns]
     if missing:
         raise InputError(f"table lacks column(s) {', '.join(missing)} needed to fit the surrogate")
     full = table[np.isclose(table["epoch"].to_numpy(float), table["budget_epochs"].to_numpy(float))]
-    full = full[(full["energy_j"] > 0) & (full["training_time_s"] > 0)]
+    full = full[full["energy_j"] > 0]
+    if "training_time_s" not in full.columns:
+        full = full.assign(training_time_s=np.nan)
     if full.empty:
         raise InputError("table has no run measured to its full budget (epoch == budget_epochs)")
     if budget is None:
@@ -86,7 +92,7 @@ def training_set(table: pd.DataFrame, budget: int | None = None) -> TrainingSet:
         device = str(devices.index[0])
         full = full[full["device"].astype(str) == device]
     grouped = full.groupby(["matrix", "ops"], sort=True)
-    agg = grouped[list(TARGETS)].agg(lambda s: float(np.exp(np.log(s).mean())))
+    agg = grouped[list(TARGETS)].agg(_geometric_mean)
     mats = [str(m) for m, _ in agg.index]
     ops = [str(o) for _, o in agg.index]
     startup = {}
@@ -102,9 +108,16 @@ def training_set(table: pd.DataFrame, budget: int | None = None) -> TrainingSet:
                 share = float(np.clip(np.median(ratio), 0.0, 0.99))
         startup[name] = share
     wall = (full["wall_time_s"] / full["training_time_s"]).to_numpy(float) if "wall_time_s" in full else np.array([])
-    wall = wall[np.isfinite(wall)]
+    wall = wall[np.isfinite(wall) & (wall > 0)]
     return TrainingSet(mats, ops, {k: np.log(agg[k].to_numpy(float)) for k in TARGETS}, int(budget),
                        device, startup, float(np.median(wall)) if wall.size else 1.0)
+
+
+def _geometric_mean(s: pd.Series) -> float:
+    """Over the repeats that hold the value (NaN when none does)."""
+    v = s.to_numpy(dtype=np.float64)
+    v = v[np.isfinite(v) & (v > 0)]
+    return float(np.exp(np.log(v).mean())) if v.size else math.nan
 
 
 def _batch(specs_or_table: Any) -> tuple[CellBatch, pd.DataFrame]:
@@ -171,11 +184,16 @@ class ArchitectureSurrogate:
         rng = np.random.default_rng(self.seed)
         self.models, self.quantile, self.selection = {}, {}, {}
         for name in TARGETS:
-            y = ts.y[name]
-            if n >= MIN_SPLIT_ARCHS:
-                self.models[name], self.quantile[name] = self._fit_split(x, y, rng, name)
+            have = np.isfinite(ts.y[name])
+            if not have.any():  # every cell has an energy; the table may hold no times
+                self.notes.append(f"{name}: {int(have.sum())} architecture(s) hold it at budget "
+                                  f"{ts.budget}: not learned, predictions leave it unknown (NaN)")
+                continue
+            y, xt = ts.y[name][have], x[have]
+            if have.sum() >= MIN_SPLIT_ARCHS:
+                self.models[name], self.quantile[name] = self._fit_split(xt, y, rng, name)
             else:
-                self.models[name], self.quantile[name] = self._fit_small(x, y)
+                self.models[name], self.quantile[name] = self._fit_small(xt, y)
         return self
 
     def _check_shape(self, table: pd.DataFrame, batch: CellBatch, ts: TrainingSet) -> None:
@@ -243,6 +261,10 @@ class ArchitectureSurrogate:
         x = feats[:, list(self.features)]
         out: dict[str, np.ndarray] = {}
         for name in TARGETS:
+            if name not in self.models:  # not in the table it learned from: unknown
+                for key in (name, f"{name}_low", f"{name}_high"):
+                    out[key] = np.full(len(x), np.nan)
+                continue
             share = self.startup_share.get(name, 0.0)
             scale = share + (1.0 - share) * budget / self.budget
             pred = np.exp(self.models[name].predict(x)) * scale

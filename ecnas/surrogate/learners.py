@@ -1,7 +1,8 @@
 """The regressors the surrogates choose from, each storable as plain arrays (no pickle).
 
-* ``LinearModel``: ridge (squared loss) or least-absolute-deviation (IRLS) on standardized
-  features. Closed form, milliseconds, robust on tiny tables.
+* ``LinearModel``: ridge (squared loss), least-absolute-deviation or Huber (both IRLS) on
+  standardized features, optionally weighted per sample. Closed form, milliseconds, robust on
+  tiny tables.
 * ``MLPEnsemble``: a few small ReLU MLPs trained with torch (one thread, Adam + one-cycle
   schedule), averaged. Prediction runs in numpy, so loading a model file needs no torch.
 
@@ -29,7 +30,8 @@ def _standardize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class LinearModel:
-    """y ≈ b + w·z with z the standardized features; ``loss`` 'l2' (ridge) or 'l1' (median)."""
+    """y ≈ b + w·z with z the standardized features; ``loss`` 'l2' (ridge), 'l1' (median) or
+    'huber' (squared near the fit, absolute beyond 1.345 robust σ of the residuals)."""
 
     alpha: float = 1e-2
     loss: str = "l2"
@@ -37,23 +39,34 @@ class LinearModel:
     sd: np.ndarray = field(default_factory=lambda: np.ones(0))
     coef: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
-    def fit(self, x: np.ndarray, y: np.ndarray) -> LinearModel:
+    def fit(self, x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> LinearModel:
         x = np.asarray(x, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
         if x.ndim != 2 or x.shape[0] != y.shape[0] or x.shape[0] == 0:
             raise InputError(f"linear fit needs (n, d) features and n targets, got {x.shape}, {y.shape}")
+        if self.loss not in ("l1", "l2", "huber"):
+            raise InputError(f"linear loss must be l1, l2 or huber, got {self.loss!r}")
+        base = np.ones(len(x)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+        base = base * (len(x) / base.sum())
         self.mu, self.sd = _standardize(x)
         z = np.c_[np.ones(len(x)), (x - self.mu) / self.sd]
         # ridge penalty on the slopes only, scaled by n so alpha means the same at any size
         pen = self.alpha * len(x) * np.eye(z.shape[1])
         pen[0, 0] = 0.0
-        weights = np.ones(len(x))
-        for _ in range(60 if self.loss == "l1" else 1):
+        weights = base
+        coef = np.zeros(z.shape[1])
+        for _ in range(1 if self.loss == "l2" else 60):
             zw = z * weights[:, None]
-            coef = np.linalg.solve(z.T @ zw + pen, zw.T @ y)
+            last, coef = coef, np.linalg.solve(z.T @ zw + pen, zw.T @ y)
+            if np.max(np.abs(coef - last)) <= 1e-10 * (1.0 + np.max(np.abs(coef))):
+                break  # IRLS converged
+            r = np.abs(y - z @ coef)
             if self.loss == "l1":  # IRLS for least absolute deviations
-                weights = 1.0 / np.maximum(np.abs(y - z @ coef), 1e-6)
-                weights *= len(x) / weights.sum()
+                weights = base / np.maximum(r, 1e-6)
+            elif self.loss == "huber":  # IRLS: full weight near the fit, 1/|r| in the tails
+                scale = max(1.4826 * float(np.median(r)), 1e-12)
+                weights = base * np.minimum(1.0, 1.345 * scale / np.maximum(r, 1e-12))
+            weights = weights * (len(x) / weights.sum())
         self.coef = coef
         return self
 

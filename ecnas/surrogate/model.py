@@ -17,7 +17,7 @@ import pandas as pd
 
 from ecnas.errors import InputError
 from ecnas.surrogate.architecture import ArchitectureSurrogate
-from ecnas.surrogate.extrapolation import Extrapolator
+from ecnas.surrogate.extrapolation import Extrapolator, Prediction
 from ecnas.surrogate.modelfile import read_model, write_model
 
 
@@ -29,9 +29,10 @@ class SurrogateModel:
 
     def fit(self, table: pd.DataFrame, budget: int | None = None, *, kind: str = "auto",
             level: float = 0.9, seed: int = 0) -> SurrogateModel:
-        """Fit both parts (parts given at construction keep their own settings). The
-        architecture part needs runs measured to a full budget; a table without any gets
-        only the extrapolator, with a note (``info['notes']``)."""
+        """Fit both parts (parts given at construction keep their own settings). Each learns
+        every target from the rows that hold it. The architecture part needs runs measured to
+        a full budget; a table without any gets only the extrapolator, with a note
+        (``info['notes']``)."""
         notes: list[str] = []
         ext = self.extrapolator or Extrapolator(level=level, seed=seed)
         self.extrapolator = ext.fit(table)
@@ -52,8 +53,14 @@ class SurrogateModel:
         return self
 
     def predict(self, table: pd.DataFrame, budget: float) -> pd.DataFrame:
+        return self.predict_with_notes(table, budget).table
+
+    def predict_with_notes(self, table: pd.DataFrame, budget: float) -> Prediction:
+        """``predict`` plus the notes of this prediction (the model's own notes first); the
+        fitted model is left unchanged."""
         if self.extrapolator is None and self.architecture is None:
             raise InputError("SurrogateModel is not fitted")
+        notes = [str(n) for n in self.info.get("notes", [])]
         parts = []
         done: set[tuple[str, int]] = set()
         has_runs = all(c in table.columns for c in ("epoch", "budget_epochs", "energy_j",
@@ -68,10 +75,12 @@ class SurrogateModel:
             if self.extrapolator is not None:
                 rest = table[[(h, r) not in done for h, r in
                               zip(table["arch_hash"].astype(str), table["repeat"].astype(int), strict=True)]]
-                ext = self.extrapolator.predict(rest, budget)
-                if not ext.empty:
-                    parts.append(ext)
-                    done |= set(zip(ext["arch_hash"].astype(str), ext["repeat"].astype(int), strict=True))
+                ext = self.extrapolator.predict_with_notes(rest, budget)
+                notes += [n for n in ext.notes if n not in notes]
+                if not ext.table.empty:
+                    parts.append(ext.table)
+                    done |= set(zip(ext.table["arch_hash"].astype(str),
+                                    ext.table["repeat"].astype(int), strict=True))
         if self.architecture is not None:
             left = table
             if done and "arch_hash" in table.columns and "repeat" in table.columns:
@@ -80,8 +89,7 @@ class SurrogateModel:
             if not left.empty:
                 parts.append(self.architecture.predict(left, budget))
         elif has_runs and len(done) < table[["arch_hash", "repeat"]].drop_duplicates().shape[0]:
-            self.info.setdefault("notes", []).append(
-                "some cells have no usable checkpoint and there is no architecture surrogate")
+            notes.append("some cells have no usable checkpoint and there is no architecture surrogate")
         if not parts:
             raise InputError("nothing to predict: the table has no usable checkpoints and the "
                              "model has no architecture surrogate")
@@ -91,7 +99,7 @@ class SurrogateModel:
             for c in ("energy_j", "training_time_s"):
                 out.loc[exact, f"{c}_low"] = out.loc[exact, c]
                 out.loc[exact, f"{c}_high"] = out.loc[exact, c]
-        return out
+        return Prediction(out, tuple(notes))
 
     def save(self, path: str | Path) -> Path:
         meta: dict[str, Any] = {"info": self.info}

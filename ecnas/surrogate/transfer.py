@@ -50,7 +50,10 @@ class DeviceTransfer:
                 e[i], t[i] = hit
         feats = cell_features(batch, shape=self.source.shape,
                               image_size=self.source.image_size)[:, list(_CELL_COLS)]
-        return np.c_[np.log(e), np.log(t), feats]
+        x = np.c_[np.log(e), np.log(t), feats]
+        if "training_time_s" not in self.source.models:  # A learned energy only: no time input
+            x[:, 1] = 0.0
+        return x
 
     def fit(self, target_table: pd.DataFrame, source_table: pd.DataFrame | None = None,
             budget: int | None = None) -> DeviceTransfer:
@@ -71,17 +74,18 @@ class DeviceTransfer:
                     self.lookup[(m, o)] = (float(np.exp(e)), float(np.exp(t)))
         batch, _ = _batch(pd.DataFrame({"matrix": ts.matrix, "ops": ts.ops}))
         x = self._source_values(batch, list(zip(ts.matrix, ts.ops, strict=True)))
-        n = len(ts.matrix)
-        for j, name in enumerate(TARGETS):
-            y = ts.y[name]
+        for name in TARGETS:
+            have = np.isfinite(ts.y[name])  # device B's table may hold energy only
+            if have.sum() < self.min_cells:
+                continue
+            y, xt = ts.y[name][have], x[have]
             resid = []
-            for i in range(n):
-                keep = np.arange(n) != i
-                m = LinearModel(alpha=self.alpha).fit(x[keep], y[keep])
-                resid.append(abs(float(m.predict(x[i : i + 1])[0]) - y[i]))
+            for i in range(len(y)):
+                keep = np.arange(len(y)) != i
+                m = LinearModel(alpha=self.alpha).fit(xt[keep], y[keep])
+                resid.append(abs(float(m.predict(xt[i : i + 1])[0]) - y[i]))
             self.quantile[name] = conformal_quantile(np.array(resid), self.level)
-            self.models[name] = LinearModel(alpha=self.alpha).fit(x, y)
-            del j
+            self.models[name] = LinearModel(alpha=self.alpha).fit(xt, y)
         return self
 
     def predict(self, specs_or_table: Any, budget: float) -> pd.DataFrame:
@@ -95,6 +99,9 @@ class DeviceTransfer:
         out["epoch"] = float(budget)
         out["device"] = self.device
         for name in TARGETS:
+            if name not in self.models:  # not measured on device B: unknown
+                out[name] = out[f"{name}_low"] = out[f"{name}_high"] = np.nan
+                continue
             share = self.startup_share.get(name, 0.0)
             scale = share + (1.0 - share) * budget / self.budget
             pred = np.exp(self.models[name].predict(x)) * scale

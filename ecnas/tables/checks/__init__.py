@@ -27,6 +27,7 @@ from ecnas.tables.checks.rows import (
     duplicate_rows,
     energy_sum,
     hash_matches_spec,
+    missing_times,
     non_negative,
     published_kwh,
     value_ranges,
@@ -37,6 +38,7 @@ from ecnas.tables.metadata import get_metadata
 #: the checks after ``schema``, in report order
 CHECKS: tuple[tuple[str, Callable[[Context], CheckResult]], ...] = (
     ("value-ranges", value_ranges),
+    ("missing-times", missing_times),
     ("non-negative", non_negative),
     ("duplicate-rows", duplicate_rows),
     ("hash-matches-spec", hash_matches_spec),

@@ -40,8 +40,11 @@ def value_ranges(ctx: Context) -> CheckResult:
                      ctx.col("training_time_s") > ctx.col("wall_time_s") + o.time_slack_s))
     h = df["arch_hash"].astype(str)
     problems.append(("arch_hash is not 32 hex digits", ~h.str.fullmatch(r"[0-9a-f]{32}").to_numpy()))
-    for c in ("epoch", "energy_j", "training_time_s", "wall_time_s"):
+    for c in ("epoch", "energy_j"):
         problems.append((f"{c} missing or infinite", ~np.isfinite(ctx.col(c))))
+    for c in TIMES:  # missing in rows ecnas did not measure: a warning (missing_times)
+        problems.append((f"{c} missing or infinite",
+                         ~np.isfinite(ctx.col(c)) & ~(_unmeasured(ctx) & np.isnan(ctx.col(c)))))
     bad = np.zeros(len(df), dtype=bool)
     named = []
     for label, mask in problems:
@@ -52,6 +55,31 @@ def value_ranges(ctx: Context) -> CheckResult:
                      explanation_fail="values out of range: " + "; ".join(named),
                      explanation_pass="accuracies ≤ 1, 0 ≤ epoch ≤ budget, repeat ≥ 1, "
                                       "training ≤ wall time, hashes well-formed, values finite")
+
+
+TIMES = ("training_time_s", "wall_time_s")
+
+
+def _unmeasured(ctx: Context) -> np.ndarray:
+    return ctx.df["source"].astype(str).to_numpy() != "measured"
+
+
+def missing_times(ctx: Context) -> CheckResult:
+    """Imported (or derived) rows without times: usable, but say what cannot be done."""
+    gone = np.zeros(len(ctx.df), dtype=bool)
+    which = []
+    for c in TIMES:
+        miss = _unmeasured(ctx) & np.isnan(ctx.col(c).astype("float64"))
+        if miss.any():
+            gone |= miss
+            which.append(f"{c} ({int(miss.sum())})")
+    return offending(ctx, np.nonzero(gone)[0], name="missing-times", severity="warning",
+                     explanation_fail=(
+                         "rows without times: " + ", ".join(which) + ": energies are usable "
+                         "(benchmark queries, surrogates learn energy), but these rows' "
+                         "training time is unknown, power and energy-time checks skip them, and "
+                         "time-based budgets cannot charge them"),
+                     explanation_pass="every row has its training and wall time")
 
 
 def duplicate_rows(ctx: Context) -> CheckResult:
