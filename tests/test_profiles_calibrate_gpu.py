@@ -1,5 +1,6 @@
 """ecnas calibrate on a GPU through the stand-in libnvidia-ml (real pynvml, fresh process):
-profile matched by PCI id and name, energy counter compared with polled power."""
+profile matched by PCI id and name, energy counter compared with polled power, and the board
+chosen by CUDA_VISIBLE_DEVICES is the one measured (counter and polled power alike)."""
 
 from __future__ import annotations
 
@@ -8,29 +9,7 @@ from pathlib import Path
 import pytest
 from fakes.nvml import FakeGpu, build_stub, compiler, run_python, write_state
 
-BODY = """
-import json, os, threading, time
-from fakes.nvml import FakeGpu, write_state
-from ecnas.profiles import load_profiles
-from ecnas.profiles.calibrate import calibrate
-STATE = os.environ["FAKE_NVML_STATE"]
-t0 = time.time()
-stop = threading.Event()
-def board():  # a steady 100 W board: counter in mJ, power reading in mW
-    while not stop.is_set():
-        mj = int((time.time() - t0) * 100_000)
-        write_state(STATE, [FakeGpu("GPU-aaa", energy_mj=mj, power_mw=100_000,
-                                    instant_mw=100_000)])
-        stop.wait(0.01)
-th = threading.Thread(target=board, daemon=True); th.start()
-waiter = threading.Event()
-run = calibrate("gpu", profiles=load_profiles(), idle_s=0.5, load_s=0.8, probe_s=0.4,
-                poll_s=0.05, burn=waiter.wait, profile_id="my-rtx-6000")
-stop.set(); th.join()
-d = run.to_dict()
-d["profile"] = run.profile.to_dict()
-print(json.dumps(d))
-"""
+BODY = "from fakes.gpu_calibration import main; main()"
 
 
 @pytest.fixture(scope="module")
@@ -55,3 +34,18 @@ def test_calibrate_gpu_counter_vs_polled_power(stub_dir: Path, tmp_path: Path) -
     assert profile["power"]["tdp_w"] == 260.0  # envelope from the matched seed profile
     assert profile["calibration"]["status"] == "uncalibrated"
     assert any("no --reference" in n for n in out["not_calibrated"])
+
+
+def test_calibrate_gpu_measures_the_board_cuda_visible_devices_names(stub_dir: Path,
+                                                                     tmp_path: Path) -> None:
+    # Two boards: gpu:0 under CUDA_VISIBLE_DEVICES=1 is NVML index 1 (the 250 W board). The
+    # counter and the polled power must both come from it; polling NVML index 0 (100 W)
+    # would put the counter/polled ratio at 2.5.
+    state = tmp_path / "state.txt"
+    write_state(state, [FakeGpu("GPU-aaa"), FakeGpu("GPU-bbb")])
+    out = run_python(stub_dir, state, BODY, env={"CUDA_VISIBLE_DEVICES": "1",
+                                                 "FAKE_BOARDS": "GPU-aaa:100,GPU-bbb:250"})
+    assert out["domains"] == ["gpu:0"]
+    assert out["idle"]["power_w"]["gpu:0"] == pytest.approx(250.0, rel=0.15)
+    assert out["polled_energy_j"] > 0
+    assert out["counter_vs_polled"] == pytest.approx(1.0, abs=0.15)

@@ -18,7 +18,13 @@ from ecnas.errors import InputError
 from ecnas.meters.rapl import RaplMeter
 from ecnas.profiles import get_profile, load_profiles, validate_file
 from ecnas.profiles.apply import calibrate_energy
-from ecnas.profiles.calibrate import calibrate_meter, choose_meter, numpy_burn
+from ecnas.profiles.calibrate import (
+    CalibrationOptions,
+    FitOptions,
+    calibrate_meter,
+    choose_meter,
+    numpy_burn,
+)
 from ecnas.profiles.calibration import ReferenceSeries, fit_reference, read_reference_csv
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,10 +169,15 @@ def test_calibrate_on_fake_rapl_recovers_gain_and_offset(tmp_path):
     choice = choose_meter([meter], "cpu")
     assert choice.domains == ("cpu:0/package",)
     with CounterWriter(package, t0, period):
+        # The counter follows a sine, not the burn: no step to find a clock shift from,
+        # and the reference is on the host's clock (shift 0).
         run = calibrate_meter(choice.meter, choice.device, choice.domains,
-                              profiles=load_profiles(), idle_s=1.2, load_s=1.2, probe_s=0.3,
-                              poll_s=0.04, reference=ref, interval_s=0.2,
-                              burn=numpy_burn(64), instrument="synthetic reference")
+                              profiles=load_profiles(),
+                              options=CalibrationOptions(idle_s=1.2, load_s=1.2, probe_s=0.3,
+                                                         steps_s=0.0, poll_s=0.04),
+                              reference=ref, burn=numpy_burn(64),
+                              fit=FitOptions(interval_s=0.2, time_shift_s=0.0,
+                                             instrument="synthetic reference"))
     fit = run.fit
     assert fit is not None and fit.n >= 8
     assert abs(fit.gain - GAIN) < max(4 * fit.gain_sd, 0.03)
@@ -199,7 +210,8 @@ def test_cli_calibrate_fake_rapl_with_reference(tmp_path):
     with CounterWriter(package, t0, period):
         result = _cli("calibrate", "--kind", "cpu", "--out", str(out), "--idle-s", "1.2",
                       "--load-s", "1.2", "--probe-s", "0.3", "--poll-s", "0.04",
-                      "--interval-s", "0.2", "--reference", str(ref), "--who", "test lab",
+                      "--interval-s", "0.2", "--time-shift-s", "0", "--steps-s", "0",
+                      "--reference", str(ref), "--who", "test lab",
                       "--instrument", "synthetic", "--id", "xeon-gold-6130", "--json",
                       env={"ECNAS_SYSFS_ROOT": str(fake.root)})
     assert result.returncode == 0, result.stderr

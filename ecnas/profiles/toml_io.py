@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Mapping
@@ -438,5 +439,10 @@ def write_profile(profile: HardwareProfile, path: str | Path) -> Path:
     text = dumps_profile(profile)
     loads_profile(text, str(path))  # never write a file that validate would reject
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")  # atomic: never half a profile
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
