@@ -66,6 +66,23 @@ def _intervals(t: Any, e: Any, interval_s: float) -> tuple[Any, Any, Any]:
     return a, b, power
 
 
+def _row_intervals(t: Any, v: Any, integral: ReferenceIntegral, interval_s: float
+                   ) -> tuple[Any, Any, Any, Any]:
+    """Intervals on the reference's own rows (merged to at least interval_s) inside the
+    measurement: the reference's mean over each is exact, and the measured energy, sampled
+    much finer, is interpolated at the same edges. Both sides then average the same window;
+    intervals cut across rows would smooth the reference against the measurement and pull
+    the gain low."""
+    import numpy as np
+
+    edges = integral.t[(integral.t >= t[0]) & (integral.t <= t[-1])]
+    if len(edges) < 2:
+        return (np.empty(0),) * 4
+    a, b, _ = _intervals(edges, edges, interval_s)
+    x = (np.interp(b, t, v) - np.interp(a, t, v)) / (b - a)
+    return a, b, x, integral.mean_power(a, b)
+
+
 def measured_energy(measured: tuple[Sequence[float], Sequence[float]],
                     measured_is: str = "joules") -> tuple[Any, Any]:
     """``(t, cumulative joules)`` as float arrays, checked; watts samples are integrated."""
@@ -105,14 +122,16 @@ def fit_reference(measured: tuple[Sequence[float], Sequence[float]],
     t, v = measured_energy(measured, measured_is)
     integral = ReferenceIntegral(ref, time_shift_s)
     inside = (t >= integral.start) & (t <= integral.end)
-    t, v = t[inside], v[inside]
-    if len(t) < 3:
+    if int(inside.sum()) < 3:
         raise InputError(f"{ref.source}: the reference does not cover the measurement "
                          f"(reference {integral.start:.1f}..{integral.end:.1f} s, measured "
                          f"{measured[0][0]:.1f}..{measured[0][-1]:.1f} s Unix time after a "
                          f"time shift of {time_shift_s:+g} s)")
-    a, b, x = _intervals(t, v, interval_s)
-    y = integral.mean_power(a, b)
+    if ref.rows == "mean":
+        a, b, x, y = _row_intervals(t, v, integral, interval_s)
+    else:
+        a, b, x = _intervals(t[inside], v[inside], interval_s)
+        y = integral.mean_power(a, b)
     n = len(x)
     if n < 3:
         raise InputError(f"{ref.source}: only {n} intervals of >= {interval_s:g} s overlap the "
