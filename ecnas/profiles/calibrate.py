@@ -144,6 +144,7 @@ class CalibrationRun:
     profile: HardwareProfile
     shift: ShiftEstimate | None = None
     steps: PhaseResult | None = None
+    reference: dict[str, Any] | None = None  # the log as read: source, rows, span, period
     record: CalibrationRecord | None = field(default=None, repr=False)
     out_path: Path | None = None
 
@@ -160,6 +161,7 @@ class CalibrationRun:
             "counter_vs_polled": self.counter_vs_polled,
             "fit": None if self.fit is None else self.fit.to_dict(),
             "shift": None if self.shift is None else self.shift.to_dict(),
+            "reference": self.reference,
             "not_calibrated": list(self.not_calibrated), "notes": list(self.notes),
             "profile_id": self.profile.id,
             "out": str(self.out_path) if self.out_path else None,
@@ -173,20 +175,37 @@ def _say(progress: Progress | None, text: str) -> None:
         progress(text)
 
 
-def _read(meter: Meter, domains: Sequence[str], phase: str) -> Sample:
-    reading = meter.read()
-    return Sample(time.time(), reading.timestamp,
-                  {d: float(reading.energy_j[d]) for d in domains}, phase)
+class Reader:
+    """Reads the meter's calibrated domains as :class:`Sample` s. Host Unix time is the
+    reading's own monotonic timestamp plus the clocks' offset, measured once: a time taken
+    after the read returns would be late by any preemption in between."""
+
+    def __init__(self, meter: Meter, domains: Sequence[str]) -> None:
+        self.meter = meter
+        self.domains = tuple(domains)
+        best = None
+        for _ in range(5):
+            m0 = time.monotonic()
+            wall = time.time()
+            m1 = time.monotonic()
+            if best is None or m1 - m0 < best[0]:
+                best = (m1 - m0, wall - 0.5 * (m0 + m1))
+        self.wall_minus_mono = best[1]
+
+    def read(self, phase: str) -> Sample:
+        reading = self.meter.read()
+        return Sample(reading.timestamp + self.wall_minus_mono, reading.timestamp,
+                      {d: float(reading.energy_j[d]) for d in self.domains}, phase)
 
 
-def sample_phase(meter: Meter, domains: Sequence[str], duration_s: float, poll_s: float,
+def sample_phase(reader: Reader, duration_s: float, poll_s: float,
                  work: Burn | None = None, *, phase: str = "",
                  start: Sample | None = None) -> list[Sample]:
     """Read the meter every ``poll_s`` for ``duration_s``; run ``work(poll_s)`` in between
     (a burn), or wait (the idle baseline is, by definition, a wait). Continuing from
     ``start`` (the previous phase's last reading) it is not read again."""
     waiter = threading.Event()
-    first = start or _read(meter, domains, phase)
+    first = start or reader.read(phase)
     samples = [] if start else [first]
     last = first
     end = first.mono_s + duration_s
@@ -196,23 +215,24 @@ def sample_phase(meter: Meter, domains: Sequence[str], duration_s: float, poll_s
             waiter.wait(step)
         else:
             work(step)
-        last = _read(meter, domains, phase)
+        last = reader.read(phase)
         samples.append(last)
     return samples
 
 
-def probe_counter(meter: Meter, domains: Sequence[str], probe_s: float, poll_s: float
+def probe_counter(reader: Reader, probe_s: float, poll_s: float
                   ) -> tuple[ProbeResult, list[Sample]]:
     """Read back to back: when does the counter move, and by how little at least. Returns
     the probe's result and its readings thinned to one per ``poll_s`` (for the fit)."""
     start = time.monotonic()
-    last = _read(meter, domains, "probe")
+    domains = reader.domains
+    last = reader.read("probe")
     kept = [last]
     change_times: list[float] = []
     steps: list[float] = []
     reads = 1
     while last.mono_s - start < probe_s:
-        now = _read(meter, domains, "probe")
+        now = reader.read("probe")
         reads += 1
         moved = [now.energy_j[d] - last.energy_j[d] for d in domains]
         if any(m != 0 for m in moved):
@@ -249,24 +269,24 @@ class _Polled:
     problem: str
 
 
-def _measure_load(meter: Meter, device: DeviceInfo, domains: Sequence[str], load_s: float,
-                  poll_s: float, burn: Burn, polled: bool, start: Sample
+def _measure_load(reader: Reader, device: DeviceInfo, load_s: float, poll_s: float,
+                  burn: Burn, polled: bool, start: Sample
                   ) -> tuple[list[Sample], _Polled | None]:
     """The load test; on a GPU the polled power reading is integrated over it alongside."""
+    meter = reader.meter
     if not (polled and device.kind == "gpu" and meter.name == "nvml"):
-        return sample_phase(meter, domains, load_s, poll_s, burn, phase="load",
-                            start=start), None
+        return sample_phase(reader, load_s, poll_s, burn, phase="load", start=start), None
     try:
         power = _power_meter(meter, device)
         power.start()
     except Exception as exc:  # any NVML failure: say so and go on
-        samples = sample_phase(meter, domains, load_s, poll_s, burn, phase="load", start=start)
+        samples = sample_phase(reader, load_s, poll_s, burn, phase="load", start=start)
         return samples, _Polled(None, f"NVML power polling failed ({exc})")
     try:
         since = time.monotonic()
         (dom,) = power.domains()
         first = power.read().energy_j[dom]
-        samples = sample_phase(meter, domains, load_s, poll_s, burn, phase="load", start=start)
+        samples = sample_phase(reader, load_s, poll_s, burn, phase="load", start=start)
         energy = power.read().energy_j[dom] - first
         problems = power.events(since)
     finally:
@@ -291,15 +311,16 @@ def record_run(meter: Meter, device: DeviceInfo, domains: Sequence[str], *,
     o = options
     meter.start()
     try:
+        reader = Reader(meter, domains)
         _say(progress, f"idle baseline: leave the {device.kind} alone for {o.idle_s:g} s")
-        idle = sample_phase(meter, domains, o.idle_s, o.poll_s, phase="idle")
+        idle = sample_phase(reader, o.idle_s, o.poll_s, phase="idle")
         _say(progress, f"idle: {_fmt_power(phase_result('idle', idle).power_w)} "
                        f"(measured by {meter.name})")
         _say(progress, f"counter probe: reading back to back for {o.probe_s:g} s")
-        probe, probe_samples = probe_counter(meter, domains, o.probe_s, o.poll_s)
+        probe, probe_samples = probe_counter(reader, o.probe_s, o.poll_s)
         _say(progress, f"load test: {load_name} matrix-multiply burn for {o.load_s:g} s")
-        load, polled = _measure_load(meter, device, domains, o.load_s, o.poll_s, burn,
-                                     o.poll_power, probe_samples[-1])
+        load, polled = _measure_load(reader, device, o.load_s, o.poll_s, burn, o.poll_power,
+                                     probe_samples[-1])
         loaded = phase_result("load", [probe_samples[-1], *load])
         _say(progress, f"load: {_fmt_power(loaded.power_w)} (measured by {meter.name})")
         steps: list[Sample] = []
@@ -307,7 +328,7 @@ def record_run(meter: Meter, device: DeviceInfo, domains: Sequence[str], *,
             _say(progress, f"load steps: {len(step_segments(o.steps_s))} load levels over "
                            f"{o.steps_s:g} s")
             for level, seconds in step_segments(o.steps_s):
-                steps += sample_phase(meter, domains, seconds, o.poll_s, at_level(burn, level),
+                steps += sample_phase(reader, seconds, o.poll_s, at_level(burn, level),
                                       phase="steps", start=steps[-1] if steps else load[-1])
         other = tuple(d for d in meter.domains() if d not in domains)
     finally:
@@ -374,8 +395,8 @@ def _make_record(meter_name: str, device: DeviceInfo, domains: Sequence[str],
 
 def _summary(record: CalibrationRecord, *, fit: FitResult | None = None,
              shift: ShiftEstimate | None = None, profile: HardwareProfile | None = None,
-             not_calibrated: Sequence[str] = (), notes: Sequence[str] = ()
-             ) -> CalibrationRun:
+             not_calibrated: Sequence[str] = (), notes: Sequence[str] = (),
+             reference: dict[str, Any] | None = None) -> CalibrationRun:
     return CalibrationRun(
         mode="measured", meter=record.meter, kind=record.kind, device=record.device.name,
         domains=record.domains, base_profile=record.base_profile,
@@ -384,7 +405,7 @@ def _summary(record: CalibrationRecord, *, fit: FitResult | None = None,
         counter_vs_polled=record.counter_vs_polled, fit=fit,
         not_calibrated=(*record.not_calibrated, *not_calibrated),
         notes=(*record.notes, *notes), profile=profile or record.profile, shift=shift,
-        steps=record.result("steps"), record=record)
+        steps=record.result("steps"), reference=reference, record=record)
 
 
 def summarize(record: CalibrationRecord) -> CalibrationRun:
@@ -419,7 +440,9 @@ def fit_record(record: CalibrationRecord, reference: str | Path | ReferenceSerie
     scope = ("the machine's wall-plug energy while the device works (gain: supply losses "
              "and load-dependent parts; offset: the rest of the machine)"
              if options.reference_scope == "wall" else "the device's own energy")
-    return _summary(record, fit=fit, shift=shift, profile=profile,
+    read = {"source": ref.source, "rows": len(ref.t), "first_s": ref.t[0],
+            "last_s": ref.t[-1], "period_s": ref.period_s, "rows_are": ref.rows}
+    return _summary(record, fit=fit, shift=shift, profile=profile, reference=read,
                     notes=[f"calibrated energy with this profile is {scope}; the profile's "
                            "provenance says so"])
 

@@ -155,8 +155,9 @@ def estimate_time_shift(measured: tuple[Sequence[float], Sequence[float]],
     scores = np.full(len(grid), np.nan)
     for k, d in enumerate(grid):
         mask = align.covered(d, d)
-        if int(mask.sum()) >= need:
-            scores[k] = align.corr(d, mask)
+        if int(mask.sum()) >= need:  # a flat reference correlates with nothing: r = 0
+            r = align.corr(d, mask)
+            scores[k] = r if math.isfinite(r) else 0.0
     valid = np.flatnonzero(np.isfinite(scores))
     if not len(valid):
         raise _refuse(ref, f"the log ({ref.t[0]:.1f}..{ref.t[-1]:.1f} s Unix time) overlaps "
