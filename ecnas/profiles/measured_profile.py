@@ -128,8 +128,8 @@ def with_fit(profile: HardwareProfile, fit: FitResult, shift: ShiftEstimate, *,
     provenance = profile.provenance.removesuffix(NOT_CALIBRATED) + meaning(
         scope, fit, reference or "an unnamed reference meter", units, profile.kind)
     if pinned:
-        provenance += (" Domains " + ", ".join(sorted(pinned)) + " were not in the fit and "
-                       "stay uncalibrated.")
+        provenance += (" Not in the fit, so left uncalibrated: " + ", ".join(sorted(pinned))
+                       + ".")
     return replace(profile, calibration=per_unit, calibration_info=info,
                    domain_calibrations=MappingProxyType(
                        {**profile.domain_calibrations, **pinned}),

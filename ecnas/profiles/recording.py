@@ -16,7 +16,7 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,6 @@ class CalibrationRecord:
     date: str  # ISO date of the measurement
     host: str
     ecnas_version: str
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -136,7 +135,7 @@ class CalibrationRecord:
             "counter_vs_polled": self.counter_vs_polled,
             "notes": list(self.notes), "not_calibrated": list(self.not_calibrated),
             "base_profile": self.base_profile, "base_reason": self.base_reason,
-            "profile": profile_to_dict(self.profile), "extra": dict(self.extra),
+            "profile": profile_to_dict(self.profile),
             "series": {
                 "phase": [s.phase for s in self.samples],
                 "wall_s": [s.wall_s for s in self.samples],
@@ -182,7 +181,7 @@ class CalibrationRecord:
                 base_profile=data.get("base_profile"), base_reason=str(data["base_reason"]),
                 profile=parse_profile(data["profile"], f"{where}: profile"),
                 date=str(data["date"]), host=str(data["host"]),
-                ecnas_version=str(data["ecnas_version"]), extra=dict(data.get("extra") or {}))
+                ecnas_version=str(data["ecnas_version"]))
         except InputError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
