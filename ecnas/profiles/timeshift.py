@@ -85,11 +85,37 @@ def _refuse(ref: ReferenceSeries, why: str) -> InputError:
                       "pass --time-shift-s if you know it")
 
 
-class _Alignment:
-    """Measured intervals against a reference log moved by a candidate shift."""
+def _sd_from(x: Any, y: Any, dres: Any, *, times_gain: bool) -> float:
+    """1-sd of the shift from the joint model ``y = gain × x + offset``'s covariance: columns
+    ``x`` and 1 for gain and offset, ``dres`` for the shift (the residual's derivative in it,
+    times the gain when ``x`` is what moves); the variance scaled up when residuals are
+    correlated from one interval to the next (AR(1))."""
+    import numpy as np
 
-    def __init__(self, a: Any, b: Any, x: Any, integral: ReferenceIntegral) -> None:
-        self.a, self.b, self.x, self.ref = a, b, x, integral
+    design = np.column_stack([x, np.ones_like(x)])
+    coef = np.linalg.lstsq(design, y, rcond=None)[0]
+    res = design @ coef - y
+    jac = np.column_stack([x, np.ones_like(x), coef[0] * dres if times_gain else dres])
+    n = len(x)
+    s2 = float(res @ res) / max(n - 3, 1)
+    rho = _corr(res[:-1], res[1:]) if n > 3 else 0.0
+    if math.isfinite(rho) and rho > 0:
+        s2 *= (1 + rho) / (1 - rho) if rho < 0.99 else 199.0
+    try:
+        cov = np.linalg.inv(jac.T @ jac) * s2
+    except np.linalg.LinAlgError:
+        return float("inf")
+    return float(math.sqrt(max(cov[2, 2], 0.0)))
+
+
+class _Alignment:
+    """Measured intervals against a reference log (rows read as samples) moved by a
+    candidate shift: the log is integrated over each measured interval."""
+
+    def __init__(self, t: Any, e: Any, step_s: float, ref: ReferenceSeries) -> None:
+        self.a, self.b, self.x = _intervals(t, e, step_s)
+        self.ref = ReferenceIntegral(ref)
+        self.n = len(self.x)
 
     def covered(self, lo: float, hi: float) -> Any:
         """Intervals the log covers for every shift in [lo, hi]."""
@@ -99,27 +125,53 @@ class _Alignment:
         y = self.ref.mean_power(self.a[mask] - d, self.b[mask] - d)
         return _corr(self.x[mask], y)
 
-    def covariance_sd(self, d: float, mask: Any) -> float:
-        """1-sd of ``d`` from the joint model's covariance at ``d`` (see module doc)."""
-        import numpy as np
-
+    def sd(self, d: float, mask: Any) -> float:
         a, b, x = self.a[mask], self.b[mask], self.x[mask]
         y = self.ref.mean_power(a - d, b - d)
-        design = np.column_stack([x, np.ones_like(x)])
-        coef = np.linalg.lstsq(design, y, rcond=None)[0]
-        res = design @ coef - y
-        dy = (self.ref.power(b - d) - self.ref.power(a - d)) / (b - a)
-        jac = np.column_stack([x, np.ones_like(x), dy])
-        n = len(x)
-        s2 = float(res @ res) / max(n - 3, 1)
-        rho = _corr(res[:-1], res[1:]) if n > 3 else 0.0
-        if math.isfinite(rho) and rho > 0:
-            s2 *= (1 + rho) / (1 - rho) if rho < 0.99 else 199.0
-        try:
-            cov = np.linalg.inv(jac.T @ jac) * s2
-        except np.linalg.LinAlgError:
-            return float("inf")
-        return float(math.sqrt(max(cov[2, 2], 0.0)))
+        # res = gain·x + offset - y(d), and dy/dd = -(p(b - d) - p(a - d)) / (b - a)
+        dres = (self.ref.power(b - d) - self.ref.power(a - d)) / (b - a)
+        return _sd_from(x, y, dres, times_gain=False)
+
+
+class _RowAlignment:
+    """The log's own rows (read as means over the period each ends; merged to at least one
+    step) against the measured energy moved by a candidate shift: each row's mean is exact,
+    and the measured energy, sampled much finer, is interpolated at the moved row edges. A
+    window cut across rows would assume the power flat within each row, which a coarse
+    (1 Hz) log is not at a load step, and would bias the shift."""
+
+    def __init__(self, t: Any, e: Any, step_s: float, ref: ReferenceSeries) -> None:
+        import numpy as np
+
+        self.t, self.e = t, e
+        integral = ReferenceIntegral(ref)
+        self.a, self.b, _ = _intervals(integral.t, integral.t, step_s)
+        self.y = integral.mean_power(self.a, self.b)
+        self.slope = np.diff(e) / np.diff(t)  # measured power between samples
+        self.n = max(int((t[-1] - t[0]) / step_s), 1)
+
+    def covered(self, lo: float, hi: float) -> Any:
+        return (self.a + lo >= self.t[0]) & (self.b + hi <= self.t[-1])
+
+    def _x(self, d: float, mask: Any) -> Any:
+        import numpy as np
+
+        a, b = self.a[mask] + d, self.b[mask] + d
+        return (np.interp(b, self.t, self.e) - np.interp(a, self.t, self.e)) / (b - a)
+
+    def corr(self, d: float, mask: Any) -> float:
+        return _corr(self._x(d, mask), self.y[mask])
+
+    def _power(self, x: Any) -> Any:
+        import numpy as np
+
+        k = np.clip(np.searchsorted(self.t, x, side="right") - 1, 0, len(self.slope) - 1)
+        return self.slope[k]
+
+    def sd(self, d: float, mask: Any) -> float:
+        a, b = self.a[mask] + d, self.b[mask] + d
+        dx = (self._power(b) - self._power(a)) / (b - a)
+        return _sd_from(self._x(d, mask), self.y[mask], dx, times_gain=True)
 
 
 def estimate_time_shift(measured: tuple[Sequence[float], Sequence[float]],
@@ -141,14 +193,14 @@ def estimate_time_shift(measured: tuple[Sequence[float], Sequence[float]],
         raise InputError(f"max shift: must be > 0 s, got {max_shift_s}")
     t, e = measured_energy(measured, measured_is)
     step_s = max(float(np.median(np.diff(t))), ref.period_s)
-    a, b, x = _intervals(t, e, step_s)
+    _, _, x = _intervals(t, e, step_s)
     n = len(x)
     if n < 8:
         raise _refuse(ref, f"only {n} intervals of {step_s:.2g} s were measured (need 8)")
     if float(np.ptp(x)) <= 1e-6 * max(1.0, float(np.max(np.abs(x)))):
         raise _refuse(ref, f"the measured power is constant ({float(x[0]):.3g} W), so it "
                            "has no step to line the reference up with")
-    align = _Alignment(a, b, x, ReferenceIntegral(ref))
+    align = (_RowAlignment if ref.rows == "mean" else _Alignment)(t, e, step_s, ref)
     h = max(min(step_s, ref.period_s) / 2, 1e-3)
     grid = np.arange(-max_shift_s, max_shift_s + h / 2, h)
     need = max(8, math.ceil(0.5 * n))  # compare alignments on at least half the intervals
@@ -202,7 +254,7 @@ def estimate_time_shift(measured: tuple[Sequence[float], Sequence[float]],
                               method="bounded", options={"xatol": 1e-4})
         if sol.success and -sol.fun >= align.corr(shift, mask):
             shift = float(sol.x)
-    sd = align.covariance_sd(shift, mask)
+    sd = align.sd(shift, mask)
     if not sd <= max_sd_s:
         raise _refuse(ref, f"the best shift {shift:+.2f} s is uncertain by ± {sd:.2f} s "
                            f"(more than {max_sd_s:g} s): the load steps are not sharp enough "
