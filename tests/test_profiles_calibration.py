@@ -243,3 +243,34 @@ def test_cli_calibrate_estimate_mode_says_what_it_could_not_do(tmp_path):
     again = _cli("calibrate", "--kind", "cpu", "--out", str(out),
                  env={"ECNAS_SYSFS_ROOT": str(root)})
     assert again.returncode == 2 and "exists (use --force" in again.stderr
+
+
+def test_wall_fit_shares_the_offset_and_pins_the_other_domains():
+    from ecnas.meters.base import Calibration, DeviceInfo
+    from ecnas.profiles import dumps_profile, loads_profile
+    from ecnas.profiles.calibration import FitResult
+    from ecnas.profiles.measured_profile import build_profile, with_fit
+    from ecnas.profiles.timeshift import ShiftEstimate
+
+    dev = DeviceInfo("cpu:0/package", "cpu", "Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz")
+    measured = build_profile(device=dev, base=get_profile("generic-intel-xeon"),
+                             profile_id="xeon-2s", idle_w=30.0, load_w=120.0, probe=None,
+                             energy_counter=True, rapl_domains=("package",), who="lab",
+                             provenance="Measured.", date="2026-01-01")
+    assert not measured.calibrated and measured.provenance.endswith("reference meter.")
+    fit = FitResult(gain=1.15, offset_w=40.0, gain_sd=0.01, offset_sd=1.0, residual_w=2.0,
+                    n=50, interval_s=1.0, measured_range_w=(60.0, 240.0))
+    cal = with_fit(measured, fit, ShiftEstimate.given(-3.0), reference="WT310E", scope="wall",
+                   units=2, other_domains=("cpu:0/dram", "cpu:1/dram"))
+    # Two packages fitted together: each carries the gain and half the machine's offset...
+    assert cal.calibration_for("cpu:1/package") == Calibration(1.15, 20.0, 1.0, True)
+    both = sum(cal.calibration_for(d).apply(100.0, 10.0)
+               for d in ("cpu:0/package", "cpu:1/package"))
+    assert both == pytest.approx(1.15 * 200.0 + 40.0 * 10.0)  # ...so it is added once
+    assert not cal.calibration_for("cpu:0/dram").calibrated  # DRAM was not in the fit
+    assert "wall-socket meter" in cal.provenance and "20.00 W each" in cal.provenance
+    assert "Not calibrated against" not in cal.provenance and "left uncalibrated: dram" in cal.provenance
+    assert "-3.000 s given" in cal.calibration_info.method
+    again = loads_profile(dumps_profile(cal))
+    assert again.calibration == cal.calibration and dict(again.domain_calibrations) == dict(
+        cal.domain_calibrations)
