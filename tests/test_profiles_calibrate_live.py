@@ -71,7 +71,10 @@ def _live_calibration(tmp_path: Path, shift_s: float, *args: str):
     try:
         out, err = cli.communicate(timeout=120)
     finally:
-        meter.wait(timeout=30)
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+        meter.wait(timeout=30)  # it ends once the calibrating process is gone
     return cli.returncode, out, err, log
 
 
