@@ -1,5 +1,6 @@
 """NVML meter against a stand-in libnvidia-ml.so.1 compiled here and loaded by the real
-pynvml bindings in a fresh interpreter (LD_LIBRARY_PATH is read at process start)."""
+pynvml bindings in a fresh interpreter (LD_LIBRARY_PATH is read at process start). What that
+interpreter runs is a scenario of fakes/nvml_scenarios.py, named here."""
 
 from __future__ import annotations
 
@@ -14,19 +15,9 @@ from fakes.nvml import (
     FakeGpu,
     build_stub,
     compiler,
-    run_python,
+    run_scenario,
     write_state,
 )
-
-PRELUDE = """
-import json, os, time
-from fakes.nvml import FakeGpu, write_state, ENERGY, INSTANT, FAIL_ENERGY, LOST
-from ecnas.meters import Monitor
-from ecnas.meters.nvml import NvmlMeter
-STATE = os.environ["FAKE_NVML_STATE"]
-def dump(report):
-    print(json.dumps(report.to_dict()))
-"""
 
 
 @pytest.fixture(scope="module")
@@ -43,24 +34,13 @@ def state(tmp_path: Path) -> Path:
     return tmp_path / "nvml-state.txt"
 
 
-def run(stub_dir: Path, state: Path, body: str, **env: str) -> dict:
-    return run_python(stub_dir, state, PRELUDE + body, env=env)
+def run(stub_dir: Path, state: Path, scenario: str, *args: object, **env: str) -> dict:
+    return run_scenario(stub_dir, state, scenario, *args, env=env)
 
 
 def test_energy_counter_path_two_gpus(stub_dir: Path, state: Path) -> None:
     write_state(state, [FakeGpu("GPU-aaa", energy_mj=5000), FakeGpu("GPU-bbb", energy_mj=100)])
-    out = run(stub_dir, state, """
-meter = NvmlMeter()
-status = meter.status()
-with Monitor([meter]) as mon:
-    mon.begin("w")
-    write_state(STATE, [FakeGpu("GPU-aaa", energy_mj=6500), FakeGpu("GPU-bbb", energy_mj=350)])
-    time.sleep(0.15)  # longer than the counter's 100 ms update period
-    rep = mon.end("w")
-d = rep.to_dict()
-d["status"] = status.to_dict()
-print(json.dumps(d))
-""")
+    out = run(stub_dir, state, "counter_two_gpus")
     assert out["status"]["status"] == "measured"
     assert out["status"]["domains"] == ["gpu:0", "gpu:1"]
     dev = out["status"]["devices"][0]
@@ -78,12 +58,7 @@ print(json.dumps(d))
 
 def test_window_shorter_than_counter_update_is_flagged(stub_dir: Path, state: Path) -> None:
     write_state(state, [FakeGpu("GPU-aaa", energy_mj=5000)])
-    out = run(stub_dir, state, """
-with Monitor([NvmlMeter()]) as mon:
-    mon.begin("w")
-    write_state(STATE, [FakeGpu("GPU-aaa", energy_mj=5040)])
-    dump(mon.end("w"))
-""")
+    out = run(stub_dir, state, "short_window")
     detail = out["domain_details"]["gpu:0"]
     assert detail["short_window"] is True
     assert "update period 0.1 s" in detail["reason"]
@@ -93,16 +68,7 @@ with Monitor([NvmlMeter()]) as mon:
 def test_polling_instant_power_trapezoid(stub_dir: Path, state: Path) -> None:
     # No energy counter; instantaneous field 100 W while the averaged reading says 50 W.
     write_state(state, [FakeGpu("GPU-aaa", flags=INSTANT, instant_mw=100_000, power_mw=50_000)])
-    out = run(stub_dir, state, """
-meter = NvmlMeter(poll_interval_s=0.01)
-mode = meter.gpus()[0].mode
-with Monitor([meter]) as mon:
-    mon.begin("w")
-    time.sleep(0.3)
-    rep = mon.end("w")
-d = rep.to_dict(); d["mode"] = mode
-print(json.dumps(d))
-""")
+    out = run(stub_dir, state, "instant_power")
     assert out["mode"] == "instant"
     # A constant power integrates exactly: energy / duration is the power.
     assert out["domain_details"]["gpu:0"]["raw_joules"] / out["duration_s"] == pytest.approx(
@@ -112,30 +78,14 @@ print(json.dumps(d))
 
 def test_polling_follows_a_power_step(stub_dir: Path, state: Path) -> None:
     write_state(state, [FakeGpu("GPU-aaa", flags=INSTANT, instant_mw=100_000)])
-    out = run(stub_dir, state, """
-with Monitor([NvmlMeter(poll_interval_s=0.01)]) as mon:
-    mon.begin("w")
-    time.sleep(0.2)
-    write_state(STATE, [FakeGpu("GPU-aaa", flags=INSTANT, instant_mw=200_000)])
-    time.sleep(0.2)
-    dump(mon.end("w"))
-""")
+    out = run(stub_dir, state, "power_step")
     mean = out["domain_details"]["gpu:0"]["raw_joules"] / out["duration_s"]
     assert 110.0 < mean < 190.0  # between the two levels, near the middle
 
 
 def test_averaged_power_fallback_flags_sub_second_windows(stub_dir: Path, state: Path) -> None:
     write_state(state, [FakeGpu("GPU-aaa", flags=0, power_mw=60_000)])
-    out = run(stub_dir, state, """
-meter = NvmlMeter(poll_interval_s=0.01)
-mode = meter.gpus()[0].mode
-with Monitor([meter]) as mon:
-    mon.begin("w")
-    time.sleep(0.2)
-    rep = mon.end("w")
-d = rep.to_dict(); d["mode"] = mode
-print(json.dumps(d))
-""")
+    out = run(stub_dir, state, "averaged_power")
     assert out["mode"] == "power"
     detail = out["domain_details"]["gpu:0"]
     assert detail["raw_joules"] / out["duration_s"] == pytest.approx(60.0, rel=1e-9)
@@ -147,15 +97,7 @@ print(json.dumps(d))
 def test_nvml_error_mid_window_keeps_energy_so_far_and_warns(
         stub_dir: Path, state: Path, flag: int, message: str) -> None:
     write_state(state, [FakeGpu("GPU-aaa", energy_mj=1000)])
-    out = run(stub_dir, state, f"""
-with Monitor([NvmlMeter()]) as mon:
-    mon.begin("w")
-    write_state(STATE, [FakeGpu("GPU-aaa", energy_mj=3000)])
-    time.sleep(0.12)
-    mon.peek("w")
-    write_state(STATE, [FakeGpu("GPU-aaa", energy_mj=9000, flags=ENERGY | INSTANT | {flag})])
-    dump(mon.end("w"))
-""")
+    out = run(stub_dir, state, "error_mid_window", flag)
     assert out["domain_details"]["gpu:0"]["raw_joules"] == pytest.approx(2.0)
     assert any(f"gpu:0: NVML error ({message})" in w for w in out["warnings"])
 
@@ -164,19 +106,7 @@ def test_cuda_visible_devices_uuids_and_indices(stub_dir: Path, state: Path) -> 
     gpus = [FakeGpu("GPU-aaa-0000", energy_mj=0), FakeGpu("GPU-bbb-1111", energy_mj=0),
             FakeGpu("GPU-ccc-2222", energy_mj=0, pci=0x20B0, name="NVIDIA A100-SXM4-40GB")]
     write_state(state, gpus)
-    out = run(stub_dir, state, """
-meter = NvmlMeter()
-with Monitor([meter]) as mon:
-    mon.begin("w")
-    write_state(STATE, [FakeGpu("GPU-aaa-0000", energy_mj=1000),
-                        FakeGpu("GPU-bbb-1111", energy_mj=2000),
-                        FakeGpu("GPU-ccc-2222", energy_mj=3000, pci=0x20B0,
-                                name="NVIDIA A100-SXM4-40GB")])
-    time.sleep(0.12)
-    d = mon.end("w").to_dict()
-d["map"] = {g.domain: [g.nvml_index, g.uuid] for g in meter.gpus()}
-print(json.dumps(d))
-""", CUDA_VISIBLE_DEVICES="GPU-ccc,0")
+    out = run(stub_dir, state, "uuids_and_indices", CUDA_VISIBLE_DEVICES="GPU-ccc,0")
     assert out["map"] == {"gpu:0": [2, "GPU-ccc-2222"], "gpu:1": [0, "GPU-aaa-0000"]}
     assert out["domains"] == {"gpu:0": pytest.approx(3.0), "gpu:1": pytest.approx(1.0)}
     assert out["domain_details"]["gpu:0"]["profile_id"] == "nvidia-a100-40gb"
@@ -185,26 +115,15 @@ print(json.dumps(d))
 def test_mixed_models_warn_about_cuda_device_order(stub_dir: Path, state: Path) -> None:
     write_state(state, [FakeGpu("GPU-aaa"), FakeGpu("GPU-ccc", pci=0x20B0,
                                                     name="NVIDIA A100-SXM4-40GB")])
-    body = "print(json.dumps(NvmlMeter().status().to_dict()))"
-    assert "CUDA_DEVICE_ORDER=PCI_BUS_ID" in run(stub_dir, state, body)["reason"]
-    quiet = run(stub_dir, state, body, CUDA_DEVICE_ORDER="PCI_BUS_ID")["reason"]
+    assert "CUDA_DEVICE_ORDER=PCI_BUS_ID" in run(stub_dir, state, "status")["reason"]
+    quiet = run(stub_dir, state, "status", CUDA_DEVICE_ORDER="PCI_BUS_ID")["reason"]
     assert "CUDA_DEVICE_ORDER" not in quiet
 
 
 def test_mig_slice_is_refused_and_falls_back(stub_dir: Path, state: Path) -> None:
     write_state(state, [FakeGpu("GPU-aaa")])
-    out = run(stub_dir, state, """
-from ecnas.errors import MeterUnavailable
-from ecnas.meters import default_meters
-status = NvmlMeter().status().to_dict()
-try:
-    Monitor([NvmlMeter()]).start()
-    refused = ""
-except MeterUnavailable as exc:
-    refused = str(exc)
-print(json.dumps({"status": status, "refused": refused,
-                  "defaults": [m.name for m in default_meters()]}))
-""", CUDA_VISIBLE_DEVICES="MIG-4f0b6c5e-3b2a-5f86-9a51-0c4e5f6a7b8c")
+    out = run(stub_dir, state, "mig_refused",
+              CUDA_VISIBLE_DEVICES="MIG-4f0b6c5e-3b2a-5f86-9a51-0c4e5f6a7b8c")
     assert out["status"]["status"] == "unavailable"
     assert "MIG slice MIG-4f0b6c5e" in out["status"]["reason"]
     assert "whole board" in out["status"]["reason"]
@@ -214,7 +133,7 @@ print(json.dumps({"status": status, "refused": refused,
 
 def test_unknown_uuid_is_unavailable(stub_dir: Path, state: Path) -> None:
     write_state(state, [FakeGpu("GPU-aaa")])
-    out = run(stub_dir, state, "print(json.dumps(NvmlMeter().status().to_dict()))",
+    out = run(stub_dir, state, "status",
               CUDA_VISIBLE_DEVICES="GPU-zzz")
     assert out["status"] == "unavailable"
     assert "GPU-zzz matches 0 GPUs" in out["reason"]

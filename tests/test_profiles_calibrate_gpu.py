@@ -1,15 +1,14 @@
 """ecnas calibrate on a GPU through the stand-in libnvidia-ml (real pynvml, fresh process):
 profile matched by PCI id and name, energy counter compared with polled power, and the board
-chosen by CUDA_VISIBLE_DEVICES is the one measured (counter and polled power alike)."""
+CUDA_VISIBLE_DEVICES names is the one measured (counter and polled power alike). The child
+runs the scenario calibrate_steady_board of fakes/nvml_scenarios.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from fakes.nvml import FakeGpu, build_stub, compiler, run_python, write_state
-
-BODY = "from fakes.gpu_calibration import main; main()"
+from fakes.nvml import FakeGpu, build_stub, compiler, run_scenario, write_state
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +23,7 @@ def stub_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_calibrate_gpu_counter_vs_polled_power(stub_dir: Path, tmp_path: Path) -> None:
     state = tmp_path / "state.txt"
     write_state(state, [FakeGpu("GPU-aaa")])
-    out = run_python(stub_dir, state, BODY)
+    out = run_scenario(stub_dir, state, "calibrate_steady_board")
     assert out["mode"] == "measured" and out["meter"] == "nvml"
     assert out["base_profile"] == "nvidia-quadro-rtx-6000"
     assert out["idle"]["power_w"]["gpu:0"] == pytest.approx(100.0, rel=0.15)
@@ -43,8 +42,8 @@ def test_calibrate_gpu_measures_the_board_cuda_visible_devices_names(stub_dir: P
     # would put the counter/polled ratio at 2.5.
     state = tmp_path / "state.txt"
     write_state(state, [FakeGpu("GPU-aaa"), FakeGpu("GPU-bbb")])
-    out = run_python(stub_dir, state, BODY, env={"CUDA_VISIBLE_DEVICES": "1",
-                                                 "FAKE_BOARDS": "GPU-aaa:100,GPU-bbb:250"})
+    out = run_scenario(stub_dir, state, "calibrate_steady_board", "GPU-aaa:100",
+                       "GPU-bbb:250", env={"CUDA_VISIBLE_DEVICES": "1"})
     assert out["domains"] == ["gpu:0"]
     assert out["idle"]["power_w"]["gpu:0"] == pytest.approx(250.0, rel=0.15)
     assert out["polled_energy_j"] > 0

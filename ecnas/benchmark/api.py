@@ -8,29 +8,43 @@ pruned (matrix, ops) strings, so the MD5 iso-hash is never recomputed on the hot
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Iterator, Mapping
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ecnas.benchmark.layout import (
-    FINAL_COLUMNS,
     METRIC_INDEX,
     METRICS,
-    SOURCES,
     Layout,
     layout_from_table,
 )
 from ecnas.errors import InputError
+from ecnas.tables.kwh import KWH_J, kwh_of, pue_of, to_kwh
+from ecnas.tables.schema import SOURCES
 
-KWH_J = 3.6e6
-_N_FINAL = len(FINAL_COLUMNS)
+__all__ = ["KWH_J", "Benchmark", "kwh_of", "pue_of", "to_kwh"]
+
+# every metric a query reads, by name: reordering the layout cannot return the wrong one
+_I_EPOCH = METRIC_INDEX["epoch"]
 _I_TIME = METRIC_INDEX["training_time_s"]
+_I_WALL = METRIC_INDEX["wall_time_s"]
 _I_ENERGY = METRIC_INDEX["energy_j"]
+_I_GPU = METRIC_INDEX["gpu_energy_j"]
+_I_CPU = METRIC_INDEX["cpu_energy_j"]
+_I_DRAM = METRIC_INDEX["dram_energy_j"]
+_I_LOW = METRIC_INDEX["energy_j_low"]
+_I_HIGH = METRIC_INDEX["energy_j_high"]
+_I_TRAIN = METRIC_INDEX["train_accuracy"]
+_I_VALID = METRIC_INDEX["validation_accuracy"]
+_I_TEST = METRIC_INDEX["test_accuracy"]
 _I_KWH = METRIC_INDEX["energy_kwh"]
+#: a query's metrics in one C call (as fast as constant indices, and named)
+_QUERY_METRICS = itemgetter(_I_EPOCH, _I_TIME, _I_WALL, _I_ENERGY, _I_GPU, _I_CPU, _I_DRAM,
+                            _I_LOW, _I_HIGH, _I_TRAIN, _I_VALID, _I_TEST, _I_KWH)
 
 
 def _spec_key(matrix: np.ndarray, ops: tuple[str, ...] | list[str]) -> str:
@@ -244,26 +258,27 @@ class Benchmark:
         src = SOURCES[lay.source[a, b, r]]
         matrix = getattr(spec, "matrix", None)
         ops = getattr(spec, "ops", None)
+        epoch, time_s, wall_s, e, gpu, cpu, dram, low, high, train, valid, test, kwh = _QUERY_METRICS(v)
         return {
             "module_adjacency": matrix if matrix is not None else lay.matrix[a],
             "module_operations": list(ops) if ops is not None else lay.ops[a].split(","),
             "trainable_parameters": int(lay.trainable_params[a]),
-            "training_time": v[1],
-            "train_accuracy": v[9],
-            "validation_accuracy": v[10],
-            "test_accuracy": v[11],
-            "energy (kWh)": kwh_of(v[_I_KWH], v[3], self.pue),
+            "training_time": time_s,
+            "train_accuracy": train,
+            "validation_accuracy": valid,
+            "test_accuracy": test,
+            "energy (kWh)": kwh_of(kwh, e, self.pue),
             "arch_hash": lay.arch_hash[a],
             "epochs": self.budgets[b],
             "repeat": rep,
-            "epoch": v[0],
-            "energy_j": v[3],
-            "gpu_energy_j": v[4],
-            "cpu_energy_j": v[5],
-            "dram_energy_j": v[6],
-            "energy_j_low": v[7],
-            "energy_j_high": v[8],
-            "wall_time_s": v[2],
+            "epoch": epoch,
+            "energy_j": e,
+            "gpu_energy_j": gpu,
+            "cpu_energy_j": cpu,
+            "dram_energy_j": dram,
+            "energy_j_low": low,
+            "energy_j_high": high,
+            "wall_time_s": wall_s,
             "source": src,
             "estimated": bool(lay.estimated[a, b, r]),
             "device": lay.device,
@@ -366,51 +381,3 @@ class _quiet:
 
     def __exit__(self, *exc: object) -> None:
         self._ctx.__exit__(*exc)
-
-
-def kwh_of(published: float, energy_j: float, pue: float) -> float:
-    """The published kWh of an imported EC-NAS run when the table kept it, else from joules.
-
-    The published value is used only while it still agrees with ``energy_j`` (a table whose
-    energies were edited after import must not answer with stale kWh).
-    """
-    if published == published and abs(published * KWH_J / pue - energy_j) <= 1e-9 * abs(energy_j):
-        return published
-    return to_kwh(energy_j, pue)
-
-
-def to_kwh(energy_j: float, pue: float) -> float:
-    """Joules (PUE excluded) → kWh with the facility factor re-applied, as EC-NAS publishes.
-
-    The importer computed ``energy_j = kwh * 3.6e6 / pue`` in floats; this returns a float
-    that maps back to ``energy_j`` exactly under that formula (of the nearest few floats,
-    the one with the shortest decimal form), so an export re-imports losslessly. The round
-    trip is not injective (two published kWh can fall on one joule float), which is why the
-    importer also keeps the published kWh (``energy_kwh``) and :func:`kwh_of` prefers them.
-    """
-    k = energy_j * pue / KWH_J
-    if not math.isfinite(k):
-        return k
-    found = []
-    for direction in (math.inf, -math.inf):
-        x = k
-        for _ in range(4):
-            if x * KWH_J / pue == energy_j and x not in found:
-                found.append(x)
-            x = math.nextafter(x, direction)
-    if len(found) > 1:
-        return min(found, key=lambda x: len(repr(x)))
-    return found[0] if found else k
-
-
-def pue_of(meta: Mapping[str, Any]) -> float:
-    """The facility factor a table's metadata records (1.0 when none)."""
-    pue = meta.get("pue") if isinstance(meta, Mapping) else None
-    f = pue.get("factor") if isinstance(pue, Mapping) else pue
-    try:
-        f = float(f) if f is not None else 1.0
-    except (TypeError, ValueError):
-        raise InputError(f"table metadata 'pue': {f!r} is not a number") from None
-    if not f > 0:
-        raise InputError(f"table metadata 'pue': factor {f} must be > 0")
-    return f

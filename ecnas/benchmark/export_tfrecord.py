@@ -3,13 +3,16 @@
 One record per (architecture, budget, repeat, device) run, with exactly the three evaluations
 EC-NAS's reader expects: index 0 the first checkpoint (epoch 0), 1 the halfway checkpoint (the
 one closest to half the final epoch), 2 the final one. Framing and proto come from
-``ecnas.tables.tfrecord`` / ``ecnas.tables.proto`` (one codec in the project).
+``ecnas.tables.tfrecord`` / ``ecnas.tables.proto`` (one codec in the project), the mapping
+between the table's columns and the message's fields from ``ecnas.tables.record``.
 
-Energies are written as EC-NAS publishes them: kWh with the facility factor (PUE) recorded in
-the table's metadata re-applied, so EC-NAS users get numbers comparable to EC-NAS's own. The
-run's GPU and CPU joules go into ``avg_power_usages`` without PUE; ``ecnas import-ecnas``
-measures the factor back from ``total_energy / (GPU J + CPU J)`` and divides it out again, so
-an exported-then-imported table equals the original (see docs/benchmark.md for the fields).
+Every field is written from the column that carries it, as the source wrote it: an imported
+EC-NAS run gives EC-NAS's reader the source's value for every field (CO2, intensities,
+forecasts, timestamps, per-device watts and joules, device names). A field the table does not
+hold is left unset, never invented. Energies are kWh with the table's recorded facility factor
+(PUE) re-applied where the table has no published kWh; ``ecnas import-ecnas`` measures the
+factor back from ``total_energy / (GPU J + CPU J)`` and divides it out again, so an
+exported-then-imported table equals the original (see docs/benchmark.md for the fields).
 
 Skipped, with counts: runs whose ``source`` is ``extrapolated`` or ``surrogate`` (not training
 runs) and runs with fewer than three checkpoints. Checkpoints beyond the three are dropped and
@@ -18,8 +21,8 @@ counted (the format's reader looks at evaluations 1 and 2 only).
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,9 +30,15 @@ from typing import Any
 import numpy as np
 
 from ecnas.errors import InputError
-
-#: wall times are written as stop_emission − start_emission from this (1-s timestamps)
-_EPOCH0 = _dt.datetime(2000, 1, 1)
+from ecnas.tables.kwh import kwh_of, pue_of, to_kwh
+from ecnas.tables.proto import Device, DeviceUsage, ModelMetricsEnergy, PowerUsageData, UsageJ
+from ecnas.tables.record import (
+    DEVICE_KINDS,
+    device_count,
+    device_usage,
+    evaluation_message,
+    run_message,
+)
 
 
 @dataclass(frozen=True)
@@ -53,7 +62,9 @@ def _opt(v: Any) -> float | None:
     return None if math.isnan(v) else v
 
 
-def _device_names(table_meta: dict[str, Any], device: str, cache: dict[str, str]) -> str:
+def _profile_name(device: str, cache: dict[str, str]) -> str:
+    """A board name the importer matches back to the profile ``device`` (tables without
+    recorded device names)."""
     if device not in cache:
         from ecnas.profiles import get_profile
 
@@ -67,105 +78,87 @@ def _device_names(table_meta: dict[str, Any], device: str, cache: dict[str, str]
     return cache[device]
 
 
-def _run_metrics(rows: Any, cols: dict[str, np.ndarray], pue: float, gpu_name: str,
-                 cpu_count: int, cpu_names: list[str]) -> Any:
-    from ecnas.benchmark.api import kwh_of, to_kwh
-    from ecnas.tables.proto import (
-        Device,
-        DeviceUsage,
-        EvaluationDataEnergy,
-        ModelMetricsEnergy,
-        PowerUsageData,
-        UsageJ,
-        UsageW,
-    )
+class _Rows:
+    """Row views over the table's columns (numpy arrays), for the record mapping."""
 
-    first, final = rows[0], rows[-1]
-    fin_e = cols["epoch"][final]
-    inner = rows[1:-1]
-    half = inner[int(np.argmin(np.abs(cols["epoch"][inner] - fin_e / 2)))]
-    evals = []
-    for i in (first, half, final):
-        wall = cols["wall_time_s"][i]
-        stop = None if math.isnan(wall) else (_EPOCH0 + _dt.timedelta(seconds=round(wall)))
-        evals.append(EvaluationDataEnergy(
-            current_epoch=_opt(cols["epoch"][i]), training_time=_opt(cols["training_time_s"][i]),
-            train_accuracy=_opt(cols["train_accuracy"][i]),
-            validation_accuracy=_opt(cols["validation_accuracy"][i]),
-            test_accuracy=_opt(cols["test_accuracy"][i]),
-            energy=_opt(kwh_of(cols["energy_kwh"][i], cols["energy_j"][i], pue)),
-            co2eq=_opt(cols["co2eq_g"][i]),
-            pred_energy=_opt(kwh_of(cols["predicted_energy_kwh"][i], cols["predicted_energy_j"][i], pue)),
-            stop_emission=None if stop is None else stop.strftime("%Y-%m-%d %H:%M:%S")))
-    e_fin = cols["energy_j"][final]
-    g_fin, c_fin = cols["gpu_energy_j"][final], cols["cpu_energy_j"][final]
-    comp = cols["run_energy_j"][final]
-    if math.isnan(comp):
-        comp = e_fin
-    run_time = cols["run_time_s"][final]
-    total_kwh = cols["run_energy_kwh"][final]
-    span = next((t for t in (run_time, cols["wall_time_s"][final], cols["training_time_s"][final])
-                 if not math.isnan(t) and t > 0), None)
+    def __init__(self, columns: Mapping[str, np.ndarray]) -> None:
+        self._columns = columns
 
-    def watts(joules: float) -> tuple[UsageW, ...]:
-        # average power over the run, as carbontracker reports it (absent without a duration)
-        return () if span is None else (UsageW((joules / span,)),)
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {name: col[i] for name, col in self._columns.items()}
 
-    cpu = None
+
+def _power_from_components(final: Mapping[str, Any], comp: float, name: str) -> PowerUsageData:
+    """GPU and CPU joules of a run whose table recorded no devices: the run's energy split by
+    the final checkpoint's component shares (one CPU entry for all sockets; no watts). The
+    board or CPU is named by its profile (``name``) so that the importer matches it back;
+    without components the whole energy goes to the GPU entry, so that the facility factor
+    can be measured back on import."""
+    e_fin, g_fin, c_fin = (float(final[c]) for c in ("energy_j", "gpu_energy_j", "cpu_energy_j"))
     if not math.isnan(g_fin) and e_fin > 0:
         g_run = comp * g_fin / e_fin
-        gpu = DeviceUsage(watts(g_run), (UsageJ((g_run,)),), (Device(gpu_name),))
-        if not math.isnan(c_fin):
-            c_run = comp - g_run
-            n = max(cpu_count, 1)
-            cpu = DeviceUsage(tuple(w for _ in range(n) for w in watts(c_run / n)),
-                              tuple(UsageJ((c_run / n,)) for _ in range(n)),
-                              tuple(Device(cpu_names[k] if k < len(cpu_names) else f"cpu:{k}")
-                                    for k in range(n)))
+        gpu = DeviceUsage((), (UsageJ((g_run,)),), (Device(name),))
+        cpu = None if math.isnan(c_fin) else DeviceUsage((), (UsageJ((comp - g_run,)),), ())
+        return PowerUsageData(gpu=gpu, cpu=cpu)
+    if not math.isnan(c_fin):  # a CPU-only run: no GPU invented
+        return PowerUsageData(cpu=DeviceUsage((), (UsageJ((comp,)),), (Device(name),)))
+    return PowerUsageData(gpu=DeviceUsage((), (UsageJ((comp,)),), (Device(name),)))
+
+
+def _run_metrics(rows: Sequence[int], epoch: np.ndarray, view: _Rows, pue: float,
+                 devices: Mapping[str, int], gpu_name: str) -> ModelMetricsEnergy:
+    first, final = rows[0], rows[-1]
+    inner = rows[1:-1]
+    half = inner[int(np.argmin(np.abs(epoch[inner] - epoch[final] / 2)))]
+    evals = []
+    for i in (first, half, final):
+        r = view[i]
+        evals.append(evaluation_message(
+            r, energy_kwh=_opt(kwh_of(r["energy_kwh"], r["energy_j"], pue)),
+            predicted_energy_kwh=_opt(kwh_of(r["predicted_energy_kwh"], r["predicted_energy_j"], pue))))
+    fin = view[final]
+    comp = float(fin["run_energy_j"])
+    if math.isnan(comp):
+        comp = float(fin["energy_j"])
+    total_kwh = float(fin["run_energy_kwh"])
+    parts = {kind: device_usage(fin, kind, n) for kind, n in devices.items()}
+    if any(parts.values()):
+        power = PowerUsageData(**parts)
     else:
-        # no component split in the table: the whole energy as the GPU's, so the factor can be
-        # measured back on import (the component columns do not survive this case)
-        gpu = DeviceUsage(watts(comp), (UsageJ((comp,)),), (Device(gpu_name),))
-    return ModelMetricsEnergy(
-        evaluation_data_energy=tuple(evals),
-        trainable_parameters=int(cols["trainable_params"][final]),
-        total_time=_opt(run_time),
-        # run_energy_j comes from the component joules, not from this (6-decimal) figure
-        total_energy=_opt(total_kwh if total_kwh == total_kwh else to_kwh(comp, pue)),
-        start_emission=_EPOCH0.strftime("%Y-%m-%d %H:%M:%S"),
-        avg_power_usages=PowerUsageData(gpu=gpu, cpu=cpu))
+        power = _power_from_components(fin, comp, gpu_name)
+    return run_message(fin, evals, total_energy_kwh=_opt(total_kwh if total_kwh == total_kwh
+                                                          else to_kwh(comp, pue)),
+                       power=power)
 
 
 def export_ecnas_tfrecord(table: Any, path: str | Path) -> ExportReport:
     """Write ``table`` as an EC-NAS TFRecord file; the report says what was skipped."""
-    from ecnas.benchmark.api import pue_of
     from ecnas.tables import get_metadata, validate
     from ecnas.tables.tfrecord import EcnasRecord, write_records
 
     df = validate(table)
     meta = get_metadata(table)
     pue = pue_of(meta)
-    devs = meta.get("devices") or {}
-    cpu_meta = devs.get("cpu") or {}
-    cpu_count = int(cpu_meta.get("count") or 1)
-    cpu_names = [str(n) for n in cpu_meta.get("names") or []]
     skipped = {"extrapolated or surrogate": 0, "fewer than three checkpoints": 0}
     keep = df["source"].isin(("measured", "imported")).to_numpy()
     n = len(df)
+    floats = ("energy_j", "gpu_energy_j", "cpu_energy_j", "energy_kwh", "predicted_energy_j",
+              "predicted_energy_kwh", "run_energy_j", "run_energy_kwh")
     cols = {c: (df[c].to_numpy(dtype="float64") if c in df.columns else np.full(n, np.nan))
-            for c in ("epoch", "training_time_s", "wall_time_s", "energy_j", "gpu_energy_j",
-                      "cpu_energy_j", "train_accuracy", "validation_accuracy", "test_accuracy",
-                      "co2eq_g", "predicted_energy_j", "run_energy_j", "run_time_s",
-                      "energy_kwh", "run_energy_kwh", "predicted_energy_kwh")}
-    cols["trainable_params"] = df["trainable_params"].to_numpy()
+            for c in floats}
+    # every other column as it is: the record mapping picks the ones it knows
+    cols.update({c: df[c].to_numpy() for c in df.columns if c not in cols})
+    view = _Rows(cols)
+    epoch = cols["epoch"].astype("float64")
+    devices = {kind: device_count(df.columns, kind) for kind in DEVICE_KINDS}
     runs = df[["arch_hash", "budget_epochs", "repeat", "device"]]
     run_id = runs.groupby(list(runs.columns), sort=True, observed=True).ngroup().to_numpy()
     excluded = np.unique(run_id[~keep])
     skipped["extrapolated or surrogate"] = int(excluded.size)
-    order = np.lexsort((cols["epoch"], run_id))
+    order = np.lexsort((epoch, run_id))
     bounds = np.flatnonzero(np.diff(run_id[order])) + 1
     hashes, budgets = df["arch_hash"].to_numpy(), df["budget_epochs"].to_numpy()
-    mats, opss, devices = df["matrix"].to_numpy(), df["ops"].to_numpy(), df["device"].to_numpy()
+    mats, opss, device_ids = df["matrix"].to_numpy(), df["ops"].to_numpy(), df["device"].to_numpy()
     name_cache: dict[str, str] = {}
     excluded_set = set(excluded.tolist())
     dropped = 0
@@ -180,8 +173,8 @@ def export_ecnas_tfrecord(table: Any, path: str | Path) -> ExportReport:
                 continue
             dropped += len(rows) - 3
             i = rows[0]
-            m = _run_metrics(rows, cols, pue, _device_names(meta, str(devices[i]), name_cache),
-                             cpu_count, cpu_names)
+            m = _run_metrics(rows, epoch, view, pue, devices,
+                             _profile_name(str(device_ids[i]), name_cache))
             yield EcnasRecord(str(hashes[i]), int(budgets[i]), str(mats[i]), str(opss[i]), m).to_bytes()
 
     count = 0

@@ -22,8 +22,10 @@ import numpy as np
 import pandas as pd
 
 from ecnas.errors import InputError
+from ecnas.tables.schema import SOURCES
 
-SOURCES = ("measured", "imported", "extrapolated", "surrogate")
+__all__ = ["ARCH_COLUMNS", "FINAL_COLUMNS", "HALF_COLUMNS", "METRICS", "METRIC_INDEX", "SOURCES",
+           "Layout", "devices_of", "layout_from_frames", "layout_from_table"]
 
 #: run-level metric columns held in ``Layout.metrics`` (final checkpoint, then halfway);
 #: ``energy_kwh`` is the published kWh of imported EC-NAS runs (NaN for everything else)

@@ -51,6 +51,9 @@ def register(subparsers: Any) -> None:
                    help="deterministic algorithms (same seed → same numbers; slower on GPUs)")
     p.add_argument("--max-train-images", type=int, help="train on the first N training images")
     p.add_argument("--max-eval-images", type=int, help="evaluate on at most N images per split")
+    p.add_argument("--carbon-intensity", type=float, metavar="G_PER_KWH",
+                   help="the grid's carbon intensity (gCO2/kWh): fills the CO2 columns "
+                        "(left empty without it)")
     p.add_argument("--out", required=True, help="table to write: .parquet or .csv (overwritten)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     add_json_flag(p)
@@ -100,7 +103,8 @@ def run_train(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size, learning_rate=args.learning_rate,
                 checkpoints=args.checkpoints, device=args.device,
                 deterministic=args.deterministic, max_train_images=args.max_train_images,
-                max_eval_images=args.max_eval_images)
+                max_eval_images=args.max_eval_images,
+                carbon_intensity_g_per_kwh=args.carbon_intensity)
     configs = [TrainConfig(**base, repeat=args.repeat + i) for i in range(args.repeats)]
     if args.dataset == "cifar10":  # a missing dataset fails here, before the meters start
         from ecnas.trainer.data.cifar10 import HOW_TO_GET, find_batch_dir

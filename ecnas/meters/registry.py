@@ -28,6 +28,7 @@ ENTRY_POINT_GROUP = "ecnas.meters"
 BUILTIN = {
     "rapl": "ecnas.meters.rapl:RaplMeter",
     "nvml": "ecnas.meters.nvml:NvmlMeter",
+    "amdsmi": "ecnas.meters.amd:AmdSmiMeter",
     "estimate": "ecnas.meters.estimate:EstimateMeter",
 }
 PYRAPL = ("pyrapl", "ecnas.meters.pyrapl:PyRaplMeter")
@@ -111,7 +112,8 @@ def _build(entry: MeterEntry, **kwargs: object) -> list[Meter]:
 
 
 def create_meters(names: Sequence[str], *, include_psys: bool = False) -> list[Meter]:
-    """Build meters by name (``rapl``, ``nvml``, ``estimate``, ``pyrapl``, plugins)."""
+    """Build meters by name (``rapl``, ``nvml``, ``amdsmi``, ``estimate``, ``pyrapl``,
+    plugins)."""
     known = available_meters()
     out: list[Meter] = []
     for name in names:
@@ -142,6 +144,7 @@ def _plugins() -> tuple[list[Meter], list[MeterStatus]]:
 
 
 def _cpu_and_gpu(include_psys: bool, with_estimate_status: bool = True) -> tuple[list[Meter], list[MeterStatus]]:
+    from ecnas.meters.amd import AmdSmiMeter
     from ecnas.meters.estimate import EstimateMeter
     from ecnas.meters.nvml import NvmlMeter
     from ecnas.meters.rapl import RaplMeter
@@ -153,6 +156,12 @@ def _cpu_and_gpu(include_psys: bool, with_estimate_status: bool = True) -> tuple
     statuses.append(s)
     if s.usable:
         chosen.append(nvml)
+    # gpu:i names the i-th GPU of one runtime; AMD's get their own names beside NVIDIA's
+    amd = AmdSmiMeter(domain_prefix="gpu-amd" if s.usable else "gpu")
+    s = amd.status()
+    statuses.append(s)
+    if s.usable:
+        chosen.append(amd)
     rapl = RaplMeter(include_psys=include_psys)
     s = rapl.status()
     statuses.append(s)
@@ -167,8 +176,8 @@ def _cpu_and_gpu(include_psys: bool, with_estimate_status: bool = True) -> tuple
 
 
 def default_meters(include_psys: bool = False) -> list[Meter]:
-    """NVML for the visible GPUs when it can read, RAPL when readable, else the estimate meter
-    for the CPU, plus every usable third-party meter."""
+    """NVML and AMD SMI for the visible GPUs when they can read, RAPL when readable, else the
+    estimate meter for the CPU, plus every usable third-party meter."""
     chosen, _ = _cpu_and_gpu(include_psys, with_estimate_status=False)
     plugins, _ = _plugins()
     return chosen + [m for m in plugins if m.status().usable]
@@ -178,7 +187,7 @@ def discover(include_psys: bool = False) -> list[MeterStatus]:
     """The status of every meter (built-in, pyRAPL, plugins): what ``ecnas hardware`` shows."""
     chosen, statuses = _cpu_and_gpu(include_psys)
     for meter in chosen:
-        meter.close()  # discovery only probes; release NVML
+        meter.close()  # discovery only probes; release NVML and AMD SMI
     if PYRAPL[0] in available_meters():
         from ecnas.meters.pyrapl import PyRaplMeter
 

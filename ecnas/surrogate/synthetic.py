@@ -64,9 +64,11 @@ def derive_device(table: pd.DataFrame, device: SyntheticDevice | None = None) ->
     for c in ("gpu_energy_j", "cpu_energy_j", "dram_energy_j"):
         if c in t.columns:
             t[c] = np.nan
-    for c in ("predicted_energy_j", "run_energy_j", "run_time_s", "co2eq_g"):
-        if c in t.columns:
-            t = t.drop(columns=c)
+    from ecnas.tables.record import record_columns_in
+
+    # the source run's measurement (totals, EC-NAS's record) does not describe this device
+    drop = {"predicted_energy_j", "run_energy_j", *record_columns_in(t.columns)}
+    t = t.drop(columns=[c for c in t.columns if c in drop])
     t["device"] = d.device_id
     t["estimated"] = True
     t.attrs = {}

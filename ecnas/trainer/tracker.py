@@ -80,6 +80,16 @@ class EpochMark:
     meters: tuple[str, ...] = ()
 
 
+def check_carbon_intensity(value: Any) -> float | None:
+    """A grid carbon intensity (gCO2/kWh) as a float, None for none; InputError otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value < 0:
+        raise InputError(f"carbon intensity must be a number ≥ 0 (gCO2/kWh), got {value!r}")
+    return float(value)
+
+
 def _components(report: Any) -> dict[str, float]:
     values = {f"{c}_energy_j": float(report.component_j(c)) for c in COMPONENTS}
     present = [v for v in values.values() if not math.isnan(v)]
@@ -94,9 +104,12 @@ class EnergyTracker:
     ``monitor`` — an :class:`ecnas.meters.Monitor` to open this run's window on (left open for
     its owner); without one the tracker builds ``Monitor(meters)`` and closes it at
     :meth:`stop`. ``meters`` — meters for that Monitor (default: whatever the machine has).
+    ``carbon_intensity_g_per_kwh`` — the grid's carbon intensity, for the rows' CO2 columns
+    (left missing without it: ecnas never assumes one).
     """
 
-    def __init__(self, monitor: Any | None = None, *, meters: Sequence[Any] | None = None) -> None:
+    def __init__(self, monitor: Any | None = None, *, meters: Sequence[Any] | None = None,
+                 carbon_intensity_g_per_kwh: float | None = None) -> None:
         if monitor is not None and meters is not None:
             raise InputError("EnergyTracker: pass a monitor or meters, not both")
         self._monitor = monitor
@@ -112,6 +125,11 @@ class EnergyTracker:
         self._marks: list[EpochMark] = []
         self._overhead_s = 0.0  # time spent reading meters at epoch ends and checkpoints
         self._final: Checkpoint | None = None
+        # for the rows' EC-NAS record columns (ecnas.trainer.rows.record_columns)
+        self._intensity = check_carbon_intensity(carbon_intensity_g_per_kwh)
+        self._started_unix = 0.0
+        self._final_domains: Mapping[str, Any] = {}
+        self._devices: tuple[Any, ...] = ()
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
@@ -136,6 +154,7 @@ class EnergyTracker:
         monitor.start()
         monitor.begin(self._window)
         self._t0 = time.monotonic()
+        self._started_unix = time.time()
         return self
 
     def stop(self) -> Checkpoint:
@@ -150,6 +169,8 @@ class EnergyTracker:
         report = self.monitor.end(self._window)
         self._t_stop = time.monotonic()
         self._final = self._make_checkpoint(math.nan, report, self._t_stop, {})
+        self._final_domains = dict(report.domains)
+        self._devices = tuple(d for s in self.monitor.statuses() for d in s.devices)
         if self._owns_monitor:
             self.monitor.close()
         return self._final
@@ -271,7 +292,9 @@ class EnergyTracker:
     def rows(self, **static: Any) -> list[dict[str, Any]]:
         """One dict per checkpoint: ``static`` columns (arch_hash, budget_epochs, repeat, …),
         then the checkpoint's times, energies and metrics (accuracies NaN when not given).
-        ``device`` defaults to the metered device's profile id, ``source`` to ``measured``."""
+        ``device`` defaults to the metered device's profile id, ``source`` to ``measured``.
+        EC-NAS's record columns follow (timestamps, per-device joules and power, CO2 with a
+        carbon intensity; see :func:`ecnas.trainer.rows.record_columns`)."""
         out = []
         if "device" not in static and self._checkpoints:
             kinds = {d.kind for s in self.monitor.statuses() for d in s.devices}
@@ -290,6 +313,15 @@ class EnergyTracker:
             for name, value in cp.metrics.items():
                 row.setdefault(name, value)
             out.append(row)
+        from ecnas.trainer.rows import record_columns
+
+        records = record_columns(self._checkpoints, started_unix=self._started_unix,
+                                 final=self._final, domains=self._final_domains,
+                                 devices=self._devices,
+                                 carbon_intensity_g_per_kwh=self._intensity)
+        for row, record in zip(out, records, strict=True):
+            for name, value in record.items():
+                row.setdefault(name, value)
         return out
 
 

@@ -63,6 +63,8 @@ class TrainConfig:
     max_train_images: int | None = None
     max_eval_images: int | None = None  # cap on each evaluation split (None: all)
     bn_decay: float | None = None  # BatchNorm moving-average decay, TF convention
+    #: the grid's gCO2/kWh for the rows' CO2 columns (None: no CO2, never a guess)
+    carbon_intensity_g_per_kwh: float | None = None
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASET_DEFAULTS:
@@ -96,6 +98,10 @@ class TrainConfig:
             raise InputError(f"deterministic must be true or false, got {self.deterministic!r}")
         if self.data_dir is not None:
             object.__setattr__(self, "data_dir", os.fspath(self.data_dir))
+        from ecnas.trainer.tracker import check_carbon_intensity
+
+        object.__setattr__(self, "carbon_intensity_g_per_kwh",
+                           check_carbon_intensity(self.carbon_intensity_g_per_kwh))
         from ecnas.space import ModelSpec
 
         spec = ModelSpec(self.matrix, self.ops)  # malformed input raises InputError here
@@ -266,7 +272,7 @@ def train_architecture(config: TrainConfig, *, monitor: Any | None = None,
                               decay=recipe.rmsprop_decay, momentum=recipe.momentum,
                               eps=recipe.epsilon, weight_decay=recipe.weight_decay)
         gen = torch.Generator().manual_seed(seed)  # batch order and augmentation
-        tracker = EnergyTracker(monitor)
+        tracker = EnergyTracker(monitor, carbon_intensity_g_per_kwh=config.carbon_intensity_g_per_kwh)
         step = 0
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)

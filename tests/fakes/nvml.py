@@ -3,7 +3,8 @@
 ``build_stub(dir)`` compiles ``nvml_stub.c`` into ``dir/libnvidia-ml.so.1``. Processes that
 should see it get ``LD_LIBRARY_PATH=dir`` (the dynamic loader reads it at process start, so
 this is done in a subprocess) and ``FAKE_NVML_STATE=<state file>``; the real ``pynvml``
-bindings then load the stub exactly as they load the driver's library.
+bindings then load the stub exactly as they load the driver's library. What such a process
+runs lives in :mod:`fakes.nvml_scenarios` (``run_scenario``), not in code strings.
 """
 
 from __future__ import annotations
@@ -59,18 +60,19 @@ def write_state(path: str | os.PathLike[str], gpus: list[FakeGpu]) -> None:
     os.replace(tmp, target)
 
 
-def run_python(lib_dir: Path, state: Path, code: str, env: dict[str, str] | None = None,
-               timeout: float = 60.0) -> dict:
-    """Run ``code`` in a fresh interpreter that loads the stub; return the JSON it prints
-    on its last stdout line."""
+def run_scenario(lib_dir: Path, state: Path, name: str, *args: object,
+                 env: dict[str, str] | None = None, timeout: float = 60.0) -> dict:
+    """Run scenario ``name`` of :mod:`fakes.nvml_scenarios` in a fresh interpreter that loads
+    the stub; return the JSON it prints on its last stdout line."""
     full = dict(os.environ)
     full.pop("CUDA_VISIBLE_DEVICES", None)
     full.pop("CUDA_DEVICE_ORDER", None)
     full.update({"LD_LIBRARY_PATH": str(lib_dir), "FAKE_NVML_STATE": str(state),
                  "PYTHONPATH": os.pathsep.join([str(TESTS), full.get("PYTHONPATH", "")])})
     full.update(env or {})
-    proc = subprocess.run([sys.executable, "-c", code], env=full, capture_output=True,
-                          text=True, timeout=timeout)
+    proc = subprocess.run([sys.executable, "-m", "fakes.nvml_scenarios", name,
+                           *map(str, args)], env=full, capture_output=True, text=True,
+                          timeout=timeout)
     if proc.returncode != 0:
         raise AssertionError(f"subprocess failed ({proc.returncode}):\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from ecnas.tables.checks.base import CheckResult, Context, offending
+from ecnas.tables.kwh import KWH_J, pue_of
 from ecnas.tables.schema import COMPONENT_COLUMNS, ROW_KEYS
 
 NON_NEGATIVE = ("budget_epochs", "epoch", "training_time_s", "wall_time_s", "energy_j",
@@ -81,8 +82,6 @@ def published_kwh(ctx: Context) -> CheckResult:
     """Imported EC-NAS rows keep the published kWh; they must still agree with ``energy_j``."""
     if "energy_kwh" not in ctx.df.columns:
         return CheckResult("published-kwh", "error", True, 0, "no published kWh column")
-    from ecnas.benchmark.api import KWH_J, pue_of
-
     kwh = ctx.col("energy_kwh").astype("float64")
     e = ctx.col("energy_j").astype("float64")
     pue = pue_of(ctx.metadata)

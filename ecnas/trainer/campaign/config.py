@@ -26,7 +26,8 @@ else:  # pragma: no cover - Python 3.10
 
 #: TrainConfig fields a campaign may set in [recipe]
 RECIPE_KEYS = ("stem_channels", "num_stacks", "cells_per_stack", "batch_size", "learning_rate",
-               "bn_decay", "checkpoints", "deterministic", "max_train_images", "max_eval_images")
+               "bn_decay", "checkpoints", "deterministic", "max_train_images", "max_eval_images",
+               "carbon_intensity_g_per_kwh")
 CAMPAIGN_KEYS = ("name", "dataset", "data_dir", "seed", "budgets", "repeats", "devices",
                  "retries")
 ARCH_KEYS = ("enumerate", "sample", "list", "table")
