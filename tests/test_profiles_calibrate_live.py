@@ -214,6 +214,14 @@ def test_shift_estimate_and_its_refusals() -> None:
         est = estimate_time_shift(measured, ref)
         assert est.shift_s == pytest.approx(-clock_ahead, abs=0.05) and est.sd_s < 0.1
         assert est.correlation > 0.99
+    # Rows read as instant samples: a meter sampling the power at its timestamps.
+    rows = np.arange(t[0] - 3, t[-1] + 3, 0.2)
+    sampled = GAIN * np.interp(rows, t, stepped) + OFFSET
+    ref = ReferenceSeries(tuple(rows - 2.5), tuple(sampled), "sampled", rows="instant")
+    measured = (t, np.concatenate([[0.0], np.cumsum(0.5 * (stepped[1:] + stepped[:-1])
+                                                    * np.diff(t))]))
+    est = estimate_time_shift(measured, ref)
+    assert est.shift_s == pytest.approx(2.5, abs=0.05)
     # A load that repeats every 4 s fits at several shifts: refused, with both named.
     periodic = np.where(((t - t[0]) // 2) % 2 == 0, 20.0, 80.0)
     measured, ref = _synthetic(t, periodic, 4.4, 0.5)
