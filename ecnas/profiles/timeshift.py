@@ -4,10 +4,12 @@ A wall meter's clock is rarely in sync with the host it measures. The calibratio
 steps (idle → probe → load → a fixed, irregular sequence of load levels) show in both the
 host's counter and the meter's log, so the shift that lines them up can be found:
 
-1. **search** — the measured energy is cut into intervals about one reference period long;
-   for every candidate shift ``d`` within ±``max_shift_s`` (a grid of half an interval) the
-   reference's mean power over each interval moved by ``d`` is computed exactly (the log's
-   integral, see :class:`ReferenceIntegral`) and correlated with the measured power;
+1. **search** — for every candidate shift ``d`` within ±``max_shift_s`` (a grid of half a
+   reference period) the two power series are correlated over common windows about one
+   reference period long: the log's own rows moved by ``d`` (rows read as means: each row's
+   mean is exact and the measured energy, read much finer, is interpolated at the moved row
+   edges), or the measured intervals (rows read as instant samples: the log is integrated
+   over each, see :class:`ReferenceIntegral`);
 2. **refine** — the best grid point is refined between its neighbours (bounded Brent search
    on the correlation, which is continuous in ``d``), so the shift is not limited to the grid;
 3. **uncertainty** — the 1-sd of the shift comes from the peak's curvature: the covariance of
