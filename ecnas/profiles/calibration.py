@@ -68,7 +68,7 @@ def _intervals(t: Any, e: Any, interval_s: float) -> tuple[Any, Any, Any]:
 
 def _row_intervals(t: Any, v: Any, integral: ReferenceIntegral, interval_s: float
                    ) -> tuple[Any, Any, Any, Any]:
-    """Intervals on the reference's own rows (merged to at least interval_s) inside the
+    """Intervals on the reference's own rows (merged to about interval_s) inside the
     measurement: the reference's mean over each is exact, and the measured energy, sampled
     much finer, is interpolated at the same edges. Both sides then average the same window;
     intervals cut across rows would smooth the reference against the measurement and pull
@@ -78,7 +78,9 @@ def _row_intervals(t: Any, v: Any, integral: ReferenceIntegral, interval_s: floa
     edges = integral.t[(integral.t >= t[0]) & (integral.t <= t[-1])]
     if len(edges) < 2:
         return (np.empty(0),) * 4
-    a, b, _ = _intervals(edges, edges, interval_s)
+    # A meter's period jitters around its nominal value: a row a little short of
+    # interval_s still makes an interval of its own.
+    a, b, _ = _intervals(edges, edges, interval_s - 0.25 * float(np.median(np.diff(integral.t))))
     x = (np.interp(b, t, v) - np.interp(a, t, v)) / (b - a)
     return a, b, x, integral.mean_power(a, b)
 

@@ -147,7 +147,8 @@ class _RowAlignment:
 
         self.t, self.e = t, e
         integral = ReferenceIntegral(ref)
-        self.a, self.b, _ = _intervals(integral.t, integral.t, step_s)
+        period = float(np.median(np.diff(integral.t)))
+        self.a, self.b, _ = _intervals(integral.t, integral.t, step_s - 0.25 * period)
         self.y = integral.mean_power(self.a, self.b)
         self.slope = np.diff(e) / np.diff(t)  # measured power between samples
         self.n = max(int((t[-1] - t[0]) / step_s), 1)
