@@ -175,6 +175,16 @@ def test_reference_checked_before_measuring(tmp_path: Path) -> None:
     r = _cli("calibrate", "fit", str(bad), "--reference", str(bad), "--out",
              str(tmp_path / "b.toml"))
     assert r.returncode == 2 and "not JSON" in r.stderr
+    # The run beside the profile is checked before measuring too, and never replaced unless
+    # ecnas wrote it.
+    (tmp_path / "c.run.json").write_text("my notes\n")
+    r = _cli("calibrate", "--kind", "cpu", "--out", str(tmp_path / "c.toml"),
+             ECNAS_SYSFS_ROOT=str(fake.root))
+    assert r.returncode == 2 and "c.run.json (the run kept beside the profile) exists" in r.stderr
+    r = _cli("calibrate", "--kind", "cpu", "--out", str(tmp_path / "c.toml"), "--force",
+             ECNAS_SYSFS_ROOT=str(fake.root))
+    assert r.returncode == 2 and "is not a calibration run ecnas wrote" in r.stderr
+    assert (tmp_path / "c.run.json").read_text() == "my notes\n"
 
 
 def test_live_log_with_a_half_written_last_row(tmp_path: Path) -> None:
