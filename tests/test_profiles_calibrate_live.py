@@ -122,6 +122,12 @@ def test_live_meter_one_step_then_fit_later_gives_the_same(tmp_path: Path) -> No
     assert exact.fit.to_dict() == one["fit"] and exact.shift.to_dict() == one["shift"]
     assert exact.profile.calibration == profile.calibration
 
+    # --time-shift-s overrides the estimate, and a clearly different one is pointed out.
+    given = fit_record(record, same, FitOptions(interval_s=1.0, time_shift_s=-8.2))
+    assert given.shift.source == "given" and given.shift.shift_s == -8.2
+    assert any(n.startswith("the data suggest a time shift of -8.") and "-8.200 s given" in n
+               for n in given.notes)
+
     # A flat reference: no step to align, so no shift (the CLI says it in one line, exit 2).
     flat = tmp_path / "flat.csv"
     t0, t1 = record.samples[0].wall_s - 5, record.samples[-1].wall_s + 5

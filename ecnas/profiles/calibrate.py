@@ -300,11 +300,15 @@ def fit_record(record: CalibrationRecord, reference: str | Path | ReferenceSerie
     ref = (reference if isinstance(reference, ReferenceSeries)
            else read_reference_csv(reference, rows=options.reference_rows))
     measured = record.series()
+    notes = []
     if options.time_shift_s is None:
         shift = estimate_time_shift(measured, ref, max_shift_s=options.max_shift_s)
     else:
         shift = ShiftEstimate.given(options.time_shift_s)
+        notes += _second_opinion(measured, ref, shift, options.max_shift_s)
     _say(progress, shift.describe())
+    for note in notes:
+        _say(progress, note)
     fit = fit_reference(measured, ref, interval_s=options.interval_s,
                         time_shift_s=shift.shift_s)
     _say(progress, f"reference fit: gain {fit.gain:.4f} ± {fit.gain_sd:.4f}, "
@@ -318,9 +322,23 @@ def fit_record(record: CalibrationRecord, reference: str | Path | ReferenceSerie
              if options.reference_scope == "wall" else "the device's own energy")
     read = {"source": ref.source, "rows": len(ref.t), "first_s": ref.t[0],
             "last_s": ref.t[-1], "period_s": ref.period_s, "rows_are": ref.rows}
+    notes.append(f"calibrated energy with this profile is {scope}; the profile's provenance "
+                 "says so")
     return _summary(record, fit=fit, shift=shift, profile=profile, reference=read,
-                    notes=[f"calibrated energy with this profile is {scope}; the profile's "
-                           "provenance says so"])
+                    notes=notes)
+
+
+def _second_opinion(measured: tuple[list[float], list[float]], ref: ReferenceSeries,
+                    given: ShiftEstimate, max_shift_s: float) -> list[str]:
+    """A given shift is used as given; say so when the data clearly point elsewhere."""
+    try:
+        est = estimate_time_shift(measured, ref, max_shift_s=max_shift_s)
+    except InputError:
+        return []  # nothing identifiable to compare with
+    if abs(est.shift_s - given.shift_s) <= max(3 * (est.sd_s or 0.0), 0.02):
+        return []
+    return [f"the data suggest a time shift of {est.shift_s:+.3f} ± {est.sd_s:.3f} s, not the "
+            f"{given.shift_s:+.3f} s given (r = {est.correlation:.4f}); the given one was used"]
 
 
 def calibrate_meter(meter: Meter, device: DeviceInfo, domains: Sequence[str], *,
