@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from ecnas.meters import Monitor
 from ecnas.meters.estimate import EstimateMeter
 from ecnas.meters.rapl import RaplMeter
+from ecnas.monitor import Monitor
 
 QUICK = os.environ.get("ECNAS_BENCH_QUICK") == "1"
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))

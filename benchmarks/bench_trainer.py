@@ -11,7 +11,7 @@ import os
 import pytest
 import torch
 
-from ecnas.meters import Monitor
+from ecnas.monitor import Monitor
 from ecnas.space import ModelSpec
 from ecnas.trainer.augment import pad_crop_flip, standardize
 from ecnas.trainer.data import load_dataset

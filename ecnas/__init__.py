@@ -12,9 +12,9 @@ from typing import Any
 from ecnas._version import __version__
 
 _LAZY = {
-    "measure": "ecnas.meters",
-    "Monitor": "ecnas.meters",
-    "EnergyReport": "ecnas.meters",
+    "measure": "ecnas.monitor",
+    "Monitor": "ecnas.monitor",
+    "EnergyReport": "ecnas.monitor",
     "ModelSpec": "ecnas.space",
     "EnergyTracker": "ecnas.trainer.tracker",
     "Benchmark": "ecnas.benchmark",

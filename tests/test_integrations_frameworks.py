@@ -68,7 +68,10 @@ def _check_like_tracker(rows: list[dict[str, Any]], reference: list[dict[str, An
 
 # -- PyTorch Lightning ---------------------------------------------------------------------
 
-def _lightning_fit(tmp_path: Path, callback: Any, *, val_every: int = 1) -> list[float]:
+def _lightning_fit(tmp_path: Path, callback: Any, *, val_every: int = 1,
+                   **trainer_args: Any) -> list[float]:
+    """2 epochs of a linear model on random tensors (4 steps, 4 validation batches each);
+    ``trainer_args`` override the Trainer's settings (``logger`` …)."""
     import lightning.pytorch as pl
     import torch
     from torch.utils.data import DataLoader, TensorDataset
@@ -101,10 +104,11 @@ def _lightning_fit(tmp_path: Path, callback: Any, *, val_every: int = 1) -> list
 
     gen = torch.Generator().manual_seed(0)
     data = TensorDataset(torch.randn(64, 8, generator=gen), torch.randint(0, 2, (64,), generator=gen))
-    trainer = pl.Trainer(max_epochs=2, callbacks=[callback], logger=False, accelerator="cpu",
+    settings = {"logger": False, **trainer_args}
+    trainer = pl.Trainer(max_epochs=2, callbacks=[callback], accelerator="cpu",
                          enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, default_root_dir=tmp_path,
-                         check_val_every_n_epoch=val_every, num_sanity_val_steps=1)
+                         check_val_every_n_epoch=val_every, num_sanity_val_steps=1, **settings)
     trainer.fit(Linear(), DataLoader(data, batch_size=16), DataLoader(data, batch_size=16))
     return val_accs
 
@@ -166,6 +170,13 @@ def test_lightning_nas_cell_epoch_without_validation_and_table(tmp_path: Path) -
 # -- Hugging Face Trainer ------------------------------------------------------------------
 
 def _hf_train(tmp_path: Path, callback: Any, **arg_overrides: Any) -> Any:
+    trainer = _hf_trainer(tmp_path, [callback], **arg_overrides)
+    trainer.train()
+    return trainer
+
+
+def _hf_trainer(tmp_path: Path, callbacks: list[Any], **arg_overrides: Any) -> Any:
+    """A Trainer for a linear model on random tensors (2 epochs of 4 steps, CPU)."""
     import numpy as np
     import torch
     from torch.utils.data import Dataset
@@ -196,16 +207,14 @@ def _hf_train(tmp_path: Path, callback: Any, **arg_overrides: Any) -> Any:
     def accuracy(pred: Any) -> dict[str, float]:
         return {"accuracy": float((np.argmax(pred.predictions, 1) == pred.label_ids).mean())}
 
-    settings = {"eval_strategy": "epoch", "logging_strategy": "epoch", **arg_overrides}
+    settings = {"eval_strategy": "epoch", "logging_strategy": "epoch", "report_to": [],
+                **arg_overrides}
     args = TrainingArguments(output_dir=str(tmp_path), num_train_epochs=2,
                              per_device_train_batch_size=16, per_device_eval_batch_size=16,
-                             save_strategy="no", report_to=[], use_cpu=True,
-                             remove_unused_columns=False, disable_tqdm=True, **settings)
-    trainer = Trainer(model=Linear(), args=args, train_dataset=Random(64, 0),
-                      eval_dataset=Random(64, 1), compute_metrics=accuracy,
-                      callbacks=[callback])
-    trainer.train()
-    return trainer
+                             save_strategy="no", use_cpu=True, remove_unused_columns=False,
+                             disable_tqdm=True, **settings)
+    return Trainer(model=Linear(), args=args, train_dataset=Random(64, 0),
+                   eval_dataset=Random(64, 1), compute_metrics=accuracy, callbacks=callbacks)
 
 
 @pytest.mark.filterwarnings("ignore")
@@ -256,6 +265,8 @@ def test_huggingface_without_evaluation(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("module", "blocked", "extra"), [
     ("ecnas.integrations.lightning", ("lightning", "pytorch_lightning"), "lightning"),
     ("ecnas.integrations.huggingface", ("transformers",), "huggingface"),
+    ("ecnas.integrations.synetune", ("syne_tune",), "synetune"),
+    ("ecnas.integrations.prometheus", ("prometheus_client",), "prometheus"),
 ])
 def test_missing_framework_names_the_extra(module: str, blocked: tuple[str, ...],
                                            extra: str) -> None:
@@ -266,6 +277,14 @@ def test_missing_framework_names_the_extra(module: str, blocked: tuple[str, ...]
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("ImportError:")
     assert f"pip install ecnas[{extra}]" in last
+
+
+@pytest.mark.parametrize("module", ["ecnas.integrations.lightning",
+                                    "ecnas.integrations.huggingface"])
+def test_empty_log_prefix_is_refused(module: str) -> None:
+    callback = pytest.importorskip(module, reason="framework not installed").EnergyCallback
+    with pytest.raises(InputError, match="log_prefix"):
+        callback(log_prefix="")
 
 
 def test_map_metrics_rules() -> None:

@@ -12,8 +12,10 @@ import pytest
 from fakes.env import isolated_cache  # noqa: F401  (autouse: a private ECNAS_CACHE_DIR)
 from fakes.sysfs import FakePowercap
 
-from ecnas.meters import Monitor, Status, default_meters, discover
-from ecnas.meters.estimate import DEFAULT_PER_CORE_W, EstimateMeter
+from ecnas.meters import Status, default_meters, discover
+from ecnas.meters.estimate import EstimateMeter
+from ecnas.monitor import Monitor
+from ecnas.monitor.profile_cache import bind_profiles
 from ecnas.profiles import get_profile
 
 BUSY = "import time\nt = time.process_time()\nwhile time.process_time() - t < {s}: pass\n"
@@ -91,19 +93,25 @@ def test_per_core_power_comes_from_the_matched_profile(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     tree = FakePowercap(tmp_path, cpu_model="Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz")
     monkeypatch.setenv("ECNAS_SYSFS_ROOT", str(tree.root))
-    watts, source, profile_id = EstimateMeter().per_core()
+    # Readers never look profiles up themselves: the Monitor layer binds them (as a Monitor,
+    # ``ecnas hardware`` and bind_profiles do).
+    (meter,) = bind_profiles([EstimateMeter()])
+    watts, source, profile_id = meter.per_core()
     expected = get_profile("generic-intel-xeon")
     assert profile_id == "generic-intel-xeon"
     assert expected is not None and watts == expected.per_core_w
     assert "from profile generic-intel-xeon" in source
 
 
-def test_generic_default_when_profiles_cannot_load(no_counters: Path, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_refused_when_profiles_cannot_load(no_counters: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # issue 19 point 7: a profile path that cannot load is refused, naming it, rather than
+    # estimating with the generic default (which silently changed the figures)
+    from ecnas.errors import InputError
+
     monkeypatch.setenv("ECNAS_PROFILE_PATH", str(tmp_path / "missing-profiles"))
-    watts, source, profile_id = EstimateMeter().per_core()
-    assert watts == DEFAULT_PER_CORE_W and profile_id is None
-    assert "generic default" in source and "missing-profiles" in source
+    with pytest.raises(InputError, match="missing-profiles"):
+        bind_profiles([EstimateMeter()])
 
 
 def test_short_window_is_flagged() -> None:

@@ -16,8 +16,9 @@ import pytest
 from fakes.env import isolated_cache  # noqa: F401  (autouse: a private ECNAS_CACHE_DIR)
 from fakes.sysfs import FakePowercap
 
-from ecnas.meters import Monitor, Status
+from ecnas.meters import Status
 from ecnas.meters.rapl import RaplMeter
+from ecnas.monitor import Monitor
 
 J = 1_000_000  # µJ per joule
 

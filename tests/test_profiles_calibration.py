@@ -120,7 +120,8 @@ def test_calibrate_energy_gross_and_net():
     assert (r.gross_j, r.net_j, r.calibrated) == (1000.0, None, False)
     r = calibrate_energy(get_profile("generic-intel-xeon"), "cpu:0/dram", 50.0, 1.0,
                          subtract_idle=True)
-    assert r.net_j is None and "no idle baseline" in r.note
+    # As the Monitor does (issue 20 item 3): nothing known to subtract, net = gross, said so.
+    assert r.net_j == r.gross_j == 50.0 and "no idle baseline" in r.note
     assert calibrate_energy(None, "gpu:0", 7.0, 1.0).gross_j == 7.0
 
 

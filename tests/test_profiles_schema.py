@@ -24,6 +24,7 @@ EXPECTED_IDS = {
     "nvidia-v100", "nvidia-a100-40gb", "nvidia-a100-80gb", "nvidia-h100-sxm",
     "nvidia-h100-pcie", "nvidia-h200", "generic-intel-xeon", "generic-amd-epyc",
     "generic-desktop-cpu", "generic-cpu",
+    "amd-instinct-mi210", "amd-instinct-mi250x", "amd-instinct-mi300x",
 }
 
 GOOD = '''

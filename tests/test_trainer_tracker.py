@@ -9,8 +9,8 @@ import time
 import pytest
 
 from ecnas.errors import InputError
-from ecnas.meters import Monitor
 from ecnas.meters.estimate import EstimateMeter
+from ecnas.monitor import Monitor
 from ecnas.trainer.rows import CONTRACT_COLUMNS
 from ecnas.trainer.tracker import EnergyTracker
 
@@ -50,6 +50,22 @@ def test_checkpoints_are_cumulative_and_evaluation_is_kept_out_of_training_time(
     marks = tracker.epoch_marks
     assert [m.epoch for m in marks] == [1, 2, 3]
     assert math.fsum(m.energy_j for m in marks) == pytest.approx(marks[-1].cumulative_energy_j)
+
+
+def test_reading_sits_between_checkpoints_and_is_not_recorded() -> None:
+    tracker = EnergyTracker(meters=[EstimateMeter(per_core_w=10.0)])
+    with tracker:
+        first = tracker.checkpoint(0)
+        burn(0.05)
+        now = tracker.reading()
+        burn(0.05)
+        last = tracker.checkpoint(1)
+    assert tracker.checkpoints == [first, last]  # the reading is not a checkpoint
+    assert math.isnan(now.epoch) and now.meters == ("estimate",)
+    assert first.cpu_energy_j < now.cpu_energy_j < last.cpu_energy_j
+    assert first.wall_time_s < now.wall_time_s < last.wall_time_s
+    with pytest.raises(InputError, match="reading"):
+        tracker.reading()  # stopped
 
 
 def test_rows_follow_the_table_contract() -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ecnas.meters import Monitor
 from ecnas.meters.estimate import EstimateMeter
+from ecnas.monitor import Monitor
 from ecnas.space import ModelSpec
 from ecnas.space.cost import trainable_params
 from ecnas.trainer.rows import CONTRACT_COLUMNS, contract_problems, write_rows

@@ -21,10 +21,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ecnas.errors import InputError
+from ecnas.outputs import atomic_folder, dumps_json
 
 FORMAT = "ecnas-benchmark-bundle"
 SCHEMA_VERSION = 1
@@ -176,20 +174,40 @@ def _write_table(table: Any, meta: Mapping[str, Any], path: Path) -> None:
 
     arrow = pa.Table.from_pandas(table, preserve_index=False)
     # the table metadata under the key ecnas.tables.read_table reads; pandas ignores it
-    arrow = arrow.replace_schema_metadata({KEY: json.dumps(dict(meta), default=str)})
+    arrow = arrow.replace_schema_metadata({KEY: dumps_json(dict(meta))})
     pq.write_table(arrow, path, compression="zstd", row_group_size=1 << 20,
                    use_dictionary=[c for c in ("arch_hash", "matrix", "ops", "device", "source",
                                                "note") if c in table.columns])
 
 
-def _replace_dir(tmp: Path, out: Path) -> None:
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, out)
+def owned_files(path: Path) -> list[str]:
+    """The entries of the bundle folder ``path`` that ecnas wrote (its manifest and the files
+    the manifest lists); raises ``InputError`` when ``path`` holds no ecnas bundle."""
+    mf = path / MANIFEST
+    if not mf.is_file():
+        raise InputError(f"{path}: folder exists and is not a bundle (no {MANIFEST}); "
+                         "choose an empty or new folder")
+    try:
+        manifest = json.loads(mf.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{mf}: not an ecnas bundle manifest ({exc}); ecnas does not "
+                         "replace a folder it did not write") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise InputError(f"{mf}: not an ecnas bundle manifest (format is not {FORMAT!r}); "
+                         "ecnas does not replace a folder it did not write")
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise InputError(f"{mf}: 'files' is not a mapping; ecnas does not replace a folder "
+                         "it cannot account for")
+    return [MANIFEST, *(n for n in files if isinstance(n, str) and _SAFE.match(n))]
+
+
+def check_out(out_dir: str | Path, *, force: bool = False, inputs: Iterable[str | Path] = ()
+              ) -> Path:
+    """Check a bundle target before any work (see :func:`ecnas.outputs.check_target`)."""
+    from ecnas.outputs import check_target
+
+    return check_target(out_dir, folder=True, owned=owned_files, force=force, inputs=inputs)
 
 
 def write_bundle(table: Any, out_dir: str | Path, *, metadata: Mapping[str, Any] | None = None,
@@ -198,25 +216,16 @@ def write_bundle(table: Any, out_dir: str | Path, *, metadata: Mapping[str, Any]
     """Write ``table`` (an energy table) as a bundle folder ``out_dir``; returns its path.
 
     The folder is built next to its destination and renamed into place, so readers never see
-    half a bundle. An existing bundle is replaced when ``overwrite`` (a folder that is not a
-    bundle is never replaced). ``metadata`` is merged over the table's ``df.attrs["ecnas"]``.
+    half a bundle. An existing bundle is replaced when ``overwrite``, and only when everything
+    in it is listed by its manifest: a folder that is not a bundle, or a bundle holding files
+    ecnas did not write, is never replaced (``InputError`` names the foreign file).
+    ``metadata`` is merged over the table's ``df.attrs["ecnas"]``.
     """
     from ecnas.benchmark.layout import SOURCES, devices_of, layout_from_table
     from ecnas.tables import validate
     from ecnas.tables.metadata import get_metadata, merge_metadata, provenance_entry
 
-    out = Path(out_dir)
-    if not out.parent.is_dir():
-        raise InputError(f"{out}: folder {out.parent} does not exist")
-    if out.exists():
-        if not out.is_dir():
-            raise InputError(f"{out}: exists and is not a folder")
-        if any(out.iterdir()):
-            if not (out / MANIFEST).is_file():
-                raise InputError(f"{out}: folder exists and is not a bundle (no {MANIFEST}); "
-                                 "choose an empty or new folder")
-            if not overwrite:
-                raise InputError(f"{out}: a bundle exists there (use --force to replace it)")
+    out = check_out(out_dir, force=overwrite)
     full = validate(table)
     if full.empty:
         raise InputError("the table has no rows: nothing to put in a bundle")
@@ -228,8 +237,7 @@ def write_bundle(table: Any, out_dir: str | Path, *, metadata: Mapping[str, Any]
                                kind="stable").reset_index(drop=True)
     devices = devices_of(ordered)
     names = _layout_names(devices)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_folder(out, owned=owned_files) as tmp:
         _write_table(ordered, meta, tmp / TABLE)
         layouts = []
         for dev in devices:
@@ -266,12 +274,7 @@ def write_bundle(table: Any, out_dir: str | Path, *, metadata: Mapping[str, Any]
             "files": {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
                       for p in sorted(tmp.iterdir())},
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n",
-                                    encoding="utf-8")
-        _replace_dir(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        (tmp / MANIFEST).write_text(dumps_json(manifest, indent=2) + "\n", encoding="utf-8")
     return out
 
 
@@ -297,7 +300,55 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     for key in ("files", "layouts"):
         if key not in manifest:
             raise InputError(f"{mf}: no {key!r}")
+    check_manifest_types(manifest, mf)
     return manifest
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_manifest_types(manifest: Mapping[str, Any], mf: Path) -> None:
+    """Every field a reader uses has its type, and every file name stays inside the bundle
+    (a plain name: no folder, no '..', no leading dot); ``InputError`` names the field."""
+    files = manifest["files"]
+    if not isinstance(files, dict):
+        raise InputError(f"{mf}: 'files' is not an object")
+    for name, entry in files.items():
+        if not _SAFE.match(name):
+            raise InputError(f"{mf}: file name {name!r} is not a plain file name inside the "
+                             "bundle (refused: it would be read from elsewhere)")
+        if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str)):
+            raise InputError(f"{mf}: files[{name!r}] has no sha256 text")
+    layouts = manifest["layouts"]
+    if not isinstance(layouts, list):
+        raise InputError(f"{mf}: 'layouts' is not a list")
+    for i, entry in enumerate(layouts):
+        if not isinstance(entry, dict):
+            raise InputError(f"{mf}: layouts[{i}] is not an object")
+        for key in ("device", "archs", "runs"):
+            if not isinstance(entry.get(key), str):
+                raise InputError(f"{mf}: layouts[{i}].{key} is {entry.get(key)!r}, not text")
+        for key in ("archs", "runs"):
+            if not _SAFE.match(entry[key]):
+                raise InputError(f"{mf}: layouts[{i}].{key} {entry[key]!r} is not a plain file "
+                                 "name inside the bundle (refused)")
+        budgets = entry.get("budgets")
+        if not (isinstance(budgets, list) and budgets and all(_is_int(b) and b > 0
+                                                              for b in budgets)):
+            raise InputError(f"{mf}: layouts[{i}].budgets is {budgets!r}, not a list of "
+                             "positive integers")
+        for key in ("repeats", "runs_present"):
+            v = entry.get(key)
+            if not (_is_int(v) and 0 <= v <= 1 << 31):
+                raise InputError(f"{mf}: layouts[{i}].{key} is {v!r}, not a count")
+    devices = manifest.get("devices", [])
+    if not (isinstance(devices, list) and all(isinstance(d, dict) and isinstance(d.get("id"), str)
+                                               for d in devices)):
+        raise InputError(f"{mf}: 'devices' is not a list of objects with an 'id'")
+    meta = manifest.get("table_metadata", {})
+    if not isinstance(meta, dict):
+        raise InputError(f"{mf}: 'table_metadata' is not an object")
 
 
 def _check(p: Path, manifest: Mapping[str, Any], name: str, actual: str | None = None) -> FileCheck:
@@ -387,4 +438,8 @@ def load_bundle_layout(path: str | Path, *, device: str | None = None,
                                  repeats=int(entry["repeats"]))
     except KeyError as exc:
         raise InputError(f"{p}: layout of {device!r} lacks column {exc}") from None
+    except (TypeError, ValueError, IndexError) as exc:
+        # checksums match, so the files are as written: written by something else
+        raise InputError(f"{p}: layout of {device!r} is malformed ({type(exc).__name__}: "
+                         f"{exc})") from None
     return lay, manifest

@@ -2,7 +2,8 @@
 
 Each room has one module here with ``register(subparsers)``; registering must stay cheap
 (argparse only), and each handler imports the heavy parts of its room when it runs.
-Exit status: 0 success, 1 a check or metered command failed, 2 bad usage or bad input.
+Exit status: 0 success, 1 a check or metered command failed, 2 bad usage or bad input
+(every expected failure: see ``ecnas.cli._boundary``), 70 a bug in ecnas (with its traceback).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from collections.abc import Sequence
 from importlib import import_module
 
 from ecnas._version import __version__
-from ecnas.errors import EcnasError
 
 # One module per room; each defines register(subparsers).
 COMMAND_MODULES = (
@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "ecnas.cli.surrogate",
     "ecnas.cli.benchmark",
     "ecnas.cli.demo",
+    "ecnas.cli.validate",
 )
 
 
@@ -44,13 +45,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ecnas {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     for name in COMMAND_MODULES:
-        try:
-            module = import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue  # a room whose command module is not written yet
-        module.register(sub)
+        import_module(name).register(sub)
     return parser
 
 
@@ -60,19 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    try:
-        status = args.func(args)
-    except EcnasError as exc:
-        print(f"ecnas {args.command}: error: {exc}", file=sys.stderr)
-        return exc.exit_status
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
-        where = f" {exc.filename}" if exc.filename else ""
-        print(f"ecnas {args.command}: error:{where}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"ecnas {args.command}: interrupted", file=sys.stderr)
-        return 130
-    return int(status or 0)
+    from ecnas.cli._boundary import run_guarded
+
+    return run_guarded(args.command, args.func, args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import math
 import sys
 from collections.abc import Callable
 from typing import Any
 
-
-def _clean(value: Any) -> Any:
-    # JSON has no NaN/Infinity: write null so every consumer can parse the output.
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        try:
-            return _clean(value.item())
-        except (TypeError, ValueError):
-            return str(value)
-    return value
+from ecnas.outputs import dumps_json
 
 
 def dumps(obj: Any) -> str:
-    return json.dumps(_clean(obj), indent=2, sort_keys=False, default=str)
+    return dumps_json(obj, indent=2)  # NaN/inf as null: every consumer can parse it
 
 
 def emit(as_json: bool, obj: dict[str, Any], text: Callable[[dict[str, Any]], str]) -> None:
@@ -40,3 +24,9 @@ def emit(as_json: bool, obj: dict[str, Any], text: Callable[[dict[str, Any]], st
 
 def add_json_flag(parser: Any) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def add_force_flag(parser: Any, what: str = "--out") -> None:
+    parser.add_argument("--force", action="store_true",
+                        help=f"replace {what} if ecnas wrote it before (never a read-only file, "
+                             "a file ecnas did not write inside a bundle, or the input)")

@@ -20,7 +20,9 @@ def register(sub: Any) -> None:
     p.add_argument("--out", required=True, metavar="PATH", help="bundle folder or .tfrecord file")
     p.add_argument("--license", default=None, help="license of the data (bundle manifest)")
     p.add_argument("--citation", default=None, help="how to cite the data (bundle manifest)")
-    p.add_argument("--force", action="store_true", help="replace an existing bundle folder")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing output (a bundle only when it holds nothing but "
+                        "the files its manifest lists)")
     add_json_flag(p)
     p.set_defaults(func=_export)
 
@@ -38,20 +40,19 @@ def register(sub: Any) -> None:
     add_json_flag(q)
     q.set_defaults(func=_query)
 
-    try:
-        moo = import_module("ecnas.cli.benchmark_moo")
-    except ModuleNotFoundError as exc:
-        if exc.name != "ecnas.cli.benchmark_moo":
-            raise
-        return
-    moo.register(sub)
+    import_module("ecnas.cli.benchmark_moo").register(sub)
 
 
 def _export(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    from ecnas.outputs import check_target
     from ecnas.tables import read_table
 
+    if args.format == "bundle":
+        from ecnas.benchmark.bundle import check_out
+
+        check_out(args.out, force=args.force, inputs=[args.table])
+    else:
+        check_target(args.out, force=args.force, inputs=[args.table])
     table = read_table(args.table)
     if args.format == "bundle":
         from ecnas.benchmark.bundle import (
@@ -78,10 +79,6 @@ def _export(args: argparse.Namespace) -> int:
     else:
         from ecnas.benchmark.export_tfrecord import export_ecnas_tfrecord
 
-        if Path(args.out).is_dir():
-            from ecnas.errors import InputError
-
-            raise InputError(f"{args.out}: is a folder; --format ecnas-tfrecord writes one file")
         obj = export_ecnas_tfrecord(table, args.out).to_dict()
 
         def text(o: dict[str, Any]) -> str:

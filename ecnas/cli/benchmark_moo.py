@@ -6,7 +6,7 @@ import argparse
 import statistics
 from pathlib import Path
 
-from ecnas.cli._output import add_json_flag, emit
+from ecnas.cli._output import add_force_flag, add_json_flag, emit
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,9 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pareto", help="the Pareto front (energy vs accuracy), knee and plot")
     p.add_argument("bench", type=Path, help="bundle folder or EC-NAS TFRecord file")
     p.add_argument("--budget", type=int, help="epochs (default: the largest budget)")
-    p.add_argument("--plot", type=Path, help="write the front to this PNG")
+    p.add_argument("--plot", type=Path, help="write the front to this .png, .pdf or .svg")
     p.add_argument("--max-accuracy-loss", type=float, default=1.0,
                    help="accuracy points one may give up (default 1)")
+    add_force_flag(p, "--plot")
     add_json_flag(p)
     p.set_defaults(func=_pareto)
 
@@ -70,8 +71,20 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _pareto(args: argparse.Namespace) -> int:
-    from ecnas.benchmark.moo import energy_saved_at, pareto_front, plot_front
+    import math
 
+    from ecnas.benchmark.moo import energy_saved_at, pareto_front, plot_front
+    from ecnas.benchmark.moo.plot import plot_format
+    from ecnas.errors import InputError
+    from ecnas.outputs import check_target
+
+    loss = args.max_accuracy_loss
+    if not (math.isfinite(loss) and loss >= 0):
+        raise InputError(f"--max-accuracy-loss {loss}: must be a finite number of accuracy "
+                         "points >= 0")
+    if args.plot:
+        plot_format(args.plot)
+        check_target(args.plot, force=args.force, inputs=[args.bench], option="--plot")
     bench = _load(args.bench)
     res = (plot_front(bench, args.plot, budget=args.budget) if args.plot
            else pareto_front(bench, budget=args.budget))

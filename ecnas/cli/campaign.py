@@ -7,7 +7,8 @@ import sys
 from importlib import import_module
 from typing import Any
 
-from ecnas.cli._output import add_json_flag, emit
+from ecnas.cli._metrics import add_metrics_flags, start_exporter
+from ecnas.cli._output import add_force_flag, add_json_flag, emit
 
 
 def register(sub: Any) -> None:
@@ -32,6 +33,7 @@ def register(sub: Any) -> None:
     p.add_argument("--run-fn", default=None, metavar="MODULE:FUNCTION",
                    help="what one run does (default: the metered trainer); see docs/campaigns.md")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    add_metrics_flags(p, "progress, ETA, live power and energy")
     add_json_flag(p)
     p.set_defaults(func=run_run)
 
@@ -40,6 +42,7 @@ def register(sub: Any) -> None:
                        "validated energy table (Parquet or CSV by suffix).")
     t.add_argument("store", metavar="STORE")
     t.add_argument("--out", required=True, metavar="TABLE", help="output .parquet or .csv")
+    add_force_flag(t)
     add_json_flag(t)
     t.set_defaults(func=run_table)
 
@@ -86,23 +89,32 @@ def run_run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(line, file=sys.stderr, flush=True)
 
-    summary = run_campaign(campaign, store, workers=args.workers, scheduler=args.scheduler,
-                           resume=args.resume, progress=say, run_fn=fn,
-                           allow_other_campaign=args.allow_other_campaign,
-                           connect_timeout=args.connect_timeout)
+    exporter = start_exporter(args, campaign.name, campaign=True)
+    try:
+        summary = run_campaign(campaign, store, workers=args.workers,
+                               scheduler=args.scheduler, resume=args.resume, progress=say,
+                               run_fn=fn, allow_other_campaign=args.allow_other_campaign,
+                               connect_timeout=args.connect_timeout,
+                               observers=exporter.observers if exporter else ())
+    finally:
+        if exporter is not None:
+            exporter.close()
     emit(args.json, summary.to_dict(), _summary_text)
     return 1 if summary.failed else 0
 
 
 def run_table(args: argparse.Namespace) -> int:
-    import json
 
+    from ecnas.tables.io import check_table_target
     from ecnas.trainer.campaign.store import ResultsStore, export_table
 
+    check_table_target(args.out, force=args.force, inputs=[args.store])
     out = export_table(args.store, args.out)
-    with ResultsStore(args.store) as store:
+    with ResultsStore(args.store, readonly=True) as store:
         runs, failures = store.count(), len(store.failures())
-        planned = json.loads(store.meta().get("campaign", "{}")).get("runs")
+        planned = store.campaign().get("runs")
+    if not isinstance(planned, int) or isinstance(planned, bool):
+        planned = None
     # runs of the campaign not (yet) in the store: failed for good, or never reached
     missing = max(int(planned) - runs, 0) if planned is not None else None
     result = {"table": str(out), "runs": runs, "campaign_runs": planned, "missing": missing,

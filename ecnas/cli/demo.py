@@ -39,12 +39,32 @@ def _run(args: argparse.Namespace) -> int:
         raise InputError(f"--architectures {args.architectures}: need at least 4 to fit a model")
     if args.predict < 0 or args.workers < 1:
         raise InputError("--predict must be ≥ 0 and --workers ≥ 1")
+    _check_out(args.out)
     config = DemoConfig(out_dir=args.out, architectures=args.architectures,
                         predicted_architectures=args.predict, workers=args.workers,
                         seed=args.seed)
     result = run_demo(config)
     emit(args.json, result.to_dict(), lambda d: _text(result))
     return 0 if result.check_ok else 1
+
+
+def _check_out(out: Path) -> None:
+    """The demo's folder, before any work: a new folder, an empty one, or a previous demo's
+    (whose runs are reused and whose outputs are replaced); never '.' or a foreign folder."""
+    from ecnas.errors import InputError
+    from ecnas.outputs import check_target
+
+    if not out.exists():
+        check_target(out, folder=True)
+        return
+    if out.resolve() == Path.cwd().resolve() or not out.is_dir():
+        raise InputError(f"--out {out}: name a folder for the demo's files, not the current "
+                         "folder or a file")
+    entries = {e.name for e in out.iterdir()}
+    if entries and not entries & {"campaign.toml", "store.sqlite"}:
+        raise InputError(f"--out {out}: folder holds files that are not a previous demo's; "
+                         "choose a new or empty folder")
+    check_target(out / "summary.md", force=True, option="--out")
 
 
 def _text(result: object) -> str:

@@ -1,11 +1,12 @@
-"""``ecnas hardware`` and ``ecnas measure``: thin layers over :mod:`ecnas.meters`."""
+"""``ecnas hardware`` and ``ecnas measure``: thin layers over :mod:`ecnas.meters` and :mod:`ecnas.monitor`."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from ecnas.cli._output import add_json_flag, emit
+from ecnas.cli._metrics import add_metrics_flags, start_exporter
+from ecnas.cli._output import add_force_flag, add_json_flag, emit
 
 
 def register(sub: Any) -> None:
@@ -25,7 +26,9 @@ def register(sub: Any) -> None:
                     "CMD's; signals are forwarded to it; the report is written even when CMD "
                     "fails. Example: ecnas measure --json -- python train.py")
     add_json_flag(ms)
-    ms.add_argument("--out", metavar="FILE", help="also write the JSON report to FILE")
+    ms.add_argument("--out", metavar="FILE", help="also write the JSON report to FILE "
+                    "(checked before CMD runs)")
+    add_force_flag(ms)
     ms.add_argument("--name", help="window name in the report (default: the command's name)")
     ms.add_argument("--meters", metavar="NAMES",
                     help="comma-separated meters instead of the defaults, e.g. rapl,nvml "
@@ -35,12 +38,13 @@ def register(sub: Any) -> None:
                     help="also report energy net of the profiles' idle power")
     ms.add_argument("--profiles", action="append", default=[], metavar="PATH",
                     help="extra hardware-profile folder or file (repeatable)")
+    add_metrics_flags(ms, "live power and energy per domain")
     ms.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...")
     ms.set_defaults(func=cmd_measure)
 
 
 def cmd_hardware(args: argparse.Namespace) -> int:
-    from ecnas.meters.hardware import hardware_summary
+    from ecnas.monitor.hardware import hardware_summary
 
     summary = hardware_summary(include_psys=args.psys, profile_paths=args.profiles)
     emit(args.json, summary, _hardware_text)
@@ -65,25 +69,49 @@ def _hardware_text(summary: dict[str, Any]) -> str:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
+    import os
+    import sys
+
     from ecnas.errors import InputError
-    from ecnas.meters.command import run_command
-    from ecnas.meters.registry import create_meters
+    from ecnas.meters.registry import create_meters, default_meters
+    from ecnas.monitor.command import ReportNotWritten, run_command
 
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
     if not cmd:
         raise InputError("no command given: use 'ecnas measure [--json] [--out F] -- CMD …'")
+    if args.out is not None:
+        from ecnas.outputs import check_target
+
+        # before CMD runs (perhaps for hours); never over a file CMD names (its script)
+        check_target(args.out, force=args.force,
+                     inputs=[a for a in cmd if os.path.isfile(a)])
     meters = None
+    names: list[str] = []
     if args.meters:
         names = [n.strip() for n in args.meters.split(",") if n.strip()]
         meters = create_meters(names, include_psys=args.psys)
     elif args.psys:
-        from ecnas.meters.registry import default_meters
-
         meters = default_meters(include_psys=True)
-    result = run_command(cmd, meters=meters, name=args.name, out=args.out,
-                         idle_subtract=args.idle_subtract, profile_paths=args.profiles)
+    # the exporter reads its own meters: the command's report is never shared across threads
+    own = None  # the exporter's own instances of the meters asked for (None: the defaults)
+    if args.metrics_port is not None and (args.meters or args.psys):
+        own = (create_meters(names, include_psys=args.psys) if args.meters
+               else default_meters(include_psys=True))
+    exporter = start_exporter(args, args.name or os.path.basename(cmd[0]), campaign=False,
+                              meters=own)
+    try:
+        result = run_command(cmd, meters=meters, name=args.name, out=args.out,
+                             idle_subtract=args.idle_subtract, profile_paths=args.profiles)
+    except ReportNotWritten as exc:
+        # CMD ran: its report goes to stdout and its exit status is kept (2 if it was 0)
+        emit(args.json, exc.result.report.to_dict(), _measure_text)
+        print(f"ecnas measure: error: {exc} (the report is on stdout)", file=sys.stderr)
+        return exc.result.returncode or 2
+    finally:
+        if exporter is not None:
+            exporter.close()
     emit(args.json, result.report.to_dict(), _measure_text)
     return result.returncode
 

@@ -198,17 +198,15 @@ def cmd_match(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- calibrate
 
-def _profile_target(out: str | None, force: bool) -> Path:
+def _profile_target(out: str | None, force: bool, inputs: tuple[Path, ...] = ()) -> Path:
+    from ecnas.outputs import check_target
+
     if out is None:
         raise InputError("--out PROFILE.toml is required")
     path = Path(out)
     if path.suffix != ".toml":
         raise InputError(f"--out: {path}: a profile file must end in .toml")
-    if path.exists() and not force:
-        raise InputError(f"--out: {path} exists (use --force to overwrite)")
-    if not path.parent.is_dir():
-        raise InputError(f"--out: {path}: folder {path.parent} does not exist")
-    return path
+    return check_target(path, force=force, inputs=inputs)
 
 
 def _fit_options(args: argparse.Namespace) -> Any:
@@ -225,12 +223,14 @@ def _progress(text: str) -> None:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    from ecnas.outputs import check_target
     from ecnas.profiles import load_profiles, write_profile
     from ecnas.profiles.calibrate import CalibrationOptions, calibrate
     from ecnas.profiles.recording import is_record_file, run_path_for
     from ecnas.profiles.reference import check_reference_path
 
-    out = _profile_target(args.out, args.force)
+    inputs = (args.reference,) if args.reference is not None else ()
+    out = _profile_target(args.out, args.force, inputs)
     run_path = None if args.estimate else run_path_for(out)
     if run_path is not None and run_path.exists():
         if not args.force:
@@ -239,6 +239,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         if not is_record_file(run_path):
             raise InputError(f"--out: {run_path} exists and is not a calibration run ecnas "
                              "wrote; move it away")
+    if run_path is not None:
+        check_target(run_path, force=True, inputs=inputs)
     options = CalibrationOptions(idle_s=args.idle_s, probe_s=args.probe_s, load_s=args.load_s,
                                  steps_s=args.steps_s, poll_s=args.poll_s,
                                  profile_id=args.profile_id, who=args.who).check()
@@ -262,7 +264,7 @@ def cmd_calibrate_fit(args: argparse.Namespace) -> int:
     from ecnas.profiles.calibrate import fit_record
     from ecnas.profiles.recording import read_record
 
-    out = _profile_target(args.out, args.force)
+    out = _profile_target(args.out, args.force, (args.run, args.reference))
     fit = _fit_options(args)
     record = read_record(args.run)
     run = fit_record(record, args.reference, fit, progress=_progress)
@@ -314,7 +316,7 @@ def _maybe(value: float | None, unit: str) -> str:
 
 def cmd_contribute(args: argparse.Namespace) -> int:
     from ecnas.errors import CheckFailed
-    from ecnas.profiles.contribute import make_bundle
+    from ecnas.tables.contribute import make_bundle
 
     result = make_bundle(args.profile, args.table, args.out, who=args.who, notes=args.notes,
                          force=args.force)

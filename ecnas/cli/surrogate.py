@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ecnas.cli._output import add_json_flag, emit
+from ecnas.cli._output import add_force_flag, add_json_flag, emit
 
 
 def register(subparsers: Any) -> None:
@@ -26,6 +26,7 @@ def register(subparsers: Any) -> None:
     fit = sub.add_parser("fit", help="fit both surrogates on TABLE and write MODEL (npz, no pickle)")
     fit.add_argument("table", metavar="TABLE", help="energy table (.parquet/.csv) or EC-NAS data")
     fit.add_argument("--out", required=True, metavar="MODEL", help="model file to write (.npz)")
+    add_force_flag(fit)
     fit.add_argument("--budget", type=int, default=None,
                      help="budget (epochs) the architecture surrogate learns "
                           "(default: the one with most runs measured to it)")
@@ -44,6 +45,7 @@ def register(subparsers: Any) -> None:
                     help="table with short checkpoints, or just 'matrix' and 'ops' columns")
     pr.add_argument("--budget", type=float, required=True, help="target budget in epochs")
     pr.add_argument("--out", required=True, metavar="PRED", help="prediction table (.parquet/.csv)")
+    add_force_flag(pr)
     add_json_flag(pr)
     pr.set_defaults(func=run_predict)
 
@@ -108,22 +110,29 @@ def _check_level(level: float) -> None:
         raise InputError(f"--level must be in (0, 1), got {level}")
 
 
-def _check_out(path: str) -> None:
-    from ecnas.errors import InputError
+def _check_out(args: argparse.Namespace, *inputs: str, table: bool = False) -> None:
+    # say so before minutes of fitting, not after (see ecnas.outputs)
+    from ecnas.outputs import check_target
+    from ecnas.tables.io import check_table_target
 
-    parent = Path(path).parent
-    if not parent.is_dir():  # say so before minutes of fitting, not after
-        raise InputError(f"{path}: folder {parent} does not exist")
+    if table:
+        check_table_target(args.out, force=args.force, inputs=inputs)
+    else:
+        check_target(args.out, force=args.force, inputs=inputs)
 
 
 def run_fit(args: argparse.Namespace) -> int:
     from ecnas.surrogate import ArchitectureSurrogate, SurrogateModel
 
     _check_level(args.level)
-    _check_out(args.out)
+    _check_out(args, args.table)
     arch = ArchitectureSurrogate(kind=args.kind, level=args.level, seed=args.seed,
                                  shape=_shape(args), image_size=args.image_size)
     table = load_table(args.table)
+    if len(table) == 0:
+        from ecnas.errors import InputError
+
+        raise InputError(f"{args.table}: the table has no rows: nothing to fit (no model written)")
     _progress(f"fitting on {len(table)} rows (extrapolator, then architecture surrogate)")
     t0 = time.perf_counter()
     model = SurrogateModel(architecture=arch).fit(table, args.budget, kind=args.kind, level=args.level, seed=args.seed)
@@ -165,7 +174,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
     if not (math.isfinite(args.budget) and args.budget > 0):
         raise InputError(f"--budget must be a positive number of epochs, got {args.budget}")
-    _check_out(args.out)
+    _check_out(args, args.model, args.table, table=True)
     model = SurrogateModel.load(args.model)
     table = load_table(args.table, contract=False)
     if not {"matrix", "ops"} <= set(table.columns):

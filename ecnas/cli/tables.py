@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Any
 
-from ecnas.cli._output import add_json_flag, emit
+from ecnas.cli._output import add_force_flag, add_json_flag, emit
 
 
 def register(sub: Any) -> None:
@@ -24,6 +25,7 @@ def register(sub: Any) -> None:
     p.add_argument("--keep-bad-hashes", action="store_true",
                    help="import runs whose hash differs from the recomputed iso-hash (for 'ecnas check')")
     p.add_argument("--check", action="store_true", help="run the checks on the imported table")
+    add_force_flag(p)
     add_json_flag(p)
     p.set_defaults(func=_import)
 
@@ -45,11 +47,11 @@ def _progress(done: int, total: int) -> None:
 def _import(args: argparse.Namespace) -> int:
     from ecnas.errors import InputError
     from ecnas.tables import import_ecnas, write_table
-    from ecnas.tables.io import _kind
+    from ecnas.tables.io import check_table_target
 
-    _kind(__import__("pathlib").Path(args.out))  # fail on a bad suffix before reading anything
-    if args.pue is not None and not args.pue > 0:
-        raise InputError(f"--pue {args.pue}: must be > 0")
+    check_table_target(args.out, force=args.force, inputs=[args.src])  # before any reading
+    if args.pue is not None and not (math.isfinite(args.pue) and args.pue >= 1.0):
+        raise InputError(f"--pue {args.pue}: a facility factor is a finite number >= 1")
     df = import_ecnas(args.src, pue=args.pue, device=args.device,
                       keep_bad_hashes=args.keep_bad_hashes,
                       progress=None if args.json else _progress)

@@ -90,11 +90,13 @@ def _text(result: dict[str, Any]) -> str:
 
 def run_train(args: argparse.Namespace) -> int:
     from ecnas.errors import InputError
-    from ecnas.meters import Monitor
+    from ecnas.monitor import default_monitor
+    from ecnas.tables.io import check_table_target
     from ecnas.trainer.rows import check_table_path, write_rows
     from ecnas.trainer.train import TrainConfig, train_architecture
 
-    out = check_table_path(args.out)  # fail before training, not after
+    out = check_table_path(args.out)
+    check_table_target(out, force=args.force)  # fail before training, not after
     if args.repeats < 1:
         raise InputError(f"--repeats must be a positive integer, got {args.repeats}")
     base = dict(matrix=args.matrix, ops=args.ops, budget_epochs=args.epochs, seed=args.seed,
@@ -118,12 +120,12 @@ def run_train(args: argparse.Namespace) -> int:
             print(_progress_line(ev), file=sys.stderr, flush=True)
 
     rows: list[dict] = []
-    with Monitor() as monitor:
-        reasons = [f"{s.meter}: {s.reason}" for s in monitor.statuses()
-                   if s.status.value == "estimated"]
-        meters = [s.meter for s in monitor.statuses()]
-        for config in configs:
-            rows += train_architecture(config, monitor=monitor, progress=progress)
+    monitor = default_monitor()  # the process's one Monitor
+    reasons = [f"{s.meter}: {s.reason}" for s in monitor.statuses()
+               if s.status.value == "estimated"]
+    meters = [s.meter for s in monitor.statuses()]
+    for config in configs:
+        rows += train_architecture(config, monitor=monitor, progress=progress)
     metadata = {"producer": "ecnas train", "configs": [c.to_dict() for c in configs],
                 "meters": meters, "estimated_because": reasons,
                 "energy_note": "energy_j is cumulative over wall time, evaluations included"}

@@ -45,7 +45,9 @@ def measure(config: DemoConfig, cells: list[Any], printer: StepPrinter) -> tuple
 
     config.out_dir.mkdir(parents=True, exist_ok=True)
     path = config.out_dir / "campaign.toml"
-    path.write_text(campaign_text(config, cells), encoding="utf-8")
+    from ecnas.outputs import write_text
+
+    write_text(path, campaign_text(config, cells))
     campaign = load_campaign(path)
     summary = run_campaign(
         campaign, config.store_path, workers=config.workers, resume=True, progress=printer.say

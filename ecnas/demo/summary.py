@@ -194,8 +194,9 @@ def _fmt(v: Any) -> str:
 
 
 def write_summary(result: DemoResult, path: Path) -> Path:
-    path.write_text(render_markdown(result), encoding="utf-8")
-    return path
+    from ecnas.outputs import write_text
+
+    return write_text(path, render_markdown(result))
 
 
 def rows_by_source(sources: Sequence[str]) -> dict[str, int]:

@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from ecnas.errors import InputError
-from ecnas.trainer.tracker import Checkpoint, EnergyTracker
+from ecnas.trainer.tracker import COMPONENTS, Checkpoint, EnergyTracker
 
 #: framework metric name → contract column, used when ``metric_map`` is not given
 DEFAULT_METRIC_MAP: Mapping[str, str] = {
@@ -68,6 +68,33 @@ def map_metrics(raw: Mapping[str, Any], metric_map: Mapping[str, str],
     return out
 
 
+#: prefix of the energy scalars the callbacks log through their framework
+LOG_PREFIX = "energy/"
+
+
+def check_prefix(prefix: Any) -> str:
+    """The logged names' prefix: non-empty, since it is also how rows tell them apart."""
+    if not isinstance(prefix, str) or not prefix:
+        raise InputError(f"log_prefix {prefix!r}: use a non-empty string such as 'energy/'")
+    return prefix
+
+
+def energy_scalars(cp: Checkpoint, since: Checkpoint | None, prefix: str = LOG_PREFIX,
+                   suffix: str = "") -> dict[str, float]:
+    """A checkpoint (or reading) as loggable scalars: cumulative energy in joules (total and
+    each metered component), mean power in watts since ``since`` (the run's start when None),
+    and ``estimated`` (1.0 when any part of the energy is estimated, 0.0 when all measured)."""
+    out = {"energy_j": cp.energy_j}
+    for c in COMPONENTS:
+        out[f"{c}_energy_j"] = getattr(cp, f"{c}_energy_j")
+    e0, t0 = (since.energy_j, since.wall_time_s) if since is not None else (0.0, 0.0)
+    if cp.wall_time_s > t0:
+        out["power_w"] = (cp.energy_j - e0) / (cp.wall_time_s - t0)
+    out["estimated"] = 1.0 if cp.estimated else 0.0
+    # NaN marks a component no meter covers: left out, as loggers would plot it as a gap
+    return {f"{prefix}{k}{suffix}": v for k, v in out.items() if math.isfinite(v)}
+
+
 def spec_columns(spec: Any = None, matrix: str | None = None,
                  ops: str | None = None) -> dict[str, str]:
     """``arch_hash``/``matrix``/``ops`` for a NAS-Bench-101 cell, or empty strings for a model
@@ -112,6 +139,7 @@ class TrackedRun:
         self._reasons: tuple[str, ...] = ()
         self._meter_names: tuple[str, ...] = ()
         self.epochs_done = 0
+        self._logged: dict[str, Checkpoint] = {}  # last logged reading per kind (epoch, step)
 
     # -- hooks -----------------------------------------------------------------------------
     @property
@@ -171,6 +199,20 @@ class TrackedRun:
             self.end_eval()
             self._capture()
             self.tracker.stop()
+
+    # -- logging through the framework -----------------------------------------------------
+    def log_scalars(self, kind: str, cp: Checkpoint | None = None, prefix: str = LOG_PREFIX,
+                    suffix: str = "") -> dict[str, float]:
+        """Energy scalars at ``cp`` (default: a reading now), power over the interval since the
+        last ``kind`` log; empty when the run is not metered (not started, or another rank)."""
+        if not self.started:
+            return {}
+        assert self.tracker is not None
+        if cp is None:
+            cp = self.tracker.reading()
+        out = energy_scalars(cp, self._logged.get(kind), prefix, suffix)
+        self._logged[kind] = cp
+        return out
 
     # -- results ---------------------------------------------------------------------------
     @property

@@ -19,6 +19,18 @@ callback opens the evaluation interval where the Trainer has just decided to eva
 ``on_evaluate``. Each epoch ends with a checkpoint, after that epoch's evaluation when one
 follows, carrying the evaluation metrics (``eval_accuracy`` → ``validation_accuracy`` by
 default) and the latest training logs (``loss``, ``learning_rate`` …).
+
+Each epoch's end also puts the energy into the Trainer's log dict (``Trainer.log``, which
+feeds ``report_to``: TensorBoard, MLflow, W&B …, and ``state.log_history``):
+``energy/energy_j`` (cumulative, joules), ``energy/{gpu,cpu,dram}_energy_j``,
+``energy/power_w`` (mean power since the last energy log) and ``energy/estimated`` (1
+estimated, 0 measured); ``log_steps=True`` adds them at the Trainer's logging steps. The
+reporting callbacks read the log dict in callback order, and the Trainer puts the ones it
+makes before those passed in ``callbacks=``: add the callback with ``energy.attach(trainer)``
+(first in line) for them to see the energy::
+
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=train)
+    energy = EnergyCallback().attach(trainer)
 """
 
 from __future__ import annotations
@@ -27,7 +39,14 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ecnas.integrations._run import RunResults, TrackedRun, count_trainable, spec_columns
+from ecnas.integrations._run import (
+    LOG_PREFIX,
+    RunResults,
+    TrackedRun,
+    check_prefix,
+    count_trainable,
+    spec_columns,
+)
 
 INSTALL_HINT = ("ecnas.integrations.huggingface needs transformers and accelerate: "
                 "pip install ecnas[huggingface]")
@@ -45,13 +64,18 @@ class EnergyCallback(RunResults, TrainerCallback):
 
     Same options as :class:`ecnas.integrations.lightning.EnergyCallback`: ``spec`` or
     ``matrix`` + ``ops`` for a NAS-Bench-101 cell, ``metric_map``, ``keep_other_metrics``,
-    ``monitor`` / ``meters``, and static columns as keywords.
+    ``monitor`` / ``meters``, and static columns as keywords; ``log_energy`` /
+    ``log_steps`` / ``log_prefix`` as there, through the Trainer's log dict.
     """
 
     def __init__(self, *, spec: Any = None, matrix: str | None = None, ops: str | None = None,
                  metric_map: Mapping[str, str] | None = None, keep_other_metrics: bool = True,
                  monitor: Any = None, meters: Sequence[Any] | None = None,
-                 **static: Any) -> None:
+                 log_energy: bool = True, log_steps: bool = False,
+                 log_prefix: str = LOG_PREFIX, **static: Any) -> None:
+        self._log_energy, self._log_steps = log_energy, log_steps
+        self._log_prefix = check_prefix(log_prefix)
+        self._pending_log: dict[str, float] = {}  # energy scalars for the Trainer's next log
         columns = {**spec_columns(spec, matrix, ops), **static}
         self._run = TrackedRun(metric_map=metric_map, keep_other_metrics=keep_other_metrics,
                                monitor=monitor, meters=meters, static=columns,
@@ -76,13 +100,28 @@ class EnergyCallback(RunResults, TrainerCallback):
         else:
             self._run.checkpoint(start_epoch, {})
 
+    def attach(self, trainer: Any) -> EnergyCallback:
+        """Add this callback to ``trainer`` ahead of its other callbacks, so the reporting
+        integrations (TensorBoard, MLflow …) see the energy in the log dict; returns self."""
+        callbacks = trainer.callback_handler.callbacks
+        if self in callbacks:
+            callbacks.remove(self)
+        callbacks.insert(0, self)
+        return self
+
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self._log_steps and self._log_energy and control.should_log:
+            self._pending_log.update(self._run.log_scalars("step", None, self._log_prefix))
         if control.should_evaluate:  # the Trainer evaluates right after this hook
             self._run.begin_eval()
 
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if not self._run.started:
             return
+        if self._log_energy:
+            # this epoch's energy, before its evaluation; the Trainer logs right after this hook
+            self._pending_log.update(self._run.log_scalars("epoch", None, self._log_prefix))
+            control.should_log = True
         if control.should_evaluate:
             self._pending_epoch = _epoch(state)
             self._run.begin_eval()
@@ -103,8 +142,14 @@ class EnergyCallback(RunResults, TrainerCallback):
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Any = None,
                **kwargs: Any) -> None:
+        if self._pending_log and logs is not None:
+            logs.update(self._pending_log)  # callbacks after this one log them
+            if state.log_history:
+                state.log_history[-1].update(self._pending_log)  # the same log event
+            self._pending_log = {}
         for key, value in (logs or {}).items():
-            if not key.startswith("eval_"):  # evaluation metrics come through on_evaluate
+            # evaluation metrics come through on_evaluate; energy logs are not row metrics
+            if not key.startswith(("eval_", self._log_prefix)):
                 self._logs[key] = value
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

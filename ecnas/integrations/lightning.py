@@ -14,6 +14,12 @@ Metering starts at ``on_train_start`` (after the sanity check) with a checkpoint
 epoch (0 for a fresh run); validation loops count as evaluation, not training time; each
 training epoch ends with a checkpoint carrying the metrics logged so far
 (``trainer.callback_metrics``), mapped onto the table's accuracy columns by ``metric_map``.
+
+Each epoch's end also logs the energy through ``LightningModule.log`` (so it reaches every
+logger the Trainer has: TensorBoard, MLflow, W&B, CSV …): ``energy/energy_j`` (cumulative,
+joules), ``energy/{gpu,cpu,dram}_energy_j`` (the components metered), ``energy/power_w``
+(mean power over the epoch) and ``energy/estimated`` (1 estimated, 0 measured);
+``log_steps=True`` adds the same at the Trainer's logging steps with a ``_step`` suffix.
 """
 
 from __future__ import annotations
@@ -21,7 +27,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ecnas.integrations._run import RunResults, TrackedRun, count_trainable, spec_columns
+from ecnas.integrations._run import (
+    LOG_PREFIX,
+    RunResults,
+    TrackedRun,
+    check_prefix,
+    count_trainable,
+    spec_columns,
+)
 
 INSTALL_HINT = ("ecnas.integrations.lightning needs PyTorch Lightning: "
                 "pip install ecnas[lightning]")
@@ -45,15 +58,20 @@ class EnergyCallback(RunResults, Callback):
     strings. ``metric_map`` — logged metric name → table column (default
     :data:`ecnas.integrations._run.DEFAULT_METRIC_MAP`; ``{}`` maps nothing).
     ``keep_other_metrics`` — other numeric metrics become extra columns under their names.
-    ``monitor`` / ``meters`` — as for ``EnergyTracker``. Remaining keywords are static columns
+    ``monitor`` / ``meters`` — as for ``EnergyTracker``. ``log_energy`` — log the energy
+    each epoch through ``pl_module.log`` (``log_steps`` also at logging steps; names start
+    with ``log_prefix``, which the rows leave out). Remaining keywords are static columns
     of every row (``repeat``, ``budget_epochs``, ``device``, ``flops`` …).
     """
 
     def __init__(self, *, spec: Any = None, matrix: str | None = None, ops: str | None = None,
                  metric_map: Mapping[str, str] | None = None, keep_other_metrics: bool = True,
                  monitor: Any = None, meters: Sequence[Any] | None = None,
-                 **static: Any) -> None:
+                 log_energy: bool = True, log_steps: bool = False,
+                 log_prefix: str = LOG_PREFIX, **static: Any) -> None:
         super().__init__()
+        self._log_energy, self._log_steps = log_energy, log_steps
+        self._log_prefix = check_prefix(log_prefix)
         columns = {**spec_columns(spec, matrix, ops), **static}
         self._run = TrackedRun(metric_map=metric_map, keep_other_metrics=keep_other_metrics,
                                monitor=monitor, meters=meters, static=columns,
@@ -84,13 +102,25 @@ class EnergyCallback(RunResults, Callback):
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         if not self._run.started:
             return
-        metrics = dict(trainer.callback_metrics)
+        metrics = {k: v for k, v in trainer.callback_metrics.items()
+                   if not k.startswith(self._log_prefix)}  # our own energy logs
         if not self._validated_this_epoch:
             # callback_metrics keeps the last validation's values: not this epoch's
             metrics = {k: v for k, v in metrics.items()
                        if not k.startswith("val")
                        and self._run.metric_map.get(k) != "validation_accuracy"}
-        self._run.checkpoint(trainer.current_epoch + 1, metrics)
+        cp = self._run.checkpoint(trainer.current_epoch + 1, metrics)
+        if self._log_energy and cp is not None:
+            pl_module.log_dict(self._run.log_scalars("epoch", cp, self._log_prefix),
+                               on_step=False, on_epoch=True, rank_zero_only=True)
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        # global_step counts optimizer steps: log where the Trainer's own step logs land
+        if (self._log_steps and self._run.started
+                and trainer.global_step % max(trainer.log_every_n_steps, 1) == 0):
+            pl_module.log_dict(self._run.log_scalars("step", None, self._log_prefix, "_step"),
+                               on_step=True, on_epoch=False, rank_zero_only=True)
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         self._run.stop()

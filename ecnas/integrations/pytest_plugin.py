@@ -20,14 +20,13 @@ _REPORTS_KEY = pytest.StashKey[list]()
 class EnergyProbe:
     """What the ``energy`` fixture yields: the live window now, the report after the test."""
 
-    def __init__(self, monitor: Any, window: str) -> None:
-        self._monitor = monitor
-        self._window = window
+    def __init__(self, window: Any) -> None:
+        self._window = window  # an open ecnas.monitor.measure
         self.report: Any = None  # EnergyReport, set when the test finishes
 
     def so_far(self) -> Any:
         """The EnergyReport from the start of the test until now (the window stays open)."""
-        return self._monitor.peek(self._window)
+        return self._window.peek()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -36,23 +35,21 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture
 def energy(request: pytest.FixtureRequest) -> Iterator[EnergyProbe]:
-    """Meter the test that uses this fixture with ecnas' default meters.
+    """Meter the test that uses this fixture with ecnas' default meters (one window on the
+    process's shared Monitor: no meter start-up per test).
 
     The report is attached to the test's ``user_properties`` (so JUnit XML carries it) and,
     with pytest-benchmark, to ``benchmark.extra_info``.
     """
-    from ecnas.meters import Monitor
+    from ecnas.monitor import measure
 
     bench = request.getfixturevalue("benchmark") if "benchmark" in request.fixturenames else None
     window = request.node.nodeid
-    with Monitor() as monitor:
-        monitor.begin(window)
-        probe = EnergyProbe(monitor, window)
-        try:
-            yield probe
-        finally:
-            probe.report = monitor.end(window)
-    report = probe.report
+    metered = measure(window)
+    with metered:
+        probe = EnergyProbe(metered)
+        yield probe
+    report = probe.report = metered.report
     request.node.user_properties.append(("energy_j", report.energy_j))
     request.node.user_properties.append(("energy_estimated", report.estimated))
     request.config.stash[_REPORTS_KEY].append((window, report))

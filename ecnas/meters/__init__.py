@@ -1,8 +1,10 @@
-"""Meters: read the energy of GPUs (NVML), CPU packages and DRAM (RAPL), or estimate it.
+"""Meters: the device readers (GPUs through NVML, CPU packages and DRAM through RAPL, the
+CPU-time estimate, plug-ins) and their registry. The bottom layer: nothing here imports
+:mod:`ecnas.profiles` or :mod:`ecnas.monitor`.
 
-Three lines to meter code::
+Metering code uses the Monitor layer above (:mod:`ecnas.monitor`)::
 
-    from ecnas.meters import measure
+    from ecnas import measure
     with measure("train") as m:
         train()
     print(m.report.energy_j, m.report.estimated)
@@ -18,12 +20,12 @@ from ecnas.meters.base import (
     Calibration,
     Component,
     DeviceInfo,
+    DomainProfile,
     Meter,
     MeterStatus,
     Reading,
     Status,
 )
-from ecnas.meters.monitor import Monitor, Snapshot, measure, sync_cuda_devices
 from ecnas.meters.registry import (
     ENTRY_POINT_GROUP,
     available_meters,
@@ -31,7 +33,6 @@ from ecnas.meters.registry import (
     default_meters,
     discover,
 )
-from ecnas.meters.report import DomainEnergy, EnergyReport
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -39,18 +40,13 @@ __all__ = [
     "Calibration",
     "Component",
     "DeviceInfo",
-    "DomainEnergy",
-    "EnergyReport",
+    "DomainProfile",
     "Meter",
     "MeterStatus",
-    "Monitor",
     "Reading",
-    "Snapshot",
     "Status",
     "available_meters",
     "create_meters",
     "default_meters",
     "discover",
-    "measure",
-    "sync_cuda_devices",
 ]

@@ -18,7 +18,7 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar, Literal
 
 
 class Status(str, enum.Enum):
@@ -34,12 +34,16 @@ class Component(str, enum.Enum):
     PLATFORM = "platform"  # psys: contains package and DRAM, never summed with them
 
 
+#: what kind of device a profile is matched for
+DeviceKind = Literal["gpu", "cpu"]
+
+
 @dataclass(frozen=True)
 class DeviceInfo:
     """What a meter knows about the hardware behind one domain (used to match a profile)."""
 
     domain: str
-    kind: str  # "gpu" or "cpu"
+    kind: DeviceKind
     name: str  # board or CPU model name as the driver reports it
     pci_device_id: str | None = None  # e.g. "0x1e30" for a Quadro RTX 6000
     uuid: str | None = None
@@ -60,6 +64,57 @@ class Calibration:
 
 
 UNCALIBRATED = Calibration()
+
+#: Why a net energy equals the gross one: nothing known to subtract.
+NO_IDLE_NOTE = "no idle baseline known (no profile value): nothing subtracted"
+
+
+def calibrated_energy(cal: Calibration, raw_j: float, duration_s: float, *,
+                      idle_w: float | None, subtract_idle: bool,
+                      estimated: bool = False) -> tuple[float, float | None, str]:
+    """One domain over one window: ``(gross J, net J or None, note)``.
+
+    gross = gain × raw + offset_w × duration. The net (only with ``subtract_idle``) is gross
+    minus idle_w × duration; an estimate counts busy CPU time only (nothing idle in it), and
+    an unknown idle power subtracts nothing: net = gross, with ``note`` saying so. The one
+    definition the Monitor and :func:`ecnas.profiles.apply.calibrate_energy` share.
+    """
+    gross = cal.gain * raw_j + cal.offset_w * duration_s
+    if not subtract_idle:
+        return gross, None, ""
+    if estimated:
+        return gross, gross, ""
+    if idle_w is None:
+        return gross, gross, NO_IDLE_NOTE
+    return gross, gross - idle_w * duration_s, ""
+
+
+class DomainProfile:
+    """What a report needs from the hardware profile of one domain, handed to readers and the
+    Monitor by the layer above (which matches :mod:`ecnas.profiles`); immutable by convention.
+    A plain slotted class: it is built for every domain at every Monitor start."""
+
+    __slots__ = ("profile_id", "calibration", "idle_w", "per_core_w", "reason")
+
+    def __init__(self, profile_id: str | None, calibration: Calibration, idle_w: float | None,
+                 per_core_w: float | None, reason: str) -> None:
+        self.profile_id = profile_id
+        self.calibration = calibration
+        self.idle_w = idle_w
+        self.per_core_w = per_core_w
+        self.reason = reason
+
+    def to_json(self) -> dict[str, Any]:
+        c = self.calibration
+        return {"profile_id": self.profile_id, "gain": c.gain, "offset_w": c.offset_w,
+                "uncertainty_w": c.uncertainty_w, "calibrated": c.calibrated,
+                "idle_w": self.idle_w, "per_core_w": self.per_core_w, "reason": self.reason}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> DomainProfile:
+        cal = Calibration(gain=float(d["gain"]), offset_w=float(d["offset_w"]),
+                          uncertainty_w=d["uncertainty_w"], calibrated=bool(d["calibrated"]))
+        return cls(d["profile_id"], cal, d["idle_w"], d["per_core_w"], d["reason"])
 
 
 @dataclass(frozen=True)
@@ -138,6 +193,15 @@ class Meter(ABC):
         """Things that went wrong since ``since`` (monotonic s): counter resets, a counter that
         stopped reading, an error mid-window. Reports list them as warnings."""
         return ()
+
+    def profile_device(self) -> DeviceInfo | None:
+        """The device whose profile this meter needs before :meth:`status` can answer (the
+        estimate's per-core power); None for meters whose status lists their devices."""
+        return None
+
+    def bind_profile(self, profile: DomainProfile | None, note: str = "") -> None:  # noqa: B027
+        """Take the profile matched for :meth:`profile_device` (None, with ``note`` saying
+        why none). A no-op for meters that need none; the Monitor calls it on every meter."""
 
     def start(self) -> None:  # noqa: B027 - optional hook, most meters need none
         """Start background work (wrap guards, power polling). Idempotent."""

@@ -6,7 +6,9 @@ The CPU seconds are user + system time of the process, of its reaped children, a
 live descendants (found through ``/proc/<pid>/task/<tid>/children`` on Linux, psutil
 elsewhere), so DataLoader workers and a metered command count. The per-core power comes from
 the matched hardware profile (``per_core_w``) when there is one, else
-:data:`DEFAULT_PER_CORE_W`. The estimate covers the work the process tree did, not the idle
+:data:`DEFAULT_PER_CORE_W`. The profile is handed over through :meth:`EstimateMeter.bind_profile`
+(a Monitor, ``ecnas hardware`` and ``ecnas.monitor.profile_cache.bind_profiles`` do it): a reader
+never looks profiles up itself, the profiles sit above the readers. The estimate covers the work the process tree did, not the idle
 power of the machine, nor other processes.
 """
 
@@ -15,11 +17,9 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from ecnas.meters.base import DeviceInfo, Meter, MeterStatus, Reading, Status
+from ecnas.meters.base import DeviceInfo, DomainProfile, Meter, MeterStatus, Reading, Status
 from ecnas.meters.cpuinfo import cpu_model
 
 #: Watts of one fully busy core when no profile says otherwise: a server core draws about
@@ -36,13 +36,12 @@ class EstimateMeter(Meter):
     estimated = True
 
     def __init__(self, pid: int | None = None, per_core_w: float | None = None, *,
-                 reason: str = "", profile_paths: Sequence[str | Path] = ()) -> None:
+                 reason: str = "") -> None:
         self.pid = os.getpid() if pid is None else int(pid)
         self._given_w = per_core_w
         self._why_no_counter = reason or "no CPU energy counter is readable here"
-        self._profile_paths = tuple(profile_paths)
         self._resolved: tuple[float, str, str | None] | None = None
-        self._bound: tuple[Any, str] | None = None  # (DomainProfile | None, note) from a Monitor
+        self._bound: tuple[DomainProfile | None, str] | None = None  # from bind_profile
         self._lock = threading.Lock()
         self._last_cpu_s = 0.0
         self._tick_s = 1.0 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
@@ -54,9 +53,12 @@ class EstimateMeter(Meter):
             self._resolved = self._resolve()
         return self._resolved
 
-    def bind_profile(self, profile: Any, note: str = "") -> None:
-        """Use this profile match (a DomainProfile, or None with the note saying why none);
-        a Monitor matches every meter's device at once and hands the result over."""
+    def profile_device(self) -> DeviceInfo:
+        return self.device()
+
+    def bind_profile(self, profile: DomainProfile | None, note: str = "") -> None:
+        """Use this profile match (None with the note saying why none); a Monitor matches
+        every meter's device at once and hands the result over."""
         self._bound = (profile, note)
         self._resolved = None
 
@@ -64,16 +66,8 @@ class EstimateMeter(Meter):
         if self._given_w is not None:
             return float(self._given_w), f"{self._given_w:g} W per core as given", None
         model = cpu_model()
-        if self._bound is not None:
-            profile, note = self._bound
-        else:
-            from ecnas.meters.profile_cache import resolve
-
-            try:
-                facts, _ = resolve({DOMAIN: self.device(model)}, [DOMAIN], self._profile_paths)
-                profile, note = facts.get(DOMAIN), ""
-            except (ImportError, OSError, ValueError) as exc:
-                profile, note = None, f"profiles could not be loaded: {exc}"
+        profile, note = self._bound if self._bound is not None else (
+            None, "no hardware profile bound: the meter was used outside a Monitor")
         if profile is not None and profile.per_core_w:
             return (float(profile.per_core_w),
                     f"{profile.per_core_w:g} W per core from profile {profile.profile_id} "

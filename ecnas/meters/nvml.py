@@ -26,7 +26,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from ecnas.errors import MeterUnavailable
 from ecnas.meters.base import DeviceInfo, Meter, MeterStatus, Reading, Status
@@ -36,6 +36,8 @@ DEFAULT_POLL_INTERVAL_S = 0.05
 COUNTER_UPDATE_S = 0.1
 AVERAGED_POWER_S = 1.0
 LIBRARY = "libnvidia-ml.so.1"
+#: how a GPU is read: its energy counter, or polled instantaneous / averaged power
+NvmlMode = Literal["counter", "instant", "power"]
 SOURCES = ("counter", "instant", "power")
 
 
@@ -46,14 +48,14 @@ class Gpu:
                  "base_mj", "last_mj", "energy_j", "last_w", "last_t", "failed")
 
     def __init__(self, domain: str, handle: Any, nvml_index: int, name: str, uuid: str,
-                 pci_device_id: str | None, mode: str) -> None:
+                 pci_device_id: str | None, mode: NvmlMode) -> None:
         self.domain = domain
         self.handle = handle
         self.nvml_index = nvml_index
         self.name = name
         self.uuid = uuid
         self.pci_device_id = pci_device_id
-        self.mode = mode  # "counter" | "instant" | "power"
+        self.mode = mode
         self.base_mj = 0
         self.last_mj = 0
         self.energy_j = 0.0  # joules so far (counter difference or integrated power)
@@ -125,7 +127,7 @@ class NvmlMeter(Meter):
 
     def __init__(self, devices: Sequence[int | str] | None = None, *,
                  poll_interval_s: float = DEFAULT_POLL_INTERVAL_S,
-                 environ: Mapping[str, str] | None = None, source: str | None = None) -> None:
+                 environ: Mapping[str, str] | None = None, source: NvmlMode | None = None) -> None:
         if source is not None and source not in SOURCES:
             raise ValueError(f"source: {source!r} is not one of: " + ", ".join(SOURCES))
         self._source = source
@@ -225,7 +227,7 @@ class NvmlMeter(Meter):
                             pci_device_id=pci_id, mode=self._mode(nv, handle)))
         return gpus
 
-    def _mode(self, nv: Any, handle: Any) -> str:
+    def _mode(self, nv: Any, handle: Any) -> NvmlMode:
         if self._source is not None:
             return self._source
         try:

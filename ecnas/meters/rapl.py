@@ -33,6 +33,8 @@ DEFAULT_MAX_POWER_W = 1000.0
 _ZONE_DIR = re.compile(r"^(?P<ctl>[a-z0-9_-]*rapl[a-z0-9_-]*):(?P<ids>\d+(?::\d+)*)$")
 _PACKAGE = re.compile(r"^package-(?P<socket>\d+)(?:-die-(?P<die>\d+))?$")
 _READ_SIZE = 32
+#: RAPL counters are at most 64-bit; a value beyond is not a counter reading
+_MAX_UJ = (1 << 64) - 1
 
 
 class Zone:
@@ -129,6 +131,8 @@ def scan_zones(root: Path, include_psys: bool = False) -> tuple[list[Zone], list
             continue
         try:
             rng = int(_read_text(d / "max_energy_range_uj"))
+            if not 0 < rng <= _MAX_UJ:  # a hostile or broken value would break the arithmetic
+                raise ValueError(rng)
         except (OSError, ValueError):
             notes.append(f"{d.name}: max_energy_range_uj unreadable: wraps cannot be "
                          "corrected, zone skipped")
@@ -267,6 +271,8 @@ class RaplMeter(Meter):
         # stale bind mount) keeps its last value, so check its link count then.
         if value == z.last_uj and z.started and os.fstat(z.fd).st_nlink == 0:
             raise FileNotFoundError(errno.ENOENT, "file vanished", str(z.path))
+        if not 0 <= value <= z.range_uj:
+            raise ValueError(f"counter value {value} outside its range 0..{z.range_uj}")
         return value
 
     @staticmethod
@@ -284,7 +290,7 @@ class RaplMeter(Meter):
         else:
             try:
                 raw = self._checked(z, raw)
-            except OSError as exc:
+            except (OSError, ValueError) as exc:
                 raw = self._died(z, exc)
         if raw is None:
             self._events.append((now, f"{z.domain}: counter stopped reading ({z.dead}); "
@@ -312,7 +318,7 @@ class RaplMeter(Meter):
 
     def read(self) -> Reading:
         zones = self._zones if self._zones is not None else self._scan()
-        pread = os.pread
+        pread, fstat = os.pread, os.fstat
         with self._lock:
             if not self._opened:
                 self._open()
@@ -321,15 +327,17 @@ class RaplMeter(Meter):
             out: dict[str, float] = {}
             for z in zones:
                 # Inlined fast path (this runs at every window edge): a live counter that
-                # moved forward. Anything else (first read, wrap, reset, unchanged value,
-                # read error) goes through _sample.
+                # moved forward, or that has not moved and whose file is still there (the
+                # check _checked makes). Anything else (first read, wrap, reset, vanished
+                # file, read error) goes through _sample.
                 raw = None
                 if z.started and not z.dead:
                     try:
                         raw = int(pread(z.fd, _READ_SIZE, 0))
                     except (OSError, ValueError):
                         raw = None  # _sample reads again and records why
-                if raw is not None and raw > z.last_uj:
+                if raw is not None and raw <= z.range_uj and (raw > z.last_uj or (
+                        raw == z.last_uj and fstat(z.fd).st_nlink)):
                     z.last_uj = raw
                     z.last_t = now
                 else:
@@ -373,10 +381,18 @@ class RaplMeter(Meter):
         self._thread.start()
 
     def _guard(self) -> None:
-        interval = self.guard_interval_s()
-        while not self._stop.wait(interval):
-            self.read()
-            self.guard_reads += 1
+        try:
+            interval = self.guard_interval_s()
+            while not self._stop.wait(interval):
+                self.read()
+                self.guard_reads += 1
+        except Exception as exc:  # never die silently: wraps after this would be missed
+            why = f"wrap guard stopped ({type(exc).__name__}: {exc})"
+            with self._lock:
+                for z in self._zones or ():
+                    z.dead = z.dead or f"{z.path}: {why}"
+                self._events.append((time.monotonic(), f"rapl: {why}; energy after this "
+                                                       "point is missing"))
 
     def close(self) -> None:
         thread, self._thread = self._thread, None

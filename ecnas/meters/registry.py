@@ -143,7 +143,13 @@ def _plugins() -> tuple[list[Meter], list[MeterStatus]]:
     return meters, failed
 
 
-def _cpu_and_gpu(include_psys: bool, with_estimate_status: bool = True) -> tuple[list[Meter], list[MeterStatus]]:
+#: Hands profiles to meters that need one before their status (the layer above passes
+#: ``ecnas.monitor.profile_cache.bind_profiles``; the registry never imports profiles).
+Binder = Callable[[Sequence[Meter]], object]
+
+
+def _cpu_and_gpu(include_psys: bool, with_estimate_status: bool = True,
+                 bind: Binder | None = None) -> tuple[list[Meter], list[MeterStatus]]:
     from ecnas.meters.amd import AmdSmiMeter
     from ecnas.meters.estimate import EstimateMeter
     from ecnas.meters.nvml import NvmlMeter
@@ -170,7 +176,9 @@ def _cpu_and_gpu(include_psys: bool, with_estimate_status: bool = True) -> tuple
     else:
         estimate = EstimateMeter(reason=f"RAPL unavailable: {s.reason}")
         chosen.append(estimate)
-        if with_estimate_status:  # resolving its per-core power loads the profiles
+        if with_estimate_status:  # its per-core power comes from the bound profile
+            if bind is not None:
+                bind([estimate])
             statuses.append(estimate.status())
     return chosen, statuses
 
@@ -183,9 +191,10 @@ def default_meters(include_psys: bool = False) -> list[Meter]:
     return chosen + [m for m in plugins if m.status().usable]
 
 
-def discover(include_psys: bool = False) -> list[MeterStatus]:
-    """The status of every meter (built-in, pyRAPL, plugins): what ``ecnas hardware`` shows."""
-    chosen, statuses = _cpu_and_gpu(include_psys)
+def discover(include_psys: bool = False, bind: Binder | None = None) -> list[MeterStatus]:
+    """The status of every meter (built-in, pyRAPL, plugins): what ``ecnas hardware`` shows.
+    ``bind`` hands profiles to the meters that need one first (else: generic defaults)."""
+    chosen, statuses = _cpu_and_gpu(include_psys, bind=bind)
     for meter in chosen:
         meter.close()  # discovery only probes; release NVML and AMD SMI
     if PYRAPL[0] in available_meters():
@@ -193,4 +202,6 @@ def discover(include_psys: bool = False) -> list[MeterStatus]:
 
         statuses.append(PyRaplMeter().status())
     plugins, failed = _plugins()
+    if bind is not None:
+        bind(plugins)
     return statuses + [m.status() for m in plugins] + failed

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ecnas.meters.base import UNCALIBRATED, calibrated_energy
 from ecnas.profiles.model import HardwareProfile
 
 
@@ -18,7 +19,8 @@ class CalibratedEnergy:
     profile_id: str | None
     raw_j: float  # what the meter read
     gross_j: float  # gain × raw + offset × duration (= raw when uncalibrated)
-    net_j: float | None  # gross − idle_w × duration, only with subtract_idle
+    net_j: float | None  # gross − idle_w × duration, only with subtract_idle (= gross when
+    # the idle power is unknown: nothing subtracted, said in note)
     duration_s: float
     calibrated: bool  # False: gain 1, offset 0 (gross equals raw)
     idle_w: float | None  # the baseline subtracted (None: not asked for or unknown)
@@ -30,21 +32,19 @@ class CalibratedEnergy:
 
 def calibrate_energy(profile: HardwareProfile | None, domain: str, raw_j: float,
                      duration_s: float, *, subtract_idle: bool = False) -> CalibratedEnergy:
-    """Calibrated energy of one domain over one window (``profile`` None: passed through)."""
-    if profile is None:
-        note = "no profile: raw energy passed through"
-        if subtract_idle:
-            note += "; no idle baseline known, net not computed"
-        return CalibratedEnergy(domain, None, raw_j, raw_j, None, duration_s, False, None, note)
-    cal = profile.calibration_for(domain)
-    gross = cal.apply(raw_j, duration_s)
-    net = idle = None
-    note = ""
-    if subtract_idle:
-        idle = profile.idle_w_for(domain)
-        if idle is None:
-            note = f"profile {profile.id} has no idle baseline for {domain}: net not computed"
-        else:
-            net = gross - idle * duration_s
-    return CalibratedEnergy(domain, profile.id, raw_j, gross, net, duration_s,
-                            cal.calibrated, idle, note)
+    """Calibrated energy of one domain over one window (``profile`` None: passed through).
+
+    The arithmetic is :func:`ecnas.meters.base.calibrated_energy`, the Monitor's: with
+    ``subtract_idle`` and no idle power known, nothing is subtracted (net = gross) and the
+    note says so.
+    """
+    cal = profile.calibration_for(domain) if profile is not None else UNCALIBRATED
+    idle = profile.idle_w_for(domain) if profile is not None and subtract_idle else None
+    gross, net, why = calibrated_energy(cal, raw_j, duration_s, idle_w=idle,
+                                        subtract_idle=subtract_idle)
+    notes = [] if profile is not None else ["no profile: raw energy passed through"]
+    if why:
+        owner = f"profile {profile.id}" if profile is not None else "no profile"
+        notes.append(f"{owner} for {domain}: {why}")
+    return CalibratedEnergy(domain, profile.id if profile is not None else None, raw_j, gross,
+                            net, duration_s, cal.calibrated, idle, "; ".join(notes))

@@ -30,6 +30,7 @@ one and lists plainly what it could not calibrate.
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import os
 import platform
 from collections.abc import Callable, Sequence
@@ -83,10 +84,10 @@ class CalibrationOptions:
 
     def check(self) -> CalibrationOptions:
         for name in ("idle_s", "probe_s", "load_s", "poll_s"):
-            if not getattr(self, name) > 0:
+            if not 0 < getattr(self, name) < math.inf:  # NaN and inf too
                 raise InputError(f"--{name.replace('_', '-')}: must be > 0, got "
                                  f"{getattr(self, name)}")
-        if not self.steps_s >= 0:
+        if not 0 <= self.steps_s < math.inf:
             raise InputError(f"--steps-s: must be >= 0, got {self.steps_s}")
         return self
 
@@ -107,9 +108,11 @@ class FitOptions:
     instrument: str = ""
 
     def check(self) -> FitOptions:
-        if not self.interval_s > 0:
+        if not 0 < self.interval_s < math.inf:
             raise InputError(f"--interval-s: must be > 0, got {self.interval_s}")
-        if not self.max_shift_s > 0:
+        if self.time_shift_s is not None and not math.isfinite(self.time_shift_s):
+            raise InputError(f"--time-shift-s: must be a finite number, got {self.time_shift_s}")
+        if not 0 < self.max_shift_s < math.inf:
             raise InputError(f"--max-shift-s: must be > 0, got {self.max_shift_s}")
         if self.reference_rows not in ROWS:
             raise InputError(f"--reference-rows: {self.reference_rows!r} is not one of: "

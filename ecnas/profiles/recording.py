@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,18 +205,10 @@ def is_record_file(path: Path) -> bool:
 
 
 def write_record(record: CalibrationRecord, path: str | Path) -> Path:
-    """Write the record as JSON, atomically (a reader never sees half a file)."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(record.to_json(), indent=1, allow_nan=False) + "\n",
-                       encoding="utf-8")
-        os.replace(tmp, target)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise InputError(f"{target}: cannot write the calibration run: "
-                         f"{exc.strerror or exc}") from exc
-    return target
+    """Write the record as JSON through :mod:`ecnas.outputs` (atomic, modes from the umask)."""
+    from ecnas.outputs import write_json
+
+    return write_json(path, record.to_json(), indent=1)
 
 
 def read_record(path: str | Path) -> CalibrationRecord:

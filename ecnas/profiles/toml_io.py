@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import os
 import re
 import sys
 from collections.abc import Mapping
@@ -326,6 +325,8 @@ def loads_profile(text: str, where: str = "<string>", source_path: Path | None =
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{where}: TOML syntax: {exc}") from None
+    except RecursionError:  # e.g. hundreds of nested '[': a hostile or broken file
+        raise InputError(f"{where}: TOML nested too deeply to read") from None
     return parse_profile(data, where, source_path)
 
 
@@ -439,10 +440,6 @@ def write_profile(profile: HardwareProfile, path: str | Path) -> Path:
     text = dumps_profile(profile)
     loads_profile(text, str(path))  # never write a file that validate would reject
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")  # atomic: never half a profile
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    from ecnas.outputs import write_text
+
+    return write_text(path, text)

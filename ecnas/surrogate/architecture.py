@@ -297,6 +297,10 @@ class ArchitectureSurrogate:
         unknown = [f for f in meta["features"] if f not in PHYSICS]
         if unknown:
             raise InputError(f"model file: unknown feature(s) {', '.join(unknown)}")
+        for name, m in models.items():
+            if np.asarray(m.mu).shape != (len(meta["features"]),):
+                raise InputError(f"model file: learner {name!r} takes {np.asarray(m.mu).shape} "
+                                 f"inputs, the model names {len(meta['features'])} features")
         return cls(kind=str(meta["kind"]), level=float(meta["level"]),
                    cal_fraction=float(meta["cal_fraction"]), seed=int(meta["seed"]),
                    mlp_epochs=int(meta["mlp_epochs"]), mlp_members=int(meta["mlp_members"]),

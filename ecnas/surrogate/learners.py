@@ -171,10 +171,29 @@ class MLPEnsemble:
 def learner_from_state(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> LinearModel | MLPEnsemble:
     kind = meta.get("kind")
     if kind == "linear":
-        return LinearModel.from_state(meta, arrays)
-    if kind == "mlp":
-        return MLPEnsemble.from_state(meta, arrays)
-    raise InputError(f"model file: unknown learner kind {kind!r}")
+        learner: LinearModel | MLPEnsemble = LinearModel.from_state(meta, arrays)
+    elif kind == "mlp":
+        learner = MLPEnsemble.from_state(meta, arrays)
+    else:
+        raise InputError(f"model file: unknown learner kind {kind!r}")
+    check_learner(learner)
+    return learner
+
+
+def check_learner(learner: LinearModel | MLPEnsemble) -> int:
+    """The learner's input width, after one probe prediction: arrays of a wrong shape or
+    dtype in a model file are refused on load (``InputError``), not met at predict time."""
+    mu, sd = np.asarray(learner.mu), np.asarray(learner.sd)
+    if mu.ndim != 1 or sd.shape != mu.shape or mu.dtype.kind != "f" or sd.dtype.kind != "f":
+        raise InputError(f"model file: learner input scaling has shape {mu.shape}/{sd.shape}, "
+                         "expected two equal vectors of floats")
+    try:
+        out = np.asarray(learner.predict(np.zeros((1, mu.shape[0]))))
+    except (ValueError, IndexError, TypeError) as exc:
+        raise InputError(f"model file: learner arrays do not fit together ({exc})") from None
+    if out.shape != (1,):
+        raise InputError(f"model file: learner predicts shape {out.shape}, expected one value")
+    return int(mu.shape[0])
 
 
 def pack_models(models: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -1,6 +1,6 @@
 """Energy tables: the contract's schema, Parquet/CSV IO with metadata, EC-NAS import, checks.
 
-The one data contract between the rooms (ARCHITECTURE.md): one row per checkpoint of a
+The one data contract between the rooms (docs/architecture.md): one row per checkpoint of a
 training run, joules everywhere, facility factors recorded as metadata and never folded into
 ``energy_j``. ``ecnas.tables.checks.run_checks`` is the consistency report.
 """

@@ -23,6 +23,7 @@ import pandas as pd
 from ecnas.errors import InputError
 from ecnas.tables.convert import RunInput, runs_to_table
 from ecnas.tables.proto import metrics_from_results
+from ecnas.tables.results_types import check_results_types
 
 _EPOCHS = re.compile(r"^(\d+)_epochs$")
 _REPEAT = re.compile(r"^repeat_(\d+)$")
@@ -68,9 +69,12 @@ def _walk_results(root: Path) -> list[tuple[Path, str, int, str, int]]:
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(("_", ".")))
-        if "results.json" not in filenames:
-            continue
         d = Path(dirpath)
+        if "results.json" not in filenames:
+            if _REPEAT.match(d.name):  # a repeat never finished, or its file was lost
+                raise InputError(f"{d}: repeat folder without results.json (one run fewer "
+                                 "would be imported silently); restore it or remove the folder")
+            continue
         rep = _REPEAT.match(d.name)
         if rep is None:
             raise InputError(f"{d / 'results.json'}: expected it in a repeat_<r> folder")
@@ -101,6 +105,7 @@ def import_results_tree(path: str | Path, **kwargs: Any) -> pd.DataFrame:
             raise InputError(f"{file}: not JSON ({exc})") from None
         if not isinstance(results, dict) or "evaluation_results" not in results:
             raise InputError(f"{file}: no 'evaluation_results' (not an EC-NAS results.json)")
+        check_results_types(results, str(file))
         graph = graphs.get(arch)
         if graph is None:
             raise InputError(f"{file}: hash {arch} is not in the graphs JSON")

@@ -1,22 +1,22 @@
 """Reading and writing energy tables: Parquet (with metadata) and CSV (metadata sidecar).
 
-Writes are atomic (a temp file in the target folder, then ``os.replace``), so a crashed
-writer never leaves a half table behind. Every read problem becomes one ``InputError`` line
-naming the file.
+Writes go through :mod:`ecnas.outputs` (atomic, modes from the umask, read-only targets
+refused), so a crashed writer never leaves a half table behind. Every read problem becomes
+one ``InputError`` line naming the file.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from ecnas.errors import InputError
+from ecnas.outputs import atomic_path, check_target, dumps_json, write_json
 from ecnas.tables.metadata import KEY, get_metadata, merge_metadata, set_metadata
 from ecnas.tables.schema import COLUMNS, validate
 
@@ -35,12 +35,27 @@ def sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".meta.json")
 
 
+def check_table_target(path: str | Path, *, force: bool = False,
+                       inputs: Iterable[str | Path] = (), option: str = "--out") -> Path:
+    """Check a table output before any work: suffix, folder, not an input, an existing file
+    (or CSV metadata sidecar) replaced only with ``force`` (see :mod:`ecnas.outputs`)."""
+    p = Path(path)
+    kind = _kind(p)
+    return check_target(p, force=force, inputs=inputs, option=option,
+                        companions=[sidecar(p)] if kind == "csv" else ())
+
+
 def _read_parquet(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        try:
+            str(path).encode("utf-8")
+            table = pq.read_table(path)
+        except UnicodeEncodeError:  # pyarrow cannot take a file name that is not UTF-8
+            with open(path, "rb") as fh:
+                table = pq.read_table(fh)
     except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{path}: not a readable Parquet file ({reason})") from None
@@ -75,6 +90,22 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     return df, meta
 
 
+def _check_metadata(meta: Any, where: Path) -> None:
+    """The metadata's shape, as the writers and checks use it (a file may hold anything)."""
+    if not isinstance(meta, dict):
+        raise InputError(f"{where}: table metadata is not a JSON object")
+    prov = meta.get("provenance")
+    if prov is not None and not (isinstance(prov, list)
+                                 and all(isinstance(e, dict) for e in prov)):
+        raise InputError(f"{where}: table metadata 'provenance' is not a list of objects")
+    pue = meta.get("pue")
+    factor = pue.get("factor") if isinstance(pue, dict) else pue
+    if factor is not None and (isinstance(factor, bool) or not isinstance(factor, (int, float))
+                               or not math.isfinite(factor) or factor <= 0):
+        raise InputError(f"{where}: table metadata 'pue' factor {factor!r} is not a finite "
+                         "number > 0")
+
+
 def read_table(path: str | Path, *, validate_schema: bool = True) -> pd.DataFrame:
     """Read a Parquet or CSV energy table; metadata lands in ``df.attrs["ecnas"]``.
 
@@ -88,6 +119,7 @@ def read_table(path: str | Path, *, validate_schema: bool = True) -> pd.DataFram
     if not p.is_file():
         raise InputError(f"{p}: not a file")
     df, meta = _read_parquet(p) if kind == "parquet" else _read_csv(p)
+    _check_metadata(meta, p if kind == "parquet" else sidecar(p))
     set_metadata(df, meta) if meta else None
     if not validate_schema:
         return df
@@ -110,26 +142,16 @@ def write_table(df: pd.DataFrame, path: str | Path,
     table = validate(df)
     meta = merge_metadata(get_metadata(df), metadata)
     set_metadata(table, meta)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(p) as tmp:
         if kind == "parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
 
             arrow = pa.Table.from_pandas(table, preserve_index=False)
-            arrow = arrow.replace_schema_metadata({KEY: json.dumps(table.attrs[KEY])})
+            arrow = arrow.replace_schema_metadata({KEY: dumps_json(table.attrs[KEY])})
             pq.write_table(arrow, tmp, compression="zstd")
         else:
             table.to_csv(tmp, index=False)
-            side_tmp = sidecar(tmp)
-            side_tmp.write_text(json.dumps(table.attrs[KEY], indent=2) + "\n", encoding="utf-8")
-            os.replace(side_tmp, sidecar(p))
-        os.replace(tmp, p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-        if kind == "csv" and sidecar(tmp).exists():
-            sidecar(tmp).unlink()
+            # the sidecar first: a table never appears without its metadata
+            write_json(sidecar(p), table.attrs[KEY], indent=2)
     return p

@@ -24,8 +24,8 @@ def pue_of(meta: Mapping[str, Any]) -> float:
         f = float(f) if f is not None else 1.0
     except (TypeError, ValueError):
         raise InputError(f"table metadata 'pue': {f!r} is not a number") from None
-    if not f > 0:
-        raise InputError(f"table metadata 'pue': factor {f} must be > 0")
+    if not (f > 0 and math.isfinite(f)):
+        raise InputError(f"table metadata 'pue': factor {f} must be a finite number > 0")
     return f
 
 

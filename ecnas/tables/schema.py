@@ -1,4 +1,4 @@
-"""The energy-table contract (ARCHITECTURE.md) as a validated schema.
+"""The energy-table contract (docs/architecture.md) as a validated schema.
 
 ``COLUMNS`` lists the contract's columns in order with their dtype, unit and whether a table
 must carry them. ``validate`` normalizes a DataFrame to those dtypes, fills what can be derived

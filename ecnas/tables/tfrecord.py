@@ -11,9 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 import struct
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ecnas.errors import InputError
+from ecnas.outputs import atomic_open
 from ecnas.tables.crc32c import crc32c, crc32c_many, mask
 from ecnas.tables.proto import DecodeError, ModelMetricsEnergy
 
@@ -53,22 +52,16 @@ def write_records(path: str | Path, records: Iterable[bytes]) -> Path:
     p = Path(path)
     if not p.parent.exists():
         raise InputError(f"{p}: folder {p.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            batch: list[bytes] = []
-            size = 0
-            for r in records:
-                batch.append(bytes(r))
-                size += len(r)
-                if size >= _BATCH_BYTES:
-                    fh.write(frame_records(batch))
-                    batch, size = [], 0
-            fh.write(frame_records(batch))
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_open(p, "wb") as fh:
+        batch: list[bytes] = []
+        size = 0
+        for r in records:
+            batch.append(bytes(r))
+            size += len(r)
+            if size >= _BATCH_BYTES:
+                fh.write(frame_records(batch))
+                batch, size = [], 0
+        fh.write(frame_records(batch))
     return p
 
 

@@ -30,7 +30,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ecnas.errors import InputError
-from ecnas.meters.monitor import sync_cuda_devices
+from ecnas.monitor.monitor import sync_cuda_devices
 
 COMPONENTS = ("gpu", "cpu", "dram")
 _counter = itertools.count()  # unique window names when trackers share a Monitor
@@ -101,9 +101,10 @@ class EnergyTracker:
     """Meters a training run: cumulative energy per component at checkpoints, training time
     kept apart from evaluation time, rows in the energy-table contract.
 
-    ``monitor`` — an :class:`ecnas.meters.Monitor` to open this run's window on (left open for
-    its owner); without one the tracker builds ``Monitor(meters)`` and closes it at
-    :meth:`stop`. ``meters`` — meters for that Monitor (default: whatever the machine has).
+    ``monitor`` — an :class:`ecnas.monitor.Monitor` to open this run's window on (left open for
+    its owner). ``meters`` — the tracker builds ``Monitor(meters)`` and closes it at
+    :meth:`stop`. With neither, the run's window is on
+    the process's shared default Monitor (:func:`ecnas.monitor.default_monitor`).
     ``carbon_intensity_g_per_kwh`` — the grid's carbon intensity, for the rows' CO2 columns
     (left missing without it: ecnas never assumes one).
     """
@@ -113,7 +114,7 @@ class EnergyTracker:
         if monitor is not None and meters is not None:
             raise InputError("EnergyTracker: pass a monitor or meters, not both")
         self._monitor = monitor
-        self._owns_monitor = monitor is None
+        self._owns_monitor = monitor is None and meters is not None
         self._meters = meters
         self._window = f"ecnas-tracker-{next(_counter)}"
         self._t0: float | None = None
@@ -135,9 +136,9 @@ class EnergyTracker:
     @property
     def monitor(self) -> Any:
         if self._monitor is None:
-            from ecnas.meters import Monitor
+            from ecnas.monitor import Monitor, default_monitor
 
-            self._monitor = Monitor(self._meters)
+            self._monitor = default_monitor() if self._meters is None else Monitor(self._meters)
         return self._monitor
 
     @property
@@ -261,6 +262,16 @@ class EnergyTracker:
         cp = self._make_checkpoint(epoch_f, report, now, metrics)
         self._checkpoints.append(cp)
         return cp
+
+    def reading(self) -> Checkpoint:
+        """Cumulative time and energy now, as a :class:`Checkpoint` at epoch NaN, without
+        recording it (for loggers that report energy between checkpoints)."""
+        self._require_started("reading()")
+        t_read = time.monotonic()
+        report = self.monitor.peek(self._window)
+        now = time.monotonic()
+        self._overhead_s += now - t_read
+        return self._make_checkpoint(math.nan, report, now, {})
 
     def _make_checkpoint(self, epoch: float, report: Any, now: float,
                          metrics: Mapping[str, Any]) -> Checkpoint:

@@ -218,8 +218,8 @@ def train_architecture(config: TrainConfig, *, monitor: Any | None = None,
                        progress: Callable[[EpochProgress], None] | None = None) -> list[dict]:
     """Train ``config``'s cell with the meters; one energy-table row per checkpoint.
 
-    ``monitor``: an :class:`ecnas.meters.Monitor` to meter on (left open; default: a fresh one
-    with the machine's meters). ``energy_j`` is cumulative over wall time, evaluations included
+    ``monitor``: an :class:`ecnas.monitor.Monitor` to meter on (left open; default: the process's
+    shared one, :func:`ecnas.monitor.default_monitor`). ``energy_j`` is cumulative over wall time, evaluations included
     (as EC-NAS records it); ``training_time_s`` excludes evaluations.
     """
     import torch

@@ -8,10 +8,17 @@
  * flags: 1 energy counter supported, 2 instantaneous power field supported,
  *        4 energy call fails (NVML_ERROR_UNKNOWN), 8 power calls fail (NVML_ERROR_UNKNOWN),
  *        16 GPU is lost (every device call fails with NVML_ERROR_GPU_IS_LOST).
+ *
+ * Live mode (for the GPU validation kit's tests): with $FAKE_NVML_LIVE = "<t0> <gain> <period-ms>"
+ * the energy counter runs on the wall clock, as a real board's does: it reads
+ * energy-mJ + gain x power-mW x (seconds since the Unix time t0, rounded down to the update
+ * period). gain 1 makes the counter agree with the power readings; any other value makes them
+ * disagree by that factor.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define OK 0
 #define ERR_INVALID_ARGUMENT 2
@@ -147,8 +154,30 @@ int nvmlDeviceGetTotalEnergyConsumption(void *handle, unsigned long long *mj) {
     if (!(d->flags & 1)) return ERR_NOT_SUPPORTED;
     if (d->flags & 4) return ERR_UNKNOWN;
     *mj = d->energy_mj;
+    const char *live = getenv("FAKE_NVML_LIVE");
+    double t0, gain, period_ms;
+    if (live && sscanf(live, "%lf %lf %lf", &t0, &gain, &period_ms) == 3 && period_ms > 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        double elapsed = ts.tv_sec + ts.tv_nsec * 1e-9 - t0;
+        double ticks = elapsed > 0 ? (double)(long long)(elapsed * 1000.0 / period_ms) : 0.0;
+        *mj += (unsigned long long)(gain * d->power_mw * ticks * period_ms / 1000.0);
+    }
     return OK;
 }
+
+int nvmlSystemGetDriverVersion(char *version, unsigned length) {
+    snprintf(version, length, "%s", "999.99.99-stand-in");
+    return OK;
+}
+
+int nvmlSystemGetNVMLVersion(char *version, unsigned length) {
+    snprintf(version, length, "%s", "99.999.99-stand-in");
+    return OK;
+}
+
+int nvmlSystemGetCudaDriverVersion(int *version) { *version = 12080; return OK; }
+int nvmlSystemGetCudaDriverVersion_v2(int *version) { *version = 12080; return OK; }
 
 int nvmlDeviceGetPowerUsage(void *handle, unsigned *mw) {
     int err; dev_t_ *d = get(handle, &err); if (!d) return err;

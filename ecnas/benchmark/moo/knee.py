@@ -25,6 +25,11 @@ def knee_index(front: np.ndarray) -> int:
 def energy_saved_at(points: np.ndarray, max_accuracy_loss: float) -> float:
     """Fraction of energy saved by the cheapest point within ``max_accuracy_loss`` accuracy
     points of the most accurate one. ``points``: rows of (accuracy in points 0–100, energy)."""
+    if not (math.isfinite(max_accuracy_loss) and max_accuracy_loss >= 0):
+        from ecnas.errors import InputError
+
+        raise InputError(f"max accuracy loss {max_accuracy_loss}: must be a finite number of "
+                         "accuracy points >= 0")
     p = np.asarray(points, dtype=float)
     p = p[np.all(np.isfinite(p), axis=1)]
     if len(p) == 0:

@@ -44,9 +44,28 @@ def pareto_front(bench: Any, *, budget: int | None = None) -> FrontResult:
     return FrontResult(b, pts, tuple(str(h) for h in arrays["arch_hash"][dom.indices]), mask, knee)
 
 
+#: what --plot may write, by suffix
+PLOT_FORMATS = ("png", "pdf", "svg")
+
+
+def plot_format(path: str | Path) -> str:
+    """The plot format named by ``path``'s suffix; ``InputError`` for any other suffix."""
+    from ecnas.errors import InputError
+
+    fmt = Path(path).suffix.lower().lstrip(".")
+    if fmt not in PLOT_FORMATS:
+        raise InputError(f"--plot {path}: the plot must end in "
+                         f"{', '.join('.' + f for f in PLOT_FORMATS)} (got {fmt or 'no suffix'!r})")
+    return fmt
+
+
 def plot_front(bench: Any, path: str | Path, *, budget: int | None = None,
                searches: Sequence[Any] = ()) -> FrontResult:
-    """Draw all architectures, the front, the knee and each search's attainment curve."""
+    """Draw all architectures, the front, the knee and each search's attainment curve
+    (PNG, PDF or SVG by the suffix of ``path``; written atomically, see ecnas.outputs)."""
+    from ecnas.outputs import atomic_path
+
+    fmt = plot_format(path)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,6 +95,9 @@ def plot_front(bench: Any, path: str | Path, *, budget: int | None = None,
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt)
+    finally:
+        plt.close(fig)
     return res

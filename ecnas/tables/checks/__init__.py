@@ -84,8 +84,11 @@ def run_checks(df: pd.DataFrame, *, profiles: Any = None,
     table = table.reset_index(drop=True) if not table.index.is_unique else table
     meta = get_metadata(df)
     ctx = build_context(table, metadata=meta, profiles=_profiles(profiles), options=options)
-    results = [CheckResult("schema", "error", True, 0,
-                           f"{len(table)} rows; contract columns present with their types")]
+    # a table with no rows fails the schema check: nothing measured is not a table that passes
+    results = [CheckResult("schema", "error", bool(len(table)), 0,
+                           f"{len(table)} rows; contract columns present with their types"
+                           if len(table) else "the table has no rows: nothing was measured "
+                           "or imported")]
     if len(table):
         results += [fn(ctx) for _, fn in CHECKS]
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -94,6 +95,15 @@ class CheckOptions:
     min_correlation_runs: int = 10
     residual_z: float = 2.0  # in a weak group, runs this many robust σ off the fit offend
     time_slack_s: float = 1.0  # training time may exceed wall time by this (1-s timestamps)
+
+    def __post_init__(self) -> None:
+        # a NaN threshold would silently switch its check off (every comparison is False)
+        from ecnas.errors import InputError
+
+        for name, value in asdict(self).items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value) or value < 0:
+                raise InputError(f"check option {name}={value!r}: must be a finite number >= 0")
 
 
 @dataclass(frozen=True)

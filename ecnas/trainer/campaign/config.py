@@ -112,6 +112,8 @@ def load_campaign(path: str | Path) -> Campaign:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{p}: not valid TOML: {exc}") from None
+    except RecursionError:  # e.g. hundreds of nested '[': a hostile or broken file
+        raise InputError(f"{p}: TOML nested too deeply to read") from None
     except UnicodeDecodeError as exc:
         raise InputError(f"{p}: not UTF-8 text: {exc.reason}") from None
     return _parse(data, str(p), p.resolve().parent)

@@ -37,11 +37,14 @@ class InlineExecutor:
     split_socket = False
     label = "inline"
 
-    def __init__(self) -> None:
+    def __init__(self, device: str = "cpu") -> None:
         self._done: deque[dict[str, Any]] = deque()
+        self.device = device  # the campaign's device: inline runs train there, not on the CPU
+        self.label = f"inline on {device}"
 
     def submit(self, task: dict[str, Any]) -> None:
-        self._done.append(execute_run(task))
+        self._done.append(execute_run({**task, "config": {**task["config"],
+                                                          "device": self.device}}))
 
     def next_result(self) -> dict[str, Any]:
         return self._done.popleft()

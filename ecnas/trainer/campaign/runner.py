@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ecnas.errors import InputError
 from ecnas.trainer.campaign.config import Campaign, RunSpec
+from ecnas.trainer.campaign.observers import CampaignObserver, notify
 from ecnas.trainer.campaign.progress import Progress
 from ecnas.trainer.campaign.store import ResultsStore
 
@@ -52,8 +53,13 @@ def make_executor(campaign: Campaign, workers: int, scheduler: str | None,
     if scheduler is not None:
         return executors.DaskExecutor(scheduler, campaign.devices,
                                       connect_timeout=connect_timeout)
+    if workers < 0:
+        raise InputError(f"--workers {workers}: use 0 (inline) or a positive number")
     if workers == 0:
-        return executors.InlineExecutor()
+        if len(set(campaign.devices)) > 1:  # inline is one run at a time on one device
+            raise InputError(f"--workers 0 runs inline on one device; the campaign names "
+                             f"{', '.join(campaign.devices)}: use --workers N")
+        return executors.InlineExecutor(campaign.devices[0])
     return executors.LocalExecutor(workers, campaign.devices)
 
 
@@ -62,7 +68,8 @@ def run_campaign(campaign: Campaign, store_path: str | Path, *, workers: int = 1
                  progress: Callable[[str], None] | None = None,
                  run_fn: Callable[[Any], Any] | None = None,
                  allow_other_campaign: bool = False,
-                 connect_timeout: float = 10.0) -> CampaignSummary:
+                 connect_timeout: float = 10.0,
+                 observers: Sequence[CampaignObserver] = ()) -> CampaignSummary:
     """Run every run of ``campaign`` not yet in the store at ``store_path``.
 
     ``workers``: local worker processes (one run per process; 0 runs inline in this process);
@@ -72,6 +79,7 @@ def run_campaign(campaign: Campaign, store_path: str | Path, *, workers: int = 1
     importable by the workers (a module-level function) and return the run's table rows, or a
     dict ``{"rows": …, "meters": […], "estimate_reasons": […]}``. ``progress`` gets one line per
     event. A failed run is retried up to ``campaign.retries`` times in this call.
+    ``observers`` (:class:`ecnas.trainer.campaign.observers.CampaignObserver`) hear each event.
     """
     say = progress or (lambda _line: None)
     if run_fn is not None and scheduler is None and workers > 0:
@@ -92,6 +100,7 @@ def run_campaign(campaign: Campaign, store_path: str | Path, *, workers: int = 1
                         stored_estimated_j=stored_e)
         meters: set[str] = set()
         given_up: list[str] = []
+        notify(observers, "on_start", campaign, prog, store)
         if not pending:
             say(prog.line("nothing to run: every run is in the store"))
         else:
@@ -100,9 +109,10 @@ def run_campaign(campaign: Campaign, store_path: str | Path, *, workers: int = 1
                 say(prog.line(f"{len(pending)} run(s) to go on {executor.label}"
                               + (f", {have} already in the store" if have else "")))
                 _dispatch(campaign, store, executor, pending, prog, meters, given_up, say,
-                          run_fn)
+                          run_fn, observers)
             finally:
                 executor.close()
+        notify(observers, "on_end", prog)
     return CampaignSummary(
         campaign_hash=campaign.hash, store=str(store_path), total=len(runs), done=prog.done,
         skipped=have, failed=len(given_up), failed_attempts=prog.failed_attempts,
@@ -134,7 +144,8 @@ def _task(campaign: Campaign, run: RunSpec, attempt: int, run_fn: Any,
 
 def _dispatch(campaign: Campaign, store: ResultsStore, executor: Any, pending: deque[RunSpec],
               prog: Progress, meters: set[str], given_up: list[str],
-              say: Callable[[str], None], run_fn: Any) -> None:
+              say: Callable[[str], None], run_fn: Any,
+              observers: Sequence[CampaignObserver] = ()) -> None:
     by_key = {r.key: r for r in pending}
     attempts: dict[str, int] = {}
     in_flight = 0
@@ -145,6 +156,7 @@ def _dispatch(campaign: Campaign, store: ResultsStore, executor: Any, pending: d
             executor.submit(_task(campaign, run, attempts[run.key], run_fn,
                                   executor.split_socket))
             in_flight += 1
+            notify(observers, "on_submit", run, in_flight)
         result = executor.next_result()
         in_flight -= 1
         key = result["run_key"]
@@ -156,6 +168,7 @@ def _dispatch(campaign: Campaign, store: ResultsStore, executor: Any, pending: d
             estimated = any(bool(r.get("estimated")) for r in rows)
             prog.add_run(float(rows[-1].get("energy_j", 0.0)), estimated)
             meters.update(prov.get("meters", []))
+            notify(observers, "on_run_done", run, rows, in_flight, prog)
             wall = prov["finished"] - prov["started"]
             say(prog.line(f"done {label} in {wall:.1f} s, "
                           f"{float(rows[-1].get('energy_j', 0.0)):.1f} J "
@@ -164,10 +177,13 @@ def _dispatch(campaign: Campaign, store: ResultsStore, executor: Any, pending: d
         error = str(result.get("error", "unknown error"))
         prog.failed_attempts += 1
         store.record_failure(key, attempts[key], error, result.get("host"))
-        if attempts[key] <= campaign.retries:
+        retry = attempts[key] <= campaign.retries
+        if not retry:
+            prog.given_up += 1
+        notify(observers, "on_run_failed", run, error, retry, in_flight, prog)
+        if retry:
             pending.append(run)
             say(prog.line(f"FAILED {label} (attempt {attempts[key]}, will retry): {error}"))
         else:
-            prog.given_up += 1
             given_up.append(f"{key}: {error}")
             say(prog.line(f"FAILED {label} (attempt {attempts[key]}, giving up): {error}"))

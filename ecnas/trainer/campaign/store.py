@@ -9,6 +9,7 @@ process; a power cut may lose the last commits (they are re-run on resume), neve
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sqlite3
@@ -33,6 +34,63 @@ CREATE TABLE IF NOT EXISTS failures (
 """
 
 
+#: the tables of an ecnas store (sqlite_sequence: SQLite's own, for AUTOINCREMENT)
+_TABLES = {"meta", "runs", "failures", "sqlite_sequence"}
+
+
+def _check_writable(path: Path) -> None:
+    """A store written to needs a writable file and folder (WAL files live beside it)."""
+    from ecnas.outputs import check_target
+
+    if path.exists() and not path.stat().st_mode & 0o222:
+        raise InputError(f"{path}: the store is read-only; 'ecnas table' reads it as it is, "
+                         "'ecnas run' needs a writable copy")
+    check_target(path, force=True, option="--store")
+
+
+def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
+    if not readonly:
+        return sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    # a store in a read-only folder (an archive) cannot get WAL files: read it immutable
+    import os
+    from urllib.parse import quote
+
+    frozen = not os.access(path.parent, os.W_OK) or not path.parent.stat().st_mode & 0o222
+    wal = path.with_name(path.name + "-wal")
+    if frozen and wal.is_file() and wal.stat().st_size:
+        # immutable reads ignore the WAL: runs committed there would be missing silently
+        raise InputError(f"{path}: the store's folder is read-only and {wal.name} holds "
+                         "changes not yet in the store; copy the folder somewhere writable")
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro" + ("&immutable=1" if frozen else "")
+    return sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
+
+
+def _check_foreign(db: sqlite3.Connection, path: Path) -> None:
+    """Refuse an SQLite database ecnas did not make (its tables are never added to one)."""
+    tables = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if not tables:
+        return  # a new, empty file
+    fmt = None
+    if "meta" in tables:
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+            fmt = row[0] if row else None
+        except sqlite3.DatabaseError:
+            fmt = "?"
+    if fmt == FORMAT:
+        return
+    if fmt is None and tables <= _TABLES:
+        # ecnas's schema, never bound to a campaign (a run stopped before its first commit)
+        try:
+            empty = db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
+        except sqlite3.DatabaseError:
+            empty = False
+        if empty:
+            return
+    raise InputError(f"{path}: not a campaign store (an SQLite database ecnas did not make: "
+                     f"tables {', '.join(sorted(tables))}); ecnas leaves it as it is")
+
+
 @dataclass(frozen=True)
 class Failure:
     run_key: str
@@ -45,18 +103,25 @@ class Failure:
 class ResultsStore:
     """Open (or create) a store. Use as a context manager or call :meth:`close`."""
 
-    def __init__(self, path: str | Path, *, create: bool = False) -> None:
+    def __init__(self, path: str | Path, *, create: bool = False, readonly: bool = False
+                 ) -> None:
         self.path = Path(path)
         self._lock: Any = None  # the open STORE.lock while this object coordinates
         if not create and not self.path.is_file():
             raise InputError(f"{self.path}: no campaign store here")
         if create and not self.path.parent.is_dir():
             raise InputError(f"{self.path}: folder {self.path.parent} does not exist")
+        if not readonly:
+            _check_writable(self.path)
         try:
-            self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            self._db = _connect(self.path, readonly)
+            _check_foreign(self._db, self.path)
+            if not readonly:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(_SCHEMA)
+        except sqlite3.OperationalError as exc:  # I/O, a full disk, a locked or read-only file
+            raise InputError(f"{self.path}: cannot use the campaign store ({exc})") from None
         except sqlite3.DatabaseError as exc:
             raise InputError(f"{self.path}: not a campaign store ({exc})") from None
 
@@ -174,14 +239,31 @@ class ResultsStore:
         return float(m), float(e)
 
     def provenance(self) -> dict[str, dict[str, Any]]:
-        return {k: json.loads(p) for k, p in
+        return {k: self._decoded(p, dict, f"provenance of run {k}") for k, p in
                 self._db.execute("SELECT run_key, provenance_json FROM runs ORDER BY run_key")}
 
     def rows(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        for (text,) in self._db.execute("SELECT rows_json FROM runs ORDER BY run_key"):
-            out += json.loads(text)
+        for key, text in self._db.execute("SELECT run_key, rows_json FROM runs ORDER BY run_key"):
+            rows = self._decoded(text, list, f"rows of run {key}")
+            if not all(isinstance(r, dict) for r in rows):
+                raise InputError(f"{self.path}: rows of run {key} are not JSON objects")
+            out += rows
         return out
+
+    def campaign(self) -> dict[str, Any]:
+        """The campaign this store was made for, as stored ({} before the first run)."""
+        return self._decoded(self.meta().get("campaign", "{}"), dict, "the campaign")
+
+    def _decoded(self, text: Any, kind: type, what: str) -> Any:
+        # the store is a file: what it holds is checked like any input, one line if broken
+        try:
+            value = json.loads(text)
+        except (TypeError, ValueError):
+            raise InputError(f"{self.path}: {what} is not JSON (a damaged store?)") from None
+        if not isinstance(value, kind):
+            raise InputError(f"{self.path}: {what} is not a JSON {kind.__name__}")
+        return value
 
     def table(self) -> Any:
         """All completed runs as a validated energy table, with the campaign's metadata."""
@@ -194,15 +276,15 @@ class ResultsStore:
         df = validate(pd.DataFrame(rows)) if rows else empty_table()
         prov = self.provenance()
         # the same reason differs only by process id from run to run: list it once
-        reasons = sorted({re.sub(r"process \d+", "process <pid>", r)
+        reasons = sorted({re.sub(r"process \d+", "process <pid>", str(r))
                           for p in prov.values() for r in p.get("estimate_reasons", [])})
-        meters = sorted({m for p in prov.values() for m in p.get("meters", [])})
+        meters = sorted({str(m) for p in prov.values() for m in p.get("meters", [])})
         meta = self.meta()
         shared = sorted(k for k, p in prov.items() if p.get("cpu_share", 1.0) < 1.0)
         metadata: dict[str, Any] = {
             "producer": "ecnas campaign",
             "campaign_hash": meta.get("campaign_hash"),
-            "campaign": json.loads(meta.get("campaign", "{}")),
+            "campaign": self.campaign(),
             "meters": meters,
             "provenance": [provenance_entry("ecnas campaign", str(self.path),
                                             runs=len(prov))],
@@ -228,7 +310,13 @@ class _Transaction:
         self._db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
-        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        if not exc_type:
+            self._db.execute("COMMIT")
+            return
+        # SQLite may have rolled back already (a full disk, an I/O error): the error that
+        # caused it is the one to report, not "no transaction is active"
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("ROLLBACK")
 
 
 def _json_default(value: Any) -> Any:
@@ -241,5 +329,5 @@ def export_table(store_path: str | Path, out_path: str | Path) -> Path:
     """Write the store's table (Parquet or CSV by suffix) with its metadata."""
     from ecnas.tables import write_table
 
-    with ResultsStore(store_path) as store:
+    with ResultsStore(store_path, readonly=True) as store:
         return write_table(store.table(), out_path)

@@ -25,17 +25,17 @@ SOCKET_METERS = ("rapl", "pyrapl")
 
 def train_run(config: Any) -> dict[str, Any]:
     """The default run function: the real trainer, metered inside this process."""
-    from ecnas.meters import Monitor
+    from ecnas.monitor import default_monitor
     from ecnas.trainer.train import train_architecture
 
-    with Monitor() as monitor:
-        statuses = monitor.statuses()
-        reasons = [f"{s.meter}: {s.reason}" for s in statuses if s.status.value == "estimated"]
-        meters = [s.meter for s in statuses]
-        # what the meters read, by name: the provenance of the run's hardware
-        hardware = [{"meter": s.meter, "domain": d.domain, "kind": d.kind, "name": d.name}
-                    for s in statuses if s.usable for d in s.devices]
-        rows = train_architecture(config, monitor=monitor)
+    monitor = default_monitor()  # the process's one Monitor: a worker runs many trainings
+    statuses = monitor.statuses()
+    reasons = [f"{s.meter}: {s.reason}" for s in statuses if s.status.value == "estimated"]
+    meters = [s.meter for s in statuses]
+    # what the meters read, by name: the provenance of the run's hardware
+    hardware = [{"meter": s.meter, "domain": d.domain, "kind": d.kind, "name": d.name}
+                for s in statuses if s.usable for d in s.devices]
+    rows = train_architecture(config, monitor=monitor)
     return {"rows": rows, "meters": meters, "estimate_reasons": reasons, "hardware": hardware}
 
 

@@ -8,13 +8,16 @@ from typing import Any
 
 from ecnas.meters.base import Status
 from ecnas.meters.registry import discover
+from ecnas.monitor.profile_cache import bind_profiles
+from ecnas.profiles import load_profiles, match_profile
 
 
 def hardware_summary(include_psys: bool = False,
                      profile_paths: Sequence[str | Path] = ()) -> dict[str, Any]:
     """Meters (measured / estimated / unavailable, with reason and fix), matched profiles,
     and which meters ``measure()`` would use by default."""
-    statuses = discover(include_psys=include_psys)
+    statuses = discover(include_psys=include_psys,
+                        bind=lambda meters: bind_profiles(meters, profile_paths))
     matcher = _matcher(profile_paths)
     meters = []
     for status in statuses:
@@ -35,11 +38,5 @@ def hardware_summary(include_psys: bool = False,
 
 
 def _matcher(profile_paths: Sequence[str | Path]) -> Any:
-    try:
-        from ecnas.profiles import load_profiles, match_profile
-
-        loaded = load_profiles(profile_paths)
-    except ImportError as exc:
-        why = f"profiles unavailable: {exc}"
-        return lambda dev: {"profile": None, "rule": "none", "reason": why}
+    loaded = load_profiles(profile_paths)
     return lambda dev: match_profile(dev, loaded).to_dict()

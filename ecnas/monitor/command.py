@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import os
 import signal
 import subprocess
@@ -19,8 +20,8 @@ from pathlib import Path
 
 from ecnas.errors import InputError
 from ecnas.meters.base import Meter
-from ecnas.meters.monitor import Monitor
-from ecnas.meters.report import EnergyReport
+from ecnas.monitor.monitor import Monitor
+from ecnas.monitor.report import EnergyReport
 
 FORWARDED = tuple(getattr(signal, n) for n in
                   ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
@@ -49,6 +50,11 @@ def run_command(command: Sequence[str], *, meters: Sequence[Meter] | None = None
     if not cmd:
         raise InputError("no command given: use 'ecnas measure -- CMD ARGS…'")
     label = name or os.path.basename(cmd[0])
+    if out is not None:
+        from ecnas.outputs import check_target
+
+        # the target is checked before the command runs (it may run for hours), not after
+        check_target(out, force=True)
     with Monitor(meters, profile_paths=profile_paths, idle_subtract=idle_subtract,
                  sync_cuda=False) as monitor:
         monitor.begin(label)
@@ -60,6 +66,10 @@ def run_command(command: Sequence[str], *, meters: Sequence[Meter] | None = None
         except PermissionError as exc:
             monitor.end(label)
             raise InputError(f"command not executable: {cmd[0]}") from exc
+        except OSError as exc:  # ENOEXEC (a script without '#!'), E2BIG, ELOOP, ...
+            monitor.end(label)
+            hint = " (a script needs a '#!' line)" if exc.errno == errno.ENOEXEC else ""
+            raise InputError(f"cannot run {cmd[0]}: {exc.strerror or exc}{hint}") from exc
         previous = {}
 
         def forward(signum: int, _frame: object) -> None:
@@ -82,9 +92,23 @@ def run_command(command: Sequence[str], *, meters: Sequence[Meter] | None = None
             report = monitor.end(label)
     report = dataclasses.replace(report, extra={
         "command": list(cmd), "returncode": exit_status(returncode)})
+    result = CommandResult(cmd, exit_status(returncode), report)
     if out is not None:
-        write_report(report, out)
-    return CommandResult(cmd, exit_status(returncode), report)
+        try:
+            write_report(report, out)
+        except InputError as exc:
+            # the command has run: its report and exit status are not lost with the file
+            raise ReportNotWritten(str(exc), result) from exc
+    return result
+
+
+class ReportNotWritten(InputError):
+    """``--out`` could not be written after the command ran; ``result`` still holds the
+    command's exit status and its report (the CLI prints both)."""
+
+    def __init__(self, message: str, result: CommandResult) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 def _terminal_foreground() -> bool:
@@ -96,11 +120,11 @@ def _terminal_foreground() -> bool:
 
 def write_report(report: EnergyReport, path: str | os.PathLike[str]) -> Path:
     """Write the report as JSON (atomically: a reader never sees half a file)."""
+    from ecnas.outputs import write_text
+
     target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
     try:
-        tmp.write_text(report.to_json() + "\n", encoding="utf-8")
-        os.replace(tmp, target)
+        write_text(target, report.to_json() + "\n")
     except OSError as exc:
         raise InputError(f"--out {target}: cannot write the report: "
                          f"{exc.strerror or exc}") from exc

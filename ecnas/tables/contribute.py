@@ -1,5 +1,8 @@
 """Bundle a device contribution: its profile, a device table measured on it, a manifest.
 
+It lives with the tables (which may use profiles) rather than with the profiles (which must
+not import tables): see docs/architecture.md.
+
 The bundle is a ``.tar.gz`` holding ``profile/<id>.toml``, ``table/<file>`` and
 ``manifest.json`` (versions, contributor, SHA-256 of each file, table summary and the
 consistency-check results). Nothing is bundled unless the profile validates, the table's
@@ -18,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ecnas._version import __version__
-from ecnas.errors import EcnasError, InputError
+from ecnas.errors import InputError
 from ecnas.profiles.toml_io import validate_file
 
 
@@ -70,11 +73,9 @@ def _check_rows(report: Any) -> list[dict]:
 
 def check_table(table: Path, profile_id: str) -> tuple[int, int, list[dict]]:
     """Read the table through ecnas.tables and run its checks plus the device-id check."""
-    try:
-        from ecnas.tables import read_table
-        from ecnas.tables.checks import run_checks
-    except ImportError as exc:
-        raise EcnasError(f"cannot validate {table}: ecnas.tables is not available ({exc})") from None
+    from ecnas.tables import read_table
+    from ecnas.tables.checks import run_checks
+
     df = read_table(table)
     rows = _check_rows(run_checks(df))
     devices = sorted({str(d) for d in df["device"].dropna().unique()}) if "device" in df else []
@@ -91,8 +92,9 @@ def make_bundle(profile_path: Path, table_path: Path, out: Path, *, who: str = "
     profile_path, table_path, out = Path(profile_path), Path(table_path), Path(out)
     if not out.name.endswith((".tar.gz", ".tgz")):
         raise InputError(f"--out: {out}: the bundle must end in .tar.gz")
-    if out.exists() and not force:
-        raise InputError(f"--out: {out} exists (use --force to overwrite)")
+    from ecnas.outputs import atomic_path, check_target
+
+    check_target(out, force=force, inputs=[profile_path, table_path])
     if not table_path.is_file():
         raise InputError(f"--table: {table_path}: no such file")
     profile = validate_file(profile_path)
@@ -114,10 +116,11 @@ def make_bundle(profile_path: Path, table_path: Path, out: Path, *, who: str = "
     }
     bundle = digest = None
     if not failed:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(out, "w:gz") as tar:
-            tar.add(profile_path, arcname=manifest["profile"]["file"])
-            tar.add(table_path, arcname=manifest["table"]["file"])
+        # atomic (a failed write leaves the previous bundle whole); dereference: a symlinked
+        # profile or table goes in as its data, the data the manifest's SHA-256 is of
+        with atomic_path(out) as tmp, tarfile.open(tmp, "w:gz", dereference=True) as tar:
+            tar.add(profile_path, arcname=manifest["profile"]["file"], recursive=False)
+            tar.add(table_path, arcname=manifest["table"]["file"], recursive=False)
             data = json.dumps(manifest, indent=2).encode()
             info = tarfile.TarInfo("manifest.json")
             info.size = len(data)

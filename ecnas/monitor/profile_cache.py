@@ -20,36 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from ecnas._version import __version__
-from ecnas.meters.base import Calibration, DeviceInfo
+from ecnas.errors import InputError
+from ecnas.meters.base import Calibration, DeviceInfo, DomainProfile, Meter
 
 CACHE_ENV = "ECNAS_CACHE_DIR"
 PROFILE_PATH_ENV = "ECNAS_PROFILE_PATH"  # as ecnas.profiles reads it (not imported: cost)
-
-
-class DomainProfile:
-    """What a report needs from the profile of one domain (immutable by convention)."""
-
-    __slots__ = ("profile_id", "calibration", "idle_w", "per_core_w", "reason")
-
-    def __init__(self, profile_id: str | None, calibration: Calibration, idle_w: float | None,
-                 per_core_w: float | None, reason: str) -> None:
-        self.profile_id = profile_id
-        self.calibration = calibration
-        self.idle_w = idle_w
-        self.per_core_w = per_core_w
-        self.reason = reason
-
-    def to_json(self) -> dict[str, Any]:
-        c = self.calibration
-        return {"profile_id": self.profile_id, "gain": c.gain, "offset_w": c.offset_w,
-                "uncertainty_w": c.uncertainty_w, "calibrated": c.calibrated,
-                "idle_w": self.idle_w, "per_core_w": self.per_core_w, "reason": self.reason}
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> DomainProfile:
-        cal = Calibration(gain=float(d["gain"]), offset_w=float(d["offset_w"]),
-                          uncertainty_w=d["uncertainty_w"], calibrated=bool(d["calibrated"]))
-        return cls(d["profile_id"], cal, d["idle_w"], d["per_core_w"], d["reason"])
 
 
 def cache_dir() -> Path:
@@ -150,12 +125,40 @@ def resolve(devices: Mapping[str, DeviceInfo], domains: Sequence[str],
         return cached, ""
     facts = match_domains(devices, domains, profile_paths)
     payload = json.dumps({"key": key, "domains": {d: f.to_json() for d, f in facts.items()}})
+    from ecnas.outputs import write_text  # on a cache miss only: keeps the cold start short
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(payload, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        return facts, (f"profile cache not written ({path}: {exc.strerror or exc}); set "
+        write_text(path, payload)
+    except (OSError, InputError) as exc:
+        why = getattr(exc, "strerror", None) or exc
+        return facts, (f"profile cache not written ({path}: {why}); set "
                        f"{CACHE_ENV} to a writable folder to start faster")
     return facts, ""
+
+
+def bind_profiles(meters: Sequence[Meter],
+                  profile_paths: Sequence[str | Path] = ()) -> list[Meter]:
+    """Hand every meter that needs its profile before it can say its status (the estimate's
+    per-core power) the matched one, as a Monitor does at start; returns ``meters``.
+
+    For readers used outside a Monitor (``ecnas hardware``, a bare ``EstimateMeter``): the
+    readers never look profiles up themselves, which would be an import running back up.
+    """
+    devices = {d.domain: d for m in meters if (d := m.profile_device()) is not None}
+    if not devices:
+        return list(meters)
+    try:
+        facts, note = resolve(devices, list(devices), profile_paths)[0], ""
+    except InputError:
+        raise  # a broken or missing profile file: refuse, never fall back to other numbers
+    except OSError as exc:
+        raise InputError(f"hardware profiles: {exc.filename or ''}: "
+                         f"{exc.strerror or exc}") from None
+    except (ImportError, ValueError) as exc:
+        facts, note = {}, f"profiles could not be loaded: {exc}"
+    for meter in meters:
+        device = meter.profile_device()
+        if device is not None:
+            meter.bind_profile(facts.get(device.domain), note)
+    return list(meters)

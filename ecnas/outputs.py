@@ -1,0 +1,291 @@
+"""One way to write an output: checked first, written atomically, modes from the umask.
+
+Every file or folder ecnas writes goes through here (tables, TFRecords, bundles, model files,
+measure reports, contribution archives, plots, the profile cache). The rules (docs/outputs.md):
+
+* **Checked before any work starts.** :func:`check_target` refuses, with one line, a target
+  whose folder is missing or not writable, a target that is one of the command's inputs, ``.``
+  or another folder where a file is meant, a read-only file, and an existing output unless
+  ``force`` — so an hour-long command never fails at its very end because of its ``--out``.
+* **Atomic.** Data goes to a temp file (or folder) beside the target and is renamed over it
+  only once complete: a full disk, a file-size limit or a crash leaves the old output whole
+  and no half-written one; the temp is removed.
+* **Modes follow the umask**, like ``cp`` and ``tar``: files ``0666 & ~umask``, folders
+  ``0777 & ~umask`` (``mkstemp``/``mkdtemp`` alone would give 0600/0700).
+* **Only what ecnas wrote is replaced.** A single file is replaced only with ``force`` (the
+  user named it). A folder output (a bundle) is replaced only when everything in it is listed
+  by its own manifest: a foreign file inside it makes ecnas refuse, naming the file, so
+  nothing a user added is ever deleted.
+
+This module sits at the bottom of the package: it imports only :mod:`ecnas.errors` (which
+imports nothing), so every room may use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ecnas.errors import InputError
+
+PathLike = str | os.PathLike[str]
+
+
+# ------------------------------------------------------------------ modes
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (threads may run)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: the classic set-and-restore
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    return 0o666 & ~current_umask()
+
+
+def folder_mode() -> int:
+    return 0o777 & ~current_umask()
+
+
+# ------------------------------------------------------------------ JSON
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN/±inf as ``None`` (JSON has neither), numpy scalars as numbers,
+    tuples as lists and keys as strings: what every JSON consumer can parse."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars and 0-d arrays
+        try:
+            return json_safe(value.item())
+        except (TypeError, ValueError):
+            return str(value)
+    return value
+
+
+def dumps_json(value: Any, **kwargs: Any) -> str:
+    """Strict JSON (``allow_nan=False``) of :func:`json_safe` ``(value)``."""
+    kwargs.setdefault("default", str)
+    return json.dumps(json_safe(value), allow_nan=False, **kwargs)
+
+
+# ------------------------------------------------------------------ checks
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _writable(path: Path) -> bool:
+    """Writable by this process, and not marked read-only: a file or folder without any write
+    bit is read-only to ecnas even for root (who may write anything), like ``rm -i`` asks."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    access = os.W_OK | (os.X_OK if stat.S_ISDIR(mode) else 0)
+    return bool(mode & 0o222) and os.access(path, access)
+
+
+def _describe(path: Path) -> str:
+    # as the OS gave it: the CLI prints a byte that is not UTF-8 as \xNN (ecnas.cli._boundary)
+    return os.fsdecode(path)
+
+
+def check_target(path: PathLike, *, inputs: Iterable[PathLike] = (), force: bool = False,
+                 folder: bool = False, owned: Callable[[Path], Iterable[str]] | None = None,
+                 option: str = "--out", companions: Iterable[PathLike] = ()) -> Path:
+    """Check an output target before any work starts; return it as a Path.
+
+    ``folder``: the output is a folder (a bundle) rather than a file. ``owned(path)`` names
+    the entries of an existing output folder that ecnas wrote (its manifest's files); it
+    raises ``InputError`` when the folder is not an ecnas output. ``companions`` are files
+    written beside the target (a CSV table's metadata sidecar), checked the same way.
+    Raises ``InputError`` (one line, naming the target) on every refusal.
+    """
+    p = Path(path)
+    name = _describe(p)
+    if not os.fspath(p) or p.name in ("", ".", ".."):
+        raise InputError(f"{option} {name}: name a {'folder' if folder else 'file'} to write, "
+                         "not the current or parent folder")
+    parent = p.parent
+    if not parent.is_dir():
+        raise InputError(f"{option} {name}: folder {_describe(parent)} does not exist")
+    if not _writable(parent):
+        raise InputError(f"{option} {name}: folder {_describe(parent)} is not writable")
+    for src in inputs:
+        s = Path(src)
+        if _same(p, s) or (p.exists() and s.exists() and p.resolve() == s.resolve()):
+            raise InputError(f"{option} {name}: is the command's input {_describe(s)}; "
+                             "write the output elsewhere")
+        if folder and s.exists() and p.exists() and p.resolve() in s.resolve().parents:
+            raise InputError(f"{option} {name}: holds the command's input {_describe(s)}; "
+                             "write the output elsewhere")
+    if p.is_symlink() and not p.exists():
+        raise InputError(f"{option} {name}: is a dangling symbolic link")
+    if p.exists():
+        if folder:
+            _check_existing_folder(p, name, force=force, owned=owned, option=option)
+        else:
+            _check_existing_file(p, name, force=force, option=option)
+    for c in companions:
+        cp = Path(c)
+        if cp.exists():
+            _check_existing_file(cp, _describe(cp), force=force, option=option)
+    return p
+
+
+def _check_existing_file(p: Path, name: str, *, force: bool, option: str) -> None:
+    if p.is_dir():
+        raise InputError(f"{option} {name}: is a folder; name a file")
+    if not p.is_file():
+        raise InputError(f"{option} {name}: exists and is not a regular file")
+    if not _writable(p):
+        raise InputError(f"{option} {name}: is read-only; ecnas does not replace it")
+    if not force:
+        raise InputError(f"{option} {name}: exists (use --force to replace it)")
+
+
+def _check_existing_folder(p: Path, name: str, *, force: bool,
+                           owned: Callable[[Path], Iterable[str]] | None, option: str) -> None:
+    if not p.is_dir():
+        raise InputError(f"{option} {name}: exists and is not a folder")
+    entries = sorted(e.name for e in p.iterdir())
+    if not entries:
+        return  # an empty folder is free to use
+    if owned is None:
+        raise InputError(f"{option} {name}: folder exists and is not empty; choose a new folder")
+    mine = set(owned(p))  # raises InputError when the folder is not ecnas's
+    foreign = [e for e in entries if e not in mine or not (p / e).is_file()
+               or (p / e).is_symlink()]
+    if foreign:
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise InputError(f"{option} {name}: holds {_describe(Path(foreign[0]))}, which ecnas "
+                         f"did not write{more}"
+                         "; move it away or choose another folder (ecnas never deletes files "
+                         "it did not write)")
+    if not _writable(p):
+        raise InputError(f"{option} {name}: folder is not writable")
+    if not force:
+        raise InputError(f"{option} {name}: an output exists there (use --force to replace it)")
+
+
+# ------------------------------------------------------------------ writes
+def _refuse_readonly(p: Path) -> None:
+    if p.is_dir():
+        raise InputError(f"{_describe(p)}: is a folder; cannot write a file there")
+    if p.exists() and not _writable(p):
+        raise InputError(f"{_describe(p)}: is read-only; ecnas does not replace it")
+
+
+def _temp_prefix(p: Path) -> str:
+    # a hidden name from the target's, in plain characters: writers that encode file names
+    # as UTF-8 (pyarrow) must not fail on a target name that is not
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in p.name)
+    return f".{safe[:64]}."
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike, *, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temp path beside ``path``; on a clean exit it becomes ``path`` (mode from the
+    umask), on an error it is removed and ``path`` is left as it was.
+
+    For writers that want a path (pyarrow, numpy, tarfile); see :func:`atomic_open` for a
+    file object. The folder must exist; a read-only target or a folder is refused.
+    """
+    p = Path(path)
+    if not p.parent.is_dir():
+        raise InputError(f"{_describe(p)}: folder {_describe(p.parent)} does not exist")
+    _refuse_readonly(p)
+    import tempfile  # here, not at the top: importing this module stays cheap for the meters
+
+    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(p), suffix=suffix, dir=p.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, p)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_open(path: PathLike, mode: str = "wb", **kwargs: Any) -> Iterator[Any]:
+    """``open`` for writing, atomically: the data appears at ``path`` only when complete."""
+    with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as fh:
+        yield fh
+        fh.flush()
+
+
+def write_bytes(path: PathLike, data: bytes) -> Path:
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
+    return Path(path)
+
+
+def write_text(path: PathLike, text: str) -> Path:
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: PathLike, value: Any, **kwargs: Any) -> Path:
+    """Strict JSON (NaN/inf as null) written atomically, with a final newline."""
+    return write_text(path, dumps_json(value, **kwargs) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_folder(path: PathLike, *, owned: Callable[[Path], Iterable[str]] | None = None
+                  ) -> Iterator[Path]:
+    """Yield a temp folder beside ``path``; on a clean exit it replaces ``path``.
+
+    An existing ``path`` is replaced only when it is empty or everything in it is named by
+    ``owned(path)`` (checked again here, just before the swap): files ecnas did not write are
+    never deleted. Folder and files get their modes from the umask.
+    """
+    p = Path(path)
+    if not p.parent.is_dir():
+        raise InputError(f"{_describe(p)}: folder {_describe(p.parent)} does not exist")
+    import shutil
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(p), suffix=".tmp", dir=p.parent))
+    try:
+        yield tmp
+        fmode = file_mode()
+        for f in tmp.rglob("*"):
+            os.chmod(f, folder_mode() if f.is_dir() else fmode)
+        os.chmod(tmp, folder_mode())
+        if p.exists():
+            # same rule as check_target, as the folder may have changed during the work
+            _check_existing_folder(p, _describe(p), force=True, owned=owned, option="output")
+            old = p.with_name(f".{p.name}.old-{os.getpid()}")
+            os.replace(p, old)
+            try:
+                os.replace(tmp, p)
+            except OSError:
+                os.replace(old, p)
+                raise
+            shutil.rmtree(old)  # only ecnas's own files are in it (checked above)
+        else:
+            os.replace(tmp, p)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
