@@ -57,3 +57,34 @@ def test_fit_reference(benchmark, series):
     measured, ref = series
     fit = benchmark(fit_reference, measured, ref)
     benchmark.extra_info.update(n=fit.n, gain=fit.gain, gain_sd=fit.gain_sd)
+
+
+@pytest.fixture(scope="module")
+def protocol_run():
+    # A default calibration run (idle 30 s, probe 2 s, load 30 s, load steps 20 s) read at
+    # 10 Hz, and a wall meter logging 2 Hz means with its clock 7.3 s ahead.
+    from ecnas.profiles.loads import step_segments
+
+    rng = np.random.default_rng(1)
+    t0 = 1.7e9
+    levels = [(0.0, 30.0), (0.3, 2.0), (1.0, 30.0), *step_segments(20.0)]
+    tf = t0 + np.arange(0, sum(s for _, s in levels), 0.001)
+    edges = np.cumsum([0.0] + [s for _, s in levels])
+    pf = 30 + 120 * np.array([lv for lv, _ in levels])[
+        np.clip(np.searchsorted(edges, tf - t0, side="right") - 1, 0, len(levels) - 1)]
+    ef = np.concatenate([[0.0], np.cumsum(pf[1:] * 0.001)]) + rng.normal(0, 0.05, len(tf))
+    t = tf[::100]
+    rows = np.arange(tf[0] - 5, tf[-1], 0.5)
+    ok = rows >= tf[0]
+    re = np.interp(rows[ok], tf, ef)
+    rw = 1.15 * np.diff(re) / 0.5 + 12 + rng.normal(0, 1.0, len(re) - 1)
+    return (t, ef[::100]), ReferenceSeries(tuple(rows[ok][1:] + 7.3), tuple(rw), "synthetic")
+
+
+def test_estimate_time_shift(benchmark, protocol_run):
+    from ecnas.profiles.timeshift import estimate_time_shift
+
+    measured, ref = protocol_run
+    est = benchmark(estimate_time_shift, measured, ref)
+    assert abs(est.shift_s + 7.3) < 0.05
+    benchmark.extra_info.update(shift_s=est.shift_s, sd_s=est.sd_s, n=est.n)

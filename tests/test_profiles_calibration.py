@@ -18,7 +18,13 @@ from ecnas.errors import InputError
 from ecnas.meters.rapl import RaplMeter
 from ecnas.profiles import get_profile, load_profiles, validate_file
 from ecnas.profiles.apply import calibrate_energy
-from ecnas.profiles.calibrate import calibrate_meter, choose_meter, numpy_burn
+from ecnas.profiles.calibrate import (
+    CalibrationOptions,
+    FitOptions,
+    calibrate_meter,
+    choose_meter,
+    numpy_burn,
+)
 from ecnas.profiles.calibration import ReferenceSeries, fit_reference, read_reference_csv
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,10 +170,15 @@ def test_calibrate_on_fake_rapl_recovers_gain_and_offset(tmp_path):
     choice = choose_meter([meter], "cpu")
     assert choice.domains == ("cpu:0/package",)
     with CounterWriter(package, t0, period):
+        # The counter follows a sine, not the burn: no step to find a clock shift from,
+        # and the reference is on the host's clock (shift 0).
         run = calibrate_meter(choice.meter, choice.device, choice.domains,
-                              profiles=load_profiles(), idle_s=1.2, load_s=1.2, probe_s=0.3,
-                              poll_s=0.04, reference=ref, interval_s=0.2,
-                              burn=numpy_burn(64), instrument="synthetic reference")
+                              profiles=load_profiles(),
+                              options=CalibrationOptions(idle_s=1.2, load_s=1.2, probe_s=0.3,
+                                                         steps_s=0.0, poll_s=0.04),
+                              reference=ref, burn=numpy_burn(64),
+                              fit=FitOptions(interval_s=0.2, time_shift_s=0.0,
+                                             instrument="synthetic reference"))
     fit = run.fit
     assert fit is not None and fit.n >= 8
     assert abs(fit.gain - GAIN) < max(4 * fit.gain_sd, 0.03)
@@ -200,7 +211,8 @@ def test_cli_calibrate_fake_rapl_with_reference(tmp_path):
     with CounterWriter(package, t0, period):
         result = _cli("calibrate", "--kind", "cpu", "--out", str(out), "--idle-s", "1.2",
                       "--load-s", "1.2", "--probe-s", "0.3", "--poll-s", "0.04",
-                      "--interval-s", "0.2", "--reference", str(ref), "--who", "test lab",
+                      "--interval-s", "0.2", "--time-shift-s", "0", "--steps-s", "0",
+                      "--reference", str(ref), "--who", "test lab",
                       "--instrument", "synthetic", "--id", "xeon-gold-6130", "--json",
                       env={"ECNAS_SYSFS_ROOT": str(fake.root)})
     assert result.returncode == 0, result.stderr
@@ -232,3 +244,34 @@ def test_cli_calibrate_estimate_mode_says_what_it_could_not_do(tmp_path):
     again = _cli("calibrate", "--kind", "cpu", "--out", str(out),
                  env={"ECNAS_SYSFS_ROOT": str(root)})
     assert again.returncode == 2 and "exists (use --force" in again.stderr
+
+
+def test_wall_fit_shares_the_offset_and_pins_the_other_domains():
+    from ecnas.meters.base import Calibration, DeviceInfo
+    from ecnas.profiles import dumps_profile, loads_profile
+    from ecnas.profiles.calibration import FitResult
+    from ecnas.profiles.measured_profile import build_profile, with_fit
+    from ecnas.profiles.timeshift import ShiftEstimate
+
+    dev = DeviceInfo("cpu:0/package", "cpu", "Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz")
+    measured = build_profile(device=dev, base=get_profile("generic-intel-xeon"),
+                             profile_id="xeon-2s", idle_w=30.0, load_w=120.0, probe=None,
+                             energy_counter=True, rapl_domains=("package",), who="lab",
+                             provenance="Measured.", date="2026-01-01")
+    assert not measured.calibrated and measured.provenance.endswith("reference meter.")
+    fit = FitResult(gain=1.15, offset_w=40.0, gain_sd=0.01, offset_sd=1.0, residual_w=2.0,
+                    n=50, interval_s=1.0, measured_range_w=(60.0, 240.0))
+    cal = with_fit(measured, fit, ShiftEstimate.given(-3.0), reference="WT310E", scope="wall",
+                   units=2, other_domains=("cpu:0/dram", "cpu:1/dram"))
+    # Two packages fitted together: each carries the gain and half the machine's offset...
+    assert cal.calibration_for("cpu:1/package") == Calibration(1.15, 20.0, 1.0, True)
+    both = sum(cal.calibration_for(d).apply(100.0, 10.0)
+               for d in ("cpu:0/package", "cpu:1/package"))
+    assert both == pytest.approx(1.15 * 200.0 + 40.0 * 10.0)  # ...so it is added once
+    assert not cal.calibration_for("cpu:0/dram").calibrated  # DRAM was not in the fit
+    assert "wall-socket meter" in cal.provenance and "20.00 W each" in cal.provenance
+    assert "Not calibrated against" not in cal.provenance and "left uncalibrated: dram" in cal.provenance
+    assert "-3.000 s given" in cal.calibration_info.method
+    again = loads_profile(dumps_profile(cal))
+    assert again.calibration == cal.calibration and dict(again.domain_calibrations) == dict(
+        cal.domain_calibrations)

@@ -51,8 +51,14 @@ def register(sub: Any) -> None:
     add_json_flag(m)
     m.set_defaults(func=cmd_match)
 
-    c = sub.add_parser("calibrate", help="measure this machine's device and write its profile")
-    c.add_argument("--out", required=True, metavar="PROFILE.toml", help="profile to write")
+    c = sub.add_parser("calibrate", help="measure this machine's device and write its profile",
+                       description="Measure a device (idle, counter probe, load, load steps), "
+                                   "keep the run beside the profile as PROFILE.run.json, and "
+                                   "fit it against a reference meter's log when one is given. "
+                                   "'ecnas calibrate fit RUN' fits a kept run later.")
+    c.add_argument("--out", default=None, metavar="PROFILE.toml",
+                   help="profile to write (required); the run is kept beside it as "
+                        "PROFILE.run.json")
     c.add_argument("--kind", choices=("auto", "gpu", "cpu"), default="auto",
                    help="device to calibrate (auto: a GPU when one can be metered, else the CPU)")
     c.add_argument("--domain", default=None,
@@ -61,23 +67,38 @@ def register(sub: Any) -> None:
                    help="profile id (default: from the device name, e.g. amd-epyc-7763)")
     c.add_argument("--idle-s", type=float, default=30.0, help="idle baseline seconds (30)")
     c.add_argument("--load-s", type=float, default=30.0, help="load test seconds (30)")
+    c.add_argument("--steps-s", type=float, default=20.0,
+                   help="seconds of load steps (irregular load levels) after the load test; "
+                        "they make a reference's clock shift identifiable (20; 0: none)")
     c.add_argument("--probe-s", type=float, default=2.0,
                    help="seconds of back-to-back reads for the counter's update period (2)")
     c.add_argument("--poll-s", type=float, default=0.1, help="meter read period (0.1 s)")
     c.add_argument("--reference", type=Path, default=None, metavar="FILE.csv",
-                   help="wall/PDU meter log 'timestamp,watts' (Unix s or ISO 8601) to fit gain and offset")
-    c.add_argument("--interval-s", type=float, default=1.0,
-                   help="fit interval; make it several reference sample periods (1 s)")
-    c.add_argument("--time-shift-s", type=float, default=0.0,
-                   help="added to the reference's timestamps (a known clock offset)")
-    c.add_argument("--instrument", default="", help="reference instrument, e.g. 'Yokogawa WT310E'")
+                   help="wall/PDU meter log 'timestamp,watts' (Unix s or ISO 8601) to fit gain "
+                        "and offset; read after measuring, so a log still being written works")
+    _add_fit_options(c)
     c.add_argument("--who", default="", help="who calibrated (name or lab)")
     c.add_argument("--estimate", action="store_true",
                    help="skip measuring: write an uncalibrated profile from the matched one")
-    c.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    c.add_argument("--force", action="store_true",
+                   help="overwrite --out (and the run beside it) if they exist")
     _add_profile_path(c)
     add_json_flag(c)
     c.set_defaults(func=cmd_calibrate)
+    csub = c.add_subparsers(dest="calibrate_command", metavar="[fit]",
+                            parser_class=type(c))
+    f = csub.add_parser("fit", help="fit a kept run against a reference log exported later",
+                        description="Fit a run that 'ecnas calibrate --out X.toml' kept in "
+                                    "X.run.json against a reference meter's log; the same "
+                                    "fit as the one-step path.")
+    f.add_argument("run", type=Path, metavar="RUN.run.json", help="the kept run")
+    f.add_argument("--reference", type=Path, required=True, metavar="FILE.csv",
+                   help="the reference meter's log 'timestamp,watts'")
+    f.add_argument("--out", required=True, metavar="PROFILE.toml", help="profile to write")
+    _add_fit_options(f)
+    f.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    add_json_flag(f)
+    f.set_defaults(func=cmd_calibrate_fit)
 
     k = sub.add_parser("contribute",
                        help="bundle a profile, a device table and a manifest for a pull request")
@@ -90,6 +111,24 @@ def register(sub: Any) -> None:
     k.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     add_json_flag(k)
     k.set_defaults(func=cmd_contribute)
+
+
+def _add_fit_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--interval-s", type=float, default=1.0,
+                        help="fit interval; make it several reference sample periods (1 s)")
+    parser.add_argument("--time-shift-s", type=float, default=None,
+                        help="added to the reference's timestamps to put them on this host's "
+                             "clock (default: estimated from the data; -3 for a meter 3 s ahead)")
+    parser.add_argument("--max-shift-s", type=float, default=60.0,
+                        help="search the reference's clock shift within ± this (60 s)")
+    parser.add_argument("--reference-rows", choices=("mean", "instant"), default="mean",
+                        help="a log row's watts: the mean over the period ending at its "
+                             "timestamp (wall meters, PDUs; default) or an instant sample")
+    parser.add_argument("--reference-scope", choices=("wall", "device"), default="wall",
+                        help="what the reference measures: the whole machine at the wall "
+                             "socket (default) or this device alone (riser, clamp)")
+    parser.add_argument("--instrument", default="",
+                        help="reference instrument, e.g. 'Yokogawa WT310E'")
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -159,41 +198,87 @@ def cmd_match(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- calibrate
 
-def cmd_calibrate(args: argparse.Namespace) -> int:
-    from ecnas.profiles import load_profiles, write_profile
-    from ecnas.profiles.calibrate import calibrate
-
-    out = Path(args.out)
-    if out.suffix != ".toml":
-        raise InputError(f"--out: {out}: a profile file must end in .toml")
+def _profile_target(out: str | None, force: bool, inputs: tuple[Path, ...] = ()) -> Path:
     from ecnas.outputs import check_target
 
-    check_target(out, force=args.force)
-    for name in ("idle_s", "load_s", "probe_s", "poll_s", "interval_s"):
-        if not getattr(args, name) > 0 or getattr(args, name) == float("inf"):  # NaN, inf
-            raise InputError(f"--{name.replace('_', '-')}: must be > 0, got {getattr(args, name)}")
-    if args.reference is not None and not args.reference.is_file():
-        raise InputError(f"--reference: {args.reference}: no such file")
+    if out is None:
+        raise InputError("--out PROFILE.toml is required")
+    path = Path(out)
+    if path.suffix != ".toml":
+        raise InputError(f"--out: {path}: a profile file must end in .toml")
+    return check_target(path, force=force, inputs=inputs)
+
+
+def _fit_options(args: argparse.Namespace) -> Any:
+    from ecnas.profiles.calibrate import FitOptions
+
+    return FitOptions(interval_s=args.interval_s, time_shift_s=args.time_shift_s,
+                      max_shift_s=args.max_shift_s, reference_rows=args.reference_rows,
+                      reference_scope=args.reference_scope,
+                      instrument=args.instrument).check()
+
+
+def _progress(text: str) -> None:
+    print(f"ecnas calibrate: {text}", file=sys.stderr, flush=True)
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from ecnas.outputs import check_target
+    from ecnas.profiles import load_profiles, write_profile
+    from ecnas.profiles.calibrate import CalibrationOptions, calibrate
+    from ecnas.profiles.recording import is_record_file, run_path_for
+    from ecnas.profiles.reference import check_reference_path
+
+    inputs = (args.reference,) if args.reference is not None else ()
+    out = _profile_target(args.out, args.force, inputs)
+    run_path = None if args.estimate else run_path_for(out)
+    if run_path is not None and run_path.exists():
+        if not args.force:
+            raise InputError(f"--out: {run_path} (the run kept beside the profile) exists "
+                             "(use --force to overwrite)")
+        if not is_record_file(run_path):
+            raise InputError(f"--out: {run_path} exists and is not a calibration run ecnas "
+                             "wrote; move it away")
+    if run_path is not None:
+        check_target(run_path, force=True, inputs=inputs)
+    options = CalibrationOptions(idle_s=args.idle_s, probe_s=args.probe_s, load_s=args.load_s,
+                                 steps_s=args.steps_s, poll_s=args.poll_s,
+                                 profile_id=args.profile_id, who=args.who).check()
+    fit = _fit_options(args)
+    if args.reference is not None and not args.estimate:
+        check_reference_path(args.reference)
     profiles = load_profiles(args.profile_path)
-
-    def progress(text: str) -> None:
-        print(f"ecnas calibrate: {text}", file=sys.stderr, flush=True)
-
-    run = calibrate(
-        args.kind, domain=args.domain, estimate=args.estimate, profiles=profiles,
-        profile_id=args.profile_id, idle_s=args.idle_s, load_s=args.load_s,
-        probe_s=args.probe_s, poll_s=args.poll_s, reference=args.reference,
-        interval_s=args.interval_s, time_shift_s=args.time_shift_s,
-        instrument=args.instrument, who=args.who, progress=progress)
+    run = calibrate(args.kind, domain=args.domain, estimate=args.estimate, profiles=profiles,
+                    options=options, reference=args.reference, fit=fit, record_path=run_path,
+                    progress=_progress)
     write_profile(run.profile, out)
     result = run.to_dict()
     result["out"] = str(out)
+    result["run"] = str(run_path) if run.record is not None else None
+    emit(args.json, result, _calibrate_text)
+    return 0
+
+
+def cmd_calibrate_fit(args: argparse.Namespace) -> int:
+    from ecnas.profiles import write_profile
+    from ecnas.profiles.calibrate import fit_record
+    from ecnas.profiles.recording import read_record
+
+    out = _profile_target(args.out, args.force, (args.run, args.reference))
+    fit = _fit_options(args)
+    record = read_record(args.run)
+    run = fit_record(record, args.reference, fit, progress=_progress)
+    write_profile(run.profile, out)
+    result = run.to_dict()
+    result["out"] = str(out)
+    result["run"] = str(args.run)
     emit(args.json, result, _calibrate_text)
     return 0
 
 
 def _calibrate_text(d: dict) -> str:
-    lines = [f"wrote {d['out']} (profile {d['profile_id']}, {d['mode']} mode, meter {d['meter']})",
+    lines = [f"wrote {d['out']} (profile {d['profile_id']}, {d['mode']} mode, meter {d['meter']})"
+             + (f"; run kept in {d['run']}" if d.get("run") else ""),
              f"device: {d['device']}; envelope from {d['base_profile'] or 'no profile'}"]
     if d["idle"]:
         lines.append("idle (measured): " + ", ".join(
@@ -206,6 +291,13 @@ def _calibrate_text(d: dict) -> str:
     if d["load"]:
         lines.append("load (measured): " + ", ".join(
             f"{k} {v:.2f} W" for k, v in d["load"]["power_w"].items()))
+    if d.get("shift"):
+        sh = d["shift"]
+        ahead = "ahead of" if sh["shift_s"] < 0 else "behind"
+        how = ("given" if sh["source"] == "given" else
+               f"± {sh['sd_s']:.3f} s, estimated from the data, r = {sh['correlation']:.4f}")
+        lines.append(f"reference clock: {abs(sh['shift_s']):.3f} s {ahead} this host's "
+                     f"(time shift {sh['shift_s']:+.3f} s, {how})")
     if d["fit"]:
         f = d["fit"]
         lines.append(f"fit: gain {f['gain']:.4f} ± {f['gain_sd']:.4f}, offset "

@@ -9,6 +9,9 @@ Per GPU the best available source is used:
 3. ``power``: ``nvmlDeviceGetPowerUsage`` polled the same way. On Ampere and newer this is a
    1 s average, so windows under a second are flagged.
 
+``source=`` forces one of these for every GPU (``ecnas calibrate`` polls ``"power"`` next to
+the counter to compare the two on the same board).
+
 The GPUs metered are those of ``CUDA_VISIBLE_DEVICES`` (indices or ``GPU-`` UUIDs, prefixes
 allowed as CUDA allows them), else all. Domain ``gpu:<i>`` is the i-th visible GPU, i.e. what
 torch calls ``cuda:<i>``. ``MIG-`` entries are refused: NVML reports energy per board, and a
@@ -35,6 +38,7 @@ AVERAGED_POWER_S = 1.0
 LIBRARY = "libnvidia-ml.so.1"
 #: how a GPU is read: its energy counter, or polled instantaneous / averaged power
 NvmlMode = Literal["counter", "instant", "power"]
+SOURCES = ("counter", "instant", "power")
 
 
 class Gpu:
@@ -123,7 +127,10 @@ class NvmlMeter(Meter):
 
     def __init__(self, devices: Sequence[int | str] | None = None, *,
                  poll_interval_s: float = DEFAULT_POLL_INTERVAL_S,
-                 environ: Mapping[str, str] | None = None) -> None:
+                 environ: Mapping[str, str] | None = None, source: NvmlMode | None = None) -> None:
+        if source is not None and source not in SOURCES:
+            raise ValueError(f"source: {source!r} is not one of: " + ", ".join(SOURCES))
+        self._source = source
         self._environ = os.environ if environ is None else environ
         self._order_note = ""
         if devices is not None:
@@ -221,6 +228,8 @@ class NvmlMeter(Meter):
         return gpus
 
     def _mode(self, nv: Any, handle: Any) -> NvmlMode:
+        if self._source is not None:
+            return self._source
         try:
             nv.nvmlDeviceGetTotalEnergyConsumption(handle)
             return "counter"

@@ -1,14 +1,26 @@
-"""``ecnas calibrate``: measure a device and write its hardware profile.
+"""``ecnas calibrate``: measure a device, keep the run, and write its hardware profile.
 
-Phases, each over real meter readings:
+Recording, each phase over real meter readings (:func:`record_run`):
 
 1. **idle baseline** — the device left alone for ``idle_s``; mean power per domain.
 2. **counter probe** — the meter read back to back for ``probe_s``: how often the counter
    moves (update period) and its smallest step (resolution).
 3. **load test** — a burn for ``load_s`` (GPU: torch matrix multiplies; CPU: numpy matrix
-   multiplies); on GPUs the energy counter is compared with NVML power polled and integrated.
-4. **reference fit** (optional) — readings from phases 1 and 3 against a wall/PDU meter's
-   ``timestamp,watts`` CSV: gain and offset with their uncertainty.
+   multiplies); on GPUs the energy counter is compared with the NVML meter's power reading
+   polled and integrated on the same board.
+4. **load steps** — ``steps_s`` of load levels held for irregular times
+   (:data:`ecnas.profiles.loads.STEP_PROGRAM`): sharp, unevenly spaced edges that let a
+   reference meter's clock shift be found and spread the power the fit sees.
+
+Fitting (:func:`fit_record`), with a wall/PDU meter's ``timestamp,watts`` log read only
+*after* measuring (a log still being written works, and so does an export that arrives
+later: ``ecnas calibrate fit RUN.json``): the log's clock shift is estimated from the data
+(:mod:`ecnas.profiles.timeshift`) unless given, then gain and offset are fitted with their
+uncertainty (:mod:`ecnas.profiles.calibration`).
+
+Devices are read only through meters: the meter chosen for the device, and for the GPU
+power comparison a second NVML meter on the same board (by UUID, as the first resolved it
+from ``CUDA_VISIBLE_DEVICES``).
 
 Where no meter can measure (a VM, a container without RAPL, no driver), it runs in
 *estimate mode*: it writes an uncalibrated profile derived from the best matching packaged
@@ -18,63 +30,102 @@ one and lists plainly what it could not calibrate.
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import os
 import platform
-import re
-import statistics
-import threading
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ecnas._version import __version__
 from ecnas.errors import InputError
-from ecnas.meters.base import UNCALIBRATED, DeviceInfo, Meter, Status
-from ecnas.profiles.calibration import FitResult, fit_reference, read_reference_csv
-from ecnas.profiles.matching import match_profile, normalize_device_name
-from ecnas.profiles.model import (
-    RAPL_DOMAINS,
-    CalibrationInfo,
-    HardwareProfile,
-    MatchRules,
-    MeterFacts,
-    domain_key,
+from ecnas.meters.base import DeviceInfo, Meter, Status
+from ecnas.profiles.calibration import FitResult, fit_reference
+from ecnas.profiles.loads import Burn, at_level, numpy_burn, step_segments, torch_burn
+from ecnas.profiles.matching import match_profile
+from ecnas.profiles.measured_profile import SCOPES, build_profile, slugify, with_fit
+from ecnas.profiles.measuring import Polled, Reader, measure_load, probe_counter, sample_phase
+from ecnas.profiles.model import RAPL_DOMAINS, HardwareProfile, domain_key
+from ecnas.profiles.recording import (
+    CalibrationRecord,
+    PhaseResult,
+    ProbeResult,
+    Sample,
+    phase_result,
+    phase_samples,
+    write_record,
 )
+from ecnas.profiles.reference import ROWS, ReferenceSeries, read_reference_csv
+from ecnas.profiles.timeshift import MAX_SHIFT_S, ShiftEstimate, estimate_time_shift
+
+__all__ = [
+    "CalibrationOptions", "CalibrationRun", "FitOptions", "MeterChoice", "calibrate",
+    "calibrate_meter", "choose_meter", "estimate_mode", "find_meters", "fit_record",
+    "numpy_burn", "record_run", "slugify", "torch_burn",
+]
 
 Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
-class Sample:
-    """One reading during calibration: Unix time and cumulative joules per domain."""
+class CalibrationOptions:
+    """How long each recording phase lasts, how often the meter is read, and the profile's
+    id and author."""
 
-    wall_s: float
-    mono_s: float
-    energy_j: dict[str, float]
+    idle_s: float = 30.0
+    probe_s: float = 2.0
+    load_s: float = 30.0
+    steps_s: float = 20.0
+    poll_s: float = 0.1
+    poll_power: bool = True  # GPU: compare the counter with the polled power reading
+    profile_id: str | None = None
+    who: str = ""
+
+    def check(self) -> CalibrationOptions:
+        for name in ("idle_s", "probe_s", "load_s", "poll_s"):
+            if not 0 < getattr(self, name) < math.inf:  # NaN and inf too
+                raise InputError(f"--{name.replace('_', '-')}: must be > 0, got "
+                                 f"{getattr(self, name)}")
+        if not 0 <= self.steps_s < math.inf:
+            raise InputError(f"--steps-s: must be >= 0, got {self.steps_s}")
+        return self
+
+    def durations(self) -> dict[str, float]:
+        return {"idle_s": self.idle_s, "probe_s": self.probe_s, "load_s": self.load_s,
+                "steps_s": self.steps_s, "poll_s": self.poll_s}
 
 
 @dataclass(frozen=True)
-class PhaseResult:
-    name: str
-    duration_s: float
-    power_w: dict[str, float]  # mean power per domain over the phase (measured)
-    energy_j: dict[str, float]
+class FitOptions:
+    """How a recorded run is fitted against a reference meter's log."""
 
+    interval_s: float = 1.0
+    time_shift_s: float | None = None  # None: estimate it from the data
+    max_shift_s: float = MAX_SHIFT_S
+    reference_rows: str = "mean"  # what a log row's watts are (see ecnas.profiles.reference)
+    reference_scope: str = "wall"  # what the reference measures (see measured_profile)
+    instrument: str = ""
 
-@dataclass(frozen=True)
-class ProbeResult:
-    update_period_s: float | None
-    resolution_j: float | None
-    changes: int
-    reads: int
-    duration_s: float
+    def check(self) -> FitOptions:
+        if not 0 < self.interval_s < math.inf:
+            raise InputError(f"--interval-s: must be > 0, got {self.interval_s}")
+        if self.time_shift_s is not None and not math.isfinite(self.time_shift_s):
+            raise InputError(f"--time-shift-s: must be a finite number, got {self.time_shift_s}")
+        if not 0 < self.max_shift_s < math.inf:
+            raise InputError(f"--max-shift-s: must be > 0, got {self.max_shift_s}")
+        if self.reference_rows not in ROWS:
+            raise InputError(f"--reference-rows: {self.reference_rows!r} is not one of: "
+                             + ", ".join(ROWS))
+        if self.reference_scope not in SCOPES:
+            raise InputError(f"--reference-scope: {self.reference_scope!r} is not one of: "
+                             + ", ".join(SCOPES))
+        return self
 
 
 @dataclass(frozen=True)
 class CalibrationRun:
-    """Everything ``ecnas calibrate`` measured, and the profile it wrote."""
+    """Everything ``ecnas calibrate`` measured and fitted, and the profile it made."""
 
     mode: str  # "measured" | "estimate"
     meter: str
@@ -92,20 +143,26 @@ class CalibrationRun:
     not_calibrated: tuple[str, ...]  # plain statements of what could not be calibrated
     notes: tuple[str, ...]
     profile: HardwareProfile
+    shift: ShiftEstimate | None = None
+    steps: PhaseResult | None = None
+    reference: dict[str, Any] | None = None  # the log as read: source, rows, span, period
+    record: CalibrationRecord | None = field(default=None, repr=False)
     out_path: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
         def phase(p: PhaseResult | None) -> dict | None:
-            return None if p is None else {"duration_s": p.duration_s, "power_w": p.power_w,
-                                           "energy_j": p.energy_j, "status": "measured"}
+            return None if p is None else p.to_dict()
         return {
             "mode": self.mode, "meter": self.meter, "kind": self.kind, "device": self.device,
             "domains": list(self.domains), "base_profile": self.base_profile,
             "base_reason": self.base_reason, "idle": phase(self.idle),
-            "probe": None if self.probe is None else dict(self.probe.__dict__),
-            "load": phase(self.load), "polled_energy_j": self.polled_energy_j,
+            "probe": None if self.probe is None else self.probe.to_dict(),
+            "load": phase(self.load), "steps": phase(self.steps),
+            "polled_energy_j": self.polled_energy_j,
             "counter_vs_polled": self.counter_vs_polled,
             "fit": None if self.fit is None else self.fit.to_dict(),
+            "shift": None if self.shift is None else self.shift.to_dict(),
+            "reference": self.reference,
             "not_calibrated": list(self.not_calibrated), "notes": list(self.notes),
             "profile_id": self.profile.id,
             "out": str(self.out_path) if self.out_path else None,
@@ -114,308 +171,206 @@ class CalibrationRun:
 
 # --------------------------------------------------------------------------- measuring
 
-def _read(meter: Meter, domains: Sequence[str]) -> Sample:
-    reading = meter.read()
-    return Sample(time.time(), reading.timestamp,
-                  {d: float(reading.energy_j[d]) for d in domains})
-
-
-def sample_phase(meter: Meter, domains: Sequence[str], duration_s: float, poll_s: float,
-                 work: Callable[[float], None] | None = None) -> list[Sample]:
-    """Read the meter every ``poll_s`` for ``duration_s``; run ``work(poll_s)`` in between
-    (a burn), or wait (the idle baseline is, by definition, a wait)."""
-    waiter = threading.Event()
-    samples = [_read(meter, domains)]
-    end = samples[0].mono_s + duration_s
-    while samples[-1].mono_s < end:
-        step = min(poll_s, max(end - samples[-1].mono_s, 0.0))
-        if work is None:
-            waiter.wait(step)
-        else:
-            work(step)
-        samples.append(_read(meter, domains))
-    return samples
-
-
-def phase_result(name: str, samples: Sequence[Sample]) -> PhaseResult:
-    dt = samples[-1].mono_s - samples[0].mono_s
-    energy = {d: samples[-1].energy_j[d] - samples[0].energy_j[d] for d in samples[0].energy_j}
-    power = {d: (e / dt if dt > 0 else float("nan")) for d, e in energy.items()}
-    return PhaseResult(name, dt, power, energy)
-
-
-def probe_counter(meter: Meter, domains: Sequence[str], probe_s: float) -> ProbeResult:
-    """Read back to back: when does the counter move, and by how little at least."""
-    start = time.monotonic()
-    last = _read(meter, domains)
-    change_times: list[float] = []
-    steps: list[float] = []
-    reads = 1
-    while last.mono_s - start < probe_s:
-        now = _read(meter, domains)
-        reads += 1
-        moved = [now.energy_j[d] - last.energy_j[d] for d in domains]
-        if any(m != 0 for m in moved):
-            change_times.append(now.mono_s)
-            steps.extend(m for m in moved if m > 0)
-        last = now
-    gaps = [b - a for a, b in zip(change_times, change_times[1:], strict=False)]
-    return ProbeResult(
-        update_period_s=statistics.median(gaps) if len(gaps) >= 2 else None,
-        resolution_j=min(steps) if steps else None,
-        changes=len(change_times), reads=reads, duration_s=last.mono_s - start,
-    )
-
-
-def numpy_burn(size: int = 384) -> Callable[[float], None]:
-    """CPU load: numpy matrix multiplies (multi-threaded BLAS) for the given seconds."""
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((size, size))
-    b = rng.standard_normal((size, size))
-
-    def work(seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            a @ b  # noqa: B018 - the product is the load
-
-    return work
-
-
-def torch_burn(device_index: int, size: int = 4096) -> Callable[[float], None]:
-    """GPU load: torch matrix multiplies on ``cuda:device_index``, synchronized per call."""
-    import torch
-
-    if not torch.cuda.is_available():
-        raise InputError("calibrate: torch sees no CUDA device for the GPU load test")
-    dev = torch.device("cuda", device_index)
-    a = torch.randn(size, size, device=dev)
-    b = torch.randn(size, size, device=dev)
-
-    def work(seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            torch.matmul(a, b)
-            torch.cuda.synchronize(dev)  # energy must land in this window
-
-    return work
-
-
-class NvmlPowerPoller:
-    """Poll ``nvmlDeviceGetPowerUsage`` in a thread and integrate it (trapezoid rule)."""
-
-    def __init__(self, device: DeviceInfo, period_s: float = 0.05) -> None:
-        import pynvml
-
-        self._nvml = pynvml
-        pynvml.nvmlInit()
-        if device.uuid:
-            self._handle = pynvml.nvmlDeviceGetHandleByUUID(device.uuid)
-        else:
-            index = int(device.domain.split(":", 1)[1]) if ":" in device.domain else 0
-            self._handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-        self._period = period_s
-        self._stop = threading.Event()
-        self._points: list[tuple[float, float]] = []
-        self._error: str | None = None
-        self._thread = threading.Thread(target=self._run, name="ecnas-power-poll", daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                watts = self._nvml.nvmlDeviceGetPowerUsage(self._handle) / 1000.0
-            except self._nvml.NVMLError as exc:
-                self._error = f"nvmlDeviceGetPowerUsage failed: {exc}"
-                return
-            self._points.append((time.monotonic(), watts))
-            self._stop.wait(self._period)
-
-    def __enter__(self) -> NvmlPowerPoller:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._nvml.nvmlShutdown()
-
-    def energy_j(self) -> float | None:
-        if self._error or len(self._points) < 2:
-            return None
-        pts = self._points
-        return sum(0.5 * (w0 + w1) * (t1 - t0) for (t0, w0), (t1, w1) in zip(pts, pts[1:], strict=False))
-
-    @property
-    def error(self) -> str | None:
-        return self._error
-
-
-# --------------------------------------------------------------------------- profiles
-
-def slugify(name: str) -> str:
-    text = re.sub(r"[^a-z0-9]+", "-", normalize_device_name(name)).strip("-")
-    return text or "my-device"
-
-
-def _base_profile(device: DeviceInfo, profiles: Sequence[HardwareProfile]
-                  ) -> tuple[HardwareProfile | None, str]:
-    m = match_profile(device, profiles)
-    return m.profile, m.reason
-
-
-def _new_match(device: DeviceInfo) -> MatchRules:
-    if device.kind == "gpu":
-        pci = (device.pci_device_id,) if device.pci_device_id else ()
-        from ecnas.profiles.toml_io import normalize_pci_id
-
-        pci = tuple(p for p in (normalize_pci_id(x) for x in pci) if p)
-        return MatchRules(names=(device.name,), pci_device_ids=pci)
-    return MatchRules(names=(device.name,), cpu_model_patterns=("^" + re.escape(device.name).replace("\\ ", " ") + "$",))
-
-
-def build_profile(*, device: DeviceInfo, base: HardwareProfile | None, profile_id: str,
-                  idle_w: float | None, load_w: float | None, probe: ProbeResult | None,
-                  energy_counter: bool | None, rapl_domains: Sequence[str], fit: FitResult | None,
-                  reference: str, who: str, provenance: str) -> HardwareProfile:
-    """The profile ``ecnas calibrate`` writes: measured facts over the base's envelope."""
-    tdp = base.tdp_w if base else max(load_w or 0.0, 100.0)
-    base_idle = base.idle_w if base else 0.1 * tdp
-    idle = idle_w if idle_w is not None else base_idle
-    tdp = max(tdp, load_w or 0.0, idle * 1.25 + 1.0)  # the measured values must fit under TDP
-    max_w = max(base.max_w if base else tdp, tdp)
-    meter = MeterFacts(
-        energy_counter=energy_counter,
-        power_averaging_s=base.meter.power_averaging_s if base else None,
-        counter_update_s=(probe.update_period_s if probe and probe.update_period_s
-                          else (base.meter.counter_update_s if base else None)),
-        counter_resolution_j=probe.resolution_j if probe else None,
-        rapl_domains=tuple(rapl_domains),
-    )
-    today = _dt.date.today().isoformat()
-    info = CalibrationInfo(date=today, by=who,
-                           method=f"ecnas calibrate {__version__}")
-    calibration = UNCALIBRATED
-    if fit is not None:
-        calibration = fit.calibration
-        info = replace(info, reference=reference or "unnamed reference meter",
-                       gain_sd=fit.gain_sd, offset_sd=fit.offset_sd,
-                       residual_w=fit.residual_w, n=fit.n,
-                       method=f"ecnas calibrate {__version__}: least squares on "
-                              f"{fit.interval_s:g} s intervals")
-    return HardwareProfile(
-        id=profile_id, kind=device.kind, name=device.name, match=_new_match(device),
-        tdp_w=tdp, idle_w=idle, max_w=max_w,
-        per_core_w=base.per_core_w if base else None, meter=meter, calibration=calibration,
-        calibration_info=info, provenance=provenance,
-    )
-
-
-# --------------------------------------------------------------------------- the procedure
-
 def _say(progress: Progress | None, text: str) -> None:
     if progress:
         progress(text)
 
 
-def calibrate_meter(meter: Meter, device: DeviceInfo, domains: Sequence[str], *,
-                    profiles: Sequence[HardwareProfile], profile_id: str | None = None,
-                    idle_s: float = 30.0, load_s: float = 30.0, probe_s: float = 2.0,
-                    poll_s: float = 0.1, reference: str | Path | None = None,
-                    interval_s: float = 1.0, time_shift_s: float = 0.0, instrument: str = "",
-                    who: str = "", burn: Callable[[float], None] | None = None,
-                    poll_power: bool = True, progress: Progress | None = None) -> CalibrationRun:
-    """Calibrate the device behind ``domains`` of a measuring meter (see module doc)."""
-    ref = read_reference_csv(reference) if reference else None  # fail before measuring
-    base, base_reason = _base_profile(device, profiles)
-    notes: list[str] = []
-    not_cal: list[str] = []
+def record_run(meter: Meter, device: DeviceInfo, domains: Sequence[str], *,
+               profiles: Sequence[HardwareProfile],
+               options: CalibrationOptions = CalibrationOptions(),
+               burn: Burn | None = None, progress: Progress | None = None
+               ) -> CalibrationRecord:
+    """Measure the four phases (see the module doc) and keep every reading."""
+    options.check()
+    base = match_profile(device, profiles)
     if burn is None:  # set up the load before measuring, so a missing CUDA fails at once
         burn = torch_burn(_gpu_index(device)) if device.kind == "gpu" else numpy_burn()
+    load_name = "torch" if device.kind == "gpu" else "numpy"
+    o = options
     meter.start()
     try:
-        _say(progress, f"idle baseline: leave the {device.kind} alone for {idle_s:g} s")
-        idle_samples = sample_phase(meter, domains, idle_s, poll_s)
-        idle = phase_result("idle", idle_samples)
-        _say(progress, f"idle: {_fmt_power(idle.power_w)} (measured by {meter.name})")
-        _say(progress, f"counter probe: reading back to back for {probe_s:g} s")
-        probe = probe_counter(meter, domains, probe_s)
-        if probe.update_period_s is None:
-            not_cal.append(f"counter update period: the counter moved {probe.changes} times in "
-                           f"{probe.duration_s:.2f} s, too few to time")
-        _say(progress, f"load test: {'torch' if device.kind == 'gpu' else 'numpy'} "
-             f"matrix-multiply burn for {load_s:g} s")
-        poller = None
-        if device.kind == "gpu" and poll_power:
-            try:
-                poller = NvmlPowerPoller(device)
-            except Exception as exc:  # any NVML failure: say so and go on
-                not_cal.append(f"counter vs polled power: NVML power polling failed ({exc})")
-        if poller is not None:
-            with poller:
-                load_samples = sample_phase(meter, domains, load_s, poll_s, burn)
-        else:
-            load_samples = sample_phase(meter, domains, load_s, poll_s, burn)
+        reader = Reader(meter, domains)
+        _say(progress, f"idle baseline: leave the {device.kind} alone for {o.idle_s:g} s")
+        idle = sample_phase(reader, o.idle_s, o.poll_s, phase="idle")
+        _say(progress, f"idle: {_fmt_power(phase_result('idle', idle).power_w)} "
+                       f"(measured by {meter.name})")
+        _say(progress, f"counter probe: reading back to back for {o.probe_s:g} s")
+        probe, probe_samples = probe_counter(reader, o.probe_s, o.poll_s)
+        _say(progress, f"load test: {load_name} matrix-multiply burn for {o.load_s:g} s")
+        load, polled = measure_load(reader, device, o.load_s, o.poll_s, burn, o.poll_power,
+                                     probe_samples[-1])
+        loaded = phase_result("load", [probe_samples[-1], *load])
+        _say(progress, f"load: {_fmt_power(loaded.power_w)} (measured by {meter.name})")
+        steps: list[Sample] = []
+        if o.steps_s > 0:
+            _say(progress, f"load steps: {len(step_segments(o.steps_s))} load levels over "
+                           f"{o.steps_s:g} s")
+            for level, seconds in step_segments(o.steps_s):
+                steps += sample_phase(reader, seconds, o.poll_s, at_level(burn, level),
+                                      phase="steps", start=steps[-1] if steps else load[-1])
+        other = tuple(d for d in meter.domains() if d not in domains)
     finally:
         meter.close()
-    load = phase_result("load", load_samples)
-    _say(progress, f"load: {_fmt_power(load.power_w)} (measured by {meter.name})")
+    samples = (*idle, *probe_samples, *load, *steps)
+    return _make_record(meter.name, device, domains, other, o, samples, probe, polled,
+                        base.profile, base.reason)
 
-    polled = ratio = None
-    if poller is not None:
-        polled = poller.energy_j()
+
+def _make_record(meter_name: str, device: DeviceInfo, domains: Sequence[str],
+                 other: tuple[str, ...], o: CalibrationOptions, samples: tuple[Sample, ...],
+                 probe: ProbeResult, polled: Polled | None, base: HardwareProfile | None,
+                 base_reason: str) -> CalibrationRecord:
+    """The record of a finished measurement and the (uncalibrated) profile it supports."""
+    notes: list[str] = []
+    not_cal: list[str] = []
+    if probe.update_period_s is None:
+        not_cal.append(f"counter update period: the counter moved {probe.changes} times in "
+                       f"{probe.duration_s:.2f} s, too few to time")
+    idle = phase_result("idle", phase_samples(samples, "idle"))
+    load = phase_result("load", phase_samples(samples, "load"))
+    ratio = energy = None
+    if polled is not None:
+        energy = polled.energy_j
         counter_j = sum(load.energy_j.values())
-        if polled:
-            ratio = counter_j / polled
+        if energy:
+            ratio = counter_j / energy
             notes.append(f"load test: energy counter {counter_j:.1f} J vs polled power "
-                         f"integrated {polled:.1f} J (ratio {ratio:.3f})")
+                         f"integrated {energy:.1f} J (ratio {ratio:.3f})")
         else:
-            not_cal.append("counter vs polled power: " + (poller.error or "too few power samples"))
+            not_cal.append(f"counter vs polled power: {polled.problem}")
     elif device.kind == "cpu":
         notes.append("RAPL has no separate power reading: the load test reports counter power only")
-
-    fit = None
-    if ref is not None:
-        series = idle_samples + load_samples
-        t = [s.wall_s for s in series]
-        e = [sum(s.energy_j.values()) for s in series]
-        fit = fit_reference((t, e), ref, measured_is="joules", interval_s=interval_s,
-                            time_shift_s=time_shift_s)
-        _say(progress, f"reference fit: gain {fit.gain:.4f} ± {fit.gain_sd:.4f}, "
-             f"offset {fit.offset_w:.2f} ± {fit.offset_sd:.2f} W over {fit.n} intervals")
-    else:
-        not_cal.append("gain and offset: no --reference FILE.csv from a wall or PDU meter "
-                       "(profile stays 'uncalibrated': gain 1, offset 0)")
-
-    n_units = max(len(domains), 1)
+    units = max(len(domains), 1)
     idle_total = sum(idle.power_w.values())
     load_total = sum(load.power_w.values())
     rapl = sorted({domain_key(d) for d in domains if domain_key(d) in RAPL_DOMAINS},
                   key=RAPL_DOMAINS.index)
-    pid = profile_id or slugify(device.name)
+    today = _dt.date.today().isoformat()
+    host = platform.node() or "unknown"
     provenance = (
-        f"Written by ecnas calibrate {__version__} on {_dt.date.today().isoformat()} "
-        f"(host {platform.node() or 'unknown'}). Measured by the {meter.name} meter over "
-        f"{', '.join(domains)}: idle {idle_total:.2f} W over {idle.duration_s:.1f} s, load "
-        f"{load_total:.2f} W over {load.duration_s:.1f} s"
-        + (f" (per-unit idle_w = idle / {n_units})" if n_units > 1 else "")
+        f"Written by ecnas calibrate {__version__} on {today} (host {host}). Measured by "
+        f"the {meter_name} meter over {', '.join(domains)}: idle {idle_total:.2f} W over "
+        f"{idle.duration_s:.1f} s, load {load_total:.2f} W over {load.duration_s:.1f} s"
+        + (f" (per-unit idle_w = idle / {units})" if units > 1 else "")
         + ". TDP and per-core power copied from "
         + (f"{base.id} ({base_reason}); they are spec-sheet values or estimates, not measured."
            if base else "no packaged profile (none matched): rough values.")
-        + ("" if fit else " Not calibrated against a reference meter.")
     )
     profile = build_profile(
-        device=device, base=base, profile_id=pid, idle_w=idle_total / n_units,
-        load_w=load_total / n_units, probe=probe,
-        energy_counter=True if probe.changes else None, rapl_domains=rapl, fit=fit,
-        reference=instrument or (str(reference) if reference else ""), who=who,
-        provenance=provenance)
+        device=device, base=base, profile_id=o.profile_id or slugify(device.name),
+        idle_w=idle_total / units, load_w=load_total / units, probe=probe,
+        energy_counter=True if probe.changes else None, rapl_domains=rapl, who=o.who,
+        provenance=provenance, date=today)
+    return CalibrationRecord(
+        meter=meter_name, device=device, domains=tuple(domains), other_domains=other,
+        options=o.durations(), samples=samples, probe=probe, polled_energy_j=energy,
+        counter_vs_polled=ratio, notes=tuple(notes), not_calibrated=tuple(not_cal),
+        base_profile=base.id if base else None, base_reason=base_reason, profile=profile,
+        date=today, host=host, ecnas_version=__version__)
+
+
+# --------------------------------------------------------------------------- fitting
+
+def _summary(record: CalibrationRecord, *, fit: FitResult | None = None,
+             shift: ShiftEstimate | None = None, profile: HardwareProfile | None = None,
+             not_calibrated: Sequence[str] = (), notes: Sequence[str] = (),
+             reference: dict[str, Any] | None = None) -> CalibrationRun:
     return CalibrationRun(
-        mode="measured", meter=meter.name, kind=device.kind, device=device.name,
-        domains=tuple(domains), base_profile=base.id if base else None,
-        base_reason=base_reason, idle=idle, probe=probe, load=load, polled_energy_j=polled,
-        counter_vs_polled=ratio, fit=fit, not_calibrated=tuple(not_cal), notes=tuple(notes),
-        profile=profile)
+        mode="measured", meter=record.meter, kind=record.kind, device=record.device.name,
+        domains=record.domains, base_profile=record.base_profile,
+        base_reason=record.base_reason, idle=record.result("idle"), probe=record.probe,
+        load=record.result("load"), polled_energy_j=record.polled_energy_j,
+        counter_vs_polled=record.counter_vs_polled, fit=fit,
+        not_calibrated=(*record.not_calibrated, *not_calibrated),
+        notes=(*record.notes, *notes), profile=profile or record.profile, shift=shift,
+        steps=record.result("steps"), reference=reference, record=record)
+
+
+def summarize(record: CalibrationRecord) -> CalibrationRun:
+    """A recorded run without a reference: the profile stays uncalibrated."""
+    return _summary(record, not_calibrated=[
+        "gain and offset: no --reference FILE.csv from a wall or PDU meter (profile stays "
+        "'uncalibrated': gain 1, offset 0)"])
+
+
+def fit_record(record: CalibrationRecord, reference: str | Path | ReferenceSeries,
+               options: FitOptions = FitOptions(), progress: Progress | None = None
+               ) -> CalibrationRun:
+    """Fit a recorded run against a reference log: its clock shift (estimated unless given),
+    then gain and offset; the profile calibrated accordingly."""
+    options.check()
+    ref = (reference if isinstance(reference, ReferenceSeries)
+           else read_reference_csv(reference, rows=options.reference_rows))
+    measured = record.series()
+    notes = []
+    if options.time_shift_s is None:
+        shift = estimate_time_shift(measured, ref, max_shift_s=options.max_shift_s)
+    else:
+        shift = ShiftEstimate.given(options.time_shift_s)
+        notes += _second_opinion(measured, ref, shift, options.max_shift_s)
+    _say(progress, shift.describe())
+    for note in notes:
+        _say(progress, note)
+    fit = fit_reference(measured, ref, interval_s=options.interval_s,
+                        time_shift_s=shift.shift_s)
+    _say(progress, f"reference fit: gain {fit.gain:.4f} ± {fit.gain_sd:.4f}, "
+                   f"offset {fit.offset_w:.2f} ± {fit.offset_sd:.2f} W over {fit.n} intervals")
+    label = options.instrument or ref.source
+    profile = with_fit(record.profile, fit, shift, reference=label,
+                       scope=options.reference_scope, units=max(len(record.domains), 1),
+                       other_domains=record.other_domains)
+    scope = ("the machine's wall-plug energy while the device works (gain: supply losses "
+             "and load-dependent parts; offset: the rest of the machine)"
+             if options.reference_scope == "wall" else "the device's own energy")
+    read = {"source": ref.source, "rows": len(ref.t), "first_s": ref.t[0],
+            "last_s": ref.t[-1], "period_s": ref.period_s, "rows_are": ref.rows}
+    notes.append(f"calibrated energy with this profile is {scope}; the profile's provenance "
+                 "says so")
+    return _summary(record, fit=fit, shift=shift, profile=profile, reference=read,
+                    notes=notes)
+
+
+def _second_opinion(measured: tuple[list[float], list[float]], ref: ReferenceSeries,
+                    given: ShiftEstimate, max_shift_s: float) -> list[str]:
+    """A given shift is used as given; say so when the data clearly point elsewhere."""
+    try:
+        est = estimate_time_shift(measured, ref, max_shift_s=max_shift_s)
+    except InputError:
+        return []  # nothing identifiable to compare with
+    if abs(est.shift_s - given.shift_s) <= max(3 * (est.sd_s or 0.0), 0.02):
+        return []
+    return [f"the data suggest a time shift of {est.shift_s:+.3f} ± {est.sd_s:.3f} s, not the "
+            f"{given.shift_s:+.3f} s given (r = {est.correlation:.4f}); the given one was used"]
+
+
+def calibrate_meter(meter: Meter, device: DeviceInfo, domains: Sequence[str], *,
+                    profiles: Sequence[HardwareProfile],
+                    options: CalibrationOptions = CalibrationOptions(),
+                    reference: str | Path | None = None, fit: FitOptions = FitOptions(),
+                    burn: Burn | None = None, record_path: str | Path | None = None,
+                    progress: Progress | None = None) -> CalibrationRun:
+    """Record a run on ``meter`` (kept at ``record_path`` when given, before the reference is
+    read), then fit it against ``reference`` when there is one."""
+    if reference is not None:
+        from ecnas.profiles.reference import check_reference_path
+
+        _say(progress, "reference " + check_reference_path(reference))
+    record = record_run(meter, device, domains, profiles=profiles, options=options, burn=burn,
+                        progress=progress)
+    if record_path is not None:
+        write_record(record, record_path)
+        _say(progress, f"run kept in {record_path}")
+    if reference is None:
+        return summarize(record)
+    try:
+        return fit_record(record, reference, fit, progress)
+    except InputError as exc:
+        if record_path is None:
+            raise
+        raise InputError(f"{exc} (the run is kept in {record_path}: fit it with 'ecnas "
+                         f"calibrate fit {record_path} --reference FILE.csv --out "
+                         "PROFILE.toml')") from None
 
 
 def estimate_mode(kind: str, *, profiles: Sequence[HardwareProfile], reasons: Sequence[str],
@@ -432,7 +387,8 @@ def estimate_mode(kind: str, *, profiles: Sequence[HardwareProfile], reasons: Se
 
         device = DeviceInfo(domain="cpu:estimate", kind="cpu",
                             name=cpu_model())
-    base, base_reason = _base_profile(device, profiles)
+    match = match_profile(device, profiles)
+    base, base_reason = match.profile, match.reason
     why = "; ".join(reasons) or "no measuring meter found"
     not_cal = [
         f"idle baseline, counter update period and resolution, load test: no energy counter "
@@ -441,9 +397,10 @@ def estimate_mode(kind: str, *, profiles: Sequence[HardwareProfile], reasons: Se
         + (f" with {reference}" if reference else "") + " (profile stays 'uncalibrated')",
     ]
     pid = profile_id or slugify(device.name)
+    today = _dt.date.today().isoformat()
     provenance = (
         f"Written by ecnas calibrate {__version__} in estimate mode on "
-        f"{_dt.date.today().isoformat()} (host {platform.node() or 'unknown'}, "
+        f"{today} (host {platform.node() or 'unknown'}, "
         f"{os.cpu_count() or '?'} logical CPUs): nothing could be measured ({why}). "
         "Power envelope copied from "
         + (f"{base.id} ({base_reason}); all numbers are estimates." if base
@@ -451,8 +408,8 @@ def estimate_mode(kind: str, *, profiles: Sequence[HardwareProfile], reasons: Se
     )
     profile = build_profile(device=device, base=base, profile_id=pid, idle_w=None,
                             load_w=None, probe=None, energy_counter=None,
-                            rapl_domains=base.meter.rapl_domains if base else (), fit=None,
-                            reference="", who=who, provenance=provenance)
+                            rapl_domains=base.meter.rapl_domains if base else (), who=who,
+                            provenance=provenance, date=today)
     return CalibrationRun(
         mode="estimate", meter="estimate", kind=kind, device=device.name, domains=(),
         base_profile=base.id if base else None, base_reason=base_reason, idle=None,
@@ -537,16 +494,20 @@ def find_meters(kind: str) -> tuple[list[Meter], list[str]]:
 
 def calibrate(kind: str = "auto", *, domain: str | None = None,
               meters: Sequence[Meter] | None = None, estimate: bool = False,
-              profiles: Sequence[HardwareProfile] = (), **options: Any) -> CalibrationRun:
-    """Pick a measuring meter and calibrate, or fall back to estimate mode.
-
-    ``kind``: "gpu", "cpu" or "auto" (a GPU when one can be metered, else the CPU).
-    ``options`` go to :func:`calibrate_meter` (idle_s, load_s, reference, …).
-    """
+              profiles: Sequence[HardwareProfile] = (),
+              options: CalibrationOptions = CalibrationOptions(),
+              reference: str | Path | None = None, fit: FitOptions = FitOptions(),
+              burn: Burn | None = None, record_path: str | Path | None = None,
+              progress: Progress | None = None) -> CalibrationRun:
+    """Pick a measuring meter and calibrate (:func:`calibrate_meter`), or fall back to
+    estimate mode. ``kind``: "gpu", "cpu" or "auto" (a GPU when one can be metered, else
+    the CPU)."""
     if kind not in ("gpu", "cpu", "auto"):
         raise InputError(f"--kind: {kind!r} is not gpu, cpu or auto")
     if domain and kind == "auto":
         kind = "gpu" if domain.startswith("gpu") else "cpu"
+    options.check()
+    fit.check()
     reasons: list[str] = []
     if meters is None:
         meters, reasons = find_meters(kind)
@@ -556,9 +517,10 @@ def calibrate(kind: str = "auto", *, domain: str | None = None,
             reasons += [r for r in choice.reasons if r not in reasons]
             if choice.meter is not None and choice.device is not None:
                 return calibrate_meter(choice.meter, choice.device, choice.domains,
-                                       profiles=profiles, **options)
+                                       profiles=profiles, options=options,
+                                       reference=reference, fit=fit, burn=burn,
+                                       record_path=record_path, progress=progress)
     else:
         reasons.append("estimate mode asked for (--estimate)")
-    allowed = ("profile_id", "who", "reference")
     return estimate_mode("cpu" if kind == "auto" else kind, profiles=profiles, reasons=reasons,
-                         **{k: v for k, v in options.items() if k in allowed})
+                         profile_id=options.profile_id, who=options.who, reference=reference)

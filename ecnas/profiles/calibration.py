@@ -11,8 +11,6 @@ numpy and scipy are imported inside the functions so ``import ecnas.profiles`` s
 
 from __future__ import annotations
 
-import csv
-import datetime as _dt
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,18 +19,12 @@ from typing import Any
 
 from ecnas.errors import InputError
 from ecnas.meters.base import Calibration
-
-TIME_COLUMNS = ("timestamp", "time", "t", "unix_time", "time_s")
-WATT_COLUMNS = ("watts", "power_w", "power", "w", "watt")
-
-
-@dataclass(frozen=True)
-class ReferenceSeries:
-    """Reference power samples: wall-clock seconds (Unix time) and watts."""
-
-    t: tuple[float, ...]
-    watts: tuple[float, ...]
-    source: str
+from ecnas.profiles.reference import (  # noqa: F401 - re-exported: the fit's inputs
+    ReferenceIntegral,
+    ReferenceSeries,
+    check_reference_path,
+    read_reference_csv,
+)
 
 
 @dataclass(frozen=True)
@@ -60,90 +52,6 @@ class FitResult:
                 "measured_range_w": list(self.measured_range_w)}
 
 
-def _parse_time(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    stamp = _dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    if stamp.tzinfo is None:  # a meter logging local time: read it as this host's local time
-        stamp = stamp.astimezone()
-    return stamp.timestamp()
-
-
-def read_reference_csv(path: str | Path) -> ReferenceSeries:
-    """Read ``timestamp,watts`` rows (header optional; Unix seconds or ISO 8601 times).
-
-    Columns are found by header name (timestamp/time/t, watts/power_w/power/w), else the
-    first two columns are taken. Raises ``InputError("FILE: line N: column: reason")``.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such reference file") from None
-    rows = [(i + 1, r) for i, r in enumerate(csv.reader(text.splitlines()))
-            if r and any(c.strip() for c in r) and not r[0].lstrip().startswith("#")]
-    if not rows:
-        raise InputError(f"{path}: empty reference file (expected rows 'timestamp,watts')")
-    t_col, w_col = 0, 1
-    first = [c.strip().lower() for c in rows[0][1]]
-    try:
-        float(first[0])
-        header = False
-    except ValueError:
-        header = not _looks_like_time(first[0])
-    if header:
-        t_col = next((first.index(c) for c in TIME_COLUMNS if c in first), 0)
-        w_col = next((first.index(c) for c in WATT_COLUMNS if c in first), 1)
-        rows = rows[1:]
-    ts: list[float] = []
-    ws: list[float] = []
-    for line, row in rows:
-        if len(row) <= max(t_col, w_col):
-            raise InputError(f"{path}: line {line}: expected at least {max(t_col, w_col) + 1} "
-                             "columns (timestamp, watts)")
-        try:
-            t = _parse_time(row[t_col])
-        except ValueError:
-            raise InputError(f"{path}: line {line}: timestamp: {row[t_col]!r} is neither "
-                             "Unix seconds nor an ISO 8601 time") from None
-        try:
-            w = float(row[w_col])
-        except ValueError:
-            raise InputError(f"{path}: line {line}: watts: {row[w_col]!r} is not a number") from None
-        if not math.isfinite(w) or w < 0:
-            raise InputError(f"{path}: line {line}: watts: {w} is not a finite power >= 0")
-        if ts and t <= ts[-1]:
-            raise InputError(f"{path}: line {line}: timestamp: {row[t_col]!r} does not "
-                             "increase (rows must be in time order)")
-        ts.append(t)
-        ws.append(w)
-    if len(ts) < 2:
-        raise InputError(f"{path}: needs at least 2 samples, found {len(ts)}")
-    return ReferenceSeries(tuple(ts), tuple(ws), str(path))
-
-
-def _looks_like_time(text: str) -> bool:
-    try:
-        _parse_time(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _cumulative_integral(t: Any, w: Any, x: Any) -> Any:
-    """Exact integral of the piecewise-linear reference from t[0] to each x (x inside t)."""
-    import numpy as np
-
-    dt = np.diff(t)
-    area = np.concatenate([[0.0], np.cumsum(0.5 * (w[1:] + w[:-1]) * dt)])
-    k = np.clip(np.searchsorted(t, x, side="right") - 1, 0, len(t) - 2)
-    h = x - t[k]
-    slope = (w[k + 1] - w[k]) / dt[k]
-    return area[k] + h * w[k] + 0.5 * h * h * slope
-
-
 def _intervals(t: Any, e: Any, interval_s: float) -> tuple[Any, Any, Any]:
     """Merge consecutive cumulative-energy samples into intervals of at least interval_s."""
     import numpy as np
@@ -158,22 +66,30 @@ def _intervals(t: Any, e: Any, interval_s: float) -> tuple[Any, Any, Any]:
     return a, b, power
 
 
-def fit_reference(measured: tuple[Sequence[float], Sequence[float]],
-                  reference: str | Path | ReferenceSeries, *, measured_is: str = "joules",
-                  interval_s: float = 1.0, time_shift_s: float = 0.0) -> FitResult:
-    """Fit gain and offset of ``measured`` against a reference power meter.
-
-    ``measured`` is ``(t, values)`` with ``t`` in Unix seconds (the reference's clock) and
-    ``values`` cumulative joules (``measured_is="joules"``, e.g. meter readings) or watts
-    samples (``"watts"``, e.g. polled power). ``reference`` is a CSV path (see
-    :func:`read_reference_csv`) or a :class:`ReferenceSeries`. ``time_shift_s`` is added to
-    the reference's timestamps (a known clock offset between the two instruments).
-    Only intervals fully covered by the reference are used.
-    """
+def _row_intervals(t: Any, v: Any, integral: ReferenceIntegral, interval_s: float
+                   ) -> tuple[Any, Any, Any, Any]:
+    """Intervals on the reference's own rows (merged to about interval_s) inside the
+    measurement: the reference's mean over each is exact, and the measured energy, sampled
+    much finer, is interpolated at the same edges. Both sides then average the same window;
+    intervals cut across rows would smooth the reference against the measurement and pull
+    the gain low."""
     import numpy as np
-    from scipy.optimize import least_squares
 
-    ref = reference if isinstance(reference, ReferenceSeries) else read_reference_csv(reference)
+    edges = integral.t[(integral.t >= t[0]) & (integral.t <= t[-1])]
+    if len(edges) < 2:
+        return (np.empty(0),) * 4
+    # A meter's period jitters around its nominal value: a row a little short of
+    # interval_s still makes an interval of its own.
+    a, b, _ = _intervals(edges, edges, interval_s - 0.25 * float(np.median(np.diff(integral.t))))
+    x = (np.interp(b, t, v) - np.interp(a, t, v)) / (b - a)
+    return a, b, x, integral.mean_power(a, b)
+
+
+def measured_energy(measured: tuple[Sequence[float], Sequence[float]],
+                    measured_is: str = "joules") -> tuple[Any, Any]:
+    """``(t, cumulative joules)`` as float arrays, checked; watts samples are integrated."""
+    import numpy as np
+
     t = np.asarray(measured[0], dtype=float)
     v = np.asarray(measured[1], dtype=float)
     if t.shape != v.shape or t.ndim != 1 or len(t) < 3:
@@ -185,17 +101,39 @@ def fit_reference(measured: tuple[Sequence[float], Sequence[float]],
         v = np.concatenate([[0.0], np.cumsum(0.5 * (v[1:] + v[:-1]) * np.diff(t))])
     elif measured_is != "joules":
         raise InputError(f"measured_is: {measured_is!r} is not 'joules' or 'watts'")
+    return t, v
 
-    rt = np.asarray(ref.t, dtype=float) + time_shift_s
-    rw = np.asarray(ref.watts, dtype=float)
-    inside = (t >= rt[0]) & (t <= rt[-1])
-    t, v = t[inside], v[inside]
-    if len(t) < 3:
+
+def fit_reference(measured: tuple[Sequence[float], Sequence[float]],
+                  reference: str | Path | ReferenceSeries, *, measured_is: str = "joules",
+                  interval_s: float = 1.0, time_shift_s: float = 0.0) -> FitResult:
+    """Fit gain and offset of ``measured`` against a reference power meter.
+
+    ``measured`` is ``(t, values)`` with ``t`` in Unix seconds (this host's clock) and
+    ``values`` cumulative joules (``measured_is="joules"``, e.g. meter readings) or watts
+    samples (``"watts"``, e.g. polled power). ``reference`` is a CSV path (see
+    :func:`read_reference_csv`; rows read as means) or a :class:`ReferenceSeries`.
+    ``time_shift_s`` is added to the reference's timestamps to put them on this host's clock
+    (:func:`ecnas.profiles.timeshift.estimate_time_shift` finds it from the data).
+    Only intervals fully covered by the reference are used.
+    """
+    import numpy as np
+    from scipy.optimize import least_squares
+
+    ref = reference if isinstance(reference, ReferenceSeries) else read_reference_csv(reference)
+    t, v = measured_energy(measured, measured_is)
+    integral = ReferenceIntegral(ref, time_shift_s)
+    inside = (t >= integral.start) & (t <= integral.end)
+    if int(inside.sum()) < 3:
         raise InputError(f"{ref.source}: the reference does not cover the measurement "
-                         f"(reference {rt[0]:.1f}..{rt[-1]:.1f} s, measured "
-                         f"{measured[0][0]:.1f}..{measured[0][-1]:.1f} s Unix time; clocks in sync?)")
-    a, b, x = _intervals(t, v, interval_s)
-    y = (_cumulative_integral(rt, rw, b) - _cumulative_integral(rt, rw, a)) / (b - a)
+                         f"(reference {integral.start:.1f}..{integral.end:.1f} s, measured "
+                         f"{measured[0][0]:.1f}..{measured[0][-1]:.1f} s Unix time after a "
+                         f"time shift of {time_shift_s:+g} s)")
+    if ref.rows == "mean":
+        a, b, x, y = _row_intervals(t, v, integral, interval_s)
+    else:
+        a, b, x = _intervals(t[inside], v[inside], interval_s)
+        y = integral.mean_power(a, b)
     n = len(x)
     if n < 3:
         raise InputError(f"{ref.source}: only {n} intervals of >= {interval_s:g} s overlap the "

@@ -124,29 +124,36 @@ def mig_refused() -> dict[str, Any]:
             "defaults": [m.name for m in default_meters()]}
 
 
-def calibrate_steady_board() -> dict[str, Any]:
-    """``ecnas calibrate --kind gpu`` against a steady 100 W board (counter in mJ, power
-    reading in mW), moved by a thread while calibration runs."""
+def calibrate_steady_board(*boards: str) -> dict[str, Any]:
+    """``ecnas calibrate --kind gpu`` against steady boards (``UUID:watts`` each; default one
+    100 W board): counter in mJ and power reading in mW, moved by a thread while calibration
+    runs."""
     from ecnas.profiles import load_profiles
-    from ecnas.profiles.calibrate import calibrate
+    from ecnas.profiles.calibrate import CalibrationOptions, calibrate
 
+    specs = [(u, float(w)) for u, w in (b.rsplit(":", 1) for b in boards or ("GPU-aaa:100",))]
     t0 = time.time()
     stop = threading.Event()
 
     def board() -> None:
         while not stop.is_set():
-            mj = int((time.time() - t0) * 100_000)
-            write_state(_state(), [FakeGpu("GPU-aaa", energy_mj=mj, power_mw=100_000,
-                                           instant_mw=100_000)])
+            dt = time.time() - t0
+            write_state(_state(), [FakeGpu(u, energy_mj=int(dt * w * 1000),
+                                           power_mw=int(w * 1000), instant_mw=int(w * 1000))
+                                   for u, w in specs])
             stop.wait(0.01)
 
     th = threading.Thread(target=board, daemon=True)
     th.start()
     waiter = threading.Event()
-    run = calibrate("gpu", profiles=load_profiles(), idle_s=0.5, load_s=0.8, probe_s=0.4,
-                    poll_s=0.05, burn=waiter.wait, profile_id="my-rtx-6000")
-    stop.set()
-    th.join()
+    try:
+        run = calibrate("gpu", profiles=load_profiles(), burn=waiter.wait,
+                        options=CalibrationOptions(idle_s=0.5, load_s=0.8, probe_s=0.4,
+                                                   steps_s=0.0, poll_s=0.05,
+                                                   profile_id="my-rtx-6000"))
+    finally:
+        stop.set()
+        th.join()
     d = run.to_dict()
     d["profile"] = run.profile.to_dict()
     return d
