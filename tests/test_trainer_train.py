@@ -148,7 +148,7 @@ def test_cli_csv_and_repeats(tmp_path: Path) -> None:
     assert [r["repeat"] for r in rows] == ["1", "2"]
     assert not any("warmup" in k for k in rows[0])
     meta = json.loads(out.with_name(out.name + ".meta.json").read_text())
-    warmups = meta["warmup"] if "warmup" in meta else meta["ecnas"]["warmup"]
+    warmups = meta["warmup"]
     assert [w["repeat"] for w in warmups] == [1, 2] and all(w["steps"] == 2 for w in warmups)
     assert all(w["time_s"] > 0 and w["energy_j"] > 0 for w in warmups)
     assert [r["ops"] for r in rows] == ["input,output"] * 2
