@@ -43,9 +43,10 @@ def test_more_workers_than_cores_share_cores_and_say_so() -> None:
     assert note and "3 local workers on 2 CPU core(s)" in note and "--workers 2" in note
 
 
-def test_worker_processes_run_with_their_share(tmp_path: Path) -> None:
+@pytest.mark.parametrize("wanted", [1, 2])
+def test_worker_processes_run_with_their_share(tmp_path: Path, wanted: int) -> None:
     cpus = machine_cpus()
-    workers = min(2, len(cpus))
+    workers = min(wanted, len(cpus))
     campaign = load_campaign(campaign_toml(tmp_path / "c.toml", count=2, repeats=1))
     summary = run_campaign(campaign, tmp_path / "s.sqlite", workers=workers, run_fn=loads_torch)
     assert summary.warnings == ()
@@ -57,6 +58,8 @@ def test_worker_processes_run_with_their_share(tmp_path: Path) -> None:
         assert threads == len(cpus) // workers
         assert p["threads"]["OMP_NUM_THREADS"] == str(threads)
         assert p["threads"]["torch_intra_op"] == threads  # torch followed the environment
+        if threads > 1 and "OMP_WAIT_POLICY" not in os.environ:
+            assert p["threads"]["OMP_WAIT_POLICY"] == "PASSIVE"
         if can_pin():
             assert p["affinity"] == p["share"]["cpus"]
             assert len(p["affinity"]) == threads
