@@ -345,16 +345,19 @@ def _build(config: TrainConfig, run: _RunData) -> tuple[Any, Any]:
     import torch
 
     from ecnas.trainer.network import build_network
-    from ecnas.trainer.optim import TFRMSprop
 
     model = build_network(run.spec, **run.net_kw).to(run.device)
     for module in model.modules():
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             module.momentum = 1.0 - config.bn_decay  # PyTorch weights the new statistic
-    r = run.recipe
-    optimizer = TFRMSprop(model.parameters(), lr=r.learning_rate, decay=r.rmsprop_decay,
-                          momentum=r.momentum, eps=r.epsilon, weight_decay=r.weight_decay)
-    return model, optimizer
+    return model, _optimizer(model, run.recipe)
+
+
+def _optimizer(model: Any, r: Recipe) -> Any:
+    from ecnas.trainer.optim import TFRMSprop
+
+    return TFRMSprop(model.parameters(), lr=r.learning_rate, decay=r.rmsprop_decay,
+                     momentum=r.momentum, eps=r.epsilon, weight_decay=r.weight_decay)
 
 
 def _train_step(model: Any, optimizer: Any, x: Any, y: Any, lr: float) -> tuple[Any, Any]:
@@ -380,13 +383,9 @@ def _warm_up(tracker: Any, config: TrainConfig, run: _RunData, model: Any) -> Wa
 
     import torch
 
-    from ecnas.trainer.optim import TFRMSprop
-
     with torch.random.fork_rng(devices=run.cuda_devices):
         twin = copy.deepcopy(model).train()
-        r = run.recipe
-        opt = TFRMSprop(twin.parameters(), lr=r.learning_rate, decay=r.rmsprop_decay,
-                        momentum=r.momentum, eps=r.epsilon, weight_decay=r.weight_decay)
+        opt = _optimizer(twin, run.recipe)
         gen = torch.Generator().manual_seed(config.run_seed ^ 0x5EED)
         n_train = len(run.y_train)
 
