@@ -1,7 +1,10 @@
 """Budget consistency: one cell costs the same per epoch whatever its budget and repeat.
 
 A run's per-epoch cost is its training time (and energy) between its first and last
-checkpoints, divided by the epochs between them. Training the same cell on the same device for
+checkpoints, divided by the epochs between them. Energy is cumulative over wall time, so the
+span's energy is taken at its mean power over its training time only: evaluations at the
+checkpoints are a larger share of a short budget's span (two per 4 epochs, two per 8), and
+would otherwise make short runs look dearer per epoch. Training the same cell on the same device for
 4 or 8 epochs does the same work per epoch, so the per-epoch costs of a cell's runs should agree
 about as well as its repeats do. A run that paid one-off start-up costs inside its metered
 epochs (thread pools, allocator growth, kernel selection) or shared its cores with another run
@@ -16,8 +19,8 @@ import pandas as pd
 from ecnas.tables.checks.base import CheckResult, Context, combined_codes, offending
 from ecnas.tables.checks.provenance import DERIVED
 
-#: per-epoch quantities compared, with the cumulative column each is taken from
-QUANTITIES = (("time", "training_time_s"), ("energy", "energy_j"))
+#: per-epoch quantities compared
+QUANTITIES = ("time", "energy")
 MAD_SIGMA = 1.4826  # MAD → standard deviation of a normal
 
 
@@ -32,13 +35,24 @@ def _run_ends(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
     return first, last
 
 
-def _log_per_epoch(ctx: Context, column: str, first: np.ndarray, last: np.ndarray) -> np.ndarray:
-    """log of each run's per-epoch cost in ``column`` between its first and last checkpoints;
-    NaN where the run spans no epochs or costs nothing finite over them."""
-    epoch = ctx.col("epoch").astype("float64")
-    value = ctx.col(column).astype("float64")
-    span = epoch[last] - epoch[first]
-    cost = value[last] - value[first]
+def _log_per_epoch(ctx: Context, quantity: str, first: np.ndarray,
+                   last: np.ndarray) -> np.ndarray:
+    """log of each run's per-epoch training time or training energy between its first and last
+    checkpoints; NaN where the run spans no epochs or costs nothing finite over them."""
+
+    def delta(column: str) -> np.ndarray:
+        v = ctx.col(column).astype("float64")
+        return v[last] - v[first]
+
+    span = delta("epoch")
+    train = delta("training_time_s")
+    if quantity == "time":
+        cost = train
+    else:  # the span's energy at its mean power, over its training time
+        wall = delta("wall_time_s")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where((wall > 0) & (train >= 0), np.minimum(train / wall, 1.0), 1.0)
+        cost = delta("energy_j") * share
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.log(np.where((span > 0) & (cost > 0), cost / span, np.nan))
 
@@ -69,8 +83,9 @@ def budget_consistency(ctx: Context) -> CheckResult:
     """Per device and cell, each run's per-epoch training time and energy against the cell's
     other runs (other budgets and repeats). Tolerance: ``budget_cost_z`` robust σ of the
     table's own repeat spread (1.4826 × the median absolute deviation of log per-epoch cost
-    from its repeats' median, over every cell and budget with repeats), never tighter than ``budget_cost_min_rel``; a table with
-    no repeats gets that floor alone. Derived rows (extrapolated, surrogate) are left out."""
+    from its repeats' median, over every cell and budget with repeats), never tighter than
+    ``budget_cost_min_rel``; a table with no repeats gets that floor alone. Derived rows
+    (extrapolated, surrogate) are left out."""
     o = ctx.options
     df = ctx.df
     first, last = _run_ends(ctx)
@@ -83,8 +98,8 @@ def budget_consistency(ctx: Context) -> CheckResult:
     off = np.zeros(ctx.n_runs, dtype=bool)
     ratios: dict[str, np.ndarray] = {}
     notes, compared = [], 0
-    for name, column in QUANTITIES:
-        log_rate = np.where(metered, _log_per_epoch(ctx, column, first, last), np.nan)
+    for name in QUANTITIES:
+        log_rate = np.where(metered, _log_per_epoch(ctx, name, first, last), np.nan)
         dev = _deviation_from_others(log_rate, cell)  # NaN for a run alone in its cell
         rep_dev = _repeat_deviation(log_rate, repeat_group)
         if rep_dev.size:
@@ -113,7 +128,7 @@ def budget_consistency(ctx: Context) -> CheckResult:
     rank = np.zeros(len(df))
     rank[last] = np.where(off, worst_ratio, 0.0)
     values = {}
-    for name, _ in QUANTITIES:
+    for name in QUANTITIES:
         v = np.full(len(df), np.nan)
         v[last] = ratios[name]
         values[f"per_epoch_{name}_vs_cell"] = v
