@@ -21,6 +21,7 @@ from ecnas.trainer.campaign.shares import (
     WorkerShare,
     machine_cpus,
     oversubscription,
+    pin,
     plan_shares,
 )
 from ecnas.trainer.campaign.worker import child_main, execute_run
@@ -94,6 +95,7 @@ class LocalExecutor:
                                  daemon=True,
                                  name=f"ecnas-run-{task['run_key']}")
         proc.start()
+        pin(proc.pid, slot.share)
         child.close()
         slot.proc, slot.conn, slot.task = proc, parent, task
 

@@ -94,6 +94,14 @@ def oversubscription(workers: int, devices: Sequence[str], cpus: Sequence[int]) 
             f"{n} or fewer for measurements that agree")
 
 
+def pin(pid: int, share: WorkerShare) -> None:
+    """From the coordinator, right after the worker process starts: its interpreter start-up
+    and imports then already run on its own cores, not on the cores of a run being measured."""
+    if share.cpus is not None and can_pin():
+        with contextlib.suppress(OSError):  # gone already, or a core taken away: the worker
+            os.sched_setaffinity(pid, share.cpus)  # pins itself again (apply_share)
+
+
 def apply_share(share: WorkerShare | None) -> None:
     """In a fresh worker process, before torch starts its thread pools: the native libraries'
     thread counts and the process's CPU affinity. torch's own pools are sized by
