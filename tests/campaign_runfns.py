@@ -77,6 +77,14 @@ def crash_once(config: Any) -> list[dict[str, Any]]:
     return _rows(config)
 
 
+def loads_torch(config: Any) -> list[dict[str, Any]]:
+    """A run that starts torch's thread pools, as any training would."""
+    import torch
+
+    torch.ones(64, 64) @ torch.ones(64, 64)
+    return _rows(config)
+
+
 def always_fails(config: Any) -> list[dict[str, Any]]:
     raise RuntimeError(f"this run always fails (repeat {config.repeat})")
 

@@ -96,6 +96,15 @@ def test_killed_then_resumed_real_campaign_passes_check(local_run) -> None:
         assert p["host"] and p["matched_profiles"] and p["meters"]
         assert p["torch_device"] == "cpu"
         assert p["devices"] and all(dev["name"] for dev in p["devices"])
+        # each run says what it had: its slot's threads and cores, and its warm-up's cost
+        share = p["share"]
+        assert p["threads"]["torch_intra_op"] == share["threads"] >= 1
+        assert p["threads"]["torch_inter_op"] == share["threads"]
+        assert p["threads"]["OMP_NUM_THREADS"] == str(share["threads"])
+        if share["cpus"] is not None:
+            assert p["affinity"] == share["cpus"]
+        w = p["warmup"]
+        assert w["steps"] == 3 and w["time_s"] > 0 and w["energy_j"] > 0
 
 
 def test_dask_local_cluster_gives_the_same_rows(local_run, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 from fixtures_tables.corpus import FAULTS, make_tree
@@ -54,6 +55,50 @@ def test_power_bounds_offenders_are_the_planted_run(clean):
     hashes = set(bad.loc[list(res.offending_rows), "arch_hash"])
     assert hashes == {sorted(clean["arch_hash"].unique())[3]}
     assert res.worst[0]["mean_power_w"] > 1000
+
+
+def test_budget_consistency_names_the_run_that_costs_twice_per_epoch(clean):
+    plant, _ = FAULTS["cost-doubles"]
+    bad = plant(clean.copy())
+    bad.attrs = clean.attrs
+    res = run_checks(bad).get("budget-consistency")
+    planted = sorted(clean["arch_hash"].unique())[10]
+    assert res.severity == "warning" and res.count == 1
+    assert f"{planted}/12/2" in res.explanation
+    worst = res.worst[0]
+    assert (worst["arch_hash"], worst["budget_epochs"], worst["repeat"]) == (planted, 12, 2)
+    assert worst["per_epoch_time_vs_cell"] == pytest.approx(2.0, rel=0.05)
+    assert worst["per_epoch_energy_vs_cell"] == pytest.approx(2.0, rel=0.05)
+
+
+def test_budget_consistency_tolerance_follows_the_repeat_spread(clean):
+    # repeats that scatter by up to ±35 % widen the tolerance past the floor, so a run 1.4× off
+    # its cell passes there, but is named in a table whose repeats agree within ~2 %
+    keys = ["arch_hash", "budget_epochs", "repeat"]
+    rng = np.random.default_rng(2)
+    runs = clean[keys].drop_duplicates()
+    runs = runs.assign(f=np.where(runs["repeat"] == 1, 1.0, rng.uniform(0.65, 1.35, len(runs))))
+    noisy = clean.merge(runs, on=keys, how="left")
+    for c in ("training_time_s", "energy_j"):
+        noisy[c] = noisy[c] * noisy["f"]
+    noisy = noisy.drop(columns="f")
+    for table in (clean, noisy):
+        m = ((table["arch_hash"] == sorted(clean["arch_hash"].unique())[4])
+             & (table["budget_epochs"] == 4) & (table["repeat"] == 1))
+        off = table.copy()
+        off.loc[m, "training_time_s"] *= 1.4
+        res = run_checks(off).get("budget-consistency")
+        assert res.passed is (table is noisy), res.explanation
+
+
+def test_budget_consistency_leaves_derived_rows_and_lone_runs_alone(clean):
+    one = clean[(clean["budget_epochs"] == 4) & (clean["repeat"] == 1)]
+    assert run_checks(one).get("budget-consistency").severity == "info"
+    derived = clean.copy()
+    m = derived["budget_epochs"] == 12
+    derived.loc[m, "source"], derived.loc[m, "estimated"] = "extrapolated", True
+    derived.loc[m, "training_time_s"] *= 3.0  # a model's rows are not measurements
+    assert run_checks(derived).get("budget-consistency").passed
 
 
 def test_power_floor_applies_to_measured_rows_only(clean):

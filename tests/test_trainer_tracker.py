@@ -68,6 +68,27 @@ def test_reading_sits_between_checkpoints_and_is_not_recorded() -> None:
         tracker.reading()  # stopped
 
 
+def test_warm_up_is_metered_before_the_run_and_kept_out_of_its_rows() -> None:
+    tracker = EnergyTracker(meters=[EstimateMeter(per_core_w=10.0)])
+    calls = []
+    w = tracker.warm_up(lambda: (calls.append(1), burn(0.03)), steps=3)
+    assert len(calls) == 3 and tracker.warmup == w and not tracker.started
+    assert w.steps == 3 and w.time_s >= 3 * 0.03 * 0.9
+    assert w.energy_j >= 10.0 * 3 * 0.03 * 0.9 and w.estimated and w.meters == ("estimate",)
+    with tracker:
+        tracker.checkpoint(0)
+        for epoch in tracker.epochs(1):
+            burn(0.02)
+            tracker.checkpoint(epoch + 1)
+    first = tracker.checkpoints[0]
+    assert first.wall_time_s < 0.02 and first.energy_j < w.energy_j / 3  # none of it here
+    assert "warmup" not in tracker.rows(arch_hash="0" * 32)[0]
+    with pytest.raises(InputError, match="before start"):
+        tracker.warm_up(lambda: None)
+    with pytest.raises(InputError, match="positive integer"):
+        EnergyTracker(meters=[EstimateMeter()]).warm_up(lambda: None, steps=0)
+
+
 def test_rows_follow_the_table_contract() -> None:
     tracker = EnergyTracker(meters=[EstimateMeter(per_core_w=5.0)])
     with tracker:

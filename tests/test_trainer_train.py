@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from ecnas.errors import InputError
 from ecnas.meters.estimate import EstimateMeter
 from ecnas.monitor import Monitor
 from ecnas.space import ModelSpec
 from ecnas.space.cost import trainable_params
 from ecnas.trainer.rows import CONTRACT_COLUMNS, contract_problems, write_rows
-from ecnas.trainer.train import EpochProgress, TrainConfig, train_architecture
+from ecnas.trainer.train import EpochProgress, TrainConfig, run_training, train_architecture
 
 SMALL = dict(max_train_images=256, max_eval_images=100, stem_channels=8, num_stacks=2)
 CELL = dict(matrix="0110001000010000", ops="input,conv3x3-bn-relu,maxpool3x3,output")
@@ -95,6 +96,24 @@ def test_deterministic_runs_repeat_exactly_and_repeats_differ() -> None:
     assert progress_a[0].loss != progress_c[0].loss  # another repeat, another seed
 
 
+def test_warm_up_is_metered_apart_and_leaves_the_run_unchanged() -> None:
+    base = dict(**CELL, budget_epochs=1, deterministic=True, max_train_images=128,
+                max_eval_images=60, stem_channels=4, num_stacks=1)
+    with Monitor([EstimateMeter(per_core_w=10.0)]) as monitor:
+        cold = run_training(TrainConfig(**base), monitor=monitor)
+        warm = run_training(TrainConfig(**base, warmup_steps=2), monitor=monitor)
+    assert cold.warmup is None
+    w = warm.warmup
+    assert w is not None and w.steps == 2 and w.time_s > 0 and w.energy_j > 0
+    assert w.estimated and w.meters == ("estimate",)
+    # the warm-up trained a copy with streams of its own: the run's numbers are the same
+    keys = ("train_accuracy", "validation_accuracy", "test_accuracy")
+    assert [[r[k] for k in keys] for r in warm.rows] == [[r[k] for k in keys] for r in cold.rows]
+    assert warm.rows[0]["training_time_s"] < 0.05 and len(warm.rows) == len(cold.rows)
+    with pytest.raises(InputError, match="warmup_steps"):
+        TrainConfig(**base, warmup_steps=-1)
+
+
 def _ecnas(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", "import sys; from ecnas.cli import main; sys.exit(main())", *args], capture_output=True,
                           text=True, timeout=240)
@@ -120,12 +139,18 @@ def test_cli_csv_and_repeats(tmp_path: Path) -> None:
     out = tmp_path / "run.csv"
     proc = _ecnas("train", "--matrix", "0100", "--ops", "input,output", "--epochs", "1",
                   "--repeats", "2", "--checkpoints", "1", "--max-train-images", "128",
-                  "--max-eval-images", "50", "--stem-channels", "4", "--quiet", "--out", str(out))
+                  "--max-eval-images", "50", "--stem-channels", "4", "--quiet", "--out", str(out),
+                  "--warmup-steps", "2")
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     with out.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["repeat"] for r in rows] == ["1", "2"]
+    assert not any("warmup" in k for k in rows[0])
+    meta = json.loads(out.with_name(out.name + ".meta.json").read_text())
+    warmups = meta["warmup"]
+    assert [w["repeat"] for w in warmups] == [1, 2] and all(w["steps"] == 2 for w in warmups)
+    assert all(w["time_s"] > 0 and w["energy_j"] > 0 for w in warmups)
     assert [r["ops"] for r in rows] == ["input,output"] * 2
 
 

@@ -73,6 +73,7 @@ def _summary_text(d: dict[str, Any]) -> str:
              f"{', '.join(d['meters']) or 'none'})",
              f"wall time: {d['wall_time_s']:.1f} s"]
     lines += [f"gave up: {f}" for f in d["failures"]]
+    lines += [f"warning: {w}" for w in d.get("warnings", [])]
     return "\n".join(lines)
 
 

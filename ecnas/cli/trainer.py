@@ -54,6 +54,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--carbon-intensity", type=float, metavar="G_PER_KWH",
                    help="the grid's carbon intensity (gCO2/kWh): fills the CO2 columns "
                         "(left empty without it)")
+    p.add_argument("--warmup-steps", type=int, default=0,
+                   help="unmetered training steps before each repeat, at its own shapes, on a "
+                        "copy of the network (default 0); their cost goes in the metadata")
     p.add_argument("--out", required=True, help="table to write: .parquet or .csv (overwritten)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     add_json_flag(p)
@@ -83,6 +86,10 @@ def _text(result: dict[str, Any]) -> str:
     if first:
         lines.append(f"arch_hash {first['arch_hash']}  device {first['device']}  "
                      f"trainable_params {first['trainable_params']:,}")
+    for w in result["warmup"]:
+        lines.append(f"warm-up of repeat {w['repeat']}: {w['steps']} steps, {w['time_s']:.2f} s, "
+                     f"{_fmt_j(w['energy_j'])} ({'estimated' if w['estimated'] else 'measured'}"
+                     "; not in the rows)")
     for reason in result["estimated_because"]:
         lines.append(f"estimated because: {reason}")
     return "\n".join(lines)
@@ -93,7 +100,7 @@ def run_train(args: argparse.Namespace) -> int:
     from ecnas.monitor import default_monitor
     from ecnas.tables.io import check_table_target
     from ecnas.trainer.rows import check_table_path, write_rows
-    from ecnas.trainer.train import TrainConfig, train_architecture
+    from ecnas.trainer.train import TrainConfig, run_training
 
     out = check_table_path(args.out)
     check_table_target(out, force=args.force)  # fail before training, not after
@@ -105,7 +112,7 @@ def run_train(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size, learning_rate=args.learning_rate,
                 checkpoints=args.checkpoints, device=args.device,
                 deterministic=args.deterministic, max_train_images=args.max_train_images,
-                max_eval_images=args.max_eval_images,
+                max_eval_images=args.max_eval_images, warmup_steps=args.warmup_steps,
                 carbon_intensity_g_per_kwh=args.carbon_intensity)
     configs = [TrainConfig(**base, repeat=args.repeat + i) for i in range(args.repeats)]
     if args.dataset == "cifar10":  # a missing dataset fails here, before the meters start
@@ -120,17 +127,24 @@ def run_train(args: argparse.Namespace) -> int:
             print(_progress_line(ev), file=sys.stderr, flush=True)
 
     rows: list[dict] = []
+    warmups: list[dict] = []
     monitor = default_monitor()  # the process's one Monitor
     reasons = [f"{s.meter}: {s.reason}" for s in monitor.statuses()
                if s.status.value == "estimated"]
     meters = [s.meter for s in monitor.statuses()]
     for config in configs:
-        rows += train_architecture(config, monitor=monitor, progress=progress)
+        run = run_training(config, monitor=monitor, progress=progress)
+        rows += run.rows
+        if run.warmup is not None:
+            warmups.append({"repeat": config.repeat, **run.warmup.to_dict()})
     metadata = {"producer": "ecnas train", "configs": [c.to_dict() for c in configs],
                 "meters": meters, "estimated_because": reasons,
                 "energy_note": "energy_j is cumulative over wall time, evaluations included"}
+    if warmups:  # provenance of the runs, never part of their rows
+        metadata["warmup"] = warmups
     write_rows(rows, out, metadata)
     result = {"table": str(out), "rows": rows, "config": configs[0].to_dict(),
-              "repeats": len(configs), "meters": meters, "estimated_because": reasons}
+              "repeats": len(configs), "meters": meters, "estimated_because": reasons,
+              "warmup": warmups}
     emit(args.json, result, _text)
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -91,113 +92,194 @@ def extend(config: DemoConfig, table: Any, predicted: list[Any]) -> tuple[Any, A
     return model, extrapolated, surrogate
 
 
-def run_demo(config: DemoConfig, *, printer: StepPrinter | None = None) -> DemoResult:
-    """Run every step; a second run with the same ``out_dir`` reuses the measured runs."""
-    import pandas as pd
+@dataclass
+class _Steps:
+    """The demo's progress printer and the seconds each timed part took."""
 
-    from ecnas.benchmark import Benchmark, write_bundle, write_ecnas_tfrecord
-    from ecnas.benchmark.moo import energy_saved_at, plot_front, run_search
-    from ecnas.tables import validate, write_table
+    printer: StepPrinter
+    timings: dict[str, float] = field(default_factory=dict)
 
-    printer = printer or StepPrinter(total=STEPS)
-    out = config.out_dir
-    out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-
-    def timed(name: str, fn: Callable[[], Any]) -> Any:
+    def timed(self, name: str, fn: Callable[[], Any]) -> Any:
         t0 = time.perf_counter()
         value = fn()
-        timings[name] = time.perf_counter() - t0
+        self.timings[name] = time.perf_counter() - t0
         return value
 
-    printer.start(f"Sampling {config.architectures} cells to measure and "
-                  f"{config.predicted_architectures} to predict (≤ {config.max_vertices} vertices)")
-    measured_cells, predicted_cells = timed("sample", lambda: sample_architectures(config))
-    printer.done()
 
-    printer.start("Measuring short runs through a campaign (store: "
-                  f"{config.store_path}; runs already there are reused)")
-    summary, table = timed("measure", lambda: measure(config, measured_cells, printer))
-    printer.done(f"{summary.done} run now, {summary.skipped} reused, {summary.failed} failed")
+@dataclass(frozen=True)
+class _Exported:
+    """The benchmark files: the full table (measured + derived rows) and where each went."""
+
+    full: Any
+    table_path: Path
+    bundle_path: Path
+    tfrecord_path: Path
+    tfrecord_records: int
+
+
+@dataclass(frozen=True)
+class _Searched:
+    """The bundle loaded as a benchmark, each algorithm's hypervolumes, and every search run."""
+
+    bench: Any
+    outcomes: tuple[SearchOutcome, ...]
+    runs: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class _Front:
+    front: Any
+    plot_path: Path
+    energy_saved: float | None
+
+
+def run_demo(config: DemoConfig, *, printer: StepPrinter | None = None) -> DemoResult:
+    """Run every step; a second run with the same ``out_dir`` reuses the measured runs."""
+    steps = _Steps(printer or StepPrinter(total=STEPS))
+    config.out_dir.mkdir(parents=True, exist_ok=True)
+    measured_cells, predicted_cells = _sample_step(config, steps)
+    summary, table = _measure_step(config, measured_cells, steps)
+    report = _check_step(table, steps)
+    model, extrapolated, surrogate = _extend_step(config, table, predicted_cells, steps)
+    exported = _export_step(config, table, extrapolated, surrogate, steps)
+    searched = _search_step(config, exported.bundle_path, steps)
+    front = _pareto_step(config, searched, steps)
+    steps.printer.start("Writing the summary")
+    result = _result(config, summary, table, report, model, exported, searched, front,
+                     predicted=len(predicted_cells), timings=steps.timings)
+    write_summary(result, result.summary_path)
+    steps.printer.done(str(result.summary_path))
+    return result
+
+
+def _sample_step(config: DemoConfig, steps: _Steps) -> tuple[list[Any], list[Any]]:
+    steps.printer.start(f"Sampling {config.architectures} cells to measure and "
+                        f"{config.predicted_architectures} to predict "
+                        f"(≤ {config.max_vertices} vertices)")
+    cells = steps.timed("sample", lambda: sample_architectures(config))
+    steps.printer.done()
+    return cells
+
+
+def _measure_step(config: DemoConfig, cells: list[Any], steps: _Steps) -> tuple[Any, Any]:
+    steps.printer.start("Measuring short runs through a campaign (store: "
+                        f"{config.store_path}; runs already there are reused)")
+    summary, table = steps.timed("measure", lambda: measure(config, cells, steps.printer))
+    steps.printer.done(f"{summary.done} run now, {summary.skipped} reused, "
+                       f"{summary.failed} failed")
     if table.empty:
         raise CheckFailed("no run completed; see the failures above")
+    return summary, table
 
-    printer.start("Checking the measured table")
-    report = timed("check", lambda: check(table))
-    failed = tuple(r.name for r in report.failed if r.severity == "error")
-    printer.done("all checks passed" if report.ok else f"failed: {', '.join(failed)}")
 
-    printer.start("Extrapolating to full budgets and predicting untrained cells")
-    model, extrapolated, surrogate = timed(
-        "surrogate", lambda: extend(config, table, predicted_cells)
-    )
-    printer.done(f"{len(extrapolated)} extrapolated rows, {len(surrogate)} predicted rows")
+def _check_step(table: Any, steps: _Steps) -> Any:
+    steps.printer.start("Checking the measured table")
+    report = steps.timed("check", lambda: check(table))
+    failed = [r.name for r in report.failed if r.severity == "error"]
+    warned = [r.name for r in report.failed if r.severity == "warning"]
+    detail = "all checks passed" if report.ok else f"failed: {', '.join(failed)}"
+    if warned:
+        detail += f" (warnings: {', '.join(warned)})"
+    steps.printer.done(detail)
+    return report
 
-    printer.start("Exporting the benchmark (bundle + EC-NAS TFRecord)")
+
+def _extend_step(config: DemoConfig, table: Any, predicted: list[Any],
+                 steps: _Steps) -> tuple[Any, Any, Any]:
+    steps.printer.start("Extrapolating to full budgets and predicting untrained cells")
+    model, extrapolated, surrogate = steps.timed(
+        "surrogate", lambda: extend(config, table, predicted))
+    steps.printer.done(f"{len(extrapolated)} extrapolated rows, {len(surrogate)} predicted rows")
+    return model, extrapolated, surrogate
+
+
+def _export_step(config: DemoConfig, table: Any, extrapolated: Any, surrogate: Any,
+                 steps: _Steps) -> _Exported:
+    import pandas as pd
+
+    from ecnas.benchmark import write_bundle, write_ecnas_tfrecord
+    from ecnas.tables import validate, write_table
+
+    out = config.out_dir
+    steps.printer.start("Exporting the benchmark (bundle + EC-NAS TFRecord)")
     full = validate(pd.concat([table, extrapolated, surrogate], ignore_index=True))
     table_path = write_table(full, out / "table.parquet") or out / "table.parquet"
-    bundle_path = Path(timed("bundle", lambda: write_bundle(full, out / "bundle")))
+    bundle_path = Path(steps.timed("bundle", lambda: write_bundle(full, out / "bundle")))
     tfrecord_path = out / "ecnas.tfrecord"
-    n_records = timed("tfrecord", lambda: write_ecnas_tfrecord(table, tfrecord_path))
-    printer.done(f"{bundle_path}, {tfrecord_path}")
+    n_records = steps.timed("tfrecord", lambda: write_ecnas_tfrecord(table, tfrecord_path))
+    steps.printer.done(f"{bundle_path}, {tfrecord_path}")
+    return _Exported(full, Path(table_path), bundle_path, tfrecord_path, int(n_records or 0))
 
-    printer.start("Multi-objective search (energy vs validation accuracy)")
+
+def _search_step(config: DemoConfig, bundle_path: Path, steps: _Steps) -> _Searched:
+    from ecnas.benchmark import Benchmark
+    from ecnas.benchmark.moo import run_search
+
+    steps.printer.start("Multi-objective search (energy vs validation accuracy)")
     bench = Benchmark.load(bundle_path, seed=config.seed)
-    searches, runs = [], []
+    outcomes, runs = [], []
     for algorithm in config.search_algorithms:
         results = [run_search(bench, algorithm, config.search_evaluations, seed,
                               budget=config.measured_budget)
                    for seed in range(config.search_seeds)]
         runs += results
-        searches.append(SearchOutcome(algorithm, tuple(r.hypervolume for r in results)))
-    printer.done(", ".join(f"{s.algorithm} HV {s.mean:.4f}" for s in searches))
+        outcomes.append(SearchOutcome(algorithm, tuple(r.hypervolume for r in results)))
+    steps.printer.done(", ".join(f"{s.algorithm} HV {s.mean:.4f}" for s in outcomes))
+    return _Searched(bench, tuple(outcomes), tuple(runs))
 
-    printer.start("Pareto front and plot")
-    plot_path = out / "pareto.png"
-    front = timed("pareto", lambda: plot_front(bench, plot_path, budget=config.measured_budget,
-                                               searches=runs[:: config.search_seeds]))
+
+def _pareto_step(config: DemoConfig, searched: _Searched, steps: _Steps) -> _Front:
+    from ecnas.benchmark.moo import energy_saved_at, plot_front
+
+    steps.printer.start("Pareto front and plot")
+    plot_path = config.out_dir / "pareto.png"
+    front = steps.timed("pareto", lambda: plot_front(
+        searched.bench, plot_path, budget=config.measured_budget,
+        searches=list(searched.runs[:: config.search_seeds])))
     saved = energy_saved_at(front.front_points(), config.accuracy_loss_points)
-    printer.done(f"{plot_path}")
+    steps.printer.done(f"{plot_path}")
+    return _Front(front, plot_path, saved)
 
-    printer.start("Writing the summary")
+
+def _result(config: DemoConfig, summary: Any, table: Any, report: Any, model: Any,
+            exported: _Exported, searched: _Searched, front: _Front, *, predicted: int,
+            timings: dict[str, float]) -> DemoResult:
+    """Everything the summary reports, from the steps' outputs."""
     notes = [str(n) for n in model.info.get("notes", [])]
     measured = table[table["source"] == "measured"]
     last = measured.sort_values("epoch").groupby(["arch_hash", "budget_epochs", "repeat"]).tail(1)
-    reasons = tuple(sorted({r for r in _reasons(table)}))
-    result = DemoResult(
-        out_dir=out,
+    saved = front.energy_saved
+    return DemoResult(
+        out_dir=config.out_dir,
         measured_runs=summary.done,
         reused_runs=summary.skipped,
         failed_runs=summary.failed,
         architectures=int(measured["arch_hash"].nunique()),
         measured_energy_j=float(last["energy_j"].sum()),
         estimated=bool(measured["estimated"].any()),
-        estimate_reasons=reasons,
+        estimate_reasons=tuple(sorted(set(_reasons(table)))),
         meters=_meters(summary, table),
         check_ok=report.ok,
-        check_failed=failed,
-        rows_by_source=rows_by_source(full["source"].tolist()),
+        check_failed=tuple(r.name for r in report.failed if r.severity == "error"),
+        rows_by_source=rows_by_source(exported.full["source"].tolist()),
         extrapolated_budgets=config.extrapolate_to,
         extrapolation_method=_method(notes, "extrapol", "start-up + per-epoch rate per run"),
-        predicted_architectures=len(predicted_cells),
+        predicted_architectures=predicted,
         surrogate_model=_method(notes, "architecture", "architecture surrogate"),
         surrogate_notes=tuple(notes),
-        table_path=Path(table_path),
-        bundle_path=bundle_path,
-        tfrecord_path=tfrecord_path,
-        tfrecord_records=int(n_records or 0),
-        plot_path=plot_path,
-        summary_path=out / "summary.md",
-        searches=tuple(searches),
+        table_path=exported.table_path,
+        bundle_path=exported.bundle_path,
+        tfrecord_path=exported.tfrecord_path,
+        tfrecord_records=exported.tfrecord_records,
+        plot_path=front.plot_path,
+        summary_path=config.out_dir / "summary.md",
+        searches=searched.outcomes,
         search_budget=config.measured_budget,
-        knee=dict(getattr(front, "knee", {}) or {}),
+        knee=dict(getattr(front.front, "knee", {}) or {}),
         energy_saved_fraction=float(saved) if saved is not None else math.nan,
         accuracy_loss_points=config.accuracy_loss_points,
-        timings_s=timings,
+        timings_s=dict(timings),
     )
-    write_summary(result, result.summary_path)
-    printer.done(str(result.summary_path))
-    return result
 
 
 def _method(notes: list[str], word: str, default: str) -> str:

@@ -14,10 +14,13 @@ _EXPORTS = {
     "EnergyTracker": "ecnas.trainer.tracker",
     "Checkpoint": "ecnas.trainer.tracker",
     "EpochMark": "ecnas.trainer.tracker",
+    "WarmUp": "ecnas.trainer.tracker",
     "Recipe": "ecnas.trainer.recipe",
     "TrainConfig": "ecnas.trainer.train",
     "EpochProgress": "ecnas.trainer.train",
     "train_architecture": "ecnas.trainer.train",
+    "run_training": "ecnas.trainer.train",
+    "TrainResult": "ecnas.trainer.train",
     "load_dataset": "ecnas.trainer.data",
     "write_rows": "ecnas.trainer.rows",
 }

@@ -16,6 +16,11 @@ Framework-agnostic (no torch import)::
 One Monitor window spans the whole run; every checkpoint peeks it, so energies are cumulative
 from :meth:`EnergyTracker.start`, over wall time (evaluation included, as EC-NAS records them).
 ``training_time_s`` excludes the time spent inside :meth:`EnergyTracker.evaluating`.
+
+``tracker.warm_up(step, steps=3)`` before ``start()`` runs a few of the loop's own steps in a
+window of their own, so that one-off start-up costs (thread pools, allocator growth, kernel
+selection) are paid there and not inside the first metered epoch; what they cost is
+``tracker.warmup`` (a :class:`WarmUp`), never part of the rows.
 """
 
 from __future__ import annotations
@@ -90,6 +95,21 @@ def check_carbon_intensity(value: Any) -> float | None:
     return float(value)
 
 
+@dataclass(frozen=True)
+class WarmUp:
+    """Steps run before the metered part of a run: what they cost, kept out of its rows."""
+
+    steps: int
+    time_s: float  # wall seconds of the warm-up steps
+    energy_j: float  # sum of the components present, as in the rows
+    estimated: bool
+    meters: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "time_s": self.time_s, "energy_j": self.energy_j,
+                "estimated": self.estimated, "meters": list(self.meters)}
+
+
 def _components(report: Any) -> dict[str, float]:
     values = {f"{c}_energy_j": float(report.component_j(c)) for c in COMPONENTS}
     present = [v for v in values.values() if not math.isnan(v)]
@@ -131,6 +151,7 @@ class EnergyTracker:
         self._started_unix = 0.0
         self._final_domains: Mapping[str, Any] = {}
         self._devices: tuple[Any, ...] = ()
+        self._warmup: WarmUp | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
@@ -157,6 +178,40 @@ class EnergyTracker:
         self._t0 = time.monotonic()
         self._started_unix = time.time()
         return self
+
+    def warm_up(self, step: Callable[[], object], steps: int = 3) -> WarmUp:
+        """Before :meth:`start`: call ``step()`` ``steps`` times, metered in a window of its own
+        (queued GPU work included), and keep what it cost in :attr:`warmup`. Use steps of the
+        run's own shapes (model, batch, device) that leave the run's state as it was."""
+        if self._t0 is not None:
+            raise InputError("EnergyTracker.warm_up(): call it before start(), outside the "
+                             "metered part")
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+            raise InputError(f"warm_up(steps={steps!r}): need a positive integer")
+        monitor = self.monitor
+        monitor.start()
+        window = f"{self._window}-warmup"
+        monitor.begin(window)
+        t0 = time.monotonic()
+        try:
+            for _ in range(steps):
+                step()
+            sync_cuda_devices()  # queued warm-up work belongs to the warm-up
+        except BaseException:
+            monitor.end(window)
+            if self._owns_monitor:
+                monitor.close()
+            raise
+        report = monitor.end(window)
+        self._warmup = WarmUp(steps=steps, time_s=time.monotonic() - t0,
+                              energy_j=_components(report)["energy_j"],
+                              estimated=bool(report.estimated), meters=tuple(report.meters))
+        return self._warmup
+
+    @property
+    def warmup(self) -> WarmUp | None:
+        """What :meth:`warm_up` cost, or None when the run had no warm-up."""
+        return self._warmup
 
     def stop(self) -> Checkpoint:
         """Close the window (and the Monitor this tracker owns); return the run's totals."""

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ecnas.errors import InputError
 from ecnas.trainer.recipe import (
@@ -27,6 +27,9 @@ from ecnas.trainer.recipe import (
     learning_rate_at,
     parse_checkpoints,
 )
+
+if TYPE_CHECKING:
+    from ecnas.trainer.tracker import WarmUp
 
 TRAIN_ACCURACY_SAMPLE = 10_000  # NAS-Bench-101 measures train accuracy on a 10k sample
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
@@ -65,6 +68,7 @@ class TrainConfig:
     bn_decay: float | None = None  # BatchNorm moving-average decay, TF convention
     #: the grid's gCO2/kWh for the rows' CO2 columns (None: no CO2, never a guess)
     carbon_intensity_g_per_kwh: float | None = None
+    warmup_steps: int = 0  # unmetered steps before the run (campaigns: 3); cost in provenance
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASET_DEFAULTS:
@@ -82,6 +86,9 @@ class TrainConfig:
             _positive_int(name, getattr(self, name))
         _positive_int("max_train_images", self.max_train_images, allow_none=True)
         _positive_int("max_eval_images", self.max_eval_images, allow_none=True)
+        w = self.warmup_steps
+        if not isinstance(w, int) or isinstance(w, bool) or w < 0:
+            raise InputError(f"warmup_steps must be a non-negative integer, got {w!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise InputError(f"seed must be a non-negative integer, got {self.seed!r}")
         lr = self.learning_rate
@@ -214,126 +221,273 @@ def _accuracy(model: Any, images: Any, labels: Any, batch_size: int) -> float:
     return float(correct.item()) / len(labels)
 
 
+@dataclass(frozen=True)
+class TrainResult:
+    """A run's table rows, and what its warm-up cost (None without one): provenance, not rows."""
+
+    rows: list[dict]
+    warmup: WarmUp | None = None
+
+
 def train_architecture(config: TrainConfig, *, monitor: Any | None = None,
                        progress: Callable[[EpochProgress], None] | None = None) -> list[dict]:
     """Train ``config``'s cell with the meters; one energy-table row per checkpoint.
 
-    ``monitor``: an :class:`ecnas.monitor.Monitor` to meter on (left open; default: the process's
-    shared one, :func:`ecnas.monitor.default_monitor`). ``energy_j`` is cumulative over wall time, evaluations included
-    (as EC-NAS records it); ``training_time_s`` excludes evaluations.
+    ``monitor``: an :class:`ecnas.monitor.Monitor` to meter on (left open; default: the
+    process's shared one, :func:`ecnas.monitor.default_monitor`). ``energy_j`` is cumulative
+    over wall time, evaluations included (as EC-NAS records it); ``training_time_s`` excludes
+    evaluations. With ``config.warmup_steps`` the run first takes that many unmetered steps
+    (see :func:`run_training`, which also returns what they cost).
     """
-    import torch
-    import torch.nn.functional as F
+    return run_training(config, monitor=monitor, progress=progress).rows
 
-    from ecnas.space import ModelSpec
+
+def run_training(config: TrainConfig, *, monitor: Any | None = None,
+                 progress: Callable[[EpochProgress], None] | None = None) -> TrainResult:
+    """:func:`train_architecture`, returning the rows with the warm-up's cost.
+
+    The steps: load the data onto the device (:class:`_RunData`), build the network and its
+    optimizer, warm up on a copy of both (:func:`_warm_up`), train and checkpoint the epochs
+    under the tracker (:class:`_TrainLoop`), then turn the checkpoints into rows."""
+    import torch
+
     from ecnas.space.cost import forward_flops
-    from ecnas.trainer.augment import pad_crop_flip, standardize
-    from ecnas.trainer.data import load_dataset
-    from ecnas.trainer.network import build_network, count_trainable_params
-    from ecnas.trainer.optim import TFRMSprop
+    from ecnas.trainer.network import count_trainable_params
     from ecnas.trainer.tracker import EnergyTracker
 
-    spec = ModelSpec(config.matrix, config.ops)
-    recipe = config.recipe
-    data = load_dataset(config.dataset, config.data_dir)
-    device = _torch_device(config.device)
-    cuda = device.type == "cuda"
-    train = data.train.head(config.max_train_images)
-    n_train = len(train)
-    batch = min(recipe.batch_size, n_train)
-    steps_per_epoch = n_train // batch
-    total_steps = steps_per_epoch * config.budget_epochs
-    ckpt_steps = checkpoint_steps(config.checkpoints, total_steps)
-    net_kw = dict(stem_channels=config.stem_channels, num_stacks=config.num_stacks,
-                  cells_per_stack=config.cells_per_stack, num_classes=data.num_classes,
-                  in_channels=data.image_shape[0])
-
-    def tensors(split: Any, limit: int | None) -> tuple[Any, Any]:
-        s = split.head(limit)
-        return (torch.from_numpy(s.images).to(device), torch.from_numpy(s.labels).to(device))
-
-    x_train, y_train = tensors(train, None)
-    eval_sets = {
-        "train_accuracy": (x_train[:min(TRAIN_ACCURACY_SAMPLE, config.max_eval_images or n_train)],
-                           y_train[:min(TRAIN_ACCURACY_SAMPLE, config.max_eval_images or n_train)]),
-        "validation_accuracy": tensors(data.valid, config.max_eval_images),
-        "test_accuracy": tensors(data.test, config.max_eval_images),
-    }
-    seed = config.run_seed
-    cuda_devices = [device.index or 0] if cuda else []
-    with _determinism(config.deterministic, cuda), torch.random.fork_rng(devices=cuda_devices):
-        torch.manual_seed(seed)
-        model = build_network(spec, **net_kw).to(device)
-        for module in model.modules():
-            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                module.momentum = 1.0 - config.bn_decay  # PyTorch weights the new statistic
-        params = count_trainable_params(model)
-        optimizer = TFRMSprop(model.parameters(), lr=recipe.learning_rate,
-                              decay=recipe.rmsprop_decay, momentum=recipe.momentum,
-                              eps=recipe.epsilon, weight_decay=recipe.weight_decay)
-        gen = torch.Generator().manual_seed(seed)  # batch order and augmentation
-        tracker = EnergyTracker(monitor, carbon_intensity_g_per_kwh=config.carbon_intensity_g_per_kwh)
-        step = 0
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        seen = 0
-
-        def evaluate_and_checkpoint() -> None:
-            with tracker.evaluating():
-                metrics = {k: _accuracy(model, x, y, max(batch, 256))
-                           for k, (x, y) in eval_sets.items()}
-            tracker.checkpoint(step / steps_per_epoch, **metrics)
-
-        def on_epoch(mark: Any) -> None:
-            nonlocal loss_sum, correct, seen
-            if progress is not None:
-                progress(EpochProgress(
-                    repeat=config.repeat, epoch=mark.epoch, budget_epochs=config.budget_epochs,
-                    loss=float(loss_sum.item()) / max(seen, 1),
-                    train_accuracy=float(correct.item()) / max(seen, 1),
-                    learning_rate=learning_rate_at(step, total_steps, recipe.learning_rate,
-                                                   recipe.schedule),
-                    energy_j=mark.cumulative_energy_j, estimated=mark.estimated,
-                    meters=mark.meters, training_time_s=mark.training_time_s,
-                    wall_time_s=mark.wall_time_s,
-                    images_per_s=seen / epoch_train_s[0] if epoch_train_s[0] > 0 else math.nan))
-            loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), dtype=torch.int64, device=device)
-            seen = 0
-
-        epoch_train_s = [0.0]
+    run = _RunData.load(config)
+    with _determinism(config.deterministic, run.cuda), \
+            torch.random.fork_rng(devices=run.cuda_devices):
+        torch.manual_seed(config.run_seed)
+        model, optimizer = _build(config, run)
+        tracker = EnergyTracker(
+            monitor, carbon_intensity_g_per_kwh=config.carbon_intensity_g_per_kwh)
+        warmup = _warm_up(tracker, config, run, model) if config.warmup_steps else None
         with tracker:
-            if 0 in ckpt_steps:
-                evaluate_and_checkpoint()
-            model.train()
-            for _epoch in tracker.epochs(config.budget_epochs, on_epoch=on_epoch):
-                t_epoch = time.monotonic()
-                eval_before = tracker.checkpoints[-1].evaluation_time_s if tracker.checkpoints else 0.0
-                order = torch.randperm(n_train, generator=gen).to(device)
-                for i in range(steps_per_epoch):
-                    idx = order[i * batch:(i + 1) * batch]
-                    x = pad_crop_flip(standardize(x_train[idx]), recipe.pad, recipe.flip, gen)
-                    y = y_train[idx]
-                    lr = learning_rate_at(step, total_steps, recipe.learning_rate, recipe.schedule)
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr
-                    logits = model(x)
-                    loss = F.cross_entropy(logits, y)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    step += 1
-                    with torch.no_grad():
-                        loss_sum += loss.detach() * len(y)
-                        correct += (logits.argmax(dim=1) == y).sum()
-                    seen += len(y)
-                    if step in ckpt_steps:
-                        evaluate_and_checkpoint()
-                eval_after = tracker.checkpoints[-1].evaluation_time_s if tracker.checkpoints else 0.0
-                epoch_train_s[0] = time.monotonic() - t_epoch - (eval_after - eval_before)
-            device_id = tracker.device_id("gpu" if cuda else "cpu")
-    flops = forward_flops(spec, image_size=data.image_shape[1], **net_kw)
-    return tracker.rows(
-        arch_hash=spec.hash(), matrix=spec.matrix_str, ops=spec.ops_str,
+            _TrainLoop(config, run, model, optimizer, tracker, progress).run()
+            device_id = tracker.device_id("gpu" if run.cuda else "cpu")
+    flops = forward_flops(run.spec, image_size=run.image_size, **run.net_kw)
+    rows = tracker.rows(
+        arch_hash=run.spec.hash(), matrix=run.spec.matrix_str, ops=run.spec.ops_str,
         budget_epochs=config.budget_epochs, repeat=config.repeat, device=device_id,
-        source="measured", trainable_params=int(params), flops=float(flops))
+        source="measured", trainable_params=int(count_trainable_params(model)),
+        flops=float(flops))
+    return TrainResult(rows=rows, warmup=warmup)
+
+
+@dataclass(frozen=True)
+class _RunData:
+    """What one run trains on: the cell, the recipe, the tensors on the device, the batch
+    geometry and the steps at which it checkpoints."""
+
+    spec: Any
+    recipe: Recipe
+    device: Any
+    x_train: Any
+    y_train: Any
+    eval_sets: Mapping[str, tuple[Any, Any]]
+    batch: int
+    steps_per_epoch: int
+    total_steps: int
+    ckpt_steps: frozenset[int]
+    net_kw: Mapping[str, int]
+    image_size: int
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    @property
+    def cuda_devices(self) -> list[int]:
+        return [self.device.index or 0] if self.cuda else []
+
+    @classmethod
+    def load(cls, config: TrainConfig) -> _RunData:
+        import torch
+
+        from ecnas.space import ModelSpec
+        from ecnas.trainer.data import load_dataset
+
+        data = load_dataset(config.dataset, config.data_dir)
+        device = _torch_device(config.device)
+
+        def tensors(split: Any, limit: int | None) -> tuple[Any, Any]:
+            s = split.head(limit)
+            return (torch.from_numpy(s.images).to(device), torch.from_numpy(s.labels).to(device))
+
+        x_train, y_train = tensors(data.train.head(config.max_train_images), None)
+        n_train = len(y_train)
+        sample = min(TRAIN_ACCURACY_SAMPLE, config.max_eval_images or n_train)
+        batch = min(config.recipe.batch_size, n_train)
+        steps_per_epoch = n_train // batch
+        total_steps = steps_per_epoch * config.budget_epochs
+        return cls(
+            spec=ModelSpec(config.matrix, config.ops), recipe=config.recipe, device=device,
+            x_train=x_train, y_train=y_train,
+            eval_sets={"train_accuracy": (x_train[:sample], y_train[:sample]),
+                       "validation_accuracy": tensors(data.valid, config.max_eval_images),
+                       "test_accuracy": tensors(data.test, config.max_eval_images)},
+            batch=batch, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+            ckpt_steps=frozenset(checkpoint_steps(config.checkpoints, total_steps)),
+            net_kw=dict(stem_channels=config.stem_channels, num_stacks=config.num_stacks,
+                        cells_per_stack=config.cells_per_stack, num_classes=data.num_classes,
+                        in_channels=data.image_shape[0]),
+            image_size=data.image_shape[1])
+
+    def batch_at(self, order: Any, i: int, gen: Any) -> tuple[Any, Any]:
+        """The ``i``-th augmented batch of the permutation ``order``."""
+        from ecnas.trainer.augment import pad_crop_flip, standardize
+
+        idx = order[i * self.batch:(i + 1) * self.batch]
+        x = pad_crop_flip(standardize(self.x_train[idx]), self.recipe.pad, self.recipe.flip, gen)
+        return x, self.y_train[idx]
+
+    def learning_rate(self, step: int) -> float:
+        return learning_rate_at(step, self.total_steps, self.recipe.learning_rate,
+                                self.recipe.schedule)
+
+
+def _build(config: TrainConfig, run: _RunData) -> tuple[Any, Any]:
+    """The cell network on the device (BatchNorm decay set) and its TF-style RMSProp."""
+    import torch
+
+    from ecnas.trainer.network import build_network
+
+    model = build_network(run.spec, **run.net_kw).to(run.device)
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.momentum = 1.0 - config.bn_decay  # PyTorch weights the new statistic
+    return model, _optimizer(model, run.recipe)
+
+
+def _optimizer(model: Any, r: Recipe) -> Any:
+    from ecnas.trainer.optim import TFRMSprop
+
+    return TFRMSprop(model.parameters(), lr=r.learning_rate, decay=r.rmsprop_decay,
+                     momentum=r.momentum, eps=r.epsilon, weight_decay=r.weight_decay)
+
+
+def _train_step(model: Any, optimizer: Any, x: Any, y: Any, lr: float) -> tuple[Any, Any]:
+    """One optimizer step at learning rate ``lr``; returns (loss, logits)."""
+    import torch.nn.functional as F
+
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    logits = model(x)
+    loss = F.cross_entropy(logits, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss, logits
+
+
+def _warm_up(tracker: Any, config: TrainConfig, run: _RunData, model: Any) -> WarmUp:
+    """``config.warmup_steps`` training steps of the run's own shapes (network, batch, device)
+    on a copy of the network and a fresh optimizer, with random streams of their own: the run
+    itself starts exactly as it would without them, but the process's thread pools, allocator
+    and kernel choices are already settled when its metered epochs begin."""
+    import copy
+
+    import torch
+
+    with torch.random.fork_rng(devices=run.cuda_devices):
+        twin = copy.deepcopy(model).train()
+        opt = _optimizer(twin, run.recipe)
+        gen = torch.Generator().manual_seed(config.run_seed ^ 0x5EED)
+        n_train = len(run.y_train)
+
+        def step() -> None:
+            order = torch.randperm(n_train, generator=gen)[:run.batch].to(run.device)
+            x, y = run.batch_at(order, 0, gen)
+            _train_step(twin, opt, x, y, run.learning_rate(0))
+
+        return tracker.warm_up(step, config.warmup_steps)
+
+
+class _EpochStats:
+    """Loss and accuracy sums of the epoch under way (kept on the device: no sync per step)
+    and the training seconds of the last finished epoch, for progress reports."""
+
+    def __init__(self, device: Any) -> None:
+        self.device = device
+        self.train_s = 0.0
+        self.reset()
+
+    def reset(self) -> None:
+        import torch
+
+        self.loss_sum = torch.zeros((), device=self.device)
+        self.correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        self.seen = 0
+
+    def add(self, loss: Any, logits: Any, y: Any) -> None:
+        import torch
+
+        with torch.no_grad():
+            self.loss_sum += loss.detach() * len(y)
+            self.correct += (logits.argmax(dim=1) == y).sum()
+        self.seen += len(y)
+
+
+class _TrainLoop:
+    """The metered part of a run: epochs of steps, checkpoints at their steps, progress."""
+
+    def __init__(self, config: TrainConfig, run: _RunData, model: Any, optimizer: Any,
+                 tracker: Any, progress: Callable[[EpochProgress], None] | None) -> None:
+        import torch
+
+        self.config, self.run_data, self.model, self.optimizer = config, run, model, optimizer
+        self.tracker, self.progress = tracker, progress
+        self.gen = torch.Generator().manual_seed(config.run_seed)  # batch order, augmentation
+        self.step = 0
+        self.stats = _EpochStats(run.device)
+
+    def run(self) -> None:
+        if 0 in self.run_data.ckpt_steps:
+            self.checkpoint()
+        self.model.train()
+        for _epoch in self.tracker.epochs(self.config.budget_epochs, on_epoch=self.report):
+            self.train_epoch()
+
+    def train_epoch(self) -> None:
+        import torch
+
+        run = self.run_data
+        t0, eval0 = time.monotonic(), self._evaluation_s()
+        order = torch.randperm(len(run.y_train), generator=self.gen).to(run.device)
+        for i in range(run.steps_per_epoch):
+            x, y = run.batch_at(order, i, self.gen)
+            loss, logits = _train_step(self.model, self.optimizer, x, y,
+                                       run.learning_rate(self.step))
+            self.step += 1
+            self.stats.add(loss, logits, y)
+            if self.step in run.ckpt_steps:
+                self.checkpoint()
+        self.stats.train_s = time.monotonic() - t0 - (self._evaluation_s() - eval0)
+
+    def _evaluation_s(self) -> float:
+        cps = self.tracker.checkpoints
+        return cps[-1].evaluation_time_s if cps else 0.0
+
+    def checkpoint(self) -> None:
+        run = self.run_data
+        with self.tracker.evaluating():
+            metrics = {k: _accuracy(self.model, x, y, max(run.batch, 256))
+                       for k, (x, y) in run.eval_sets.items()}
+        self.tracker.checkpoint(self.step / run.steps_per_epoch, **metrics)
+
+    def report(self, mark: Any) -> None:
+        """``on_epoch`` of the tracker: the epoch's progress line, then fresh sums."""
+        s = self.stats
+        if self.progress is not None:
+            self.progress(EpochProgress(
+                repeat=self.config.repeat, epoch=mark.epoch,
+                budget_epochs=self.config.budget_epochs,
+                loss=float(s.loss_sum.item()) / max(s.seen, 1),
+                train_accuracy=float(s.correct.item()) / max(s.seen, 1),
+                learning_rate=self.run_data.learning_rate(self.step),
+                energy_j=mark.cumulative_energy_j, estimated=mark.estimated,
+                meters=mark.meters, training_time_s=mark.training_time_s,
+                wall_time_s=mark.wall_time_s,
+                images_per_s=s.seen / s.train_s if s.train_s > 0 else math.nan))
+        s.reset()

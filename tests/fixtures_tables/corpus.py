@@ -138,6 +138,16 @@ def time_decorrelated(df):
     return df
 
 
+def cost_doubles(df):
+    # one run trains at half speed at the same power (its first run on a contended CPU):
+    # time and energy from its first checkpoint on grow twice as fast as its cell's other runs
+    m = _run(df, 10, budget=12, repeat=2)
+    for c in ["training_time_s", "wall_time_s", "energy_j", *COMPONENTS, "energy_kwh"]:
+        first = df.loc[m & (df["epoch"] == 0.0), c].iloc[0]
+        df.loc[m, c] = first + 2.0 * (df.loc[m, c] - first)
+    return df
+
+
 def missing_repeat(df):
     return df[~_run(df, 6, repeat=2)].reset_index(drop=True)
 
@@ -181,6 +191,7 @@ FAULTS: dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame], str]] = {
     "incoherent-power": (incoherent_power, "power-coherence"),
     "repeat-disagrees": (repeat_disagrees, "repeats-agree"),
     "time-decorrelated": (time_decorrelated, "energy-time-correlation"),
+    "cost-doubles": (cost_doubles, "budget-consistency"),
     "missing-repeat": (missing_repeat, "coverage"),
     "wrong-hash": (wrong_hash, "hash-matches-spec"),
     "mixed-estimated-run": (mixed_estimated_run, "estimated-mixing"),

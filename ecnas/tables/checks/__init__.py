@@ -21,6 +21,7 @@ from ecnas.tables.checks.base import (
     Context,
     build_context,
 )
+from ecnas.tables.checks.budgets import budget_consistency
 from ecnas.tables.checks.groups import coverage, energy_time_correlation, repeats_agree
 from ecnas.tables.checks.provenance import derived_flagged, estimated_mixing
 from ecnas.tables.checks.rows import (
@@ -48,6 +49,7 @@ CHECKS: tuple[tuple[str, Callable[[Context], CheckResult]], ...] = (
     ("power-bounds", power_bounds),
     ("power-coherence", power_coherence),
     ("repeats-agree", repeats_agree),
+    ("budget-consistency", budget_consistency),
     ("energy-time-correlation", energy_time_correlation),
     ("coverage", coverage),
     ("estimated-mixing", estimated_mixing),

@@ -91,6 +91,8 @@ class CheckOptions:
     repeat_cv_error: float = 0.25
     repeat_outlier_z: float = 5.0  # robust z (median / 1.4826 MAD) of a repeat
     repeat_outlier_min_rel: float = 0.05  # … and at least this far from the median
+    budget_cost_z: float = 5.0  # a run's per-epoch cost vs its cell: robust σ of the repeats
+    budget_cost_min_rel: float = 0.25  # … never tighter than this (repeats may be copies)
     min_correlation: float = 0.8  # energy vs training time per device and budget (EC-NAS ≈ 0.99)
     min_correlation_runs: int = 10
     residual_z: float = 2.0  # in a weak group, runs this many robust σ off the fit offend

@@ -27,7 +27,9 @@ else:  # pragma: no cover - Python 3.10
 #: TrainConfig fields a campaign may set in [recipe]
 RECIPE_KEYS = ("stem_channels", "num_stacks", "cells_per_stack", "batch_size", "learning_rate",
                "bn_decay", "checkpoints", "deterministic", "max_train_images", "max_eval_images",
-               "carbon_intensity_g_per_kwh")
+               "carbon_intensity_g_per_kwh", "warmup_steps")
+#: unmetered training steps before each run's metered epochs, unless [recipe] says otherwise
+WARMUP_STEPS = 3
 CAMPAIGN_KEYS = ("name", "dataset", "data_dir", "seed", "budgets", "repeats", "devices",
                  "retries")
 ARCH_KEYS = ("enumerate", "sample", "list", "table")
@@ -86,6 +88,7 @@ class Campaign:
                                "budget_epochs": run.budget_epochs, "repeat": run.repeat,
                                "seed": self.seed, "dataset": self.dataset,
                                "data_dir": self.data_dir, "device": device}
+        cfg["warmup_steps"] = WARMUP_STEPS
         for key, value in self.recipe:
             cfg[key] = list(value) if isinstance(value, tuple) else value
         return cfg
@@ -174,7 +177,7 @@ def _recipe(where: _Where, data: Any) -> tuple[tuple[str, Any], ...]:
                 raise where.error(f"recipe.{key}", f"must be a number, got {value!r}")
             value = float(value)
         else:
-            value = where.int(f"recipe.{key}", value, 1)
+            value = where.int(f"recipe.{key}", value, 0 if key == "warmup_steps" else 1)
         out[key] = value
     return tuple(sorted(out.items()))
 

@@ -17,16 +17,17 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from ecnas.errors import InputError
+from ecnas.trainer.campaign.shares import (
+    WorkerShare,
+    machine_cpus,
+    oversubscription,
+    pin,
+    plan_shares,
+)
 from ecnas.trainer.campaign.worker import child_main, execute_run
 
 #: runs handed to a Dask scheduler at once, whatever the number of workers at connect time
 MIN_DASK_IN_FLIGHT = 1024
-
-
-def _gpu_index(device: str) -> str | None:
-    if device == "cpu":
-        return None
-    return device.split(":", 1)[1] if ":" in device else "0"
 
 
 class InlineExecutor:
@@ -36,6 +37,7 @@ class InlineExecutor:
     capacity = 1
     split_socket = False
     label = "inline"
+    oversubscribed: str | None = None
 
     def __init__(self, device: str = "cpu") -> None:
         self._done: deque[dict[str, Any]] = deque()
@@ -55,7 +57,7 @@ class InlineExecutor:
 
 @dataclass
 class _Slot:
-    gpu: str | None  # CUDA_VISIBLE_DEVICES for runs in this slot
+    share: WorkerShare  # threads, cores and GPU of the runs in this slot
     device: str  # what the run's TrainConfig.device becomes
     proc: Any = None
     conn: Any = None
@@ -65,31 +67,38 @@ class _Slot:
 class LocalExecutor:
     """``workers`` slots; each task runs in a fresh spawned process (one run per process, so a
     run's GPU pinning, memory and crashes stay its own). Slots are assigned the campaign's
-    devices round-robin; a ``cuda:N`` slot's process sees only GPU N, as ``cuda:0``."""
+    devices round-robin; a ``cuda:N`` slot's process sees only GPU N, as ``cuda:0``. Each slot
+    has its share of the CPU (:mod:`ecnas.trainer.campaign.shares`): its own cores and as many
+    threads; ``oversubscribed`` says why, when there are more workers than cores."""
 
     def __init__(self, workers: int, devices: tuple[str, ...] = ("cpu",)) -> None:
         if workers < 1:
             raise InputError(f"--workers must be a positive integer, got {workers}")
         self._ctx = mp.get_context("spawn")
-        self._slots = []
-        for i in range(workers):
-            dev = devices[i % len(devices)]
-            gpu = _gpu_index(dev)
-            self._slots.append(_Slot(gpu=gpu, device="cpu" if gpu is None else "cuda:0"))
+        cpus = machine_cpus()
+        self._slots = [_Slot(share=share, device="cpu" if share.gpu is None else "cuda:0")
+                       for share in plan_shares(workers, devices, cpus)]
         self.capacity = workers
         self.split_socket = workers > 1
-        self.label = f"{workers} local worker process(es)"
+        self.oversubscribed = oversubscription(workers, devices, cpus)
+        threads = sorted({s.share.threads for s in self._slots})
+        pinned = ("cores shared" if self.oversubscribed else "not pinned"
+                  if self._slots[0].share.cpus is None else "each on its own core(s)")
+        self.label = (f"{workers} local worker process(es), "
+                      f"{'/'.join(map(str, threads))} thread(s) each, {pinned}")
 
     def submit(self, task: dict[str, Any]) -> None:
         slot = next((s for s in self._slots if s.proc is None), None)
         if slot is None:
             raise RuntimeError("submit() with every worker slot busy")
-        task = {**task, "gpu": slot.gpu, "config": {**task["config"], "device": slot.device}}
+        task = {**task, "gpu": slot.share.gpu, "share": slot.share.to_dict(),
+                "config": {**task["config"], "device": slot.device}}
         parent, child = self._ctx.Pipe(duplex=False)
         proc = self._ctx.Process(target=child_main, args=(task, child, os.getpid()),
                                  daemon=True,
                                  name=f"ecnas-run-{task['run_key']}")
         proc.start()
+        pin(proc.pid, slot.share)
         child.close()
         slot.proc, slot.conn, slot.task = proc, parent, task
 
@@ -168,6 +177,7 @@ class DaskExecutor:
         # as their jobs start, and the scheduler (not this loop) should feed each newcomer.
         self.capacity = max(threads * 2, MIN_DASK_IN_FLIGHT)
         self.split_socket = True
+        self.oversubscribed: str | None = None  # Dask workers' threads are set where they start
         self.label = f"Dask scheduler {address} ({len(self._client.nthreads())} workers)"
         self._tasks: dict[str, dict[str, Any]] = {}
         # Dask treats equal keys as the same result: two coordinators sharing a cluster (other

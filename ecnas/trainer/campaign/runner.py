@@ -39,10 +39,12 @@ class CampaignSummary:
     wall_time_s: float
     executor: str
     failures: tuple[str, ...]  # "run_key: error" of the runs given up
+    warnings: tuple[str, ...] = ()  # said before the runs started (e.g. oversubscribed cores)
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["meters"], d["failures"] = list(self.meters), list(self.failures)
+        d["warnings"] = list(self.warnings)
         return d
 
 
@@ -100,12 +102,16 @@ def run_campaign(campaign: Campaign, store_path: str | Path, *, workers: int = 1
                         stored_estimated_j=stored_e)
         meters: set[str] = set()
         given_up: list[str] = []
+        warned: list[str] = []
         notify(observers, "on_start", campaign, prog, store)
         if not pending:
             say(prog.line("nothing to run: every run is in the store"))
         else:
             executor = make_executor(campaign, workers, scheduler, connect_timeout)
             try:
+                if getattr(executor, "oversubscribed", None):
+                    warned.append(executor.oversubscribed)
+                    say(prog.line(f"WARNING: {executor.oversubscribed}"))
                 say(prog.line(f"{len(pending)} run(s) to go on {executor.label}"
                               + (f", {have} already in the store" if have else "")))
                 _dispatch(campaign, store, executor, pending, prog, meters, given_up, say,
@@ -120,7 +126,7 @@ def run_campaign(campaign: Campaign, store_path: str | Path, *, workers: int = 1
         meters=tuple(sorted(meters)), wall_time_s=time.monotonic() - t_start,
         executor="none" if not len(runs) - have else
         ("dask" if scheduler else "inline" if workers == 0 else "local"),
-        failures=tuple(given_up))
+        failures=tuple(given_up), warnings=tuple(warned))
 
 
 def _check_importable(run_fn: Any) -> None:

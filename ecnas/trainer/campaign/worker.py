@@ -26,7 +26,7 @@ SOCKET_METERS = ("rapl", "pyrapl")
 def train_run(config: Any) -> dict[str, Any]:
     """The default run function: the real trainer, metered inside this process."""
     from ecnas.monitor import default_monitor
-    from ecnas.trainer.train import train_architecture
+    from ecnas.trainer.train import run_training
 
     monitor = default_monitor()  # the process's one Monitor: a worker runs many trainings
     statuses = monitor.statuses()
@@ -35,8 +35,9 @@ def train_run(config: Any) -> dict[str, Any]:
     # what the meters read, by name: the provenance of the run's hardware
     hardware = [{"meter": s.meter, "domain": d.domain, "kind": d.kind, "name": d.name}
                 for s in statuses if s.usable for d in s.devices]
-    rows = train_architecture(config, monitor=monitor)
-    return {"rows": rows, "meters": meters, "estimate_reasons": reasons, "hardware": hardware}
+    run = run_training(config, monitor=monitor)
+    return {"rows": run.rows, "meters": meters, "estimate_reasons": reasons,
+            "hardware": hardware, "warmup": run.warmup.to_dict() if run.warmup else None}
 
 
 def _versions() -> dict[str, str]:
@@ -55,16 +56,27 @@ def _versions() -> dict[str, str]:
 def execute_run(task: dict[str, Any]) -> dict[str, Any]:
     """Run one task; see the module doc. ``task`` keys: run_key, attempt, config (TrainConfig
     dict), campaign_hash, gpu (CUDA_VISIBLE_DEVICES value or None), split_socket (bool),
-    run_fn (callable or None for :func:`train_run`)."""
+    run_fn (callable or None for :func:`train_run`), share (the local worker slot's
+    :class:`~ecnas.trainer.campaign.shares.WorkerShare` as a dict, or None)."""
+    from ecnas.trainer.campaign.shares import (
+        WorkerShare,
+        apply_share,
+        observed,
+        set_torch_threads,
+    )
     from ecnas.trainer.campaign.sharing import cpu_share, cpu_times, split_rows
     from ecnas.trainer.train import TrainConfig
 
+    slot = WorkerShare.from_dict(task.get("share"))
+    apply_share(slot)  # before torch loads: its pools start at the slot's size
     started = time.time()
     base = {"run_key": task["run_key"], "attempt": task["attempt"], "host": socket.gethostname(),
             "pid": os.getpid()}
     try:
         config = TrainConfig.from_dict(task["config"])
         fn: RunFn = task.get("run_fn") or train_run
+        if slot is not None and fn is train_run:  # the trainer loads torch: size it now
+            set_torch_threads(slot.threads)
         split = bool(task.get("split_socket"))
         t0 = cpu_times() if split else None
         out = fn(config)
@@ -73,8 +85,9 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
             rows, meters = list(out["rows"]), list(out.get("meters", []))
             reasons = list(out.get("estimate_reasons", []))
             hardware = list(out.get("hardware", []))
+            warmup = out.get("warmup")
         else:
-            rows, meters, reasons, hardware = list(out), [], [], []
+            rows, meters, reasons, hardware, warmup = list(out), [], [], [], None
         if not rows:
             raise RuntimeError("the run function returned no rows")
         # only socket-wide CPU meters (RAPL) see the other runs; the estimate meter already
@@ -96,6 +109,10 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
         "meters": meters, "estimate_reasons": reasons, "cpu_share": share,
         "software": _versions(), "platform": platform.platform(),
         "run_fn": f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', '?')}",
+        # what the run had (threads, affinity: read back, not assumed), what its slot was
+        # given (None: inline or on Dask, where the worker's own settings hold), its warm-up
+        **observed(), "share": slot.to_dict() if slot is not None else None,
+        "warmup": warmup,
     }
     return {**base, "ok": True, "rows": rows, "provenance": provenance}
 
