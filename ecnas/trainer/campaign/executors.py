@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import uuid
 from collections import deque
 from dataclasses import dataclass
@@ -64,6 +65,21 @@ class _Slot:
     task: dict[str, Any] | None = None
 
 
+def _start_without_sigint(proc: Any) -> None:
+    """Start a run process with SIGINT blocked. Ctrl-C reaches the whole process group, and a
+    run process still importing when it arrives would print its own KeyboardInterrupt
+    traceback; the blocked mask is inherited through spawn's exec, and ``child_main`` ignores
+    SIGINT before it unblocks it (the coordinator alone handles Ctrl-C)."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+        proc.start()
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        proc.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 class LocalExecutor:
     """``workers`` slots; each task runs in a fresh spawned process (one run per process, so a
     run's GPU pinning, memory and crashes stay its own). Slots are assigned the campaign's
@@ -97,7 +113,7 @@ class LocalExecutor:
         proc = self._ctx.Process(target=child_main, args=(task, child, os.getpid()),
                                  daemon=True,
                                  name=f"ecnas-run-{task['run_key']}")
-        proc.start()
+        _start_without_sigint(proc)
         pin(proc.pid, slot.share)
         child.close()
         slot.proc, slot.conn, slot.task = proc, parent, task

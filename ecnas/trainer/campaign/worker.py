@@ -130,6 +130,8 @@ def child_main(task: dict[str, Any], conn: Any, coordinator_pid: int | None = No
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):  # started with SIGINT blocked: see executors
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     if task.get("gpu") is not None:  # before torch is imported, so the run sees only its GPU
         os.environ["CUDA_VISIBLE_DEVICES"] = str(task["gpu"])
     result = execute_run(task)
