@@ -11,7 +11,7 @@ import math
 import sys
 from typing import Any
 
-from ecnas.cli._output import add_json_flag, emit
+from ecnas.cli._output import add_force_flag, add_json_flag, emit
 
 
 def register(subparsers: Any) -> None:
@@ -57,7 +57,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--warmup-steps", type=int, default=0,
                    help="unmetered training steps before each repeat, at its own shapes, on a "
                         "copy of the network (default 0); their cost goes in the metadata")
-    p.add_argument("--out", required=True, help="table to write: .parquet or .csv (overwritten)")
+    p.add_argument("--out", required=True, help="table to write: .parquet or .csv")
+    add_force_flag(p)
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     add_json_flag(p)
     p.set_defaults(func=run_train)
