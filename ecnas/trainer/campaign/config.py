@@ -29,7 +29,7 @@ RECIPE_KEYS = ("stem_channels", "num_stacks", "cells_per_stack", "batch_size", "
                "bn_decay", "checkpoints", "deterministic", "max_train_images", "max_eval_images",
                "carbon_intensity_g_per_kwh", "warmup_steps")
 #: unmetered training steps before each run's metered epochs, unless [recipe] says otherwise
-WARMUP_STEPS = 3
+WARMUP_STEPS = 10
 CAMPAIGN_KEYS = ("name", "dataset", "data_dir", "seed", "budgets", "repeats", "devices",
                  "retries")
 ARCH_KEYS = ("enumerate", "sample", "list", "table")
