@@ -16,6 +16,7 @@ import pytest
 from campaign_runfns import campaign_toml
 
 from ecnas.trainer.campaign import ResultsStore, load_campaign, run_campaign
+from ecnas.trainer.campaign.config import WARMUP_STEPS
 
 SAME = ["arch_hash", "matrix", "ops", "budget_epochs", "repeat", "epoch", "device",
         "train_accuracy", "validation_accuracy", "test_accuracy", "trainable_params", "flops",
@@ -104,7 +105,7 @@ def test_killed_then_resumed_real_campaign_passes_check(local_run) -> None:
         if share["cpus"] is not None:
             assert p["affinity"] == share["cpus"]
         w = p["warmup"]
-        assert w["steps"] == 3 and w["time_s"] > 0 and w["energy_j"] > 0
+        assert w["steps"] == WARMUP_STEPS and w["time_s"] > 0 and w["energy_j"] > 0
 
 
 def test_dask_local_cluster_gives_the_same_rows(local_run, tmp_path: Path) -> None:

@@ -7,11 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
+from fakes import children
 from fakes.env import isolated_cache  # noqa: F401  (autouse: a private ECNAS_CACHE_DIR)
 from fakes.sysfs import FakePowercap
 
@@ -60,19 +60,11 @@ def test_killed_by_a_signal_gives_128_plus_n(empty_env: dict[str, str]) -> None:
     assert json.loads(out.stdout)["returncode"] == 128 + signal.SIGTERM
 
 
-CHILD = textwrap.dedent("""
-    import signal, sys, time
-    signal.signal(signal.SIGTERM, lambda *a: sys.exit(7))
-    print("ready", flush=True)
-    time.sleep(60)
-""")
-
-
 def test_signals_are_forwarded_to_the_command(empty_env: dict[str, str],
                                               tmp_path: Path) -> None:
     report = tmp_path / "r.json"
     proc = subprocess.Popen([*CLI, "measure", "--out", str(report), "--", sys.executable,
-                             "-c", CHILD], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             children.PATH, "sigterm_child"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, text=True, env=empty_env)
     try:
         assert proc.stdout is not None
@@ -87,24 +79,12 @@ def test_signals_are_forwarded_to_the_command(empty_env: dict[str, str],
     assert json.loads(report.read_text())["returncode"] == 7
 
 
-WRAPPER = textwrap.dedent("""
-    import sys, time
-    from pathlib import Path
-    from fakes.sysfs import FakeZone
-    zone = FakeZone(Path(sys.argv[1]), "package-0", 1_000_000)
-    value = 0
-    for _ in range(8):  # 8 x 0.4 J on a 1 J counter: three wraps inside the window
-        value += 400_000
-        zone.set(value % 1_000_000)
-        time.sleep(0.03)  # the guard reads every 0.25 ms at the default 1000 W ceiling
-""")
-
-
 def test_measure_with_wrapping_fake_counters_reports_true_increments(tmp_path: Path) -> None:
     tree = FakePowercap(tmp_path / "root")
     zone = tree.package(0, dram=False, core=False, range_uj=1_000_000)["package"]
     env = dict(os.environ, ECNAS_SYSFS_ROOT=str(tree.root), PYTHONPATH=str(TESTS))
-    out = ecnas("measure", "--json", "--", sys.executable, "-c", WRAPPER, str(zone.path),
+    out = ecnas("measure", "--json", "--", sys.executable, children.PATH, "wrapping_counter",
+                str(zone.path),
                 env=env)
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fakes import children
 from fakes.env import isolated_cache  # noqa: F401  (autouse: a private ECNAS_CACHE_DIR)
 from fakes.sysfs import FakePowercap
 
@@ -17,8 +18,6 @@ from ecnas.meters.estimate import EstimateMeter
 from ecnas.monitor import Monitor
 from ecnas.monitor.profile_cache import bind_profiles
 from ecnas.profiles import get_profile
-
-BUSY = "import time\nt = time.process_time()\nwhile time.process_time() - t < {s}: pass\n"
 
 
 @pytest.fixture
@@ -52,7 +51,7 @@ def test_child_cpu_time_times_per_core_power(no_counters: Path) -> None:
     before = os.times()
     with Monitor([meter]) as mon:
         mon.begin("w")
-        subprocess.run([sys.executable, "-c", BUSY.format(s=0.3)], check=True)
+        subprocess.run([sys.executable, children.PATH, "busy", "0.3"], check=True)
         rep = mon.end("w")
     after = os.times()
     child_s = (after.children_user + after.children_system
@@ -66,7 +65,7 @@ def test_child_cpu_time_times_per_core_power(no_counters: Path) -> None:
 def test_live_descendants_count_before_they_exit() -> None:
     meter = EstimateMeter(per_core_w=1.0)
     start = meter.cpu_seconds()
-    proc = subprocess.Popen([sys.executable, "-c", BUSY.format(s=30)])
+    proc = subprocess.Popen([sys.executable, children.PATH, "busy", "30"])
     try:
         deadline = time.monotonic() + 20
         while meter.cpu_seconds() - start < 0.3:
@@ -123,7 +122,7 @@ def test_short_window_is_flagged() -> None:
 
 
 def test_another_process_by_pid() -> None:
-    proc = subprocess.Popen([sys.executable, "-c", BUSY.format(s=30)])
+    proc = subprocess.Popen([sys.executable, children.PATH, "busy", "30"])
     try:
         meter = EstimateMeter(pid=proc.pid, per_core_w=2.0)
         first = meter.read().energy_j["cpu:estimate"]

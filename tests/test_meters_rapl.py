@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from fakes import children
 from fakes.env import isolated_cache  # noqa: F401  (autouse: a private ECNAS_CACHE_DIR)
 from fakes.sysfs import FakePowercap
 
@@ -224,18 +225,6 @@ def world_readable_tree() -> Iterator[FakePowercap]:
         shutil.rmtree(base)
 
 
-_PROBE = """
-import json, os, sys
-from ecnas.meters.rapl import RaplMeter
-meter = RaplMeter(sys.argv[1])
-if os.getuid() == 0:  # drop to nobody after the interpreter and ecnas are loaded
-    os.setgroups([])
-    os.setgid(65534)
-    os.setuid(65534)
-print(json.dumps(meter.status().to_dict()))
-"""
-
-
 def test_permission_denied_is_unavailable_with_the_exact_command(
         world_readable_tree: FakePowercap) -> None:
     tree = world_readable_tree
@@ -245,7 +234,7 @@ def test_permission_denied_is_unavailable_with_the_exact_command(
             z.root_only()  # 0400 as the kernel sets it; root ignores it, nobody does not
         else:
             z.energy_file.chmod(0)
-    out = subprocess.run([sys.executable, "-c", _PROBE, str(tree.root)], capture_output=True,
+    out = subprocess.run([sys.executable, children.PATH, "rapl_probe", str(tree.root)], capture_output=True,
                          text=True, timeout=60, check=True)
     status = json.loads(out.stdout)
     assert status["status"] == "unavailable"

@@ -64,7 +64,9 @@ def test_progress_reports_each_epoch_with_energy_so_far(one_epoch) -> None:
     assert p.budget_epochs == 1 and p.estimated and p.meters == ("estimate",)
     assert p.loss > 0 and 0 <= p.train_accuracy <= 1 and p.images_per_s > 0
     assert p.learning_rate == pytest.approx(0.0, abs=1e-12)  # cosine reaches 0 at the end
-    assert p.energy_j <= rows[-1]["energy_j"] + 1e-9
+    # the epoch's mark is read just after its last checkpoint (cumulative energy, a few ms
+    # later): never below it, and not more than a few of the estimate's CPU-time ticks above
+    assert rows[-1]["energy_j"] - 1e-9 <= p.energy_j <= rows[-1]["energy_j"] * 1.05 + 0.5
 
 
 def test_rows_pass_the_tables_room_validation(one_epoch, tmp_path: Path) -> None:
