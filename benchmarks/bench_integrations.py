@@ -73,7 +73,8 @@ def test_moasha_simulated_trials(benchmark, bench5v, tmp_path: Path,
     finally:
         logging.disable(logging.NOTSET)
     benchmark.extra_info["trials"] = trials
-    assert trials >= TRIALS
+    # the stop criterion counts trials started: up to n_workers (4) may have reported nothing yet
+    assert trials >= TRIALS - 4
 
 
 def test_scrape(benchmark) -> None:
