@@ -47,7 +47,6 @@ class Context:
     out: Path
     test_mode: bool
     load: TorchLoad
-    progress: Callable[[str], None]
     smi: str | None  # the nvidia-smi executable (None: not found)
     steady_power_w: float = math.nan  # filled by the counter-vs-power phase
 
@@ -74,7 +73,7 @@ def machine(ctx: Context) -> Phase:
     details: dict[str, Any] = {"nvml_status": status.to_dict()}
     gpu = probe.first_gpu(meter)
     if gpu is not None:
-        nv = meter._nvml  # the pynvml module the meter initialized
+        import pynvml as nv  # the bindings the meter initialized (NVML counts its inits)
         details["versions"] = probe.nvml_versions(nv)
         details["boards"] = probe.boards(nv)
         details["gpu0"] = {"name": gpu.name, "uuid": gpu.uuid, "nvml_index": gpu.nvml_index,
@@ -108,7 +107,7 @@ def counter_vs_power(ctx: Context) -> Phase:
     mon = ctx.gpu_monitor(sync=True).start()
     meter = mon.meters[0]
     gpu = probe.first_gpu(meter)
-    nv = meter._nvml
+    import pynvml as nv  # initialized by the Monitor's start
     warmup = 0.0 if ctx.test_mode else 2.0  # reach steady power before the interval starts
     smi = probe.SmiSampler(gpu.nvml_index, executable=ctx.smi)
     with probe.PowerPoller(nv, gpu.handle, plan.poll_interval_s) as poller, smi:
@@ -374,9 +373,11 @@ def device_selection(ctx: Context) -> Phase:
     phase = "device selection"
     meter = ctx.nvml_meter()
     try:
-        meter.status()
-        nv = meter._nvml
-        listed = probe.boards(nv) if nv is not None else []
+        listed = []
+        if meter.status().usable:  # NVML initialized by the meter's probe
+            import pynvml
+
+            listed = probe.boards(pynvml)
     finally:
         meter.close()
     if not listed:

@@ -91,7 +91,7 @@ def run_gpu_validation(out: str | Path, plan: ValidationPlan | None = None, *,
     t_start = time.perf_counter()
     progress(f"{plan.name} plan, load on {device}; writing to {out_dir}")
     load = TorchLoad(device, n=plan.matrix_n)
-    ctx = Context(plan=plan, out=out_dir, test_mode=test_mode, load=load, progress=progress,
+    ctx = Context(plan=plan, out=out_dir, test_mode=test_mode, load=load,
                   smi=shutil.which("nvidia-smi"))
     checks: list[Check] = []
     details: dict[str, Any] = {}
