@@ -18,7 +18,7 @@ from fakes.env import isolated_cache  # noqa: F401  (autouse: a private ECNAS_CA
 from fakes.sysfs import FakePowercap
 
 from ecnas.meters import Status
-from ecnas.meters.rapl import RaplMeter
+from ecnas.meters.rapl import LINK_CHECK_S, RaplMeter
 from ecnas.monitor import Monitor
 
 J = 1_000_000  # µJ per joule
@@ -196,6 +196,9 @@ def test_vanishing_counter_keeps_what_was_read_and_says_so(tree: FakePowercap) -
         mon.peek("w")
         s0["dram"].vanish()
         s0["package"].set(12 * J)
+        # A regular file that stands still is checked for its link at most every
+        # LINK_CHECK_S (a live counter moves every millisecond; sysfs says ENODEV at once).
+        time.sleep(2 * LINK_CHECK_S)
         rep = mon.end("w")
     assert rep.domains["cpu:0/dram"].raw_joules == pytest.approx(4.0)
     assert rep.domains["cpu:0/package"].raw_joules == pytest.approx(12.0)

@@ -18,7 +18,7 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 
 class Status(str, enum.Enum):
@@ -147,9 +147,10 @@ class MeterStatus:
         }
 
 
-@dataclass(frozen=True)
-class Reading:
-    """Cumulative energy per domain (joules, wrap-corrected) at a monotonic timestamp."""
+class Reading(NamedTuple):
+    """Cumulative energy per domain (joules, wrap-corrected) at a monotonic timestamp.
+
+    A named tuple (immutable, built at C speed): every window edge builds one per meter."""
 
     timestamp: float  # time.monotonic() seconds
     energy_j: Mapping[str, float]

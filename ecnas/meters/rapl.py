@@ -35,6 +35,12 @@ _PACKAGE = re.compile(r"^package-(?P<socket>\d+)(?:-die-(?P<die>\d+))?$")
 _READ_SIZE = 32
 #: RAPL counters are at most 64-bit; a value beyond is not a counter reading
 _MAX_UJ = (1 << 64) - 1
+#: How often a counter that has not moved is checked for a vanished file (s). sysfs answers a
+#: removed zone with ENODEV at once; a removed *regular* file (a test tree, a copied tree)
+#: keeps its last value, and only its link count tells. A live RAPL counter moves about every
+#: millisecond, so one that stands still for this long is the suspicious case; checking it at
+#: every read would double the syscalls of a window edge.
+LINK_CHECK_S = 0.01
 
 
 class Zone:
@@ -45,7 +51,8 @@ class Zone:
     """
 
     __slots__ = ("domain", "path", "name", "mmio", "range_uj", "fd", "base_uj", "last_uj",
-                 "last_t", "offset_uj", "wraps", "resets", "dead", "started")
+                 "last_t", "offset_uj", "wraps", "resets", "dead", "started", "checked_t",
+                 "ceiling_uj")
 
     def __init__(self, domain: str, path: Path, name: str, mmio: bool, range_uj: int) -> None:
         self.domain = domain
@@ -62,6 +69,10 @@ class Zone:
         self.resets = 0
         self.dead = ""  # why the zone stopped reading (file vanished, read error)
         self.started = False
+        self.checked_t = 0.0  # when the file was last found still linked (see LINK_CHECK_S)
+        # range_uj once started and while alive, else -1: the read's fast path checks this
+        # one number instead of started, dead and the range
+        self.ceiling_uj = -1
 
     @property
     def cumulative_uj(self) -> int:
@@ -185,6 +196,7 @@ class RaplMeter(Meter):
         self.include_psys = include_psys
         self.max_power_w = float(max_power_w)
         self._zones: list[Zone] | None = None
+        self._summed = False
         self._opened = False  # every zone's counter file is open (or marked dead)
         self._notes: list[str] = []
         self._lock = threading.Lock()
@@ -197,6 +209,8 @@ class RaplMeter(Meter):
     def _scan(self) -> list[Zone]:
         if self._zones is None:
             self._zones, self._notes = scan_zones(self.root, self.include_psys)
+            # a domain read from several zones (a multi-die package) sums them
+            self._summed = len({z.domain for z in self._zones}) < len(self._zones)
         return self._zones
 
     def domains(self) -> tuple[str, ...]:
@@ -266,11 +280,15 @@ class RaplMeter(Meter):
             return self._died(z, exc)
 
     @staticmethod
-    def _checked(z: Zone, value: int) -> int:
+    def _checked(z: Zone, value: int, now: float | None = None) -> int:
         # sysfs answers ENODEV once the zone is gone; a removed regular file (a test tree, a
-        # stale bind mount) keeps its last value, so check its link count then.
-        if value == z.last_uj and z.started and os.fstat(z.fd).st_nlink == 0:
-            raise FileNotFoundError(errno.ENOENT, "file vanished", str(z.path))
+        # copied tree) keeps its last value, so check its link count then (LINK_CHECK_S).
+        if value == z.last_uj and z.started and (now is None
+                                                 or now - z.checked_t >= LINK_CHECK_S):
+            if os.fstat(z.fd).st_nlink == 0:
+                raise FileNotFoundError(errno.ENOENT, "file vanished", str(z.path))
+            if now is not None:
+                z.checked_t = now
         if not 0 <= value <= z.range_uj:
             raise ValueError(f"counter value {value} outside its range 0..{z.range_uj}")
         return value
@@ -279,6 +297,7 @@ class RaplMeter(Meter):
     def _died(z: Zone, exc: Exception) -> None:
         why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         z.dead = f"{z.path}: {why}"
+        z.ceiling_uj = -1
         return None
 
     def _sample(self, z: Zone, now: float, raw: int | None = None) -> None:
@@ -289,7 +308,7 @@ class RaplMeter(Meter):
             raw = self._raw(z)
         else:
             try:
-                raw = self._checked(z, raw)
+                raw = self._checked(z, raw, now)
             except (OSError, ValueError) as exc:
                 raw = self._died(z, exc)
         if raw is None:
@@ -300,6 +319,7 @@ class RaplMeter(Meter):
             z.base_uj = z.last_uj = raw
             z.last_t = now
             z.started = True
+            z.ceiling_uj = z.range_uj
             return
         if raw < z.last_uj:
             wrapped_uj = z.range_uj - z.last_uj + raw
@@ -318,32 +338,32 @@ class RaplMeter(Meter):
 
     def read(self) -> Reading:
         zones = self._zones if self._zones is not None else self._scan()
-        pread, fstat = os.pread, os.fstat
+        pread = os.pread
         with self._lock:
             if not self._opened:
                 self._open()
                 self._opened = True
             now = time.monotonic()
             out: dict[str, float] = {}
+            summed = self._summed
             for z in zones:
                 # Inlined fast path (this runs at every window edge): a live counter that
-                # moved forward, or that has not moved and whose file is still there (the
-                # check _checked makes). Anything else (first read, wrap, reset, vanished
-                # file, read error) goes through _sample.
-                raw = None
-                if z.started and not z.dead:
-                    try:
-                        raw = int(pread(z.fd, _READ_SIZE, 0))
-                    except (OSError, ValueError):
-                        raw = None  # _sample reads again and records why
-                if raw is not None and raw <= z.range_uj and (raw > z.last_uj or (
-                        raw == z.last_uj and fstat(z.fd).st_nlink)):
+                # moved forward within its range, or that has not moved and whose file was
+                # found linked less than LINK_CHECK_S ago. Anything else (first read, wrap,
+                # reset, a file to check, read error, a dead zone) goes through _sample.
+                try:
+                    raw = int(pread(z.fd, _READ_SIZE, 0))
+                except (OSError, ValueError):
+                    raw = -1  # _sample reads again and records why
+                last = z.last_uj
+                if raw <= z.ceiling_uj and (raw > last or (
+                        raw == last and now - z.checked_t < LINK_CHECK_S)):
                     z.last_uj = raw
                     z.last_t = now
                 else:
-                    self._sample(z, now, raw)
-                out[z.domain] = out.get(z.domain, 0.0) + (
-                    z.offset_uj + z.last_uj - z.base_uj) * 1e-6
+                    self._sample(z, now, raw if raw >= 0 else None)
+                joules = (z.offset_uj + z.last_uj - z.base_uj) * 1e-6
+                out[z.domain] = out.get(z.domain, 0.0) + joules if summed else joules
         return Reading(now, out)
 
     def min_window_s(self, domain: str) -> float:
@@ -391,6 +411,7 @@ class RaplMeter(Meter):
             with self._lock:
                 for z in self._zones or ():
                     z.dead = z.dead or f"{z.path}: {why}"
+                    z.ceiling_uj = -1
                 self._events.append((time.monotonic(), f"rapl: {why}; energy after this "
                                                        "point is missing"))
 

@@ -97,8 +97,10 @@ class SharedMonitor:
         """:meth:`get`, counted as in use until :meth:`Monitor._leave_use` (a replaced Monitor
         stays open until then)."""
         while True:
-            monitor = self.get()
-            monitor._enter_use()
+            monitor = self._monitor  # get()'s first lines, inlined: every window calls this
+            if monitor is None or self._key != _env_key():
+                monitor = self.get()
+            monitor._users.append(None)  # Monitor._enter_use
             if not monitor._retired:
                 return monitor
             monitor._leave_use()  # replaced meanwhile: take the new one
@@ -155,12 +157,13 @@ class measure:  # lower-case: used like a function, ``with measure():`` / ``@mea
                  idle_subtract: bool = False, profile_paths: Sequence[str | Path] = (),
                  sync_cuda: bool = True, use_profiles: bool = True) -> None:
         self.name = name
-        self._meters = meters
         self._idle_subtract = idle_subtract
         self._sync_cuda = sync_cuda
         self._own = meters is not None or bool(profile_paths) or not use_profiles
-        self._kwargs = {"idle_subtract": idle_subtract, "profile_paths": profile_paths,
-                        "sync_cuda": sync_cuda, "use_profiles": use_profiles}
+        if self._own:  # only then a Monitor is built per window (the default one is shared)
+            self._meters = meters
+            self._kwargs = {"idle_subtract": idle_subtract, "profile_paths": profile_paths,
+                            "sync_cuda": sync_cuda, "use_profiles": use_profiles}
         self.report: EnergyReport | None = None
         self.monitor: Monitor | None = None
         self._stack: list[tuple[Monitor, Snapshot]] = []

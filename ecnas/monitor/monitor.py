@@ -9,6 +9,7 @@ lands in the window that launched it; torch is never imported here.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import threading
@@ -37,12 +38,19 @@ from ecnas.monitor.report import (
     total_joules,
 )
 
+#: ``DomainEnergy`` from a tuple of all its fields, at C speed (its ``__new__`` is Python code
+#: taking eleven arguments; the plain report builds one per domain per window)
+_domain_energy = functools.partial(tuple.__new__, DomainEnergy)
+
 
 class Snapshot(NamedTuple):
     """Every meter's reading at one window edge."""
 
     timestamp: float
     readings: tuple[Reading, ...]
+
+
+_snapshot = functools.partial(tuple.__new__, Snapshot)  # Snapshot from a pair, at C speed
 
 
 def sync_cuda_devices() -> bool:
@@ -60,7 +68,7 @@ class DomainFacts:
     """What a Monitor knows about one domain before any window: meter, profile, calibration."""
 
     __slots__ = ("domain", "component", "meter", "estimated", "status", "reason", "profile_id",
-                 "calibration", "floor_s", "idle_w", "plain")
+                 "calibration", "floor_s", "idle_w", "plain", "short_note")
 
     def __init__(self, *, domain: str, component: ComponentName, meter: str, estimated: bool,
                  reason: str, profile_id: str | None, calibration: Calibration,
@@ -78,6 +86,10 @@ class DomainFacts:
         # No calibration to apply: joules are the raw joules (the report's fast path).
         self.plain = (not calibration.calibrated and calibration.gain == 1.0
                       and calibration.offset_w == 0.0)
+        # What a window shorter than floor_s says, after its duration (built once here: a
+        # float formatted per domain per window costs more than the rest of the domain).
+        self.short_note = (f" s is shorter than {meter}'s update period {floor_s:g} s: "
+                           "the value is noise, not a measurement")
 
 
 class Attached:
@@ -97,15 +109,29 @@ class Session:
     """Everything a Monitor holds between :meth:`Monitor.start` and :meth:`Monitor.close`
     (dropped as a whole at close)."""
 
-    __slots__ = ("attached", "names", "conflicts", "notes", "profiles")
+    __slots__ = ("attached", "names", "conflicts", "notes", "profiles", "reads", "plain",
+                 "estimated", "reasons", "counted", "fixed_warnings")
 
     def __init__(self, attached: list[Attached], conflicts: list[str], notes: list[str],
                  profiles: dict[str, DomainProfile]) -> None:
         self.attached = attached
+        self.reads = tuple(a.meter.read for a in attached)  # bound once: every edge calls them
         self.names = tuple(a.meter.name for a in attached)  # as every report lists them
         self.conflicts = tuple(conflicts)
         self.notes = tuple(notes)  # about the profiles (none used, not loaded, cache)
         self.profiles = profiles
+        # What every window of this session shares, worked out once for the plain path
+        # (Monitor._plain_report): no domain calibrated, so joules are the raw joules.
+        facts = [f for a in attached for f in a.facts]
+        self.plain = all(f.plain for f in facts)
+        self.estimated = any(f.estimated for f in facts)
+        self.reasons = tuple(dict.fromkeys(f"{f.meter}: {f.reason}" for f in facts
+                                           if f.estimated))
+        # A platform (psys) domain contains package and DRAM: then only it is counted.
+        skip = (("cpu", "dram") if any(f.component == "platform" for f in facts)
+                else ("platform",))
+        self.counted = frozenset(f.domain for f in facts if f.component not in skip)
+        self.fixed_warnings = self.conflicts + self.notes
 
 
 class Monitor:
@@ -129,7 +155,7 @@ class Monitor:
         self._lock = threading.Lock()
         # Shared-Monitor bookkeeping (ecnas.monitor.default): windows in flight that are not
         # in _windows, and whether a newer Monitor replaced this one (close when idle).
-        self._users = 0
+        self._users: list[None] = []  # one entry per window in flight (append/pop: atomic)
         self._retired = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -269,12 +295,14 @@ class Monitor:
         assert session is not None
         if (self.sync_cuda if sync_cuda is None else sync_cuda) and "torch" in sys.modules:
             sync_cuda_devices()
-        readings = tuple([a.meter.read() for a in session.attached])
+        reads = session.reads
+        if len(reads) == 1:  # most machines: one meter (RAPL, or the estimate)
+            reading = reads[0]()
+            return _snapshot((reading.timestamp, (reading,)))
+        readings = tuple([read() for read in reads])
         # The meters' own read times (their mean): a window's duration then matches the
         # interval the meters integrated over.
-        if len(readings) == 1:
-            t = readings[0].timestamp
-        elif readings:
+        if readings:
             t = math.fsum([r.timestamp for r in readings]) / len(readings)
         else:
             t = time.monotonic()
@@ -323,12 +351,10 @@ class Monitor:
 
     # -- shared use (ecnas.monitor.default) ------------------------------------------------
     def _enter_use(self) -> None:
-        with self._lock:
-            self._users += 1
+        self._users.append(None)
 
     def _leave_use(self) -> None:
-        with self._lock:
-            self._users -= 1
+        self._users.pop()
         if self._retired:
             self._close_if_idle()
 
@@ -352,12 +378,17 @@ class Monitor:
         if session is None:
             raise InputError(f"window {name!r}: the Monitor was closed while it was open")
         subtract = self.idle_subtract if idle_subtract is None else idle_subtract
+        if session.plain and not subtract:
+            report = _plain_report(session, name, start, stop)
+            if report is not None:
+                return report
         duration = stop.timestamp - start.timestamp
         domains: dict[str, DomainEnergy] = {}
         reasons: list[str] = []
         warnings: list[str] = list(session.conflicts)
         estimated = False
         isfinite = math.isfinite
+        shown = ""  # the duration as short-window notes show it, formatted once
         for a, r0, r1 in zip(session.attached, start.readings, stop.readings, strict=True):
             if a.has_events:
                 events = a.meter.events(start.timestamp)
@@ -374,13 +405,21 @@ class Monitor:
                     estimated = True
                     reasons.append(f"{f.meter}: {f.reason}")
                 raw = j1 - j0
-                if f.plain and not subtract and duration >= f.floor_s:
-                    # The usual window (every training step): uncalibrated, long enough,
-                    # nothing to subtract. The general path is _domain.
+                if f.plain and not subtract:
+                    # The usual window: uncalibrated, nothing to subtract (every training
+                    # step; a short one is flagged). The general path is _domain.
                     if not isfinite(raw):
                         warnings.append(f"{d}: non-finite energy from {f.meter}")
+                    if duration >= f.floor_s:
+                        domains[d] = DomainEnergy(d, f.component, raw, raw, f.meter, f.status,
+                                                  f.reason, f.profile_id)
+                        continue
+                    shown = shown or f"{duration:.4f}"
+                    msg = f"{d}: window {shown}{f.short_note}"
+                    warnings.append(msg)
                     domains[d] = DomainEnergy(d, f.component, raw, raw, f.meter, f.status,
-                                              f.reason, f.profile_id)
+                                              f"{f.reason}; {msg}" if f.reason else msg,
+                                              f.profile_id, False, None, True)
                 else:
                     domains[d] = _domain(f, raw, duration, subtract, warnings)
         if session.notes:
@@ -393,6 +432,51 @@ class Monitor:
             start.timestamp, stop.timestamp)
 
 
+def _plain_report(session: Session, name: str, start: Snapshot,
+                  stop: Snapshot) -> EnergyReport | None:
+    """The report of a window of a session with no calibrated domain and nothing to subtract
+    (every window of most machines): what :meth:`Monitor.report` computes, with what does
+    not change between windows taken from the session. None when a domain has no reading at
+    an edge (the general path says which)."""
+    duration = stop.timestamp - start.timestamp
+    domains: dict[str, DomainEnergy] = {}
+    warnings: list[str] = []
+    total: list[float] = []
+    counted = session.counted
+    shown = ""  # the duration as short-window notes show it, formatted once
+    for a, r0, r1 in zip(session.attached, start.readings, stop.readings, strict=True):
+        if a.has_events:
+            events = a.meter.events(start.timestamp)
+            if events:
+                warnings += events
+        e0, e1 = r0.energy_j, r1.energy_j
+        for f in a.facts:
+            d = f.domain
+            if d not in e0 or d not in e1:
+                return None
+            raw = e1[d] - e0[d]
+            if raw - raw != 0.0:  # inf or NaN (math.isfinite, without the call)
+                warnings.append(f"{d}: non-finite energy from {f.meter}")
+            if duration >= f.floor_s:
+                domains[d] = _domain_energy((d, f.component, raw, raw, f.meter, f.status,
+                                             f.reason, f.profile_id, False, None, False))
+            else:
+                shown = shown or f"{duration:.4f}"
+                msg = f"{d}: window {shown}{f.short_note}"
+                warnings.append(msg)
+                domains[d] = _domain_energy((d, f.component, raw, raw, f.meter, f.status,
+                                             f"{f.reason}; {msg}" if f.reason else msg,
+                                             f.profile_id, False, None, True))
+            if d in counted:
+                total.append(raw)
+    if session.fixed_warnings:
+        warnings += session.fixed_warnings
+    return EnergyReport.of(
+        name, duration, math.fsum(total), domains, session.estimated, session.reasons,
+        session.names, tuple(dict.fromkeys(warnings)) if warnings else (), None,
+        start.timestamp, stop.timestamp)
+
+
 def _domain(f: DomainFacts, raw: float, duration: float, subtract: bool,
             warnings: list[str]) -> DomainEnergy:
     """One domain's energy on the general path: calibration, short windows, idle power."""
@@ -401,8 +485,7 @@ def _domain(f: DomainFacts, raw: float, duration: float, subtract: bool,
     reason = f.reason
     short = duration < f.floor_s
     if short:
-        msg = (f"{f.domain}: window {duration:.4f} s is shorter than {f.meter}'s update "
-               f"period {f.floor_s:g} s: the value is noise, not a measurement")
+        msg = f"{f.domain}: window {duration:.4f}{f.short_note}"
         reason = f"{reason}; {msg}" if reason else msg
         warnings.append(msg)
     if note:
