@@ -204,6 +204,7 @@ class NvmlMeter(Meter):
         self._period_s = 0.0
         self._stale_s = 0.0
         self._late = False  # an edge found the newest sample stale (warned once per episode)
+        self._late_reads = 0  # edges that read NVML themselves in background mode
         self._slow: list[float] = []  # the current streak of slow synchronous edge reads
 
     # -- discovery -------------------------------------------------------------------------
@@ -485,6 +486,7 @@ class NvmlMeter(Meter):
             self._event(now, f"nvml: the background sampler {why} ({age}, more than "
                              f"{_ms(self._stale_s)}): window edges read NVML themselves "
                              "until it publishes again")
+        self._late_reads += 1
         t, _ = self._pass(gpus)
         reading = Reading(t, {g.domain: g.energy_j for g in gpus})
         self._latest = reading  # under the lock, after the read: readings never go back
