@@ -516,13 +516,13 @@ class NvmlMeter(Meter):
             raise MeterUnavailable(f"nvml: {reason} (fix: {fix})")
         if self._thread is not None:
             return
-        background = self._wants_background(gpus)
+        if self._wants_background(gpus):
+            self._start_background(gpus)  # its first pass takes the counters' bases
+            return
         with self._lock:
             self._pass(gpus)  # the counters' bases
         self._started = True
-        if background:
-            self._start_background(gpus)
-        elif any(g.mode != "counter" for g in gpus):
+        if any(g.mode != "counter" for g in gpus):
             self._start_thread([g for g in gpus if g.mode != "counter"], self.poll_interval_s,
                                publish=False)
 
