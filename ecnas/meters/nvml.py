@@ -447,9 +447,10 @@ class NvmlMeter(Meter):
             now, took = self._pass(gpus)
             reading = Reading(now, {g.domain: g.energy_j for g in gpus})
             switch = self._count_slow(gpus, took)
+            if switch:
+                self._event(now, f"nvml: reads slowed to {_ms(took / len(gpus))} each: "
+                                 "sampling in the background from now on")
         if switch:
-            self._event(now, f"nvml: reads slowed to {_ms(took / len(gpus))} each: sampling "
-                             "in the background from now on")
             self._start_background(gpus)
         return reading
 
