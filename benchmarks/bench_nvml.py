@@ -1,7 +1,8 @@
 """NVML window cost where NVML is slow: one begin+end window on a Monitor over the stand-in
 libnvidia-ml.so.1 (tests/fakes/nvml_stub.c, loaded by the real pynvml) whose reads take 3 ms
 (FAKE_NVML_DELAY_US; an H200 in a Firecracker VM took 4.4 ms a counter read under load), with
-the meter's background sampler on and off.
+the meter's background sampler on and off; and, for reference, a fast stand-in read at the
+edges.
 
 Run: python3 -m pytest -q benchmarks/bench_nvml.py  (CI: ECNAS_BENCH_QUICK=1, quick mode)
 The stand-in is found through LD_LIBRARY_PATH, read at process start, so each measurement runs
@@ -30,7 +31,7 @@ import json, statistics, sys, time
 from ecnas.meters.nvml import NvmlMeter
 from ecnas.monitor import Monitor
 
-background, n = sys.argv[1] == "on", int(sys.argv[2])
+background, n = {"on": True, "off": False, "auto": None}[sys.argv[1]], int(sys.argv[2])
 meter = NvmlMeter(background=background)
 times = []
 with Monitor([meter], use_profiles=False) as mon:
@@ -57,18 +58,23 @@ def stand_in(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     write_state(d / "state", [FakeGpu("GPU-aaa", energy_mj=5000, power_mw=250_000)])
     env = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES",
                                                             "ECNAS_NVML_BACKGROUND")}
-    env.update(LD_LIBRARY_PATH=str(d), FAKE_NVML_STATE=str(d / "state"),
-               FAKE_NVML_DELAY_US=str(DELAY_US))
+    env.update(LD_LIBRARY_PATH=str(d), FAKE_NVML_STATE=str(d / "state"))
     yield env
 
 
-@pytest.mark.parametrize("background", ["on", "off"])
-def test_window_slow_nvml(benchmark, stand_in: dict[str, str], background: str) -> None:
+@pytest.mark.parametrize("background, delay_us", [("on", DELAY_US), ("off", DELAY_US),
+                                                  ("auto", 0)],
+                         ids=["slow-background-on", "slow-background-off", "fast-auto"])
+def test_window_nvml(benchmark, stand_in: dict[str, str], background: str,
+                     delay_us: int) -> None:
+    """Slow reads with the sampler on and off, and a fast stand-in (~10 µs a read) for
+    reference: auto keeps its synchronous edges."""
     n = (20 if background == "off" else 100) if QUICK else 200
+    env = dict(stand_in, FAKE_NVML_DELAY_US=str(delay_us))
     results: list[dict] = []
 
     def child() -> None:
-        out = subprocess.run([sys.executable, "-c", CHILD, background, str(n)], env=stand_in,
+        out = subprocess.run([sys.executable, "-c", CHILD, background, str(n)], env=env,
                              capture_output=True, text=True, check=True)
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
 
