@@ -9,6 +9,15 @@ Per GPU the best available source is used:
 3. ``power``: ``nvmlDeviceGetPowerUsage`` polled the same way. On Ampere and newer this is a
    1 s average, so windows under a second are flagged.
 
+Where NVML is slow (an H200 in a Firecracker VM took 4.4 ms a counter read under load), the
+edges must not wait on it: when a read takes ``SLOW_READ_S`` or more (timed when the meter
+starts, and again at every edge while it reads synchronously), or with ``background=True``, a
+sampler thread reads every GPU every ``SAMPLER_PERIOD_S`` (or 5 x one pass, if longer) and
+publishes the newest reading; window edges return it (its own timestamp: the pass's midpoint)
+without calling NVML. A sample older than ``STALE_PERIODS`` periods (the sampler starved or
+stopped) makes the edge read NVML itself, with a warning. The sample's age (tens of ms) is well
+under the counter's own 100 ms update, and both edges of a window are shifted alike.
+
 ``source=`` forces one of these for every GPU (``ecnas calibrate`` polls ``"power"`` next to
 the counter to compare the two on the same board).
 
@@ -20,7 +29,10 @@ slice must never be charged the whole board's energy.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
+import statistics
 import sys
 import threading
 import time
@@ -28,7 +40,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from ecnas.errors import MeterUnavailable
+from ecnas.errors import InputError, MeterUnavailable
 from ecnas.meters.base import DeviceInfo, Meter, MeterStatus, Reading, Status
 
 NVML_FI_DEV_POWER_INSTANT = 186  # pynvml.NVML_FI_DEV_POWER_INSTANT
@@ -39,6 +51,41 @@ LIBRARY = "libnvidia-ml.so.1"
 #: how a GPU is read: its energy counter, or polled instantaneous / averaged power
 NvmlMode = Literal["counter", "instant", "power"]
 SOURCES = ("counter", "instant", "power")
+
+#: A read at least this slow (per GPU, median of LATENCY_PROBES passes) moves the window edges'
+#: reads to the background sampler (``background=None``). A healthy driver answers in tens of
+#: µs (the tests' stand-in in ~10 µs), and synchronous edges keep exact edge times; at 0.2 ms
+#: a window's two edges already cost 0.4 ms, 2 % of a 20 ms training step (an H200 in a
+#: Firecracker VM: 4.4 ms a read under load).
+SLOW_READ_S = 0.0002
+#: passes over the GPUs timed when the meter decides how to read (their median counts)
+LATENCY_PROBES = 3
+#: this many slow edge reads in a row switch an undecided meter to background sampling: NVML
+#: can slow down under load after the meter started
+SLOW_STREAK = 5
+#: the sampler's shortest period: five samples per 100 ms counter update, so a sample's age
+#: stays well under the counter's own resolution
+SAMPLER_PERIOD_S = 0.02
+#: the sampler's period is at least this many times one pass over the GPUs: even where NVML
+#: spins on a CPU while it answers, the sampler keeps at most 1/5 of one thread busy
+SAMPLER_DUTY_FACTOR = 5.0
+#: a sample older than this many periods (plus one pass) means the sampler starved or died:
+#: the edge then reads NVML itself and says so
+STALE_PERIODS = 3.0
+#: where the default meters take their ``background`` setting: auto (or unset), on, off
+BACKGROUND_ENV = "ECNAS_NVML_BACKGROUND"
+_SETTINGS = {"": None, "auto": None, "on": True, "1": True, "true": True, "yes": True,
+             "off": False, "0": False, "false": False, "no": False}
+
+
+def background_setting(environ: Mapping[str, str] | None = None) -> bool | None:
+    """``ECNAS_NVML_BACKGROUND`` as the meter's ``background`` option: auto/unset → None
+    (decide by the measured read latency), on → True, off → False."""
+    raw = (os.environ if environ is None else environ).get(BACKGROUND_ENV, "")
+    try:
+        return _SETTINGS[raw.strip().lower()]
+    except KeyError:
+        raise InputError(f"{BACKGROUND_ENV}={raw!r}: use auto, on or off") from None
 
 
 class Gpu:
@@ -127,7 +174,10 @@ class NvmlMeter(Meter):
 
     def __init__(self, devices: Sequence[int | str] | None = None, *,
                  poll_interval_s: float = DEFAULT_POLL_INTERVAL_S,
-                 environ: Mapping[str, str] | None = None, source: NvmlMode | None = None) -> None:
+                 environ: Mapping[str, str] | None = None, source: NvmlMode | None = None,
+                 background: bool | None = None) -> None:
+        """``background``: None reads at the window edges unless NVML turns out slow (see
+        ``SLOW_READ_S``), True always samples in the background, False never does."""
         if source is not None and source not in SOURCES:
             raise ValueError(f"source: {source!r} is not one of: " + ", ".join(SOURCES))
         self._source = source
@@ -143,8 +193,19 @@ class NvmlMeter(Meter):
         self._nvml: Any = None
         self._lock = threading.Lock()
         self._events: deque[tuple[float, str]] = deque(maxlen=256)
+        self._last_event_t = -math.inf  # lets events() answer "none" without the lock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._background = background
+        self._pass_s: float | None = None  # median seconds of one read of every GPU
+        self._started = False
+        self._sampling = False  # background mode: edges take the sampler's newest reading
+        self._latest: Reading | None = None  # published by one assignment, read without lock
+        self._period_s = 0.0
+        self._stale_s = 0.0
+        self._late = False  # an edge found the newest sample stale (warned once per episode)
+        self._late_reads = 0  # edges that read NVML themselves in background mode
+        self._slow: list[float] = []  # the current streak of slow synchronous edge reads
 
     # -- discovery -------------------------------------------------------------------------
     def _probe(self) -> list[Gpu]:
@@ -251,11 +312,22 @@ class NvmlMeter(Meter):
         if not gpus:
             reason, fix = self._problem or ("no GPU", "")
             return MeterStatus(self.name, Status.UNAVAILABLE, reason=reason, fix=fix)
+        background = self._sampling or self._wants_background(gpus)
+        pass_s = self.pass_latency_s()
+        period = (self._period_s if self._sampling else self._period(gpus, pass_s))
+        poll = period if background else self.poll_interval_s
         how = {"counter": "energy counter", "instant": "instantaneous power polled every "
-               f"{self.poll_interval_s:g} s", "power": "power reading polled every "
-               f"{self.poll_interval_s:g} s (averaged over ~1 s on Ampere and newer)"}
-        reason = "; ".join([f"{g.domain} {g.name}: {how[g.mode]}" for g in gpus]
-                           + ([self._order_note] if self._order_note else []))
+               f"{poll:g} s", "power": "power reading polled every "
+               f"{poll:g} s (averaged over ~1 s on Ampere and newer)"}
+        reading = "; ".join([f"{g.domain} {g.name}: {how[g.mode]}" for g in gpus])
+        took = f"a read takes {_ms(pass_s / len(gpus))} here"
+        if background:
+            reading += (f" ({took}: sampled every {_ms(period)} in the background"
+                        f"{' as asked' if self._background else ''}; window edges use the "
+                        f"latest sample, ≤ {_ms(period + pass_s)} old)")
+        elif pass_s / len(gpus) >= SLOW_READ_S:
+            reading += f" ({took}; background sampling off: each window edge reads NVML)"
+        reason = "; ".join([reading] + ([self._order_note] if self._order_note else []))
         return MeterStatus(self.name, Status.MEASURED, domains=self.domains(), reason=reason,
                            devices=tuple(self.device(g) for g in gpus))
 
@@ -268,11 +340,42 @@ class NvmlMeter(Meter):
     def gpus(self) -> list[Gpu]:
         return list(self._probe())
 
+    @property
+    def sampling(self) -> bool:
+        """True while window edges take the background sampler's newest reading."""
+        return self._sampling
+
+    def pass_latency_s(self) -> float:
+        """Median seconds one read of every GPU takes here (timed on first use, without
+        touching the running totals)."""
+        if self._pass_s is None:
+            gpus = [g for g in self._probe() if not g.failed]
+            times = []
+            for _ in range(LATENCY_PROBES):
+                t0 = time.perf_counter()
+                for g in gpus:
+                    # a failing board is the reading's business, not the timing's
+                    with contextlib.suppress(self._nvml.NVMLError):
+                        self._raw(g)
+                times.append(time.perf_counter() - t0)
+            self._pass_s = statistics.median(times)
+        return self._pass_s
+
+    def _wants_background(self, gpus: Sequence[Gpu]) -> bool:
+        if self._background is not None:
+            return self._background
+        return self.pass_latency_s() / max(1, len(gpus)) >= SLOW_READ_S
+
+    def _period(self, gpus: Sequence[Gpu], pass_s: float) -> float:
+        base = SAMPLER_PERIOD_S
+        if any(g.mode != "counter" for g in gpus):
+            base = min(base, self.poll_interval_s)  # polled power: no coarser than asked
+        return max(base, SAMPLER_DUTY_FACTOR * pass_s)
+
     # -- reading ---------------------------------------------------------------------------
-    def _fail(self, g: Gpu, now: float, exc: BaseException) -> None:
-        g.failed = _text(exc)
-        self._events.append((now, f"{g.domain}: NVML error ({g.failed}); energy after this "
-                                  "point is missing"))
+    def _event(self, t: float, message: str) -> None:
+        self._events.append((t, message))
+        self._last_event_t = max(self._last_event_t, t)
 
     def _power_w(self, g: Gpu) -> float:
         nv = self._nvml
@@ -283,39 +386,112 @@ class NvmlMeter(Meter):
             return value.value.uiVal / 1000.0
         return nv.nvmlDeviceGetPowerUsage(g.handle) / 1000.0
 
-    def _sample(self, g: Gpu, now: float) -> None:
-        if g.failed:
-            return
-        nv = self._nvml
-        try:
-            if g.mode == "counter":
-                mj = nv.nvmlDeviceGetTotalEnergyConsumption(g.handle)
-                if g.last_t == 0.0:
-                    g.base_mj = mj
-                elif mj < g.last_mj:  # driver reloaded: the counter restarted
-                    self._events.append((now, f"{g.domain}: energy counter went back "
-                                              f"({g.last_mj} -> {mj} mJ); counting on from 0"))
-                    g.base_mj -= g.last_mj
-                g.last_mj = mj
-                g.energy_j = (mj - g.base_mj) / 1000.0
-            else:
-                watts = self._power_w(g)
-                if g.last_w is not None:
-                    g.energy_j += 0.5 * (g.last_w + watts) * (now - g.last_t)
-                g.last_w = watts
-            g.last_t = now
-        except nv.NVMLError as exc:
-            self._fail(g, now, exc)
+    def _raw(self, g: Gpu) -> float:
+        """One NVML read: mJ from the counter, else watts."""
+        if g.mode == "counter":
+            return self._nvml.nvmlDeviceGetTotalEnergyConsumption(g.handle)
+        return self._power_w(g)
+
+    def _apply(self, g: Gpu, value: float, now: float) -> None:
+        if g.mode == "counter":
+            mj = value
+            if g.last_t == 0.0:
+                g.base_mj = mj
+            elif mj < g.last_mj:  # driver reloaded: the counter restarted
+                self._event(now, f"{g.domain}: energy counter went back "
+                                 f"({g.last_mj} -> {mj} mJ); counting on from 0")
+                g.base_mj -= g.last_mj
+            g.last_mj = mj
+            g.energy_j = (mj - g.base_mj) / 1000.0
+        else:
+            if g.last_w is not None:
+                g.energy_j += 0.5 * (g.last_w + value) * (now - g.last_t)
+            g.last_w = value
+        g.last_t = now
+
+    def _pass(self, gpus: Sequence[Gpu]) -> tuple[float, float]:
+        """Read ``gpus`` once and update their totals (the caller holds the lock): (time,
+        seconds taken). The time is the pass's midpoint, the best estimate of when reads
+        that take milliseconds read."""
+        values: list[Any] = []
+        t0 = time.monotonic()
+        for g in gpus:
+            if g.failed:
+                values.append(None)
+                continue
+            try:
+                values.append(self._raw(g))
+            except self._nvml.NVMLError as exc:
+                values.append(exc)
+        t1 = time.monotonic()
+        now = 0.5 * (t0 + t1)
+        for g, value in zip(gpus, values, strict=True):
+            if isinstance(value, BaseException):
+                g.failed = _text(value)
+                self._event(now, f"{g.domain}: NVML error ({g.failed}); energy after this "
+                                 "point is missing")
+            elif value is not None:
+                self._apply(g, value, now)
+        return now, t1 - t0
 
     def read(self) -> Reading:
+        latest = self._latest
+        if latest is not None and time.monotonic() - latest.timestamp <= self._stale_s:
+            return latest  # background mode: the sampler's newest reading, no NVML call
         gpus = self._probe()
         if not gpus:
             raise MeterUnavailable(self.status().reason)
         with self._lock:
-            now = time.monotonic()
-            for g in gpus:
-                self._sample(g, now)
-            return Reading(now, {g.domain: g.energy_j for g in gpus})
+            if self._sampling:
+                return self._read_late(gpus)
+            now, took = self._pass(gpus)
+            reading = Reading(now, {g.domain: g.energy_j for g in gpus})
+            switch = self._count_slow(gpus, took)
+            if switch:
+                self._event(now, f"nvml: reads slowed to {_ms(took / len(gpus))} each: "
+                                 "sampling in the background from now on")
+        if switch:
+            self._start_background(gpus)
+        return reading
+
+    def _count_slow(self, gpus: Sequence[Gpu], took: float) -> bool:
+        """Whether this synchronous edge read ends a streak of slow ones that switches an
+        undecided meter to background sampling (the caller holds the lock)."""
+        if took < SLOW_READ_S * len(gpus):
+            if self._slow:
+                self._slow.clear()
+            return False
+        if self._background is not None or not self._started:
+            return False
+        self._slow.append(took)
+        if len(self._slow) < SLOW_STREAK:
+            return False
+        self._pass_s = statistics.median(self._slow)
+        self._slow.clear()
+        self._started = False  # this caller switches; others read synchronously till then
+        return True
+
+    def _read_late(self, gpus: Sequence[Gpu]) -> Reading:
+        """An edge in background mode whose newest sample is stale (the caller holds the
+        lock): read NVML here, publish that reading, say why once per episode."""
+        latest = self._latest
+        now = time.monotonic()
+        if latest is not None and now - latest.timestamp <= self._stale_s:
+            return latest  # the sampler published while this edge waited for the lock
+        if not self._late:
+            self._late = True
+            thread = self._thread
+            why = "late" if thread is not None and thread.is_alive() else "stopped"
+            age = ("no sample yet" if latest is None else
+                   f"newest sample {_ms(now - latest.timestamp)} old")
+            self._event(now, f"nvml: the background sampler {why} ({age}, more than "
+                             f"{_ms(self._stale_s)}): window edges read NVML themselves "
+                             "until it publishes again")
+        self._late_reads += 1
+        t, _ = self._pass(gpus)
+        reading = Reading(t, {g.domain: g.energy_j for g in gpus})
+        self._latest = reading  # under the lock, after the read: readings never go back
+        return reading
 
     def min_window_s(self, domain: str) -> float:
         for g in self._probe():
@@ -328,10 +504,12 @@ class NvmlMeter(Meter):
         return 0.0
 
     def events(self, since: float) -> tuple[str, ...]:
+        if self._last_event_t < since:
+            return ()  # the usual window: no lock (the sampler holds it while NVML answers)
         with self._lock:
             return tuple(msg for t, msg in self._events if t >= since)
 
-    # -- polling ---------------------------------------------------------------------------
+    # -- polling and sampling --------------------------------------------------------------
     def start(self) -> None:
         gpus = self._probe()
         if not gpus:
@@ -339,31 +517,66 @@ class NvmlMeter(Meter):
             raise MeterUnavailable(f"nvml: {reason} (fix: {fix})")
         if self._thread is not None:
             return
-        self.read()
+        if self._wants_background(gpus):
+            self._start_background(gpus)  # its first pass takes the counters' bases
+            return
+        with self._lock:
+            self._pass(gpus)  # the counters' bases
+        self._started = True
         if any(g.mode != "counter" for g in gpus):
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._poll, name="ecnas-nvml-poll",
-                                            daemon=True)
-            self._thread.start()
+            self._start_thread([g for g in gpus if g.mode != "counter"], self.poll_interval_s,
+                               publish=False)
 
-    def _poll(self) -> None:
-        polled = [g for g in self._probe() if g.mode != "counter"]
-        while not self._stop.wait(self.poll_interval_s):
-            with self._lock:
-                now = time.monotonic()
-                for g in polled:
-                    self._sample(g, now)
+    def _start_background(self, gpus: list[Gpu]) -> None:
+        """Move every GPU's reads to the sampler thread (stopping the power poller first)."""
+        self._stop_thread()
+        pass_s = self.pass_latency_s()
+        with self._lock:
+            self._period_s = self._period(gpus, pass_s)
+            self._stale_s = STALE_PERIODS * self._period_s + pass_s
+            now, _ = self._pass(gpus)
+            self._latest = Reading(now, {g.domain: g.energy_j for g in gpus})
+            self._sampling = True
+        self._started = True
+        self._start_thread(gpus, self._period_s, publish=True)
 
-    def close(self) -> None:
+    def _start_thread(self, gpus: list[Gpu], period_s: float, *, publish: bool) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, args=(gpus, period_s, publish),
+                                        name="ecnas-nvml-sampler" if publish else
+                                        "ecnas-nvml-poll", daemon=True)
+        self._thread.start()
+
+    def _run(self, gpus: list[Gpu], period_s: float, publish: bool) -> None:
+        """Read ``gpus`` every ``period_s`` (start to start); with ``publish``, hand the edges
+        the newest reading. It waits on the stop event, so close() ends it within one pass."""
+        stop, lock = self._stop, self._lock
+        wait = period_s
+        while not stop.wait(wait):
+            with lock:
+                now, took = self._pass(gpus)
+                if publish:
+                    self._latest = Reading(now, {g.domain: g.energy_j for g in gpus})
+                    self._late = False
+            wait = max(0.0, period_s - took)
+
+    def _stop_thread(self) -> None:
         thread, self._thread = self._thread, None
         if thread is not None:
             self._stop.set()
             thread.join()
+
+    def close(self) -> None:
+        self._stop_thread()
+        self._sampling = self._started = self._late = False
+        self._latest = None
+        self._slow.clear()
+        self._pass_s = None
         if self._nvml is not None:
             try:
                 self._nvml.nvmlShutdown()
             except self._nvml.NVMLError as exc:
-                self._events.append((time.monotonic(), f"nvmlShutdown failed: {_text(exc)}"))
+                self._event(time.monotonic(), f"nvmlShutdown failed: {_text(exc)}")
             self._nvml = None
             self._gpus = None
 
@@ -374,3 +587,8 @@ def _str(value: Any) -> str:
 
 def _text(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
+
+
+def _ms(seconds: float) -> str:
+    ms = seconds * 1000.0
+    return f"{ms:.0f} ms" if ms >= 10 else f"{ms:.2g} ms"

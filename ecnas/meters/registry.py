@@ -123,7 +123,11 @@ def create_meters(names: Sequence[str], *, include_psys: bool = False) -> list[M
                              "(pip install 'ecnas[pyrapl]')")
         if entry is None:
             raise InputError(f"meter {name!r}: unknown (known: {', '.join(sorted(known))})")
-        kwargs = {"include_psys": include_psys} if name == "rapl" else {}
+        kwargs: dict[str, object] = {"include_psys": include_psys} if name == "rapl" else {}
+        if name == "nvml":
+            from ecnas.meters.nvml import background_setting
+
+            kwargs["background"] = background_setting()
         out += _build(entry, **kwargs)
     return out
 
@@ -152,12 +156,12 @@ def _cpu_and_gpu(include_psys: bool, with_estimate_status: bool = True,
                  bind: Binder | None = None) -> tuple[list[Meter], list[MeterStatus]]:
     from ecnas.meters.amd import AmdSmiMeter
     from ecnas.meters.estimate import EstimateMeter
-    from ecnas.meters.nvml import NvmlMeter
+    from ecnas.meters.nvml import NvmlMeter, background_setting
     from ecnas.meters.rapl import RaplMeter
 
     chosen: list[Meter] = []
     statuses: list[MeterStatus] = []
-    nvml = NvmlMeter()
+    nvml = NvmlMeter(background=background_setting())  # ECNAS_NVML_BACKGROUND
     s = nvml.status()
     statuses.append(s)
     if s.usable:

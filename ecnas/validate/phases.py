@@ -39,6 +39,10 @@ SYNC_ENERGY_PCT = 10.0  # a window over launched work holds the energy of the bl
 SYNC_SHARE = 0.9  # share of the work's energy in the window that launched it, with sync
 SHORT_WINDOW_POWER_PCT = 25.0  # mean power of windows at the counter's update period
 OVERHEAD_LIMIT_PCT = {5.0: 2.0, 20.0: 0.5, 50.0: 0.5}  # per-step metering, by step length
+# The counter's update period is measured by polling it as fast as NVML answers, so it is
+# known to within one poll only (an H200 in a VM: 4.4 ms a read, 0.10001 s measured for its
+# 0.1 s period): it passes when <= the meter's floor + this many of the probe's poll periods.
+UPDATE_PERIOD_SLACK_POLLS = 1.0
 
 
 @dataclass
@@ -159,13 +163,22 @@ def counter_vs_power(ctx: Context) -> Phase:
         checks.append(skipped(phase, "counter update period", f"gpu:0 has no energy counter "
                                                              f"(read by {gpu.mode})"))
     else:
-        from ecnas.meters.nvml import COUNTER_UPDATE_S
-
-        checks.append(expect_at_most(
-            phase, "counter update period", period["update_period_s"], COUNTER_UPDATE_S, "s",
-            f"{period['changes']} changes in {period['polls']} polls; the meter flags windows "
-            f"shorter than {COUNTER_UPDATE_S:g} s"))
+        checks.append(update_period_check(phase, period))
     return checks, details
+
+
+def update_period_check(phase: str, period: dict[str, Any]) -> Check:
+    """The counter's measured update period against the meter's floor, within the probe's
+    resolution (one poll: see UPDATE_PERIOD_SLACK_POLLS)."""
+    from ecnas.meters.nvml import COUNTER_UPDATE_S
+
+    poll = period["poll_period_s"]
+    limit = COUNTER_UPDATE_S + UPDATE_PERIOD_SLACK_POLLS * poll
+    return expect_at_most(
+        phase, "counter update period", period["update_period_s"], limit, "s",
+        f"{period['changes']} changes in {period['polls']} polls; resolution one poll "
+        f"({poll * 1000:.2g} ms), so up to {COUNTER_UPDATE_S:g} s + one poll passes; the "
+        f"meter flags windows shorter than {COUNTER_UPDATE_S:g} s")
 
 
 def window_semantics(ctx: Context) -> Phase:
@@ -259,7 +272,16 @@ def overhead(ctx: Context) -> Phase:
     checks: list[Check] = []
     details: dict[str, Any] = {}
     with Monitor() as mon:
-        details["meters"] = [s.meter for s in mon.statuses()]
+        statuses = mon.statuses()
+        details["meters"] = [s.meter for s in statuses]
+        # how the NVML meter reads here (at the edges, or from its background sampler, and
+        # how long a read takes): the overhead below depends on it
+        nvml = next((s for s in statuses if s.meter == "nvml"), None)
+        details["nvml_reading"] = nvml.reason if nvml is not None else None
+        checks.append(info(phase, "how the NVML meter reads",
+                           "background sampler" if "in the background" in (
+                               details["nvml_reading"] or "") else "at window edges",
+                           note=details["nvml_reading"] or "no NVML meter among the defaults"))
         for ms in ctx.plan.loop_steps_ms:
             step = ctx.load.training_step(ms)
             n = max(3, round(ctx.plan.loop_block_s * 1000.0 / ms))

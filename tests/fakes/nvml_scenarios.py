@@ -159,9 +159,141 @@ def calibrate_steady_board(*boards: str) -> dict[str, Any]:
     return d
 
 
+# -- slow NVML (FAKE_NVML_DELAY_US): the background sampler ----------------------------------
+
+_BACKGROUND = {"auto": None, "on": True, "off": False}
+
+
+def _calls() -> tuple[int, int]:
+    """NVML reads logged by the stand-in so far: (by this thread, by any other thread)."""
+    path = os.environ["FAKE_NVML_CALLS"]
+    me = str(threading.get_native_id())
+    try:
+        with open(path) as fh:
+            tids = [line.split()[0] for line in fh if line.strip()]
+    except FileNotFoundError:
+        return 0, 0
+    mine = sum(t == me for t in tids)
+    return mine, len(tids) - mine
+
+
+def _threads() -> list[str]:
+    return sorted(t.name for t in threading.enumerate() if t.name.startswith("ecnas-nvml"))
+
+
+def slow_counter(background: str, windows: str = "20", long_s: str = "0.5") -> dict[str, Any]:
+    """Empty windows back to back, then one long window, on a counter whose reads take
+    FAKE_NVML_DELAY_US: how many NVML reads the windows' edges made on this thread."""
+    meter = NvmlMeter(background=_BACKGROUND[background])
+    meter_status = meter.status().to_dict()
+    with Monitor([meter], use_profiles=False) as mon:
+        out: dict[str, Any] = {"sampling": meter.sampling, "threads": _threads()}
+        mine0, other0 = _calls()
+        late0 = meter._late_reads
+        for _ in range(int(windows)):
+            mon.begin("w")
+            mon.end("w")
+        mine1, _ = _calls()
+        out["edge_calls"] = mine1 - mine0
+        out["late_reads"] = meter._late_reads - late0
+        mon.begin("long")
+        time.sleep(float(long_s))
+        rep = mon.end("long")
+        out["other_calls"] = _calls()[1] - other0
+    out["status"] = meter_status
+    out["report"] = rep.to_dict()
+    out["threads_after_close"] = _threads()
+    return out
+
+
+def _until(meter: NvmlMeter, joules: float) -> None:
+    """Wait (without calling NVML: reads return the sampler's newest) until gpu:0 reads
+    ``joules``."""
+    deadline = time.monotonic() + 10.0
+    while meter.read().energy_j["gpu:0"] != joules:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the sampler never published {joules} J")
+        time.sleep(0.005)
+
+
+def slow_counter_goes_back() -> dict[str, Any]:
+    """A driver reload while the sampler reads: 5000 → 9000 → 1000 (restarted) → 1500 mJ."""
+    meter = NvmlMeter()
+    with Monitor([meter], use_profiles=False) as mon:
+        sampling = meter.sampling
+        mon.begin("w")
+        for mj, total in ((9000, 4.0), (1000, 5.0), (1500, 5.5)):
+            write_state(_state(), [FakeGpu("GPU-aaa", energy_mj=mj)])
+            _until(meter, total)
+        time.sleep(0.1)  # more sampler passes over the restarted counter: counted once still
+        d = mon.end("w").to_dict()
+    d["sampling"] = sampling
+    return d
+
+
+def slow_counter_sampler_dies() -> dict[str, Any]:
+    """The sampler stops mid-window (as if it died): the end edge reads NVML itself."""
+    meter = NvmlMeter()
+    with Monitor([meter], use_profiles=False) as mon:
+        sampling = meter.sampling
+        mon.begin("w")
+        meter._stop_thread()  # the sampler is gone; the meter still thinks it samples
+        write_state(_state(), [FakeGpu("GPU-aaa", energy_mj=7000)])
+        time.sleep(0.3)  # longer than the staleness bound
+        mine0, _ = _calls()
+        d = mon.end("w").to_dict()
+        d["edge_calls"] = _calls()[0] - mine0
+    d["sampling"] = sampling
+    return d
+
+
+def slows_down_after_start() -> dict[str, Any]:
+    """NVML fast when the meter starts, slow (3 ms a read) afterwards: the edges switch."""
+    meter = NvmlMeter()
+    with Monitor([meter], use_profiles=False) as mon:
+        out: dict[str, Any] = {"sampling_at_start": meter.sampling}
+        os.environ["FAKE_NVML_DELAY_US"] = "3000"  # the stand-in reads it at every call
+        mon.begin("w")
+        for _ in range(10):
+            mon.begin("step")
+            mon.end("step")
+        d = mon.end("w").to_dict()
+        out.update(sampling=meter.sampling, threads=_threads(), warnings=d["warnings"],
+                   reason=meter.status().reason)
+    return out
+
+
+def slow_instant_power() -> dict[str, Any]:
+    """Polled instantaneous power with slow reads: sampled by the same thread."""
+    meter = NvmlMeter(poll_interval_s=0.01)
+    with Monitor([meter], use_profiles=False) as mon:
+        mon.begin("w")
+        time.sleep(0.3)
+        d = mon.end("w").to_dict()
+        d.update(sampling=meter.sampling, threads=_threads(), mode=meter.gpus()[0].mode,
+                 reason=meter.status().reason)
+    return d
+
+
+def default_nvml_background() -> dict[str, Any]:
+    """The ``background`` option of the nvml meter the defaults and create_meters build."""
+    from ecnas.errors import InputError
+    from ecnas.meters.registry import create_meters
+
+    try:
+        built = [m for m in default_meters() if isinstance(m, NvmlMeter)]
+        named = create_meters(["nvml"])
+    except InputError as exc:
+        return {"error": str(exc)}
+    return {"default": [m._background for m in built],
+            "named": [m._background for m in named if isinstance(m, NvmlMeter)]}
+
+
 SCENARIOS: dict[str, Callable[..., dict[str, Any]]] = {f.__name__: f for f in (
     counter_two_gpus, short_window, instant_power, power_step, averaged_power,
-    error_mid_window, uuids_and_indices, status, mig_refused, calibrate_steady_board)}
+    error_mid_window, uuids_and_indices, status, mig_refused, calibrate_steady_board,
+    slow_counter, slow_counter_goes_back, slow_counter_sampler_dies, slows_down_after_start,
+    slow_instant_power, default_nvml_background)}
 
 
 def main(argv: list[str]) -> int:

@@ -14,11 +14,20 @@
  * energy-mJ + gain x power-mW x (seconds since the Unix time t0, rounded down to the update
  * period). gain 1 makes the counter agree with the power readings; any other value makes them
  * disagree by that factor.
+ *
+ * Slow NVML (as in some VMs, where a counter read takes milliseconds): $FAKE_NVML_DELAY_US
+ * makes every energy and power read take that long, half before and half after the moment it
+ * reads (so the value is the one at the call's midpoint). Counting: with $FAKE_NVML_CALLS
+ * naming a file, each of those reads appends "<thread id> <call>" to it, so a test can tell
+ * which thread read NVML.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <sys/syscall.h>
 
 #define OK 0
 #define ERR_INVALID_ARGUMENT 2
@@ -56,6 +65,30 @@ typedef struct {
 } field_t;
 
 static dev_t_ devs[MAX_DEV];
+
+/* Half of $FAKE_NVML_DELAY_US (a slow driver), then, once per read, a line in $FAKE_NVML_CALLS. */
+static void half_delay(void) {
+    const char *delay = getenv("FAKE_NVML_DELAY_US");
+    long us = delay ? atol(delay) : 0;
+    if (us <= 0) return;
+    struct timespec ts = {(us / 2) / 1000000, ((us / 2) % 1000000) * 1000L};
+    while (nanosleep(&ts, &ts) != 0) {}
+}
+
+static void count_call(const char *what) {
+    const char *path = getenv("FAKE_NVML_CALLS");
+    if (!path) return;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0644);
+    if (fd < 0) return;
+    char line[96];
+    int n = snprintf(line, sizeof line, "%ld %s\n", (long)syscall(SYS_gettid), what);
+    if (write(fd, line, (size_t)n) != n) { /* a test will see the count missing */ }
+    close(fd);
+}
+
+/* Wraps one read: the delay's first half, the read, the second half, then the count. */
+#define SLOW_READ(what, expr) do { half_delay(); int rc_ = (expr); half_delay(); \
+    count_call(what); return rc_; } while (0)
 
 static int load(void) {
     const char *path = getenv("FAKE_NVML_STATE");
@@ -149,7 +182,7 @@ int nvmlDeviceGetPciInfo_v3(void *handle, pci_t *pci) {
     return OK;
 }
 
-int nvmlDeviceGetTotalEnergyConsumption(void *handle, unsigned long long *mj) {
+static int energy(void *handle, unsigned long long *mj) {
     int err; dev_t_ *d = get(handle, &err); if (!d) return err;
     if (!(d->flags & 1)) return ERR_NOT_SUPPORTED;
     if (d->flags & 4) return ERR_UNKNOWN;
@@ -179,14 +212,14 @@ int nvmlSystemGetNVMLVersion(char *version, unsigned length) {
 int nvmlSystemGetCudaDriverVersion(int *version) { *version = 12080; return OK; }
 int nvmlSystemGetCudaDriverVersion_v2(int *version) { *version = 12080; return OK; }
 
-int nvmlDeviceGetPowerUsage(void *handle, unsigned *mw) {
+static int power(void *handle, unsigned *mw) {
     int err; dev_t_ *d = get(handle, &err); if (!d) return err;
     if (d->flags & 8) return ERR_UNKNOWN;
     *mw = d->power_mw;
     return OK;
 }
 
-int nvmlDeviceGetFieldValues(void *handle, int count, field_t *values) {
+static int fields(void *handle, int count, field_t *values) {
     int err; dev_t_ *d = get(handle, &err); if (!d) return err;
     for (int i = 0; i < count; i++) {
         field_t *v = &values[i];
@@ -201,4 +234,16 @@ int nvmlDeviceGetFieldValues(void *handle, int count, field_t *values) {
         v->nvmlReturn = OK;
     }
     return OK;
+}
+
+int nvmlDeviceGetTotalEnergyConsumption(void *handle, unsigned long long *mj) {
+    SLOW_READ("energy", energy(handle, mj));
+}
+
+int nvmlDeviceGetPowerUsage(void *handle, unsigned *mw) {
+    SLOW_READ("power", power(handle, mw));
+}
+
+int nvmlDeviceGetFieldValues(void *handle, int count, field_t *values) {
+    SLOW_READ("fields", fields(handle, count, values));
 }
