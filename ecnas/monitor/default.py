@@ -15,7 +15,8 @@ It is held by :data:`_SHARED`, a lock-protected holder and this module's only st
   (``os.register_at_fork``);
 * configuration: the Monitor is re-discovered when ``ECNAS_SYSFS_ROOT``,
   ``CUDA_VISIBLE_DEVICES``, ``CUDA_DEVICE_ORDER``, ``HIP_VISIBLE_DEVICES``,
-  ``ROCR_VISIBLE_DEVICES`` or ``ECNAS_PROFILE_PATH`` changed since it started; :func:`refresh` forces it for anything else
+  ``ROCR_VISIBLE_DEVICES``, ``ECNAS_PROFILE_PATH`` or ``ECNAS_NVML_BACKGROUND`` changed since
+  it started; :func:`refresh` forces it for anything else
   (a GPU added, a profile file edited). A replaced Monitor is closed when its last open
   window ends.
 
@@ -41,7 +42,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: Environment variables that change what the default Monitor reads or how it calibrates.
 WATCHED_ENV = ("ECNAS_SYSFS_ROOT", "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER",
-               "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "ECNAS_PROFILE_PATH")
+               "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "ECNAS_PROFILE_PATH",
+               "ECNAS_NVML_BACKGROUND")
 
 
 def _env_reader() -> Callable[[], tuple[object, ...]]:
