@@ -45,6 +45,8 @@ class EstimateMeter(Meter):
         self._lock = threading.Lock()
         self._last_cpu_s = 0.0
         self._tick_s = 1.0 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
+        self._kids: list[int] = []  # the live descendants found by the last scan
+        self._scanned_t = -1.0  # when (monotonic s); see cpu_seconds
 
     # -- power per core --------------------------------------------------------------------
     def per_core(self) -> tuple[float, str, str | None]:
@@ -92,22 +94,32 @@ class EstimateMeter(Meter):
     def domains(self) -> tuple[str, ...]:
         return (DOMAIN,)
 
-    def cpu_seconds(self) -> float:
-        """User + system seconds of the process tree so far."""
+    def cpu_seconds(self, now: float | None = None) -> float:
+        """User + system seconds of the process tree so far.
+
+        The tree is walked again at most once per clock tick (``now``: monotonic s; None walks
+        it now). The walk reads a ``children`` file per thread, and a process with torch
+        loaded has a thread per core: on a 16-core GPU machine that is dozens of system calls
+        at every window edge. CPU times only advance in ticks, so a descendant found up to a
+        tick later is still counted whole (its times are cumulative), in the window that
+        finds it: within the meter's resolution."""
         if self.pid == os.getpid():
             t = os.times()
             total = t.user + t.system + t.children_user + t.children_system
         else:
             total = _stat_seconds(self.pid, self._tick_s)
-        for child in _descendants(self.pid):
+        if now is None or now - self._scanned_t >= self._tick_s:
+            self._kids = _descendants(self.pid)
+            self._scanned_t = time.monotonic() if now is None else now
+        for child in self._kids:
             total += _stat_seconds(child, self._tick_s)
         return total
 
     def read(self) -> Reading:
         watts = self.per_core()[0]
         now = time.monotonic()
-        cpu_s = self.cpu_seconds()
         with self._lock:
+            cpu_s = self.cpu_seconds(now)
             # A descendant that leaves the tree (daemonized) takes its time with it; never
             # let the cumulative count run backwards.
             cpu_s = max(cpu_s, self._last_cpu_s)
