@@ -19,7 +19,15 @@ import threading
 import time
 from pathlib import Path
 
-from ecnas.meters.base import DeviceInfo, DomainProfile, Meter, MeterStatus, Reading, Status
+from ecnas.meters.base import (
+    DeviceInfo,
+    DomainProfile,
+    Meter,
+    MeterStatus,
+    Reading,
+    Status,
+    _reading,
+)
 from ecnas.meters.cpuinfo import cpu_model
 
 #: Watts of one fully busy core when no profile says otherwise: a server core draws about
@@ -124,7 +132,7 @@ class EstimateMeter(Meter):
             # let the cumulative count run backwards.
             cpu_s = max(cpu_s, self._last_cpu_s)
             self._last_cpu_s = cpu_s
-        return Reading(now, {DOMAIN: cpu_s * watts})
+        return _reading((now, {DOMAIN: cpu_s * watts}))
 
     def min_window_s(self, domain: str) -> float:
         return self._tick_s  # CPU times advance in clock ticks

@@ -24,7 +24,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from ecnas.meters.base import DeviceInfo, Meter, MeterStatus, Reading, Status
+from ecnas.meters.base import DeviceInfo, Meter, MeterStatus, Reading, Status, _reading
 from ecnas.meters.cpuinfo import cpu_models, sysfs_root
 
 #: Highest plausible power of one RAPL zone (W). It paces the wrap guard and tells a wrap
@@ -52,7 +52,7 @@ class Zone:
 
     __slots__ = ("domain", "path", "name", "mmio", "range_uj", "fd", "base_uj", "last_uj",
                  "last_t", "offset_uj", "wraps", "resets", "dead", "started", "checked_t",
-                 "ceiling_uj")
+                 "ceiling_uj", "shift_uj")
 
     def __init__(self, domain: str, path: Path, name: str, mmio: bool, range_uj: int) -> None:
         self.domain = domain
@@ -73,6 +73,7 @@ class Zone:
         # range_uj once started and while alive, else -1: the read's fast path checks this
         # one number instead of started, dead and the range
         self.ceiling_uj = -1
+        self.shift_uj = 0  # offset_uj - base_uj, kept in step: the read adds the counter to it
 
     @property
     def cumulative_uj(self) -> int:
@@ -317,6 +318,7 @@ class RaplMeter(Meter):
             return
         if not z.started:
             z.base_uj = z.last_uj = raw
+            z.shift_uj = z.offset_uj - raw
             z.last_t = now
             z.started = True
             z.ceiling_uj = z.range_uj
@@ -327,9 +329,11 @@ class RaplMeter(Meter):
             budget_uj = self.max_power_w * 1e6 * (1.5 * (now - z.last_t) + 0.01)
             if wrapped_uj <= budget_uj:
                 z.offset_uj += z.range_uj
+                z.shift_uj += z.range_uj
                 z.wraps += 1
             else:
                 z.offset_uj += z.last_uj  # keep what was counted; the counter restarted at 0
+                z.shift_uj += z.last_uj
                 z.resets += 1
                 self._events.append((now, f"{z.domain}: counter reset detected "
                                           f"({z.last_uj} -> {raw} µJ); counting on from 0"))
@@ -362,9 +366,10 @@ class RaplMeter(Meter):
                     z.last_t = now
                 else:
                     self._sample(z, now, raw if raw >= 0 else None)
-                joules = (z.offset_uj + z.last_uj - z.base_uj) * 1e-6
+                    raw = z.last_uj
+                joules = (z.shift_uj + raw) * 1e-6
                 out[z.domain] = out.get(z.domain, 0.0) + joules if summed else joules
-        return Reading(now, out)
+        return _reading((now, out))
 
     def min_window_s(self, domain: str) -> float:
         return 0.001  # RAPL counters update about every millisecond

@@ -96,13 +96,18 @@ class Attached:
     """One meter a started Monitor reads: its status, the domains it reports in windows (a
     domain two meters read is counted once, from the first), and their facts."""
 
-    __slots__ = ("meter", "status", "facts", "has_events")
+    __slots__ = ("meter", "status", "facts", "has_events", "floor_s", "short_head")
 
     def __init__(self, meter: Meter, status: MeterStatus, facts: tuple[DomainFacts, ...]) -> None:
         self.meter = meter
         self.status = status
         self.facts = facts
         self.has_events = type(meter).events is not Meter.events  # the base reports none
+        # One update period for all its domains (the usual case): a window shorter than it
+        # gets one warning naming them all (the plain report's path), not one per domain.
+        floors = {f.floor_s for f in facts}
+        self.floor_s = floors.pop() if len(floors) == 1 else None
+        self.short_head = ", ".join(f.domain for f in facts) + ": "
 
 
 class Session:
@@ -450,6 +455,11 @@ def _plain_report(session: Session, name: str, start: Snapshot,
             if events:
                 warnings += events
         e0, e1 = r0.energy_j, r1.energy_j
+        note = ""  # what a window shorter than this meter's update period says
+        if a.floor_s is not None and duration < a.floor_s:
+            shown = shown or f"{duration:.4f}"
+            note = f"window {shown}{a.facts[0].short_note}"
+            warnings.append(a.short_head + note)
         for f in a.facts:
             d = f.domain
             if d not in e0 or d not in e1:
@@ -457,10 +467,14 @@ def _plain_report(session: Session, name: str, start: Snapshot,
             raw = e1[d] - e0[d]
             if raw - raw != 0.0:  # inf or NaN (math.isfinite, without the call)
                 warnings.append(f"{d}: non-finite energy from {f.meter}")
-            if duration >= f.floor_s:
+            if note:
+                domains[d] = _domain_energy((d, f.component, raw, raw, f.meter, f.status,
+                                             f"{f.reason}; {note}" if f.reason else note,
+                                             f.profile_id, False, None, True))
+            elif duration >= f.floor_s:
                 domains[d] = _domain_energy((d, f.component, raw, raw, f.meter, f.status,
                                              f.reason, f.profile_id, False, None, False))
-            else:
+            else:  # domains of one meter with different update periods
                 shown = shown or f"{duration:.4f}"
                 msg = f"{d}: window {shown}{f.short_note}"
                 warnings.append(msg)
