@@ -93,7 +93,37 @@ def _zeus_window(tree: Path) -> Callable[[], None]:
         zm.end_window("w", sync_execution=False)
 
     window()  # Zeus starts its wrap-around pollers on the first read
+    _wait_for_quiet_children()
     return window
+
+
+def _wait_for_quiet_children(timeout_s: float = 60.0) -> None:
+    """Zeus's wrap-around pollers are processes started with ``spawn``: each is a new
+    interpreter importing Zeus, seconds of CPU on every core here, and then a read per second.
+    Timing anything while they start would charge their start-up to whatever runs then (ours
+    included), so wait until this process's children have used under 10 ms of CPU in 0.5 s."""
+    import psutil
+
+    me = psutil.Process()
+
+    def cpu() -> float:
+        total = 0.0
+        for child in me.children(recursive=True):
+            try:
+                t = child.cpu_times()
+            except psutil.Error:
+                continue
+            total += t.user + t.system
+        return total
+
+    deadline = time.monotonic() + timeout_s
+    last = cpu()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = cpu()
+        if now - last < 0.01:
+            return
+        last = now
 
 
 def _codecarbon_run(offline: bool = False) -> Callable[[], None]:
@@ -170,18 +200,21 @@ def test_side_by_side(benchmark, tree: Path) -> None:
         "fresh_measure": (fresh_measure, 500), "monitor_window": (window, 500)}
     skipped: dict[str, str] = {}
     for name, make, n in (("zeus_window", lambda: _zeus_window(tree), 200),
-                          ("codecarbon_start_stop", _codecarbon_run, 1),
-                          ("codecarbon_offline_start_stop", lambda: _codecarbon_run(True), 1)):
+                          ("codecarbon_start_stop", _codecarbon_run, 3),
+                          ("codecarbon_offline_start_stop", lambda: _codecarbon_run(True), 3)):
         try:
             candidates[name] = (make(), n)
         except pytest.skip.Exception as exc:
             skipped[name] = str(exc)
     rounds = 3 if QUICK else 9
     times: dict[str, list[float]] = {k: [] for k in candidates}
+    round_medians: dict[str, list[float]] = {k: [] for k in candidates}
     try:
         def one_round() -> None:
             for name, (fn, n) in candidates.items():
-                times[name] += _per_call_s(fn, n)
+                calls = _per_call_s(fn, n)
+                times[name] += calls
+                round_medians[name].append(statistics.median(calls))
 
         benchmark.pedantic(one_round, rounds=rounds, iterations=1)
     finally:
@@ -197,6 +230,19 @@ def test_side_by_side(benchmark, tree: Path) -> None:
     if "codecarbon_start_stop" in med:
         info["codecarbon_over_fresh"] = med["codecarbon_start_stop"] / fresh
         info["codecarbon_offline_over_fresh"] = med["codecarbon_offline_start_stop"] / fresh
+    # The best round of each: this machine is a VM whose neighbours slow every tool in
+    # bursts, and a round's median taken in a quiet stretch is the least disturbed figure.
+    # Every tool gets the same treatment; the pooled medians above are kept beside.
+    best = {k: min(v) for k, v in round_medians.items()}
+    for k, v in best.items():
+        info[f"{k}_best_round_us"] = v * 1e6
+    if "zeus_window" in best:
+        info["zeus_over_fresh_best_round"] = best["zeus_window"] / best["fresh_measure"]
+    if "codecarbon_start_stop" in best:
+        info["codecarbon_over_fresh_best_round"] = (best["codecarbon_start_stop"]
+                                                    / best["fresh_measure"])
+        info["codecarbon_offline_over_fresh_best_round"] = (
+            best["codecarbon_offline_start_stop"] / best["fresh_measure"])
     info["skipped"] = skipped
     shown = {k: round(v, 2) for k, v in info.items() if k != "skipped"}
     print(f"\nside by side (medians over {rounds} interleaved rounds): {shown}", skipped or "")

@@ -155,6 +155,10 @@ class measure:  # lower-case: used like a function, ``with measure():`` / ``@mea
     ``use_profiles=False`` ask for a Monitor of their own (built and closed per window).
     """
 
+    # Slots: a measure() is built for every window of ``with measure():``.
+    __slots__ = ("name", "_idle_subtract", "_sync_cuda", "_own", "_meters", "_kwargs",
+                 "report", "monitor", "_stack")
+
     def __init__(self, name: str = "measure", meters: Sequence[Meter] | None = None, *,
                  idle_subtract: bool = False, profile_paths: Sequence[str | Path] = (),
                  sync_cuda: bool = True, use_profiles: bool = True) -> None:
@@ -201,11 +205,22 @@ class measure:  # lower-case: used like a function, ``with measure():`` / ``@mea
         return self
 
     def __exit__(self, *exc: object) -> None:
-        monitor, start = self._stack.pop()
+        stack = self._stack
+        monitor, start = stack.pop()
         try:
-            self.report = self._close(monitor, start)
+            if self._own:
+                self.report = self._close(monitor, start)
+            else:  # _close for the shared Monitor, inlined: this is every window's end
+                try:
+                    self.report = monitor.report(self.name, start,
+                                                 monitor.snapshot(self._sync_cuda),
+                                                 idle_subtract=self._idle_subtract)
+                finally:
+                    monitor._users.pop()  # Monitor._leave_use
+                    if monitor._retired:
+                        monitor._close_if_idle()
         finally:
-            self.monitor = self._stack[-1][0] if self._stack else None
+            self.monitor = stack[-1][0] if stack else None
 
     def peek(self) -> EnergyReport:
         """The report of the innermost open window until now; the window stays open."""
