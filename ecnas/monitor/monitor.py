@@ -33,14 +33,11 @@ from ecnas.meters.base import (
 from ecnas.monitor.report import (
     ComponentName,
     DomainEnergy,
+    DomainMap,
     DomainStatus,
     EnergyReport,
     total_joules,
 )
-
-#: ``DomainEnergy`` from a tuple of all its fields, at C speed (its ``__new__`` is Python code
-#: taking eleven arguments; the plain report builds one per domain per window)
-_domain_energy = functools.partial(tuple.__new__, DomainEnergy)
 
 
 class Snapshot(NamedTuple):
@@ -441,11 +438,13 @@ def _plain_report(session: Session, name: str, start: Snapshot,
                   stop: Snapshot) -> EnergyReport | None:
     """The report of a window of a session with no calibrated domain and nothing to subtract
     (every window of most machines): what :meth:`Monitor.report` computes, with what does
-    not change between windows taken from the session. None when a domain has no reading at
-    an edge (the general path says which)."""
+    not change between windows taken from the session, and the per-domain entries built
+    when first read (:class:`DomainMap`). None when a domain has no reading at an edge (the
+    general path says which)."""
     duration = stop.timestamp - start.timestamp
-    domains: dict[str, DomainEnergy] = {}
     warnings: list[str] = []
+    raws: list[float] = []
+    notes: list[str] = []
     total: list[float] = []
     counted = session.counted
     shown = ""  # the duration as short-window notes show it, formatted once
@@ -460,35 +459,52 @@ def _plain_report(session: Session, name: str, start: Snapshot,
             shown = shown or f"{duration:.4f}"
             note = f"window {shown}{a.facts[0].short_note}"
             warnings.append(a.short_head + note)
+        notes.append(note)
         for f in a.facts:
             d = f.domain
-            if d not in e0 or d not in e1:
+            try:
+                raw = e1[d] - e0[d]
+            except KeyError:
                 return None
-            raw = e1[d] - e0[d]
+            raws.append(raw)
             if raw - raw != 0.0:  # inf or NaN (math.isfinite, without the call)
                 warnings.append(f"{d}: non-finite energy from {f.meter}")
-            if note:
-                domains[d] = _domain_energy((d, f.component, raw, raw, f.meter, f.status,
-                                             f"{f.reason}; {note}" if f.reason else note,
-                                             f.profile_id, False, None, True))
-            elif duration >= f.floor_s:
-                domains[d] = _domain_energy((d, f.component, raw, raw, f.meter, f.status,
-                                             f.reason, f.profile_id, False, None, False))
-            else:  # domains of one meter with different update periods
+            if a.floor_s is None and duration < f.floor_s:  # domains of unequal periods
                 shown = shown or f"{duration:.4f}"
-                msg = f"{d}: window {shown}{f.short_note}"
-                warnings.append(msg)
-                domains[d] = _domain_energy((d, f.component, raw, raw, f.meter, f.status,
-                                             f"{f.reason}; {msg}" if f.reason else msg,
-                                             f.profile_id, False, None, True))
+                warnings.append(f"{d}: window {shown}{f.short_note}")
             if d in counted:
                 total.append(raw)
     if session.fixed_warnings:
         warnings += session.fixed_warnings
     return EnergyReport.of(
-        name, duration, math.fsum(total), domains, session.estimated, session.reasons,
-        session.names, tuple(dict.fromkeys(warnings)) if warnings else (), None,
-        start.timestamp, stop.timestamp)
+        name, duration, math.fsum(total),
+        DomainMap(_plain_domains, session.attached, raws, notes, duration), session.estimated,
+        session.reasons, session.names, tuple(dict.fromkeys(warnings)) if warnings else (),
+        None, start.timestamp, stop.timestamp)
+
+
+def _plain_domains(attached: list[Attached], raws: list[float], notes: list[str],
+                   duration: float) -> dict[str, DomainEnergy]:
+    """The per-domain entries of a plain report (see :func:`_plain_report`)."""
+    out: dict[str, DomainEnergy] = {}
+    k = 0
+    for a, note in zip(attached, notes, strict=True):
+        for f in a.facts:
+            raw = raws[k]
+            k += 1
+            if note:
+                out[f.domain] = DomainEnergy(f.domain, f.component, raw, raw, f.meter,
+                                             f.status, f"{f.reason}; {note}" if f.reason
+                                             else note, f.profile_id, False, None, True)
+            elif duration >= f.floor_s:
+                out[f.domain] = DomainEnergy(f.domain, f.component, raw, raw, f.meter,
+                                             f.status, f.reason, f.profile_id)
+            else:  # domains of one meter with unequal update periods
+                msg = f"{f.domain}: window {duration:.4f}{f.short_note}"
+                out[f.domain] = DomainEnergy(f.domain, f.component, raw, raw, f.meter,
+                                             f.status, f"{f.reason}; {msg}" if f.reason
+                                             else msg, f.profile_id, False, None, True)
+    return out
 
 
 def _domain(f: DomainFacts, raw: float, duration: float, subtract: bool,

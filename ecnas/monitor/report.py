@@ -8,7 +8,7 @@ subtraction are recorded beside the raw joules, never folded in silently.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -63,6 +63,56 @@ class DomainEnergy(NamedTuple):
         }
 
 
+class DomainMap(Mapping[str, DomainEnergy]):
+    """A report's domains, built on first use from what the window read.
+
+    A window's total, warnings and flags are computed when it ends; its per-domain entries
+    (one :class:`DomainEnergy` each) only when something reads them: most windows of a
+    training loop are asked for their total alone. Read-only, like the dict it stands for;
+    it pickles and copies as that dict.
+    """
+
+    __slots__ = ("_build", "_args", "_dict")
+
+    def __init__(self, build: Callable[..., dict[str, DomainEnergy]], *args: Any) -> None:
+        self._build: Callable[..., dict[str, DomainEnergy]] | None = build
+        self._args: tuple[Any, ...] | None = args
+        self._dict: dict[str, DomainEnergy] | None = None
+
+    def _built(self) -> dict[str, DomainEnergy]:
+        d = self._dict
+        if d is None:
+            build, args = self._build, self._args
+            if build is None or args is None:  # another thread built it meanwhile
+                return self._dict  # type: ignore[return-value]
+            d = self._dict = build(*args)
+            self._build = self._args = None
+        return d
+
+    def __getitem__(self, key: str) -> DomainEnergy:
+        return self._built()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._built())
+
+    def __len__(self) -> int:
+        return len(self._built())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._built()
+
+    def __eq__(self, other: object) -> bool:
+        return self._built() == (other._built() if isinstance(other, DomainMap) else other)
+
+    __hash__ = None  # type: ignore[assignment]  # like dict
+
+    def __repr__(self) -> str:
+        return repr(self._built())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (dict, (self._built(),))
+
+
 @dataclass(frozen=True)
 class EnergyReport:
     """Energy of one named window: per domain, in total, and how much of it is estimated.
@@ -74,7 +124,8 @@ class EnergyReport:
     name: str
     duration_s: float
     energy_j: float
-    domains: Mapping[str, DomainEnergy] = field(default_factory=dict)  # a plain dict: picklable
+    # a dict, or a DomainMap built when first read (it pickles and copies as a dict)
+    domains: Mapping[str, DomainEnergy] = field(default_factory=dict)
     estimated: bool = False
     reasons: tuple[str, ...] = ()  # why any part is estimated
     meters: tuple[str, ...] = ()
