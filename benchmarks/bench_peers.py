@@ -8,8 +8,9 @@ Timed on the same two-socket tree (2 packages + 2 DRAM counters, tests/fakes/sys
 * Zeus's ``ZeusMonitor.begin_window`` + ``end_window`` (``pip install 'ecnas[peers]'``), pointed
   at the same tree through ``zeus.device.cpu.rapl.RAPL_DIR`` (Zeus reads
   ``<RAPL_DIR>/intel-rapl:N`` and their ``dram`` subzones), no GPU;
-* CodeCarbon's ``OfflineEmissionsTracker`` ``start()`` + ``stop()`` (its whole-run API: it has
-  no cheaper window); CodeCarbon reads the machine's own counters, not the tree.
+* CodeCarbon's ``EmissionsTracker`` ``start()`` + ``stop()`` three ways: output and logging off,
+  with its defaults (as its README leads with), and ``OfflineEmissionsTracker`` (its whole-run
+  API: it has no cheaper window); CodeCarbon reads the machine's own counters, not the tree.
 
 Run: python3 -m pytest -q benchmarks/bench_peers.py  (ECNAS_BENCH_QUICK=1: fewer rounds)
 A peer that is not installed is skipped with the reason. ``test_side_by_side`` interleaves all
@@ -126,19 +127,32 @@ def _wait_for_quiet_children(timeout_s: float = 60.0) -> None:
         last = now
 
 
-def _codecarbon_run(offline: bool = False) -> Callable[[], None]:
-    """CodeCarbon's tracker, built, started and stopped (``EmissionsTracker``, as its README
-    leads with; ``offline``: ``OfflineEmissionsTracker``, which skips the location lookup)."""
+def _codecarbon_run(offline: bool = False, defaults: bool = False) -> Callable[[], None]:
+    """CodeCarbon's tracker, built, started and stopped: ``EmissionsTracker`` with its file
+    output and info logging off (the cheapest way to run it); ``defaults``: as its README
+    leads with, ``EmissionsTracker()`` writing ``emissions.csv`` (into a temporary folder) and
+    logging at info level (into memory, not the terminal); ``offline``:
+    ``OfflineEmissionsTracker``, which skips the location lookup, output and logging off."""
     cc = pytest.importorskip("codecarbon",
                              reason="CodeCarbon not installed (pip install 'ecnas[peers]')")
+    import io
     import logging
 
-    logging.getLogger("codecarbon").setLevel(logging.ERROR)
+    out = tempfile.mkdtemp(prefix="ecnas-bench-codecarbon-")
+    atexit.register(shutil.rmtree, out, True)
+    log = logging.getLogger("codecarbon")
 
     def run() -> None:
-        tracker = (cc.OfflineEmissionsTracker(country_iso_code="USA", save_to_file=False,
-                                              log_level="error") if offline else
-                   cc.EmissionsTracker(save_to_file=False, log_level="error"))
+        if defaults:
+            tracker = cc.EmissionsTracker(output_dir=out)
+            for handler in log.handlers:  # its own stderr handler, set up by the tracker
+                if isinstance(handler, logging.StreamHandler):
+                    handler.setStream(io.StringIO())
+        elif offline:
+            tracker = cc.OfflineEmissionsTracker(country_iso_code="USA", save_to_file=False,
+                                                 log_level="error")
+        else:
+            tracker = cc.EmissionsTracker(save_to_file=False, log_level="error")
         tracker.start()
         tracker.stop()
 
@@ -173,9 +187,10 @@ def test_zeus_window(benchmark, tree: Path) -> None:
     _us(benchmark)
 
 
-@pytest.mark.parametrize("offline", [False, True], ids=["tracker", "offline"])
-def test_codecarbon_start_stop(benchmark, offline: bool) -> None:
-    run = _codecarbon_run(offline)
+@pytest.mark.parametrize("offline,defaults", [(False, False), (False, True), (True, False)],
+                         ids=["tracker", "defaults", "offline"])
+def test_codecarbon_start_stop(benchmark, offline: bool, defaults: bool) -> None:
+    run = _codecarbon_run(offline, defaults)
     benchmark.pedantic(run, rounds=2 if QUICK else 5, iterations=1)
     _us(benchmark)
 
@@ -201,6 +216,8 @@ def test_side_by_side(benchmark, tree: Path) -> None:
     skipped: dict[str, str] = {}
     for name, make, n in (("zeus_window", lambda: _zeus_window(tree), 200),
                           ("codecarbon_start_stop", _codecarbon_run, 3),
+                          ("codecarbon_defaults_start_stop",
+                           lambda: _codecarbon_run(defaults=True), 3),
                           ("codecarbon_offline_start_stop", lambda: _codecarbon_run(True), 3)):
         try:
             candidates[name] = (make(), n)
@@ -229,6 +246,7 @@ def test_side_by_side(benchmark, tree: Path) -> None:
         info["zeus_over_fresh"] = med["zeus_window"] / fresh
     if "codecarbon_start_stop" in med:
         info["codecarbon_over_fresh"] = med["codecarbon_start_stop"] / fresh
+        info["codecarbon_defaults_over_fresh"] = med["codecarbon_defaults_start_stop"] / fresh
         info["codecarbon_offline_over_fresh"] = med["codecarbon_offline_start_stop"] / fresh
     # The best round of each: this machine is a VM whose neighbours slow every tool in
     # bursts, and a round's median taken in a quiet stretch is the least disturbed figure.
@@ -241,6 +259,8 @@ def test_side_by_side(benchmark, tree: Path) -> None:
     if "codecarbon_start_stop" in best:
         info["codecarbon_over_fresh_best_round"] = (best["codecarbon_start_stop"]
                                                     / best["fresh_measure"])
+        info["codecarbon_defaults_over_fresh_best_round"] = (
+            best["codecarbon_defaults_start_stop"] / best["fresh_measure"])
         info["codecarbon_offline_over_fresh_best_round"] = (
             best["codecarbon_offline_start_stop"] / best["fresh_measure"])
     info["skipped"] = skipped

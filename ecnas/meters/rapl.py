@@ -51,7 +51,7 @@ class Zone:
     """
 
     __slots__ = ("domain", "path", "name", "mmio", "range_uj", "fd", "base_uj", "last_uj",
-                 "last_t", "offset_uj", "wraps", "resets", "dead", "started", "checked_t",
+                 "offset_uj", "wraps", "resets", "dead", "started", "checked_t",
                  "ceiling_uj", "shift_uj")
 
     def __init__(self, domain: str, path: Path, name: str, mmio: bool, range_uj: int) -> None:
@@ -63,7 +63,6 @@ class Zone:
         self.fd = -1
         self.base_uj = 0
         self.last_uj = 0
-        self.last_t = 0.0
         self.offset_uj = 0  # wraps and resets folded in so far
         self.wraps = 0
         self.resets = 0
@@ -198,6 +197,7 @@ class RaplMeter(Meter):
         self.max_power_w = float(max_power_w)
         self._zones: list[Zone] | None = None
         self._summed = False
+        self._read_t = 0.0  # when read() last read every live zone (monotonic s)
         self._opened = False  # every zone's counter file is open (or marked dead)
         self._notes: list[str] = []
         self._lock = threading.Lock()
@@ -319,14 +319,14 @@ class RaplMeter(Meter):
         if not z.started:
             z.base_uj = z.last_uj = raw
             z.shift_uj = z.offset_uj - raw
-            z.last_t = now
             z.started = True
             z.ceiling_uj = z.range_uj
             return
         if raw < z.last_uj:
             wrapped_uj = z.range_uj - z.last_uj + raw
             # 1.5× and 10 ms of slack: timestamps are taken next to, not at, the counter read.
-            budget_uj = self.max_power_w * 1e6 * (1.5 * (now - z.last_t) + 0.01)
+            # every live zone is read at every read: the previous read is this zone's too
+            budget_uj = self.max_power_w * 1e6 * (1.5 * (now - self._read_t) + 0.01)
             if wrapped_uj <= budget_uj:
                 z.offset_uj += z.range_uj
                 z.shift_uj += z.range_uj
@@ -338,7 +338,6 @@ class RaplMeter(Meter):
                 self._events.append((now, f"{z.domain}: counter reset detected "
                                           f"({z.last_uj} -> {raw} µJ); counting on from 0"))
         z.last_uj = raw
-        z.last_t = now
 
     def read(self) -> Reading:
         zones = self._zones if self._zones is not None else self._scan()
@@ -363,12 +362,12 @@ class RaplMeter(Meter):
                 if raw <= z.ceiling_uj and (raw > last or (
                         raw == last and now - z.checked_t < LINK_CHECK_S)):
                     z.last_uj = raw
-                    z.last_t = now
                 else:
                     self._sample(z, now, raw if raw >= 0 else None)
                     raw = z.last_uj
                 joules = (z.shift_uj + raw) * 1e-6
                 out[z.domain] = out.get(z.domain, 0.0) + joules if summed else joules
+            self._read_t = now
         return _reading((now, out))
 
     def min_window_s(self, domain: str) -> float:
