@@ -363,3 +363,52 @@ def test_report_constructors_build_the_same_immutable_objects() -> None:
     assert EnergyReport.of(*rep_args).to_dict() == EnergyReport(*rep_args).to_dict()
     with pytest.raises(dataclasses.FrozenInstanceError):
         EnergyReport.of(*rep_args).energy_j = 0.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("pause_s", [0.0, 0.003], ids=["short", "long"])
+def test_plain_report_matches_the_general_path(tmp_path: Path, pause_s: float) -> None:
+    """The report of an uncalibrated Monitor takes a fast path (facts worked out at start,
+    domains built when first read); it must say exactly what the general path says."""
+    import time
+
+    tree = FakePowercap(tmp_path / "root")
+    zones = [tree.package(s, dram=True, core=False) for s in (0, 1)]
+    with Monitor([RaplMeter(tree.root)], use_profiles=False) as mon:
+        s0 = mon.snapshot()
+        for k, z in enumerate(zones):
+            z["package"].set((k + 2) * J)
+            z["dram"].set((k + 1) * J // 2)
+        time.sleep(pause_s)  # RAPL's update period is 1 ms: a short window or a long one
+        s1 = mon.snapshot()
+        fast = mon.report("w", s0, s1)
+        session = mon._session
+        assert session is not None and session.plain
+        session.plain = False  # the general path, for the same two snapshots
+        general = mon.report("w", s0, s1)
+    assert type(fast.domains) is not dict and type(general.domains) is dict
+    assert dict(fast.domains) == general.domains and fast == general
+    assert fast.energy_j == pytest.approx(2 + 3 + 0.5 + 1.0)
+    short = pause_s == 0.0
+    assert all(d.short_window is short for d in fast.domains.values())
+    # a short window says so once for the meter, naming its four domains
+    assert sum("shorter than rapl's update period" in w for w in fast.warnings) == int(short)
+
+
+def test_plain_report_matches_the_general_path_with_conflicts_and_an_estimate(
+        tmp_path: Path) -> None:
+    from ecnas.meters.estimate import EstimateMeter
+
+    tree = FakePowercap(tmp_path / "root")
+    zone = tree.package(0, dram=False, core=False)["package"]
+    meters = [RaplMeter(tree.root), RaplMeter(tree.root), EstimateMeter(per_core_w=5.0)]
+    with Monitor(meters, use_profiles=False) as mon:
+        s0 = mon.snapshot()
+        zone.set(4 * J)
+        sum(i * i for i in range(200_000))  # some CPU time for the estimate
+        s1 = mon.snapshot()
+        fast = mon.report("w", s0, s1)
+        mon._session.plain = False  # type: ignore[union-attr]
+        general = mon.report("w", s0, s1)
+    assert fast == general and dict(fast.domains) == general.domains
+    assert fast.estimated and fast.reasons and "counted once" in fast.warnings[0]
+    assert fast.domains["cpu:0/package"].raw_joules == pytest.approx(4.0)

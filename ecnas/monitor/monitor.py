@@ -112,7 +112,7 @@ class Session:
     (dropped as a whole at close)."""
 
     __slots__ = ("attached", "names", "conflicts", "notes", "profiles", "reads", "plain",
-                 "estimated", "reasons", "counted", "fixed_warnings")
+                 "estimated", "reasons", "counted")
 
     def __init__(self, attached: list[Attached], conflicts: list[str], notes: list[str],
                  profiles: dict[str, DomainProfile]) -> None:
@@ -133,7 +133,6 @@ class Session:
         skip = (("cpu", "dram") if any(f.component == "platform" for f in facts)
                 else ("platform",))
         self.counted = frozenset(f.domain for f in facts if f.component not in skip)
-        self.fixed_warnings = self.conflicts + self.notes
 
 
 class Monitor:
@@ -389,7 +388,6 @@ class Monitor:
         reasons: list[str] = []
         warnings: list[str] = list(session.conflicts)
         estimated = False
-        isfinite = math.isfinite
         shown = ""  # the duration as short-window notes show it, formatted once
         for a, r0, r1 in zip(session.attached, start.readings, stop.readings, strict=True):
             if a.has_events:
@@ -397,6 +395,11 @@ class Monitor:
                 if events:
                     warnings += events
             get0, get1 = r0.energy_j.get, r1.energy_j.get
+            note = ""  # what a window shorter than this meter's update period says
+            if a.floor_s is not None and duration < a.floor_s:
+                shown = shown or f"{duration:.4f}"
+                note = f"window {shown}{a.facts[0].short_note}"
+                warnings.append(a.short_head + note)
             for f in a.facts:
                 d = f.domain
                 j0, j1 = get0(d), get1(d)
@@ -406,24 +409,7 @@ class Monitor:
                 if f.estimated:
                     estimated = True
                     reasons.append(f"{f.meter}: {f.reason}")
-                raw = j1 - j0
-                if f.plain and not subtract:
-                    # The usual window: uncalibrated, nothing to subtract (every training
-                    # step; a short one is flagged). The general path is _domain.
-                    if not isfinite(raw):
-                        warnings.append(f"{d}: non-finite energy from {f.meter}")
-                    if duration >= f.floor_s:
-                        domains[d] = DomainEnergy(d, f.component, raw, raw, f.meter, f.status,
-                                                  f.reason, f.profile_id)
-                        continue
-                    shown = shown or f"{duration:.4f}"
-                    msg = f"{d}: window {shown}{f.short_note}"
-                    warnings.append(msg)
-                    domains[d] = DomainEnergy(d, f.component, raw, raw, f.meter, f.status,
-                                              f"{f.reason}; {msg}" if f.reason else msg,
-                                              f.profile_id, False, None, True)
-                else:
-                    domains[d] = _domain(f, raw, duration, subtract, warnings)
+                domains[d] = _domain(f, j1 - j0, duration, subtract, warnings, note)
         if session.notes:
             warnings += session.notes
         net = total_joules(domains, "net_joules") if subtract else None
@@ -442,7 +428,7 @@ def _plain_report(session: Session, name: str, start: Snapshot,
     when first read (:class:`DomainMap`). None when a domain has no reading at an edge (the
     general path says which)."""
     duration = stop.timestamp - start.timestamp
-    warnings: list[str] = []
+    warnings: list[str] = list(session.conflicts) if session.conflicts else []
     raws: list[float] = []
     notes: list[str] = []
     total: list[float] = []
@@ -474,8 +460,8 @@ def _plain_report(session: Session, name: str, start: Snapshot,
                 warnings.append(f"{d}: window {shown}{f.short_note}")
             if d in counted:
                 total.append(raw)
-    if session.fixed_warnings:
-        warnings += session.fixed_warnings
+    if session.notes:
+        warnings += session.notes
     return EnergyReport.of(
         name, duration, math.fsum(total),
         DomainMap(_plain_domains, session.attached, raws, notes, duration), session.estimated,
@@ -500,7 +486,7 @@ def _plain_domains(attached: list[Attached], raws: list[float], notes: list[str]
                 out[f.domain] = DomainEnergy(f.domain, f.component, raw, raw, f.meter,
                                              f.status, f.reason, f.profile_id)
             else:  # domains of one meter with unequal update periods
-                msg = f"{f.domain}: window {duration:.4f}{f.short_note}"
+                msg = f"window {duration:.4f}{f.short_note}"
                 out[f.domain] = DomainEnergy(f.domain, f.component, raw, raw, f.meter,
                                              f.status, f"{f.reason}; {msg}" if f.reason
                                              else msg, f.profile_id, False, None, True)
@@ -508,16 +494,19 @@ def _plain_domains(attached: list[Attached], raws: list[float], notes: list[str]
 
 
 def _domain(f: DomainFacts, raw: float, duration: float, subtract: bool,
-            warnings: list[str]) -> DomainEnergy:
-    """One domain's energy on the general path: calibration, short windows, idle power."""
+            warnings: list[str], short_note: str = "") -> DomainEnergy:
+    """One domain's energy on the general path: calibration, short windows, idle power
+    (``short_note``: what the meter's short window says, already in ``warnings``)."""
     joules, net, note = calibrated_energy(f.calibration, raw, duration, idle_w=f.idle_w,
                                           subtract_idle=subtract, estimated=f.estimated)
     reason = f.reason
     short = duration < f.floor_s
     if short:
-        msg = f"{f.domain}: window {duration:.4f}{f.short_note}"
+        msg = short_note
+        if not msg:  # domains of one meter with unequal update periods: said per domain
+            msg = f"window {duration:.4f}{f.short_note}"
+            warnings.append(f"{f.domain}: {msg}")
         reason = f"{reason}; {msg}" if reason else msg
-        warnings.append(msg)
     if note:
         warnings.append(f"{f.domain}: {note}")
     if not math.isfinite(joules):
