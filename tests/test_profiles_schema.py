@@ -198,3 +198,18 @@ def test_cli_validate_broken_exits_2_with_one_line(tmp_path):
     assert lines == [f"ecnas profile validate: error: {bad}: power.tdp_w: expected a number, "
                      "got 'lots'"]
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="tomllib is in the standard library from 3.11")
+def test_a_source_checkout_run_without_installing_finds_the_packaged_profiles():
+    # ``PYTHONPATH=.`` in a checkout (how the GPU validation first ran on a lent machine):
+    # ecnas.hardware_profiles exists only once installed; the same files are then read from
+    # the checkout's hardware_profiles/ (-S: no site-packages, so no editable install either).
+    root = Path(__file__).resolve().parent.parent
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
+            "from ecnas.profiles.loading import packaged_profiles; "
+            "print(' '.join(sorted(p.id for p in packaged_profiles())))")
+    out = subprocess.run([sys.executable, "-S", "-c", code, str(root)], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == sorted(p.id for p in packaged_profiles())

@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterable, Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from ecnas.errors import InputError
 from ecnas.profiles.model import HardwareProfile
@@ -20,9 +21,21 @@ ENV_VAR = "ECNAS_PROFILE_PATH"
 PACKAGE = "ecnas.hardware_profiles"
 
 
+#: Where the packaged profiles sit in a source checkout (setup.py maps this folder to PACKAGE)
+SOURCE_FOLDER = Path(__file__).resolve().parents[2] / "hardware_profiles"
+
+
 def packaged_profiles() -> list[HardwareProfile]:
-    """The profiles shipped inside the wheel (``hardware_profiles/*.toml``)."""
-    root = resources.files(PACKAGE)
+    """The profiles shipped inside the wheel (``hardware_profiles/*.toml``); in a source
+    checkout run without installing (``PYTHONPATH=.``), the same files from its folder."""
+    try:
+        root: Any = resources.files(PACKAGE)
+    except ModuleNotFoundError:
+        if not SOURCE_FOLDER.is_dir():
+            raise InputError(f"the packaged hardware profiles ({PACKAGE}) are missing: "
+                             "install ecnas (pip install ecnas, or pip install -e . in a "
+                             "checkout)") from None
+        root = SOURCE_FOLDER
     out = []
     for entry in sorted(root.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".toml") and entry.is_file():
