@@ -103,6 +103,14 @@ def test_runs_end_to_end_on_the_stand_in(stand_ins: Path, tmp_path: Path) -> Non
     assert sel["verdict"] == "pass" and sel["value"] == "GPU-bbbb-2222 / GPU-bbbb-2222"
     overhead = [v for k, v in c.items() if k.startswith("overhead: ~")]
     assert len(overhead) == 2 and all(v["verdict"] in ("pass", "fail") for v in overhead)
+    assert all("in the window edges" in v["note"] for v in overhead)
+    blocks = [v for k, v in c.items() if k.startswith("overhead: blocks with and without")]
+    assert len(blocks) == 2 and all(v["verdict"] == "info" and "spread" in v["note"]
+                                    for v in blocks)
+    for key, figures in report["details"]["overhead"].items():
+        if key.endswith("ms"):  # the edges are timed inside the metered blocks
+            assert all(0 < e < m for e, m in zip(figures["edges_s"], figures["metered_s"],
+                                                  strict=True))
     reads = c["overhead: how the NVML meter reads"]  # the stand-in answers fast: at the edges
     assert reads["verdict"] == "info" and reads["value"] == "at window edges"
     assert reads["note"].startswith("gpu:0 NVIDIA H100 80GB HBM3: energy counter")
