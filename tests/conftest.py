@@ -1,4 +1,4 @@
-"""Shared fixtures: the real EC-NAS 5V data, unpacked once per test session."""
+"""Shared fixtures: the real EC-NAS 5V data, unpacked once per test session; the stand-in NVML."""
 
 from __future__ import annotations
 
@@ -34,3 +34,16 @@ def ecnas_5v_results(ecnas_5v_dir: Path) -> dict:
     for path in base.glob("*/*/repeat_1/results.json"):
         out[path.parent.parent.name] = json.loads(path.read_text())
     return out
+
+
+@pytest.fixture(scope="module")
+def stub_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding the stand-in ``libnvidia-ml.so.1`` (tests/fakes/nvml.py), compiled
+    once per test module that asks for it."""
+    from fakes.nvml import build_stub, compiler
+
+    if compiler() is None:
+        pytest.skip("no C compiler to build the stand-in NVML library")
+    d = tmp_path_factory.mktemp("nvml-stub")
+    build_stub(d)
+    return d

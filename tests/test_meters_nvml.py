@@ -13,20 +13,9 @@ from fakes.nvml import (
     INSTANT,
     LOST,
     FakeGpu,
-    build_stub,
-    compiler,
     run_scenario,
     write_state,
 )
-
-
-@pytest.fixture(scope="module")
-def stub_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if compiler() is None:
-        pytest.skip("no C compiler to build the stand-in NVML library")
-    d = tmp_path_factory.mktemp("nvml-stub")
-    build_stub(d)
-    return d
 
 
 @pytest.fixture

@@ -10,7 +10,12 @@ from pathlib import Path
 
 import pytest
 from fakes.env import isolated_cache  # noqa: F401  (autouse: a private ECNAS_CACHE_DIR)
-from fakes.nvml import INSTANT, FakeGpu, build_stub, compiler, run_scenario, write_state
+from fakes.nvml import (
+    INSTANT,
+    FakeGpu,
+    run_scenario,
+    write_state,
+)
 
 from ecnas.errors import InputError
 from ecnas.meters.nvml import BACKGROUND_ENV, background_setting
@@ -18,15 +23,6 @@ from ecnas.meters.nvml import BACKGROUND_ENV, background_setting
 SLOW = "3000"  # µs a read
 WATTS = 250.0
 UPDATE_S = 0.005  # the live counter's update period in these tests
-
-
-@pytest.fixture(scope="module")
-def stub_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if compiler() is None:
-        pytest.skip("no C compiler to build the stand-in NVML library")
-    d = tmp_path_factory.mktemp("nvml-stub")
-    build_stub(d)
-    return d
 
 
 @pytest.fixture

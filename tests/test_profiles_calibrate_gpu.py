@@ -8,16 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fakes.nvml import FakeGpu, build_stub, compiler, run_scenario, write_state
-
-
-@pytest.fixture(scope="module")
-def stub_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if compiler() is None:
-        pytest.skip("no C compiler to build the stand-in NVML library")
-    d = tmp_path_factory.mktemp("nvml-stub-profiles")
-    build_stub(d)
-    return d
+from fakes.nvml import (
+    FakeGpu,
+    run_scenario,
+    write_state,
+)
 
 
 def test_calibrate_gpu_counter_vs_polled_power(stub_dir: Path, tmp_path: Path) -> None:
