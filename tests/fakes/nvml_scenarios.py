@@ -51,16 +51,21 @@ def short_window() -> dict[str, Any]:
         return mon.end("w").to_dict()
 
 
-def instant_power() -> dict[str, Any]:
+def _polled_window(seconds: float) -> dict[str, Any]:
+    """One window of ``seconds`` on a meter polling every 10 ms, and the mode it chose."""
     meter = NvmlMeter(poll_interval_s=0.01)
     mode = meter.gpus()[0].mode
     with Monitor([meter]) as mon:
         mon.begin("w")
-        time.sleep(0.3)
+        time.sleep(seconds)
         rep = mon.end("w")
     d = rep.to_dict()
     d["mode"] = mode
     return d
+
+
+def instant_power() -> dict[str, Any]:
+    return _polled_window(0.3)
 
 
 def power_step() -> dict[str, Any]:
@@ -73,15 +78,7 @@ def power_step() -> dict[str, Any]:
 
 
 def averaged_power() -> dict[str, Any]:
-    meter = NvmlMeter(poll_interval_s=0.01)
-    mode = meter.gpus()[0].mode
-    with Monitor([meter]) as mon:
-        mon.begin("w")
-        time.sleep(0.2)
-        rep = mon.end("w")
-    d = rep.to_dict()
-    d["mode"] = mode
-    return d
+    return _polled_window(0.2)
 
 
 def error_mid_window(flag: str) -> dict[str, Any]:
