@@ -50,9 +50,8 @@ class Zone:
     dataclasses costs milliseconds at import, which in-code metering pays on every start.
     """
 
-    __slots__ = ("domain", "path", "name", "mmio", "range_uj", "fd", "base_uj", "last_uj",
-                 "offset_uj", "wraps", "resets", "dead", "started", "checked_t",
-                 "ceiling_uj", "shift_uj")
+    __slots__ = ("domain", "path", "name", "mmio", "range_uj", "fd", "last_uj", "shift_uj",
+                 "wraps", "resets", "dead", "started", "checked_t", "ceiling_uj")
 
     def __init__(self, domain: str, path: Path, name: str, mmio: bool, range_uj: int) -> None:
         self.domain = domain
@@ -61,22 +60,18 @@ class Zone:
         self.mmio = mmio
         self.range_uj = range_uj
         self.fd = -1
-        self.base_uj = 0
         self.last_uj = 0
-        self.offset_uj = 0  # wraps and resets folded in so far
         self.wraps = 0
         self.resets = 0
         self.dead = ""  # why the zone stopped reading (file vanished, read error)
         self.started = False
+        # µJ counted since the first read = counter + shift_uj (the first reading taken off,
+        # every wrap's range and every reset's last value added)
+        self.shift_uj = 0
         self.checked_t = 0.0  # when the file was last found still linked (see LINK_CHECK_S)
         # range_uj once started and while alive, else -1: the read's fast path checks this
         # one number instead of started, dead and the range
         self.ceiling_uj = -1
-        self.shift_uj = 0  # offset_uj - base_uj, kept in step: the read adds the counter to it
-
-    @property
-    def cumulative_uj(self) -> int:
-        return self.offset_uj + self.last_uj - self.base_uj
 
 
 def powercap_dirs(root: Path) -> list[Path]:
@@ -317,8 +312,8 @@ class RaplMeter(Meter):
                                       "energy after this point is missing"))
             return
         if not z.started:
-            z.base_uj = z.last_uj = raw
-            z.shift_uj = z.offset_uj - raw
+            z.last_uj = raw
+            z.shift_uj = -raw
             z.started = True
             z.ceiling_uj = z.range_uj
             return
@@ -328,12 +323,10 @@ class RaplMeter(Meter):
             # every live zone is read at every read: the previous read is this zone's too
             budget_uj = self.max_power_w * 1e6 * (1.5 * (now - self._read_t) + 0.01)
             if wrapped_uj <= budget_uj:
-                z.offset_uj += z.range_uj
                 z.shift_uj += z.range_uj
                 z.wraps += 1
             else:
-                z.offset_uj += z.last_uj  # keep what was counted; the counter restarted at 0
-                z.shift_uj += z.last_uj
+                z.shift_uj += z.last_uj  # keep what was counted; the counter restarted at 0
                 z.resets += 1
                 self._events.append((now, f"{z.domain}: counter reset detected "
                                           f"({z.last_uj} -> {raw} µJ); counting on from 0"))
