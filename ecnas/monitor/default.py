@@ -102,7 +102,7 @@ class SharedMonitor:
             monitor = self._monitor  # get()'s first lines, inlined: every window calls this
             if monitor is None or self._key != _env_key():
                 monitor = self.get()
-            monitor._users.append(None)  # Monitor._enter_use
+            monitor._enter_use()
             if not monitor._retired:
                 return monitor
             monitor._leave_use()  # replaced meanwhile: take the new one
@@ -208,17 +208,7 @@ class measure:  # lower-case: used like a function, ``with measure():`` / ``@mea
         stack = self._stack
         monitor, start = stack.pop()
         try:
-            if self._own:
-                self.report = self._close(monitor, start)
-            else:  # _close for the shared Monitor, inlined: this is every window's end
-                try:
-                    self.report = monitor.report(self.name, start,
-                                                 monitor.snapshot(self._sync_cuda),
-                                                 idle_subtract=self._idle_subtract)
-                finally:
-                    monitor._users.pop()  # Monitor._leave_use
-                    if monitor._retired:
-                        monitor._close_if_idle()
+            self.report = self._close(monitor, start)
         finally:
             self.monitor = stack[-1][0] if stack else None
 
