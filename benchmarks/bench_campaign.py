@@ -18,7 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from campaign_runfns import _rows, trivial  # noqa: E402
 
-from ecnas.trainer.campaign import Campaign, ResultsStore, run_campaign  # noqa: E402
+from ecnas.campaign import Campaign, ResultsStore, run_campaign  # noqa: E402
 from ecnas.trainer.train import TrainConfig  # noqa: E402
 
 QUICK = os.environ.get("ECNAS_BENCH_QUICK") == "1"

@@ -17,7 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from campaign_runfns import trivial  # noqa: E402
 
-from ecnas.trainer.campaign import Campaign, run_campaign  # noqa: E402
+from ecnas.campaign import Campaign, run_campaign  # noqa: E402
 
 QUICK = os.environ.get("ECNAS_BENCH_QUICK") == "1"
 TRIALS = 40 if QUICK else 200
@@ -27,7 +27,7 @@ RUNS = 200 if QUICK else 2_000
 @pytest.fixture(scope="module")
 def bench5v(ecnas_5v_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     from ecnas.benchmark import Benchmark, write_bundle
-    from ecnas.tables import import_ecnas
+    from ecnas.interop import import_ecnas
 
     return Benchmark.load(write_bundle(import_ecnas(ecnas_5v_dir),
                                        tmp_path_factory.mktemp("b") / "b5v"))

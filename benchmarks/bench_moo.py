@@ -14,7 +14,7 @@ from ecnas.benchmark.moo import hypervolume, run_search
 @pytest.fixture(scope="module")
 def bench(ecnas_5v_dir):
     from ecnas.benchmark import Benchmark
-    from ecnas.tables import import_ecnas
+    from ecnas.interop import import_ecnas
 
     return Benchmark.from_table(import_ecnas(ecnas_5v_dir), seed=0)
 

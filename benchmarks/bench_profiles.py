@@ -7,9 +7,9 @@ import os
 import numpy as np
 import pytest
 
+from ecnas.calibration.fit import ReferenceSeries, fit_reference
 from ecnas.meters.base import DeviceInfo
 from ecnas.profiles import load_profiles, match_device, match_profile, validate_file
-from ecnas.profiles.calibration import ReferenceSeries, fit_reference
 
 QUICK = os.environ.get("ECNAS_BENCH_QUICK") == "1"
 
@@ -63,7 +63,7 @@ def test_fit_reference(benchmark, series):
 def protocol_run():
     # A default calibration run (idle 30 s, probe 2 s, load 30 s, load steps 20 s) read at
     # 10 Hz, and a wall meter logging 2 Hz means with its clock 7.3 s ahead.
-    from ecnas.profiles.loads import step_segments
+    from ecnas.calibration.loads import step_segments
 
     rng = np.random.default_rng(1)
     t0 = 1.7e9
@@ -82,7 +82,7 @@ def protocol_run():
 
 
 def test_estimate_time_shift(benchmark, protocol_run):
-    from ecnas.profiles.timeshift import estimate_time_shift
+    from ecnas.calibration.timeshift import estimate_time_shift
 
     measured, ref = protocol_run
     est = benchmark(estimate_time_shift, measured, ref)

@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ecnas.interop.ecnas_tree import import_results_tree
 from ecnas.space import enumerate_cells, sample_cells
 from ecnas.surrogate import ArchitectureSurrogate, Extrapolator, SurrogateModel, evaluate
 from ecnas.surrogate.features import batch_from_specs, cell_features
-from ecnas.tables.ecnas_tree import import_results_tree
 
 QUICK = os.environ.get("ECNAS_BENCH_QUICK") == "1"
 N_PREDICT = 42_300 if QUICK else 423_000

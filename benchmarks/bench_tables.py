@@ -13,10 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ecnas.tables import import_ecnas, read_table, write_table
+from ecnas.interop import import_ecnas
+from ecnas.interop.proto import metrics_from_results
+from ecnas.interop.tfrecord import EcnasRecord, write_records
+from ecnas.tables import read_table, write_table
 from ecnas.tables.checks import run_checks
-from ecnas.tables.proto import metrics_from_results
-from ecnas.tables.tfrecord import EcnasRecord, write_ecnas_records
 
 QUICK = os.environ.get("ECNAS_BENCH_QUICK") == "1"
 BIG_ROWS = 300_000 if QUICK else 5_000_000
@@ -51,7 +52,8 @@ def test_import_5v_tfrecord(benchmark, tree, tmp_path_factory):
         spec = ModelSpec(graphs[h][0], [OP_OF_LABEL[x] for x in graphs[h][1]])
         results = json.loads(path.read_text())
         records.append(EcnasRecord(h, 4, spec.matrix_str, spec.ops_str, metrics_from_results(results)))
-    path = write_ecnas_records(tmp_path_factory.mktemp("tf") / "ecnas-5v.tfrecord", records)
+    path = write_records(tmp_path_factory.mktemp("tf") / "ecnas-5v.tfrecord",
+                         (r.to_bytes() for r in records))
     df = benchmark.pedantic(import_ecnas, args=(path,), rounds=3, iterations=1)
     benchmark.extra_info["file_mb"] = round(path.stat().st_size / 1e6, 2)
     benchmark.extra_info["rows"] = len(df)

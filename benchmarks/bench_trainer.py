@@ -13,11 +13,11 @@ import torch
 
 from ecnas.monitor import Monitor
 from ecnas.space import ModelSpec
+from ecnas.tracker.tracker import EnergyTracker
 from ecnas.trainer.augment import pad_crop_flip, standardize
 from ecnas.trainer.data import load_dataset
 from ecnas.trainer.network import build_network
 from ecnas.trainer.optim import TFRMSprop
-from ecnas.trainer.tracker import EnergyTracker
 
 QUICK = os.environ.get("ECNAS_BENCH_QUICK") == "1"
 CELL = ModelSpec("0110001000010000", "input,conv3x3-bn-relu,maxpool3x3,output")

@@ -28,9 +28,9 @@ import sys
 import numpy as np
 import pandas as pd
 
+from ecnas.interop.ecnas_tree import import_results_tree
 from ecnas.surrogate import Extrapolator
 from ecnas.surrogate.metrics import mape
-from ecnas.tables.ecnas_tree import import_results_tree
 
 CUT, BUDGET = 2.0, 4
 SITUATIONS = {

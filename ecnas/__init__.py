@@ -6,9 +6,7 @@ must not pay for torch, pandas or dask.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
-
+from ecnas._lazy import lazy_exports
 from ecnas._version import __version__
 
 _LAZY = {
@@ -16,17 +14,9 @@ _LAZY = {
     "Monitor": "ecnas.monitor",
     "EnergyReport": "ecnas.monitor",
     "ModelSpec": "ecnas.space",
-    "EnergyTracker": "ecnas.trainer.tracker",
+    "EnergyTracker": "ecnas.tracker",
     "Benchmark": "ecnas.benchmark",
 }
 
 __all__ = ["__version__", *_LAZY]
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ecnas' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -64,7 +64,8 @@ def make_table(tree_src: Path, dst: Path, *, n_arch: int = 8, repeats: int = 2) 
     """A small real table: ``n_arch`` EC-NAS 5V architectures, imported by the real importer."""
     from fixtures_tables.corpus import make_tree
 
-    from ecnas.tables import import_ecnas, write_table
+    from ecnas.interop import import_ecnas
+    from ecnas.tables import write_table
 
     tree = make_tree(tree_src, dst / "tree", n_arch=n_arch, repeats=repeats, budgets=(4,))
     return write_table(import_ecnas(tree), dst / "table.parquet")

@@ -1,26 +1,126 @@
 """The import graph of docs/architecture.md: bottom up, no import running back up, lazy
-imports (inside functions) included, and no cycle between the rooms of one layer."""
+imports (inside functions) and lazy exports included, no cycle between the rooms of one layer,
+no cycle between the modules of one room, and no ``import_module`` this test cannot follow."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections import defaultdict
+from functools import cache
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "ecnas"
 
 #: bottom up; a module may import its own layer or lower ones, never a higher one
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"errors", "_version", "outputs"}),  # foundations: no ecnas imports of their own
+    # foundations: no ecnas imports of their own (the lazy-export helper included)
+    frozenset({"errors", "_version", "outputs", "_lazy"}),
     frozenset({"meters"}),  # device readers
-    frozenset({"profiles"}),  # match and calibrate
+    frozenset({"profiles"}),  # profile data and matching
     frozenset({"monitor"}),  # windows over readers, calibrated by profiles; measure()
-    frozenset({"space", "tables"}),
+    frozenset({"space", "tables", "calibration"}),  # cells; the data contract; ecnas calibrate
+    frozenset({"interop", "tracker"}),  # EC-NAS's format both ways; EnergyTracker (no torch)
     frozenset({"trainer", "surrogate", "benchmark"}),
-    frozenset({"integrations", "demo", "validate"}),
+    frozenset({"campaign", "integrations", "demo", "validate"}),
     frozenset({"cli", "__main__"}),
 )
 LAYER_OF = {room: i for i, layer in enumerate(LAYERS) for room in layer}
+
+#: ``import_module`` calls whose target is chosen by the user at run time, so no test can
+#: follow them: (file, why). Every other call must name its module literally, through a
+#: module-level constant, or through ``lazy_exports`` with a literal mapping.
+PLUGIN_SITES = {
+    "meters/registry.py": "meters from entry points: a lab's own meter, named by its package",
+    "cli/campaign.py": "--run-fn MODULE:FUNCTION, the user's training function",
+    "_lazy.py": "the lazy-export helper: each facade's literal mapping is followed instead",
+}
+
+
+@cache
+def modules() -> dict[str, Path]:
+    """Dotted name -> file of every module in the package (packages by their __init__)."""
+    out = {}
+    for p in PACKAGE.rglob("*.py"):
+        parts = ["ecnas", *p.relative_to(PACKAGE).with_suffix("").parts]
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = p
+    return out
+
+
+def _module_of(name: str) -> str | None:
+    """The package module that ``name`` (a module, or a name inside one) lives in."""
+    parts = name.split(".")
+    while parts:
+        if ".".join(parts) in modules():
+            return ".".join(parts)
+        parts.pop()
+    return None
+
+
+def _literals(node: ast.AST | None, consts: dict[str, ast.AST]) -> list[str] | None:
+    """The strings ``node`` stands for (a literal, a tuple/list of them, a dict's values, or a
+    module-level name bound to one of those); None if it is anything else."""
+    if isinstance(node, ast.Name) and node.id in consts:
+        node = consts[node.id]
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    items = node.values if isinstance(node, ast.Dict) else \
+        node.elts if isinstance(node, (ast.Tuple, ast.List)) else None
+    if items is None:
+        return None
+    found = [_literals(i, consts) for i in items]
+    return None if any(f is None for f in found) else [s for f in found for s in f]  # type: ignore[union-attr]
+
+
+def _call_name(node: ast.Call) -> str:
+    f = node.func
+    return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+
+
+@cache
+def imports(path: Path) -> tuple[tuple[tuple[int, str], ...], tuple[str, ...]]:
+    """((line, module), …) of every ecnas module ``path`` imports (statements at any depth,
+    ``import_module`` strings, ``lazy_exports`` mappings, ``"ecnas.x:attr"`` targets), and
+    the ``import_module`` calls it cannot follow."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    rel = path.relative_to(PACKAGE)
+    me = ["ecnas", *rel.with_suffix("").parts]
+    consts = {t.id: node.value for node in tree.body if isinstance(node, ast.Assign)
+              for t in node.targets if isinstance(t, ast.Name)}
+    loops = {node.target.id: node.iter for node in ast.walk(tree)
+             if isinstance(node, ast.For) and isinstance(node.target, ast.Name)}
+    out: list[tuple[int, str]] = []
+    lost: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against this module's package
+                mod = ".".join(me[:-node.level] + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            # ``from pkg import sub`` imports the submodule; ``from pkg import name`` the package
+            subs = [f"{mod}.{a.name}" for a in node.names if f"{mod}.{a.name}" in modules()]
+            rest = len(subs) < len(node.names)
+            out += [(node.lineno, s) for s in subs] + ([(node.lineno, mod)] if rest else [])
+        elif isinstance(node, ast.Call) and _call_name(node) in ("import_module", "lazy_exports"):
+            arg = node.args[0 if _call_name(node) == "import_module" else 1] \
+                if len(node.args) > (0 if _call_name(node) == "import_module" else 1) else None
+            if isinstance(arg, ast.Name) and arg.id in loops:
+                arg = loops[arg.id]
+            names = _literals(arg, consts)
+            if names is None:
+                if str(rel) not in PLUGIN_SITES:
+                    lost.append(f"ecnas/{rel}:{node.lineno}: {ast.unparse(node)}")
+            else:
+                out += [(node.lineno, n) for n in names]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and node.value.startswith("ecnas.") and ":" in node.value \
+                and " " not in node.value:  # an entry-point target, "ecnas.meters.nvml:NvmlMeter"
+            out.append((node.lineno, node.value.partition(":")[0]))
+    found = tuple((line, m) for line, m in out if m == "ecnas" or m.startswith("ecnas."))
+    return found, tuple(lost)
 
 
 def _room(module: str) -> str | None:
@@ -28,38 +128,60 @@ def _room(module: str) -> str | None:
     return parts[1] if len(parts) > 1 and parts[0] == "ecnas" else None
 
 
-def _imports(path: Path) -> list[tuple[int, str]]:
-    """(line, module) of every absolute or relative ecnas import in the file."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
-    me = ["ecnas", *path.relative_to(PACKAGE).with_suffix("").parts]
-    out = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            out += [(node.lineno, a.name) for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:  # relative: resolve against this module's package
-                base = me[:-node.level]  # pkg/__init__ or pkg/mod, level 1: pkg
-                module = ".".join(base + ([node.module] if node.module else []))
-            else:
-                module = node.module or ""
-            out.append((node.lineno, module))
-    return [(line, m) for line, m in out if m == "ecnas" or m.startswith("ecnas.")]
-
-
 def graph() -> dict[tuple[str, str], list[str]]:
     """(from room, to room) -> where, for every import that crosses rooms."""
     edges: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for path in sorted(PACKAGE.rglob("*.py")):
-        rel = path.relative_to(PACKAGE)
-        src = rel.parts[0].removesuffix(".py") if len(rel.parts) > 1 or rel.stem != "__init__" \
-            else None
+    for name, path in sorted(modules().items()):
+        src = _room(name)
         if src is None:
             continue  # ecnas/__init__.py: the facade re-exports the public API lazily
-        for line, module in _imports(path):
+        for line, module in imports(path)[0]:
             dst = _room(module)
             if dst is not None and dst != src:
-                edges[(src, dst)].append(f"ecnas/{rel}:{line} imports {module}")
+                edges[(src, dst)].append(f"ecnas/{path.relative_to(PACKAGE)}:{line} imports {module}")
     return edges
+
+
+def module_cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+    for root in sorted(edges):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(edges[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on.add(root)
+        while work:
+            v, it = work[-1]
+            w = next(it, None)
+            if w is not None:
+                if w not in index:
+                    index[w] = low[w] = len(index)
+                    stack.append(w)
+                    on.add(w)
+                    work.append((w, iter(sorted(edges.get(w, ())))))
+                elif w in on:
+                    low[v] = min(low[v], index[w])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[v])
+            if low[v] == index[v]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    on.discard(w)
+                    comp.append(w)
+                    if w == v:
+                        break
+                if len(comp) > 1:
+                    out.append(sorted(comp))
+    return out
 
 
 def test_every_room_has_a_layer() -> None:
@@ -83,8 +205,53 @@ def test_no_cycle_within_a_layer() -> None:
     assert cycles == []
 
 
+def test_no_cycle_within_a_room() -> None:
+    """Modules of one room import each other one way only, lazy imports included: a cycle
+    means two modules that are really one, or a third one missing."""
+    edges: dict[str, set[str]] = defaultdict(set)
+    for name, path in modules().items():
+        for _, target in imports(path)[0]:
+            dst = _module_of(target)
+            if dst is not None and dst != name and _room(dst) == _room(name):
+                edges[name].add(dst)
+    assert module_cycles(edges) == []
+
+
+def test_the_cycle_finder_finds_cycles() -> None:
+    assert module_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert module_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_every_import_module_can_be_followed() -> None:
+    lost = [site for path in modules().values() for site in imports(path)[1]]
+    assert lost == [], "import_module calls this test cannot follow (name the module " \
+        "literally or add the site to PLUGIN_SITES with why):\n" + "\n".join(lost)
+
+
+def test_lazy_exports_are_followed() -> None:
+    """The facades' mappings count as imports: the tracker facade reaches the tracker."""
+    found = {m for _, m in imports(PACKAGE / "tracker" / "__init__.py")[0]}
+    assert {"ecnas.tracker.tracker", "ecnas.tracker.rows"} <= found
+    found = {m for _, m in imports(PACKAGE / "cli" / "__init__.py")[0]}
+    assert "ecnas.cli.campaign" in found  # through COMMAND_MODULES and the loop over it
+
+
 def test_foundations_import_only_the_errors() -> None:
     found = [where for (src, dst), sites in graph().items()
              if LAYER_OF.get(src) == 0 and (dst != "errors" or src == "errors")
              for where in sites]
     assert found == []
+
+
+def test_integrations_do_not_import_the_trainer() -> None:
+    """The framework callbacks build on the tracker room (no torch of ours), never on the
+    trainer room (networks, recipe, training loop)."""
+    found = [where for (src, dst), sites in graph().items()
+             if src == "integrations" and dst == "trainer" for where in sites]
+    assert found == []
+    code = ("import sys, ecnas.integrations.lightning, ecnas.integrations.huggingface, "
+            "ecnas.integrations.prometheus; "
+            "print(sorted(m for m in sys.modules if m.startswith('ecnas.trainer')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"

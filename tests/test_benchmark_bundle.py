@@ -12,7 +12,8 @@ from ecnas.benchmark import Benchmark
 from ecnas.benchmark.bundle import load_bundle, read_manifest, verify_bundle, write_bundle
 from ecnas.cli import main
 from ecnas.errors import InputError
-from ecnas.tables import import_ecnas, write_table
+from ecnas.interop import import_ecnas
+from ecnas.tables import write_table
 
 
 @pytest.fixture(scope="module")

@@ -77,7 +77,7 @@ def test_knee_and_energy_saved():
 @pytest.fixture(scope="module")
 def bench(ecnas_5v_dir):
     from ecnas.benchmark import Benchmark
-    from ecnas.tables import import_ecnas
+    from ecnas.interop import import_ecnas
 
     return Benchmark.from_table(import_ecnas(ecnas_5v_dir), seed=0)
 
@@ -96,7 +96,7 @@ def test_every_algorithm_beats_its_initial_population(bench, algorithm):
 
 def test_search_and_pareto_cli(tmp_path, ecnas_5v_dir):
     from ecnas.benchmark import write_bundle
-    from ecnas.tables import import_ecnas
+    from ecnas.interop import import_ecnas
 
     bundle = write_bundle(import_ecnas(ecnas_5v_dir), tmp_path / "bench")
     out = subprocess.run([sys.executable, "-c", MAIN, "search", str(bundle), "--algorithm",

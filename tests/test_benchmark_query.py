@@ -12,8 +12,8 @@ import pytest
 from ecnas.benchmark import Benchmark, write_bundle
 from ecnas.cli import main
 from ecnas.errors import InputError
+from ecnas.interop import import_ecnas
 from ecnas.space import ModelSpec
-from ecnas.tables import import_ecnas
 
 
 @pytest.fixture(scope="module")

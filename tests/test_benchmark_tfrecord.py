@@ -11,11 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ecnas.benchmark.export_tfrecord import export_ecnas_tfrecord, write_ecnas_tfrecord
 from ecnas.cli import main
 from ecnas.errors import InputError
-from ecnas.tables import import_ecnas, write_table
-from ecnas.tables.proto import ModelMetricsEnergy
+from ecnas.interop import import_ecnas
+from ecnas.interop.export_tfrecord import export_ecnas_tfrecord
+from ecnas.interop.proto import ModelMetricsEnergy
+from ecnas.tables import write_table
 
 # every column the EC-NAS format holds (others, e.g. dram_energy_j, flops, are not in it)
 HELD = ["arch_hash", "matrix", "ops", "budget_epochs", "epoch", "repeat", "device",
@@ -95,7 +96,7 @@ def test_skips_runs_without_three_evaluations(table5v, tmp_path):
     only_ext = ext.copy()
     only_ext.attrs = dict(table5v.attrs)
     with pytest.raises(InputError, match="no run can be written"):
-        write_ecnas_tfrecord(only_ext, tmp_path / "x.tfrecord")
+        export_ecnas_tfrecord(only_ext, tmp_path / "x.tfrecord")
     assert not (tmp_path / "x.tfrecord").exists()
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from campaign_runfns import campaign_toml
 
+from ecnas.campaign import Campaign, load_campaign
 from ecnas.errors import InputError
-from ecnas.trainer.campaign import Campaign, load_campaign
 
 ROOT = Path(__file__).resolve().parents[1]
 

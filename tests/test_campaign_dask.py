@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from campaign_runfns import campaign_toml
 
-from ecnas.trainer.campaign import ResultsStore, load_campaign, run_campaign
-from ecnas.trainer.campaign.config import WARMUP_STEPS
+from ecnas.campaign import ResultsStore, load_campaign, run_campaign
+from ecnas.campaign.config import WARMUP_STEPS
 
 SAME = ["arch_hash", "matrix", "ops", "budget_epochs", "repeat", "epoch", "device",
         "train_accuracy", "validation_accuracy", "test_accuracy", "trainable_params", "flops",

@@ -18,9 +18,9 @@ import psutil
 import pytest
 from campaign_runfns import always_fails, campaign_toml, crash_once, socket_meter
 
+from ecnas.campaign import ResultsStore, load_campaign, run_campaign
 from ecnas.errors import InputError
 from ecnas.tables import ROW_KEYS
-from ecnas.trainer.campaign import ResultsStore, load_campaign, run_campaign
 
 TESTS = Path(__file__).resolve().parent
 DONE = re.compile(r"done ([0-9a-f]{8}) budget (\d+) repeat (\d+)")

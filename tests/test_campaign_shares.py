@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from campaign_runfns import campaign_toml, loads_torch, trivial
 
-from ecnas.trainer.campaign import ResultsStore, load_campaign, run_campaign
-from ecnas.trainer.campaign.shares import (
+from ecnas.campaign import ResultsStore, load_campaign, run_campaign
+from ecnas.campaign.shares import (
     GPU_WORKER_THREADS,
     can_pin,
     machine_cpus,

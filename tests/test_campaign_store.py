@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from campaign_runfns import _rows, campaign_toml
 
+from ecnas.campaign import ResultsStore, export_table, load_campaign
+from ecnas.campaign.sharing import CpuTimes, cpu_share, split_rows
 from ecnas.errors import InputError
-from ecnas.trainer.campaign import ResultsStore, export_table, load_campaign
-from ecnas.trainer.campaign.sharing import CpuTimes, cpu_share, split_rows
 from ecnas.trainer.train import TrainConfig
 
 
@@ -103,7 +103,7 @@ def test_one_coordinator_per_store(tmp_path: Path, campaign) -> None:
     the first (here: closed; a killed process's lock is dropped by the kernel)."""
     from campaign_runfns import trivial
 
-    from ecnas.trainer.campaign import run_campaign
+    from ecnas.campaign import run_campaign
 
     path = tmp_path / "s.sqlite"
     first = ResultsStore(path, create=True)

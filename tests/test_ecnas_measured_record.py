@@ -11,17 +11,17 @@ from pathlib import Path
 import pytest
 from fakes.sysfs import FakePowercap
 
-from ecnas.benchmark.export_tfrecord import export_ecnas_tfrecord
 from ecnas.errors import InputError
+from ecnas.interop import import_ecnas
+from ecnas.interop.export_tfrecord import export_ecnas_tfrecord
+from ecnas.interop.record import device_id
+from ecnas.interop.tfrecord import read_ecnas_records
 from ecnas.meters.rapl import RaplMeter
 from ecnas.space import ModelSpec
-from ecnas.tables import import_ecnas
 from ecnas.tables.kwh import to_kwh
 from ecnas.tables.metadata import set_metadata
-from ecnas.tables.record import device_id
-from ecnas.tables.tfrecord import read_ecnas_records
-from ecnas.trainer.rows import to_frame
-from ecnas.trainer.tracker import EnergyTracker
+from ecnas.tracker.rows import to_frame
+from ecnas.tracker.tracker import EnergyTracker
 
 J = 1_000_000  # µJ
 CPU = "Intel(R) Xeon(R) Gold 6130 CPU"

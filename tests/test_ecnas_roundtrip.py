@@ -15,8 +15,8 @@ import pytest
 
 from ecnas.benchmark.bundle import write_bundle
 from ecnas.cli import main
-from ecnas.tables import import_ecnas, read_table, write_table
-from ecnas.tables.proto import (
+from ecnas.interop import import_ecnas
+from ecnas.interop.proto import (
     Device,
     DeviceUsage,
     EvaluationDataEnergy,
@@ -25,7 +25,8 @@ from ecnas.tables.proto import (
     UsageJ,
     UsageW,
 )
-from ecnas.tables.tfrecord import iter_records
+from ecnas.interop.tfrecord import iter_records
+from ecnas.tables import read_table, write_table
 
 #: EC-NAS's message fields ← results.json keys (EC-NAS's own converter's mapping)
 RUN_KEYS = {"trainable_parameters": "trainable_params", "total_time": "total_time",

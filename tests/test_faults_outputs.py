@@ -211,7 +211,7 @@ def test_file_size_limit_is_one_line_and_keeps_the_old_output(capsys, table, tmp
 def test_file_size_limit_during_a_campaign_run(tmp_path):
     from campaign_runfns import campaign_toml
 
-    from ecnas.trainer.campaign.store import ResultsStore
+    from ecnas.campaign.store import ResultsStore
 
     toml = campaign_toml(tmp_path / "c.toml", count=3, repeats=2)
     # the store is created, then a run's commit (3000 checkpoints) passes the limit

@@ -16,8 +16,8 @@ import pytest
 
 from ecnas.errors import InputError
 from ecnas.integrations._run import DEFAULT_METRIC_MAP, map_metrics
-from ecnas.trainer.rows import CONTRACT_COLUMNS, contract_problems
-from ecnas.trainer.tracker import EnergyTracker
+from ecnas.tracker.rows import CONTRACT_COLUMNS, contract_problems
+from ecnas.tracker.tracker import EnergyTracker
 
 EVAL_SLEEP_S = 0.03  # per validation batch: evaluation time the rows must keep out of training
 TRAIN_SLEEP_S = 0.005  # per training batch: so training time is clearly above zero

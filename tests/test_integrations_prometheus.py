@@ -21,8 +21,8 @@ pytest.importorskip("prometheus_client", reason="prometheus-client not installed
 from campaign_runfns import campaign_toml  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
+from ecnas.campaign import ResultsStore, load_campaign, run_campaign  # noqa: E402
 from ecnas.integrations.prometheus import campaign_exporter  # noqa: E402
-from ecnas.trainer.campaign import ResultsStore, load_campaign, run_campaign  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
 Sample = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -209,7 +209,7 @@ def test_ecnas_measure_metrics_port(tmp_path: Path) -> None:
 
 
 def test_core_import_pulls_in_no_optional_peer() -> None:
-    code = ("import sys, ecnas, ecnas.benchmark, ecnas.trainer.campaign, ecnas.integrations, "
+    code = ("import sys, ecnas, ecnas.benchmark, ecnas.campaign, ecnas.integrations, "
             "ecnas.cli; ecnas.cli.build_parser(); "
             "print(sorted(m for m in ('syne_tune', 'mlflow', 'tensorboard', "
             "'prometheus_client', 'lightning', 'transformers') if m in sys.modules))")

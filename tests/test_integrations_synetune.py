@@ -20,7 +20,7 @@ pytest.importorskip("fastparquet", reason="syne-tune's blackbox repository reads
 from ecnas.benchmark import Benchmark, write_bundle  # noqa: E402
 from ecnas.errors import InputError  # noqa: E402
 from ecnas.integrations.synetune import OBJECTIVES, register_bundle, to_blackbox  # noqa: E402
-from ecnas.tables import import_ecnas  # noqa: E402
+from ecnas.interop import import_ecnas  # noqa: E402
 
 DEVICE = "nvidia-quadro-rtx-6000"  # the device EC-NAS's 5V runs were measured on
 

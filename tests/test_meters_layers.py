@@ -55,7 +55,7 @@ def test_importing_a_lower_room_loads_nothing_above_it() -> None:
 import json, sys
 import ecnas.meters.rapl, ecnas.meters.estimate, ecnas.meters.nvml, ecnas.meters.registry
 readers = sorted(m for m in sys.modules if m.startswith(("ecnas.profiles", "ecnas.monitor")))
-import ecnas.profiles, ecnas.profiles.apply
+import ecnas.profiles, ecnas.profiles.matching, ecnas.profiles.toml_io
 profiles = sorted(m for m in sys.modules if m.startswith("ecnas.monitor"))
 print(json.dumps([readers, profiles]))
 """

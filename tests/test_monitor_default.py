@@ -13,7 +13,7 @@ from fakes.env import isolated_cache  # noqa: F401  (autouse: a private ECNAS_CA
 from fakes.sysfs import FakePowercap
 
 from ecnas.monitor import default_monitor, measure, refresh
-from ecnas.trainer.tracker import EnergyTracker
+from ecnas.tracker.tracker import EnergyTracker
 
 J = 1_000_000
 

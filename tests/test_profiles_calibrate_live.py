@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 from fakes.sysfs import FakePowercap
 
+from ecnas.calibration.procedure import FitOptions, fit_record
+from ecnas.calibration.recording import read_record
+from ecnas.calibration.reference import ReferenceSeries, read_reference_csv
+from ecnas.calibration.timeshift import estimate_time_shift
 from ecnas.errors import InputError
 from ecnas.profiles import validate_file
-from ecnas.profiles.calibrate import FitOptions, fit_record
-from ecnas.profiles.recording import read_record
-from ecnas.profiles.reference import ReferenceSeries, read_reference_csv
-from ecnas.profiles.timeshift import estimate_time_shift
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent

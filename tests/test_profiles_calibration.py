@@ -14,18 +14,17 @@ import numpy as np
 import pytest
 from fakes.sysfs import FakePowercap
 
-from ecnas.errors import InputError
-from ecnas.meters.rapl import RaplMeter
-from ecnas.profiles import get_profile, load_profiles, validate_file
-from ecnas.profiles.apply import calibrate_energy
-from ecnas.profiles.calibrate import (
+from ecnas.calibration.fit import ReferenceSeries, fit_reference, read_reference_csv
+from ecnas.calibration.procedure import (
     CalibrationOptions,
     FitOptions,
     calibrate_meter,
     choose_meter,
     numpy_burn,
 )
-from ecnas.profiles.calibration import ReferenceSeries, fit_reference, read_reference_csv
+from ecnas.errors import InputError
+from ecnas.meters.rapl import RaplMeter
+from ecnas.profiles import get_profile, load_profiles, validate_file
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN = "import sys; from ecnas.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -106,23 +105,25 @@ def test_fit_refuses_what_it_cannot_fit():
         fit_reference((t, 40.0 * t), late)
 
 
-def test_calibrate_energy_gross_and_net():
-    base = get_profile("nvidia-quadro-rtx-6000")
+def test_calibrated_energy_gross_and_net():
+    """A profile's calibration applied as the Monitor applies it (``calibrated_energy``)."""
     from dataclasses import replace
 
-    from ecnas.meters.base import Calibration
+    from ecnas.meters.base import Calibration, calibrated_energy
 
+    base = get_profile("nvidia-quadro-rtx-6000")
     cal = replace(base, calibration=Calibration(1.1, 5.0, 0.5, True))
-    r = calibrate_energy(cal, "gpu:0", 1000.0, 10.0, subtract_idle=True)
-    assert (r.raw_j, r.gross_j, r.net_j) == (1000.0, 1150.0, 1150.0 - base.idle_w * 10)
-    assert r.calibrated and r.profile_id == "nvidia-quadro-rtx-6000"
-    r = calibrate_energy(base, "gpu:0", 1000.0, 10.0)
-    assert (r.gross_j, r.net_j, r.calibrated) == (1000.0, None, False)
-    r = calibrate_energy(get_profile("generic-intel-xeon"), "cpu:0/dram", 50.0, 1.0,
-                         subtract_idle=True)
+    gross, net, why = calibrated_energy(cal.calibration_for("gpu:0"), 1000.0, 10.0,
+                                        idle_w=cal.idle_w_for("gpu:0"), subtract_idle=True)
+    assert (gross, net, why) == (1150.0, 1150.0 - base.idle_w * 10, "")
+    gross, net, _ = calibrated_energy(base.calibration_for("gpu:0"), 1000.0, 10.0, idle_w=None,
+                                      subtract_idle=False)
+    assert (gross, net) == (1000.0, None) and not base.calibration_for("gpu:0").calibrated
+    xeon = get_profile("generic-intel-xeon")
+    gross, net, why = calibrated_energy(xeon.calibration_for("cpu:0/dram"), 50.0, 1.0,
+                                        idle_w=xeon.idle_w_for("cpu:0/dram"), subtract_idle=True)
     # As the Monitor does (issue 20 item 3): nothing known to subtract, net = gross, said so.
-    assert r.net_j == r.gross_j == 50.0 and "no idle baseline" in r.note
-    assert calibrate_energy(None, "gpu:0", 7.0, 1.0).gross_j == 7.0
+    assert net == gross == 50.0 and "no idle baseline" in why
 
 
 class CounterWriter:
@@ -247,11 +248,11 @@ def test_cli_calibrate_estimate_mode_says_what_it_could_not_do(tmp_path):
 
 
 def test_wall_fit_shares_the_offset_and_pins_the_other_domains():
+    from ecnas.calibration.fit import FitResult
+    from ecnas.calibration.measured_profile import build_profile, with_fit
+    from ecnas.calibration.timeshift import ShiftEstimate
     from ecnas.meters.base import Calibration, DeviceInfo
     from ecnas.profiles import dumps_profile, loads_profile
-    from ecnas.profiles.calibration import FitResult
-    from ecnas.profiles.measured_profile import build_profile, with_fit
-    from ecnas.profiles.timeshift import ShiftEstimate
 
     dev = DeviceInfo("cpu:0/package", "cpu", "Intel(R) Xeon(R) Gold 6130 CPU @ 2.10GHz")
     measured = build_profile(device=dev, base=get_profile("generic-intel-xeon"),

@@ -19,7 +19,8 @@ PROFILE = ROOT / "hardware_profiles" / "nvidia-quadro-rtx-6000.toml"
 
 def _table(path: Path, src: Path, device: str, n: int = 6) -> Path:
     """A device table made by the real EC-NAS importer from the first n runs of the 5V tree."""
-    from ecnas.tables import import_ecnas, write_table
+    from ecnas.interop import import_ecnas
+    from ecnas.tables import write_table
 
     df = import_ecnas(src)
     keep = sorted(df["arch_hash"].unique())[:n]

@@ -16,7 +16,7 @@ from ecnas.profiles import (
     validate_file,
     write_profile,
 )
-from ecnas.profiles.toml_io import profile_to_dict
+from ecnas.profiles.model import profile_to_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED_IDS = {

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ecnas.interop.ecnas_tree import import_results_tree
 from ecnas.tables import read_table, write_table
-from ecnas.tables.ecnas_tree import import_results_tree
 
 ECNAS = [shutil.which("ecnas")] if shutil.which("ecnas") else [
     sys.executable, "-c", "import sys; from ecnas.cli import main; sys.exit(main())"]

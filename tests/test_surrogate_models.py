@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from ecnas.errors import InputError
+from ecnas.interop.ecnas_tree import import_results_tree
 from ecnas.space import sample_cells
 from ecnas.space.cost import NetworkShape
 from ecnas.surrogate import (
@@ -24,7 +25,6 @@ from ecnas.surrogate.learners import LinearModel
 from ecnas.surrogate.metrics import kendall_tau, mape
 from ecnas.surrogate.synthetic import derive_device
 from ecnas.tables import validate
-from ecnas.tables.ecnas_tree import import_results_tree
 
 
 @pytest.fixture(scope="module")

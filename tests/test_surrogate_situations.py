@@ -20,12 +20,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ecnas.interop.ecnas_tree import import_results_tree
 from ecnas.surrogate import ArchitectureSurrogate, Extrapolator, SurrogateModel
 from ecnas.surrogate.extrapolation import _cv_plus
 from ecnas.surrogate.metrics import kendall_tau, mape
 from ecnas.tables import read_table, write_table
 from ecnas.tables.checks import run_checks
-from ecnas.tables.ecnas_tree import import_results_tree
 
 ECNAS = [shutil.which("ecnas")] if shutil.which("ecnas") else [
     sys.executable, "-c", "import sys; from ecnas.cli import main; sys.exit(main())"]

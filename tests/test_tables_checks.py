@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ecnas.errors import InputError
-from ecnas.tables import COLUMN_NAMES, import_ecnas, validate, write_table
+from ecnas.interop import import_ecnas
+from ecnas.tables import COLUMN_NAMES, validate, write_table
 from ecnas.tables.checks import CHECK_NAMES, run_checks
 
 

@@ -12,7 +12,8 @@ import pytest
 from fixtures_tables.corpus import make_tree
 
 from ecnas.errors import InputError
-from ecnas.tables import import_ecnas, read_table
+from ecnas.interop import import_ecnas
+from ecnas.tables import read_table
 from ecnas.tables.checks import run_checks
 
 

@@ -15,20 +15,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ecnas.errors import InputError
-from ecnas.tables import import_ecnas
-from ecnas.tables.crc32c import crc32c, crc32c_many, mask
-from ecnas.tables.proto import (
+from ecnas.interop import import_ecnas
+from ecnas.interop.crc32c import crc32c, crc32c_many, mask
+from ecnas.interop.proto import (
     DeviceUsage,
     EvaluationDataEnergy,
     ModelMetricsEnergy,
     PowerUsageData,
     metrics_from_results,
 )
-from ecnas.tables.tfrecord import (
+from ecnas.interop.tfrecord import (
     EcnasRecord,
     iter_records,
     read_ecnas_records,
-    write_ecnas_records,
     write_records,
 )
 
@@ -89,7 +88,7 @@ def test_proto_round_trip_is_lossless_on_real_results(ecnas_5v_results):
 
 
 def test_proto_reads_packed_and_repeated_double_layouts():
-    from ecnas.tables.proto import UsageW
+    from ecnas.interop.proto import UsageW
 
     unpacked = UsageW((1.5, 2.5)).to_bytes()
     packed = bytes([0x0A, 16]) + np.array([1.5, 2.5], "<f8").tobytes()
@@ -139,7 +138,8 @@ def _records(graphs, results):
 
 def test_tfrecord_import_matches_the_tree_import(tmp_path, ecnas_5v_dir, ecnas_5v_graphs,
                                                  ecnas_5v_results):
-    path = write_ecnas_records(tmp_path / "ecnas.tfrecord", _records(ecnas_5v_graphs, ecnas_5v_results))
+    path = write_records(tmp_path / "ecnas.tfrecord",
+                         (r.to_bytes() for r in _records(ecnas_5v_graphs, ecnas_5v_results)))
     recs = list(read_ecnas_records(path))
     assert len(recs) == 40 and recs[0] == next(_records(ecnas_5v_graphs, ecnas_5v_results))
     from_tf = import_ecnas(path)
@@ -153,7 +153,8 @@ def test_tfrecord_import_matches_the_tree_import(tmp_path, ecnas_5v_dir, ecnas_5
 
 
 def test_cli_bad_tfrecord_crc_exits_2(tmp_path, ecnas_5v_graphs, ecnas_5v_results):
-    path = write_ecnas_records(tmp_path / "e.tfrecord", _records(ecnas_5v_graphs, ecnas_5v_results))
+    path = write_records(tmp_path / "e.tfrecord",
+                         (r.to_bytes() for r in _records(ecnas_5v_graphs, ecnas_5v_results)))
     raw = bytearray(path.read_bytes())
     raw[100] ^= 0x40
     path.write_bytes(bytes(raw))

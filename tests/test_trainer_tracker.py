@@ -11,8 +11,8 @@ import pytest
 from ecnas.errors import InputError
 from ecnas.meters.estimate import EstimateMeter
 from ecnas.monitor import Monitor
-from ecnas.trainer.rows import CONTRACT_COLUMNS
-from ecnas.trainer.tracker import EnergyTracker
+from ecnas.tracker.rows import CONTRACT_COLUMNS
+from ecnas.tracker.tracker import EnergyTracker
 
 
 def burn(seconds: float) -> None:
@@ -151,7 +151,7 @@ def test_misuse_is_reported_clearly() -> None:
 def test_tracker_import_does_not_pull_in_torch() -> None:
     import subprocess
 
-    code = ("import sys; import ecnas.trainer; from ecnas.trainer import EnergyTracker; "
+    code = ("import sys; import ecnas.tracker; from ecnas.tracker import EnergyTracker; "
             "print('torch' in sys.modules, 'pandas' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]

@@ -17,7 +17,7 @@ from ecnas.meters.estimate import EstimateMeter
 from ecnas.monitor import Monitor
 from ecnas.space import ModelSpec
 from ecnas.space.cost import trainable_params
-from ecnas.trainer.rows import CONTRACT_COLUMNS, contract_problems, write_rows
+from ecnas.tracker.rows import CONTRACT_COLUMNS, contract_problems, write_rows
 from ecnas.trainer.train import EpochProgress, TrainConfig, run_training, train_architecture
 
 SMALL = dict(max_train_images=256, max_eval_images=100, stem_channels=8, num_stacks=2)

@@ -111,7 +111,7 @@ class Benchmark:
                         devices=tuple(d["id"] for d in manifest.get("devices", [])), metadata=meta,
                         path=str(p))
             return bench
-        from ecnas.tables import import_ecnas
+        from ecnas.interop import import_ecnas
 
         bench = cls.from_table(import_ecnas(p), seed=seed, device=device)
         bench.path = str(p)

@@ -85,7 +85,7 @@ def _profiles(device_ids: Iterable[str]) -> tuple[list[dict[str, Any]], dict[str
     """(devices, calibration): each device with its hardware profile embedded (null when
     ecnas has no profile with that id) and whether it is calibrated."""
     from ecnas.profiles import get_profile
-    from ecnas.profiles.toml_io import profile_to_dict
+    from ecnas.profiles.model import profile_to_dict
 
     devices, calibration = [], {}
     for dev in device_ids:

@@ -77,7 +77,7 @@ def _export(args: argparse.Namespace) -> int:
                     f"{o['rows']} rows ({src}), budgets {o['budgets']}, devices "
                     f"{', '.join(o['devices'])}; {len(o['files'])} files with SHA-256 in manifest.json")
     else:
-        from ecnas.benchmark.export_tfrecord import export_ecnas_tfrecord
+        from ecnas.interop.export_tfrecord import export_ecnas_tfrecord
 
         obj = export_ecnas_tfrecord(table, args.out).to_dict()
 

@@ -80,7 +80,7 @@ def _summary_text(d: dict[str, Any]) -> str:
 def run_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ecnas.trainer.campaign import load_campaign, run_campaign
+    from ecnas.campaign import load_campaign, run_campaign
 
     campaign = load_campaign(args.campaign)
     store = Path(args.store) if args.store else Path(args.campaign).with_suffix(".sqlite")
@@ -106,8 +106,8 @@ def run_run(args: argparse.Namespace) -> int:
 
 def run_table(args: argparse.Namespace) -> int:
 
+    from ecnas.campaign.store import ResultsStore, export_table
     from ecnas.tables.io import check_table_target
-    from ecnas.trainer.campaign.store import ResultsStore, export_table
 
     check_table_target(args.out, force=args.force, inputs=[args.store])
     out = export_table(args.store, args.out)

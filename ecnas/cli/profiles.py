@@ -210,7 +210,7 @@ def _profile_target(out: str | None, force: bool, inputs: tuple[Path, ...] = ())
 
 
 def _fit_options(args: argparse.Namespace) -> Any:
-    from ecnas.profiles.calibrate import FitOptions
+    from ecnas.calibration.procedure import FitOptions
 
     return FitOptions(interval_s=args.interval_s, time_shift_s=args.time_shift_s,
                       max_shift_s=args.max_shift_s, reference_rows=args.reference_rows,
@@ -223,11 +223,11 @@ def _progress(text: str) -> None:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    from ecnas.calibration.procedure import CalibrationOptions, calibrate
+    from ecnas.calibration.recording import is_record_file, run_path_for
+    from ecnas.calibration.reference import check_reference_path
     from ecnas.outputs import check_target
     from ecnas.profiles import load_profiles, write_profile
-    from ecnas.profiles.calibrate import CalibrationOptions, calibrate
-    from ecnas.profiles.recording import is_record_file, run_path_for
-    from ecnas.profiles.reference import check_reference_path
 
     inputs = (args.reference,) if args.reference is not None else ()
     out = _profile_target(args.out, args.force, inputs)
@@ -260,9 +260,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate_fit(args: argparse.Namespace) -> int:
+    from ecnas.calibration.procedure import fit_record
+    from ecnas.calibration.recording import read_record
     from ecnas.profiles import write_profile
-    from ecnas.profiles.calibrate import fit_record
-    from ecnas.profiles.recording import read_record
 
     out = _profile_target(args.out, args.force, (args.run, args.reference))
     fit = _fit_options(args)

@@ -94,7 +94,8 @@ def load_table(path: str, *, contract: bool = True) -> Any:
     columns a table lacks (energy-only data such as EC-NAS's surrogate set) are read as
     unknown (NaN): the surrogates learn each target from the rows that hold it."""
     from ecnas.errors import InputError
-    from ecnas.tables import import_ecnas, read_table, validate
+    from ecnas.interop import import_ecnas
+    from ecnas.tables import read_table, validate
 
     p = Path(path)
     if not p.exists():

@@ -46,7 +46,8 @@ def _progress(done: int, total: int) -> None:
 
 def _import(args: argparse.Namespace) -> int:
     from ecnas.errors import InputError
-    from ecnas.tables import import_ecnas, write_table
+    from ecnas.interop import import_ecnas
+    from ecnas.tables import write_table
     from ecnas.tables.io import check_table_target
 
     check_table_target(args.out, force=args.force, inputs=[args.src])  # before any reading

@@ -100,7 +100,7 @@ def run_train(args: argparse.Namespace) -> int:
     from ecnas.errors import InputError
     from ecnas.monitor import default_monitor
     from ecnas.tables.io import check_table_target
-    from ecnas.trainer.rows import check_table_path, write_rows
+    from ecnas.tracker.rows import check_table_path, write_rows
     from ecnas.trainer.train import TrainConfig, run_training
 
     out = check_table_path(args.out)

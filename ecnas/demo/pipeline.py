@@ -41,8 +41,8 @@ def campaign_text(config: DemoConfig, cells: list[Any]) -> str:
 
 def measure(config: DemoConfig, cells: list[Any], printer: StepPrinter) -> tuple[Any, Any]:
     """Run the campaign into the store (reusing what is there) and return (summary, table)."""
-    from ecnas.trainer.campaign import load_campaign, run_campaign
-    from ecnas.trainer.campaign.store import ResultsStore
+    from ecnas.campaign import load_campaign, run_campaign
+    from ecnas.campaign.store import ResultsStore
 
     config.out_dir.mkdir(parents=True, exist_ok=True)
     path = config.out_dir / "campaign.toml"
@@ -197,7 +197,8 @@ def _export_step(config: DemoConfig, table: Any, extrapolated: Any, surrogate: A
                  steps: _Steps) -> _Exported:
     import pandas as pd
 
-    from ecnas.benchmark import write_bundle, write_ecnas_tfrecord
+    from ecnas.benchmark import write_bundle
+    from ecnas.interop import export_ecnas_tfrecord
     from ecnas.tables import validate, write_table
 
     out = config.out_dir
@@ -206,7 +207,7 @@ def _export_step(config: DemoConfig, table: Any, extrapolated: Any, surrogate: A
     table_path = write_table(full, out / "table.parquet") or out / "table.parquet"
     bundle_path = Path(steps.timed("bundle", lambda: write_bundle(full, out / "bundle")))
     tfrecord_path = out / "ecnas.tfrecord"
-    n_records = steps.timed("tfrecord", lambda: write_ecnas_tfrecord(table, tfrecord_path))
+    n_records = steps.timed("tfrecord", lambda: export_ecnas_tfrecord(table, tfrecord_path).records)
     steps.printer.done(f"{bundle_path}, {tfrecord_path}")
     return _Exported(full, Path(table_path), bundle_path, tfrecord_path, int(n_records or 0))
 

@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from ecnas.errors import InputError
-from ecnas.trainer.tracker import COMPONENTS, Checkpoint, EnergyTracker
+from ecnas.tracker.tracker import COMPONENTS, Checkpoint, EnergyTracker
 
 #: framework metric name → contract column, used when ``metric_map`` is not given
 DEFAULT_METRIC_MAP: Mapping[str, str] = {
@@ -245,7 +245,7 @@ class TrackedRun:
         """The rows as a validated pandas DataFrame (``ecnas.tables.validate``), with the
         meters and the reasons for estimating in its metadata."""
         from ecnas.tables import set_metadata, validate
-        from ecnas.trainer.rows import to_frame
+        from ecnas.tracker.rows import to_frame
 
         df = validate(to_frame(self.rows(**static)), compute_hash=False)
         return set_metadata(df, {"producer": self.producer,

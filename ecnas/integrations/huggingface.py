@@ -60,7 +60,7 @@ __all__ = ["EnergyCallback"]
 
 
 class EnergyCallback(RunResults, TrainerCallback):
-    """Meters a Hugging Face ``Trainer`` run with :class:`ecnas.trainer.tracker.EnergyTracker`.
+    """Meters a Hugging Face ``Trainer`` run with :class:`ecnas.tracker.tracker.EnergyTracker`.
 
     Same options as :class:`ecnas.integrations.lightning.EnergyCallback`: ``spec`` or
     ``matrix`` + ``ops`` for a NAS-Bench-101 cell, ``metric_map``, ``keep_other_metrics``,

@@ -51,7 +51,7 @@ __all__ = ["EnergyCallback"]
 
 
 class EnergyCallback(RunResults, Callback):
-    """Meters a Lightning training run with :class:`ecnas.trainer.tracker.EnergyTracker`.
+    """Meters a Lightning training run with :class:`ecnas.tracker.tracker.EnergyTracker`.
 
     ``spec`` (a :class:`ecnas.space.ModelSpec`) or ``matrix`` + ``ops`` — the NAS-Bench-101
     cell being trained, if it is one; otherwise ``arch_hash``/``matrix``/``ops`` are empty

@@ -30,8 +30,8 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from ecnas.campaign.observers import CampaignObserver
 from ecnas.errors import InputError
-from ecnas.trainer.campaign.observers import CampaignObserver
 
 INSTALL_HINT = "--metrics-port needs prometheus-client: pip install ecnas[prometheus]"
 
@@ -291,7 +291,7 @@ def _exporter(label: str, port: int, addr: str, meters: Sequence[Any] | None,
 def campaign_exporter(campaign_label: str, port: int, addr: str = "127.0.0.1",
                       meters: Sequence[Any] | None = None) -> Exporter:
     """Serve a campaign's progress and this host's live energy; pass ``.observers`` to
-    :func:`ecnas.trainer.campaign.run_campaign`."""
+    :func:`ecnas.campaign.run_campaign`."""
     return _exporter(campaign_label, port, addr, meters, True)
 
 

@@ -78,7 +78,7 @@ def calibrated_energy(cal: Calibration, raw_j: float, duration_s: float, *,
     gross = gain × raw + offset_w × duration. The net (only with ``subtract_idle``) is gross
     minus idle_w × duration; an estimate counts busy CPU time only (nothing idle in it), and
     an unknown idle power subtracts nothing: net = gross, with ``note`` saying so. The one
-    definition the Monitor and :func:`ecnas.profiles.apply.calibrate_energy` share.
+    definition: the Monitor's report and the calibration summaries use it.
     """
     gross = cal.gain * raw_j + cal.offset_w * duration_s
     if not subtract_idle:

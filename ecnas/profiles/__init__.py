@@ -2,7 +2,7 @@
 calibration, provenance), how meters find theirs, and the calibration fit.
 
 ``import ecnas.profiles`` stays light (tomllib only); the fit in
-:mod:`ecnas.profiles.calibration` imports numpy/scipy when it runs.
+:mod:`ecnas.calibration.fit` imports numpy/scipy when it runs.
 """
 
 from __future__ import annotations

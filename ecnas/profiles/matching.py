@@ -35,6 +35,12 @@ def normalize_device_name(name: str) -> str:
     return _VENDOR_PREFIX.sub("", text).strip()
 
 
+def slugify(name: str) -> str:
+    """A profile id made of a device name (``NVIDIA A100-SXM4-40GB`` → ``a100-sxm4-40gb``)."""
+    text = re.sub(r"[^a-z0-9]+", "-", normalize_device_name(name)).strip("-")
+    return text or "my-device"
+
+
 @dataclass(frozen=True)
 class ProfileMatch:
     """The matched profile (None for an unknown GPU) and the rule that picked it."""

@@ -29,6 +29,7 @@ from ecnas.profiles.model import (
     HardwareProfile,
     MatchRules,
     MeterFacts,
+    profile_to_dict,
 )
 
 if sys.version_info >= (3, 11):
@@ -347,51 +348,6 @@ def validate_file(path: str | Path) -> HardwareProfile:
 
 
 # --------------------------------------------------------------------------- writing
-
-def _cal_dict(cal: Calibration) -> dict[str, Any]:
-    out: dict[str, Any] = {"status": "calibrated" if cal.calibrated else "uncalibrated",
-                           "gain": cal.gain, "offset_w": cal.offset_w}
-    if cal.uncertainty_w is not None:
-        out["uncertainty_w"] = cal.uncertainty_w
-    return out
-
-
-def profile_to_dict(p: HardwareProfile) -> dict[str, Any]:
-    """The profile as the nested dict its TOML file holds (``None`` values left out)."""
-    match: dict[str, Any] = {"names": list(p.match.names),
-                             "pci_device_ids": list(p.match.pci_device_ids),
-                             "cpu_model_patterns": list(p.match.cpu_model_patterns)}
-    if p.match.fallback:
-        match["fallback"] = True
-    power = {"tdp_w": p.tdp_w, "idle_w": p.idle_w, "max_w": p.max_w,
-             "per_core_w": p.per_core_w}
-    m = p.meter
-    meter = {"energy_counter": m.energy_counter, "power_averaging_s": m.power_averaging_s,
-             "counter_update_s": m.counter_update_s,
-             "counter_resolution_j": m.counter_resolution_j,
-             "rapl_domains": list(m.rapl_domains)}
-    i = p.calibration_info
-    cal = _cal_dict(p.calibration)
-    cal.update({"gain_sd": i.gain_sd, "offset_sd": i.offset_sd, "residual_w": i.residual_w,
-                "n": i.n, "reference": i.reference, "date": i.date, "by": i.by,
-                "method": i.method})
-    if p.domain_calibrations:
-        cal["domains"] = {
-            key: {**_cal_dict(d.calibration), "idle_w": d.idle_w}
-            for key, d in p.domain_calibrations.items()
-        }
-    doc = {"schema_version": p.schema_version, "id": p.id, "kind": p.kind, "name": p.name,
-           "provenance": p.provenance, "match": match, "power": power, "meter": meter,
-           "calibration": cal}
-    return _drop_none(doc)
-
-
-def _drop_none(value: Any) -> Any:
-    if isinstance(value, dict):
-        # Empty strings and lists are the schema's defaults: leave them out of the file.
-        return {k: _drop_none(v) for k, v in value.items() if v not in (None, "", [])}
-    return value
-
 
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):

@@ -8,7 +8,7 @@ and training time), ``SurrogateModel`` (both, saved as data: npz + JSON, never p
 
 from __future__ import annotations
 
-from typing import Any
+from ecnas._lazy import lazy_exports
 
 _EXPORTS = {
     "Extrapolator": "ecnas.surrogate.extrapolation",
@@ -20,14 +20,5 @@ _EXPORTS = {
     "Score": "ecnas.surrogate.evaluation",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ecnas.surrogate' has no attribute {name!r}")
-    from importlib import import_module
-
-    return getattr(import_module(module), name)
-
-
 __all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

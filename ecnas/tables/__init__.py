@@ -1,4 +1,5 @@
-"""Energy tables: the contract's schema, Parquet/CSV IO with metadata, EC-NAS import, checks.
+"""Energy tables: the contract's schema, Parquet/CSV IO with metadata, checks
+(EC-NAS import and export are :mod:`ecnas.interop`).
 
 The one data contract between the rooms (docs/architecture.md): one row per checkpoint of a
 training run, joules everywhere, facility factors recorded as metadata and never folded into
@@ -6,8 +7,6 @@ training run, joules everywhere, facility factors recorded as metadata and never
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from ecnas.tables.io import read_table, write_table
 from ecnas.tables.metadata import get_metadata, set_metadata
@@ -23,16 +22,8 @@ from ecnas.tables.schema import (
     validate,
 )
 
-
-def import_ecnas(src: Any, **kwargs: Any) -> Any:
-    """Import EC-NAS data (a results tree, a TFRecord file or a folder of them) as a table."""
-    from ecnas.tables.importer import import_ecnas as _import
-
-    return _import(src, **kwargs)
-
-
 __all__ = [
     "COLUMNS", "COLUMN_NAMES", "COMPONENT_COLUMNS", "ROW_KEYS", "RUN_KEYS", "SOURCES", "Column",
-    "empty_table", "get_metadata", "import_ecnas", "read_table", "set_metadata", "validate",
+    "empty_table", "get_metadata", "read_table", "set_metadata", "validate",
     "write_table",
 ]

@@ -29,7 +29,7 @@ from ecnas.trainer.recipe import (
 )
 
 if TYPE_CHECKING:
-    from ecnas.trainer.tracker import WarmUp
+    from ecnas.tracker.tracker import WarmUp
 
 TRAIN_ACCURACY_SAMPLE = 10_000  # NAS-Bench-101 measures train accuracy on a 10k sample
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
@@ -105,7 +105,7 @@ class TrainConfig:
             raise InputError(f"deterministic must be true or false, got {self.deterministic!r}")
         if self.data_dir is not None:
             object.__setattr__(self, "data_dir", os.fspath(self.data_dir))
-        from ecnas.trainer.tracker import check_carbon_intensity
+        from ecnas.tracker.carbon import check_carbon_intensity
 
         object.__setattr__(self, "carbon_intensity_g_per_kwh",
                            check_carbon_intensity(self.carbon_intensity_g_per_kwh))
@@ -252,8 +252,8 @@ def run_training(config: TrainConfig, *, monitor: Any | None = None,
     import torch
 
     from ecnas.space.cost import forward_flops
+    from ecnas.tracker.tracker import EnergyTracker
     from ecnas.trainer.network import count_trainable_params
-    from ecnas.trainer.tracker import EnergyTracker
 
     run = _RunData.load(config)
     with _determinism(config.deterministic, run.cuda), \

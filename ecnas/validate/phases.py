@@ -358,7 +358,7 @@ def write_synthetic_cifar10(folder: Path, n_train: int, n_eval: int) -> None:
 def trainer(ctx: Context) -> Phase:
     from ecnas.monitor import Monitor
     from ecnas.tables.checks import run_checks
-    from ecnas.trainer.rows import to_frame, write_rows
+    from ecnas.tracker.rows import to_frame, write_rows
     from ecnas.trainer.train import TrainConfig, train_architecture
 
     plan, phase = ctx.plan, "trainer at full width"

@@ -125,8 +125,8 @@ def calibrate_steady_board(*boards: str) -> dict[str, Any]:
     """``ecnas calibrate --kind gpu`` against steady boards (``UUID:watts`` each; default one
     100 W board): counter in mJ and power reading in mW, moved by a thread while calibration
     runs."""
+    from ecnas.calibration.procedure import CalibrationOptions, calibrate
     from ecnas.profiles import load_profiles
-    from ecnas.profiles.calibrate import CalibrationOptions, calibrate
 
     specs = [(u, float(w)) for u, w in (b.rsplit(":", 1) for b in boards or ("GPU-aaa:100",))]
     t0 = time.time()

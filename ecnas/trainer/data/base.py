@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -51,21 +50,3 @@ class ImageData:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.train.images.shape[1:])  # type: ignore[return-value]
-
-
-def load_dataset(name: str, data_dir: str | Path | None = None) -> ImageData:
-    """``embedded`` (packaged, no files needed) or ``cifar10`` (``data_dir`` holds the
-    python-version batch files)."""
-    if name == "embedded":
-        from ecnas.trainer.data.embedded import load_embedded
-
-        return load_embedded()
-    if name == "cifar10":
-        from ecnas.trainer.data.cifar10 import load_cifar10
-
-        if data_dir is None:
-            from ecnas.trainer.data.cifar10 import HOW_TO_GET
-
-            raise InputError(f"--dataset cifar10 needs --data-dir: {HOW_TO_GET}")
-        return load_cifar10(data_dir)
-    raise InputError(f"unknown dataset {name!r} (choose from {', '.join(DATASETS)})")

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from ecnas.errors import InputError
+from ecnas.interop.crc32c import crc32c, crc32c_many, mask
+from ecnas.interop.proto import DecodeError, ModelMetricsEnergy
 from ecnas.outputs import atomic_open
-from ecnas.tables.crc32c import crc32c, crc32c_many, mask
-from ecnas.tables.proto import DecodeError, ModelMetricsEnergy
 
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
@@ -166,14 +166,9 @@ def read_ecnas_records(path: str | Path | bytes) -> Iterator[EcnasRecord]:
         yield EcnasRecord.from_bytes(data, where=f"{name}: record {i}")
 
 
-def write_ecnas_records(path: str | Path, records: Iterable[EcnasRecord]) -> Path:
-    """Write EC-NAS records as a TFRecord file."""
-    return write_records(path, (r.to_bytes() for r in records))
-
-
 def records_to_table(records: Iterable[EcnasRecord | bytes], **kwargs: Any) -> Any:
-    """The energy table of EC-NAS records (decoded or raw); see ``ecnas.tables.convert``."""
-    from ecnas.tables.convert import RunInput, runs_to_table
+    """The energy table of EC-NAS records (decoded or raw); see ``ecnas.interop.convert``."""
+    from ecnas.interop.convert import RunInput, runs_to_table
 
     seen: dict[tuple[str, int], int] = {}
     runs = []

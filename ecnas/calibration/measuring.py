@@ -15,10 +15,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ecnas.calibration.loads import Burn
+from ecnas.calibration.recording import ProbeResult, Sample
 from ecnas.errors import InputError
 from ecnas.meters.base import DeviceInfo, Meter
-from ecnas.profiles.loads import Burn
-from ecnas.profiles.recording import ProbeResult, Sample
 
 
 class Reader:

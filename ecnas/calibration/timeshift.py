@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ecnas.calibration.fit import _intervals, measured_energy
+from ecnas.calibration.reference import ReferenceIntegral, ReferenceSeries, read_reference_csv
 from ecnas.errors import InputError
-from ecnas.profiles.calibration import _intervals, measured_energy
-from ecnas.profiles.reference import ReferenceIntegral, ReferenceSeries, read_reference_csv
 
 MAX_SHIFT_S = 60.0
 MIN_CORRELATION = 0.7

@@ -2,7 +2,7 @@
 
 Framework-agnostic (no torch import)::
 
-    from ecnas.trainer.tracker import EnergyTracker
+    from ecnas.tracker.tracker import EnergyTracker
 
     with EnergyTracker() as tracker:
         tracker.checkpoint(0, validation_accuracy=evaluate())   # before training
@@ -36,6 +36,7 @@ from typing import Any
 
 from ecnas.errors import InputError
 from ecnas.monitor.monitor import sync_cuda_devices
+from ecnas.tracker.carbon import check_carbon_intensity
 
 COMPONENTS = ("gpu", "cpu", "dram")
 _counter = itertools.count()  # unique window names when trackers share a Monitor
@@ -83,16 +84,6 @@ class EpochMark:
     wall_time_s: float  # cumulative
     estimated: bool
     meters: tuple[str, ...] = ()
-
-
-def check_carbon_intensity(value: Any) -> float | None:
-    """A grid carbon intensity (gCO2/kWh) as a float, None for none; InputError otherwise."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value) or value < 0:
-        raise InputError(f"carbon intensity must be a number ≥ 0 (gCO2/kWh), got {value!r}")
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -146,7 +137,7 @@ class EnergyTracker:
         self._marks: list[EpochMark] = []
         self._overhead_s = 0.0  # time spent reading meters at epoch ends and checkpoints
         self._final: Checkpoint | None = None
-        # for the rows' EC-NAS record columns (ecnas.trainer.rows.record_columns)
+        # for the rows' EC-NAS record columns (ecnas.tracker.rows.record_columns)
         self._intensity = check_carbon_intensity(carbon_intensity_g_per_kwh)
         self._started_unix = 0.0
         self._final_domains: Mapping[str, Any] = {}
@@ -360,7 +351,7 @@ class EnergyTracker:
         then the checkpoint's times, energies and metrics (accuracies NaN when not given).
         ``device`` defaults to the metered device's profile id, ``source`` to ``measured``.
         EC-NAS's record columns follow (timestamps, per-device joules and power, CO2 with a
-        carbon intensity; see :func:`ecnas.trainer.rows.record_columns`)."""
+        carbon intensity; see :func:`ecnas.tracker.rows.record_columns`)."""
         out = []
         if "device" not in static and self._checkpoints:
             kinds = {d.kind for s in self.monitor.statuses() for d in s.devices}
@@ -379,7 +370,7 @@ class EnergyTracker:
             for name, value in cp.metrics.items():
                 row.setdefault(name, value)
             out.append(row)
-        from ecnas.trainer.rows import record_columns
+        from ecnas.tracker.rows import record_columns
 
         records = record_columns(self._checkpoints, started_unix=self._started_unix,
                                  final=self._final, domains=self._final_domains,
@@ -408,6 +399,6 @@ def metered_device_id(monitor: Any, kind: str = "cpu") -> str:
     match = match_device(devices[0])
     if match.profile is not None:
         return match.profile.id
-    from ecnas.profiles.calibrate import slugify
+    from ecnas.profiles.matching import slugify
 
     return slugify(devices[0].name)

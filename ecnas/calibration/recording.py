@@ -119,7 +119,7 @@ class CalibrationRecord:
 
     # -- JSON ------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        from ecnas.profiles.toml_io import profile_to_dict
+        from ecnas.profiles.model import profile_to_dict
 
         d = self.device
         return {

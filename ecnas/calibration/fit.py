@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ecnas.errors import InputError
-from ecnas.meters.base import Calibration
-from ecnas.profiles.reference import (  # noqa: F401 - re-exported: the fit's inputs
+from ecnas.calibration.reference import (  # noqa: F401 - re-exported: the fit's inputs
     ReferenceIntegral,
     ReferenceSeries,
     check_reference_path,
     read_reference_csv,
 )
+from ecnas.errors import InputError
+from ecnas.meters.base import Calibration
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def fit_reference(measured: tuple[Sequence[float], Sequence[float]],
     samples (``"watts"``, e.g. polled power). ``reference`` is a CSV path (see
     :func:`read_reference_csv`; rows read as means) or a :class:`ReferenceSeries`.
     ``time_shift_s`` is added to the reference's timestamps to put them on this host's clock
-    (:func:`ecnas.profiles.timeshift.estimate_time_shift` finds it from the data).
+    (:func:`ecnas.calibration.timeshift.estimate_time_shift` finds it from the data).
     Only intervals fully covered by the reference are used.
     """
     import numpy as np

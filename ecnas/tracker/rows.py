@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from ecnas.errors import InputError
+from ecnas.interop.record import device_columns, device_id
 from ecnas.tables.kwh import KWH_J
-from ecnas.tables.record import device_columns, device_id
 from ecnas.tables.schema import COLUMNS, SOURCES
+from ecnas.tracker.carbon import check_carbon_intensity
 
 #: column → Python type every row must hold (float columns may be NaN where documented)
 CONTRACT_COLUMNS: dict[str, type] = {
@@ -67,13 +68,13 @@ def timestamp(unix_s: float) -> str:
 def record_columns(checkpoints: Sequence[Any], *, started_unix: float, final: Any = None,
                    domains: Mapping[str, Any] | None = None, devices: Sequence[Any] = (),
                    carbon_intensity_g_per_kwh: float | None = None) -> list[dict[str, Any]]:
-    """The EC-NAS record columns (``ecnas.tables.record``) of a measured run, one dict per
+    """The EC-NAS record columns (``ecnas.interop.record``) of a measured run, one dict per
     checkpoint: what the meters and the clock know, nothing invented.
 
     - ``started_at``/``stopped_at``: the window that ends at the checkpoint (from the previous
       checkpoint, or the run's start), UTC; ``run_started_at``/``run_stopped_at`` the run's.
     - ``run_time_s``, ``run_energy_j``: wall time and energy from start to stop (``final``, the
-      run's totals, a :class:`~ecnas.trainer.tracker.Checkpoint`).
+      run's totals, a :class:`~ecnas.tracker.tracker.Checkpoint`).
     - per device: each *measured* GPU and CPU-package domain of ``domains`` (the final
       report's), its name as the driver reports it (``devices``: the meters'
       :class:`~ecnas.meters.base.DeviceInfo`), its joules and its mean power over the run
@@ -84,7 +85,6 @@ def record_columns(checkpoints: Sequence[Any], *, started_unix: float, final: An
 
     Run-level columns need ``final`` (the tracker stopped); without it they stay missing.
     """
-    from ecnas.trainer.tracker import check_carbon_intensity
 
     intensity = check_carbon_intensity(carbon_intensity_g_per_kwh)
     per_run: dict[str, Any] = {}

@@ -9,7 +9,7 @@ from typing import Any
 
 
 class CampaignObserver:
-    """Events of one :func:`ecnas.trainer.campaign.run_campaign` call."""
+    """Events of one :func:`ecnas.campaign.run_campaign` call."""
 
     def on_start(self, campaign: Any, progress: Any, store: Any) -> None:
         """The store is bound and its runs counted (``progress.skipped`` are already there);

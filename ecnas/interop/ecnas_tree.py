@@ -21,9 +21,9 @@ from typing import Any
 import pandas as pd
 
 from ecnas.errors import InputError
-from ecnas.tables.convert import RunInput, runs_to_table
-from ecnas.tables.proto import metrics_from_results
-from ecnas.tables.results_types import check_results_types
+from ecnas.interop.convert import RunInput, runs_to_table
+from ecnas.interop.proto import metrics_from_results
+from ecnas.interop.results_types import check_results_types
 
 _EPOCHS = re.compile(r"^(\d+)_epochs$")
 _REPEAT = re.compile(r"^repeat_(\d+)$")

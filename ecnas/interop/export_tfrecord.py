@@ -3,8 +3,8 @@
 One record per (architecture, budget, repeat, device) run, with exactly the three evaluations
 EC-NAS's reader expects: index 0 the first checkpoint (epoch 0), 1 the halfway checkpoint (the
 one closest to half the final epoch), 2 the final one. Framing and proto come from
-``ecnas.tables.tfrecord`` / ``ecnas.tables.proto`` (one codec in the project), the mapping
-between the table's columns and the message's fields from ``ecnas.tables.record``.
+``ecnas.interop.tfrecord`` / ``ecnas.interop.proto`` (one codec in the project), the mapping
+between the table's columns and the message's fields from ``ecnas.interop.record``.
 
 Every field is written from the column that carries it, as the source wrote it: an imported
 EC-NAS run gives EC-NAS's reader the source's value for every field (CO2, intensities,
@@ -30,15 +30,15 @@ from typing import Any
 import numpy as np
 
 from ecnas.errors import InputError
-from ecnas.tables.kwh import kwh_of, pue_of, to_kwh
-from ecnas.tables.proto import Device, DeviceUsage, ModelMetricsEnergy, PowerUsageData, UsageJ
-from ecnas.tables.record import (
+from ecnas.interop.proto import Device, DeviceUsage, ModelMetricsEnergy, PowerUsageData, UsageJ
+from ecnas.interop.record import (
     DEVICE_KINDS,
     device_count,
     device_usage,
     evaluation_message,
     run_message,
 )
+from ecnas.tables.kwh import kwh_of, pue_of, to_kwh
 
 
 @dataclass(frozen=True)
@@ -133,8 +133,8 @@ def _run_metrics(rows: Sequence[int], epoch: np.ndarray, view: _Rows, pue: float
 
 def export_ecnas_tfrecord(table: Any, path: str | Path) -> ExportReport:
     """Write ``table`` as an EC-NAS TFRecord file; the report says what was skipped."""
+    from ecnas.interop.tfrecord import EcnasRecord, write_records
     from ecnas.tables import get_metadata, validate
-    from ecnas.tables.tfrecord import EcnasRecord, write_records
 
     df = validate(table)
     meta = get_metadata(table)
@@ -192,8 +192,3 @@ def export_ecnas_tfrecord(table: Any, path: str | Path) -> ExportReport:
         raise InputError(f"{out}: no run can be written in EC-NAS's format "
                          f"(skipped: {', '.join(f'{v} {k}' for k, v in skipped.items() if v)})")
     return ExportReport(str(out), count, {k: v for k, v in skipped.items() if v}, dropped, pue)
-
-
-def write_ecnas_tfrecord(table: Any, path: str | Path) -> int:
-    """Write ``table`` as an EC-NAS TFRecord file; the number of records written."""
-    return export_ecnas_tfrecord(table, path).records

@@ -9,14 +9,14 @@ Recording, each phase over real meter readings (:func:`record_run`):
    multiplies); on GPUs the energy counter is compared with the NVML meter's power reading
    polled and integrated on the same board.
 4. **load steps** — ``steps_s`` of load levels held for irregular times
-   (:data:`ecnas.profiles.loads.STEP_PROGRAM`): sharp, unevenly spaced edges that let a
+   (:data:`ecnas.calibration.loads.STEP_PROGRAM`): sharp, unevenly spaced edges that let a
    reference meter's clock shift be found and spread the power the fit sees.
 
 Fitting (:func:`fit_record`), with a wall/PDU meter's ``timestamp,watts`` log read only
 *after* measuring (a log still being written works, and so does an export that arrives
 later: ``ecnas calibrate fit RUN.json``): the log's clock shift is estimated from the data
-(:mod:`ecnas.profiles.timeshift`) unless given, then gain and offset are fitted with their
-uncertainty (:mod:`ecnas.profiles.calibration`).
+(:mod:`ecnas.calibration.timeshift`) unless given, then gain and offset are fitted with their
+uncertainty (:mod:`ecnas.calibration.fit`).
 
 Devices are read only through meters: the meter chosen for the device, and for the GPU
 power comparison a second NVML meter on the same board (by UUID, as the first resolved it
@@ -39,15 +39,11 @@ from pathlib import Path
 from typing import Any
 
 from ecnas._version import __version__
-from ecnas.errors import InputError
-from ecnas.meters.base import DeviceInfo, Meter, Status
-from ecnas.profiles.calibration import FitResult, fit_reference
-from ecnas.profiles.loads import Burn, at_level, numpy_burn, step_segments, torch_burn
-from ecnas.profiles.matching import match_profile
-from ecnas.profiles.measured_profile import SCOPES, build_profile, slugify, with_fit
-from ecnas.profiles.measuring import Polled, Reader, measure_load, probe_counter, sample_phase
-from ecnas.profiles.model import RAPL_DOMAINS, HardwareProfile, domain_key
-from ecnas.profiles.recording import (
+from ecnas.calibration.fit import FitResult, fit_reference
+from ecnas.calibration.loads import Burn, at_level, numpy_burn, step_segments, torch_burn
+from ecnas.calibration.measured_profile import SCOPES, build_profile, with_fit
+from ecnas.calibration.measuring import Polled, Reader, measure_load, probe_counter, sample_phase
+from ecnas.calibration.recording import (
     CalibrationRecord,
     PhaseResult,
     ProbeResult,
@@ -56,8 +52,12 @@ from ecnas.profiles.recording import (
     phase_samples,
     write_record,
 )
-from ecnas.profiles.reference import ROWS, ReferenceSeries, read_reference_csv
-from ecnas.profiles.timeshift import MAX_SHIFT_S, ShiftEstimate, estimate_time_shift
+from ecnas.calibration.reference import ROWS, ReferenceSeries, read_reference_csv
+from ecnas.calibration.timeshift import MAX_SHIFT_S, ShiftEstimate, estimate_time_shift
+from ecnas.errors import InputError
+from ecnas.meters.base import DeviceInfo, Meter, Status
+from ecnas.profiles.matching import match_profile, slugify
+from ecnas.profiles.model import RAPL_DOMAINS, HardwareProfile, domain_key
 
 __all__ = [
     "CalibrationOptions", "CalibrationRun", "FitOptions", "MeterChoice", "calibrate",
@@ -103,7 +103,7 @@ class FitOptions:
     interval_s: float = 1.0
     time_shift_s: float | None = None  # None: estimate it from the data
     max_shift_s: float = MAX_SHIFT_S
-    reference_rows: str = "mean"  # what a log row's watts are (see ecnas.profiles.reference)
+    reference_rows: str = "mean"  # what a log row's watts are (see ecnas.calibration.reference)
     reference_scope: str = "wall"  # what the reference measures (see measured_profile)
     instrument: str = ""
 
@@ -353,7 +353,7 @@ def calibrate_meter(meter: Meter, device: DeviceInfo, domains: Sequence[str], *,
     """Record a run on ``meter`` (kept at ``record_path`` when given, before the reference is
     read), then fit it against ``reference`` when there is one."""
     if reference is not None:
-        from ecnas.profiles.reference import check_reference_path
+        from ecnas.calibration.reference import check_reference_path
 
         _say(progress, "reference " + check_reference_path(reference))
     record = record_run(meter, device, domains, profiles=profiles, options=options, burn=burn,

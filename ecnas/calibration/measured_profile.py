@@ -27,9 +27,10 @@ from dataclasses import replace
 from types import MappingProxyType
 
 from ecnas._version import __version__
+from ecnas.calibration.fit import FitResult
+from ecnas.calibration.recording import ProbeResult
+from ecnas.calibration.timeshift import ShiftEstimate
 from ecnas.meters.base import UNCALIBRATED, Calibration, DeviceInfo
-from ecnas.profiles.calibration import FitResult
-from ecnas.profiles.matching import normalize_device_name
 from ecnas.profiles.model import (
     RAPL_DOMAINS,
     CalibrationInfo,
@@ -39,16 +40,9 @@ from ecnas.profiles.model import (
     MeterFacts,
     domain_key,
 )
-from ecnas.profiles.recording import ProbeResult
-from ecnas.profiles.timeshift import ShiftEstimate
 
 SCOPES = ("wall", "device")
 NOT_CALIBRATED = " Not calibrated against a reference meter."
-
-
-def slugify(name: str) -> str:
-    text = re.sub(r"[^a-z0-9]+", "-", normalize_device_name(name)).strip("-")
-    return text or "my-device"
 
 
 def new_match(device: DeviceInfo) -> MatchRules:

@@ -15,7 +15,7 @@ Decisions, recorded in the table's metadata so nothing is hidden:
   ``stop_emission`` (1-s timestamps), never below the training time; where timestamps are
   missing, training time plus cumulative evaluation time.
 - **The record.** Every field of EC-NAS's record is kept as the source wrote it, in the columns
-  of ``ecnas.tables.record`` (energies in kWh, CO2, intensities, forecasts, timestamps, per-device
+  of ``ecnas.interop.record`` (energies in kWh, CO2, intensities, forecasts, timestamps, per-device
   power and joules, device names): the TFRecord export writes them back unchanged.
 - **Hashes.** Each run's hash (directory name or record field) is checked against the iso-hash
   recomputed from its matrix and ops; a mismatch is an error unless ``keep_bad_hashes``, which
@@ -34,16 +34,16 @@ import numpy as np
 import pandas as pd
 
 from ecnas.errors import InputError
-from ecnas.tables.kwh import KWH_J
-from ecnas.tables.metadata import provenance_entry, set_metadata
-from ecnas.tables.proto import ModelMetricsEnergy
-from ecnas.tables.record import (
+from ecnas.interop.proto import ModelMetricsEnergy
+from ecnas.interop.record import (
     DEVICE_COLUMN,
     DEVICE_KINDS,
     RECORD_COLUMNS,
     checkpoint_values,
     run_values,
 )
+from ecnas.tables.kwh import KWH_J
+from ecnas.tables.metadata import provenance_entry, set_metadata
 from ecnas.tables.schema import COLUMN_NAMES
 
 __all__ = ["CARBONTRACKER_PUE", "ECNAS_CPU_PROFILE", "KWH_J", "RunInput", "runs_to_table"]
@@ -236,7 +236,7 @@ def _contract_rows(r: _Run, factor: float, cols: dict[str, list[Any]],
 
 
 def _record_frame(records: list[dict[str, Any]], index: pd.Index) -> pd.DataFrame:
-    """The record columns (``ecnas.tables.record``) of all rows: floats as float64 (NaN where
+    """The record columns (``ecnas.interop.record``) of all rows: floats as float64 (NaN where
     missing), text as pandas strings (NaN where missing); columns no row has are left out."""
     kinds = {c.name: c.dtype for c in RECORD_COLUMNS}
     names: dict[str, None] = {}

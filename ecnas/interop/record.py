@@ -5,7 +5,7 @@ An imported EC-NAS run keeps, beside the contract's columns, every value its sou
 the source held, timestamps and device names the text it held. The TFRecord export writes them
 back, so a tree → ``import-ecnas`` → ``export --format ecnas-tfrecord`` gives EC-NAS's reader
 the source's value for every field. Tables that ecnas measured fill the same columns from the
-meters (``ecnas.trainer.rows.record_columns``); what nobody measured stays missing (NaN) and is
+meters (``ecnas.tracker.rows.record_columns``); what nobody measured stays missing (NaN) and is
 left unset in the export.
 
 Per checkpoint (one evaluation of the run):
@@ -52,7 +52,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ecnas.tables.proto import (
+from ecnas.interop.proto import (
     Device,
     DeviceUsage,
     EvaluationDataEnergy,

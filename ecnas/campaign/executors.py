@@ -1,7 +1,7 @@
 """Where runs execute: local worker processes, a Dask cluster, or (workers=0) inline.
 
 Every executor takes plain-dict tasks and hands back the plain-dict results of
-:func:`ecnas.trainer.campaign.worker.execute_run`; the coordinator does not know which one it
+:func:`ecnas.campaign.worker.execute_run`; the coordinator does not know which one it
 drives. A run whose process dies (segfault, OOM kill, ``os._exit``) comes back as a failed
 result naming the exit status, like a run that raised.
 """
@@ -17,15 +17,15 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any
 
-from ecnas.errors import InputError
-from ecnas.trainer.campaign.shares import (
+from ecnas.campaign.shares import (
     WorkerShare,
     machine_cpus,
     oversubscription,
     pin,
     plan_shares,
 )
-from ecnas.trainer.campaign.worker import child_main, execute_run
+from ecnas.campaign.worker import child_main, execute_run
+from ecnas.errors import InputError
 
 #: runs handed to a Dask scheduler at once, whatever the number of workers at connect time
 MIN_DASK_IN_FLIGHT = 1024
@@ -84,7 +84,7 @@ class LocalExecutor:
     """``workers`` slots; each task runs in a fresh spawned process (one run per process, so a
     run's GPU pinning, memory and crashes stay its own). Slots are assigned the campaign's
     devices round-robin; a ``cuda:N`` slot's process sees only GPU N, as ``cuda:0``. Each slot
-    has its share of the CPU (:mod:`ecnas.trainer.campaign.shares`): its own cores and as many
+    has its share of the CPU (:mod:`ecnas.campaign.shares`): its own cores and as many
     threads; ``oversubscribed`` says why, when there are more workers than cores."""
 
     def __init__(self, workers: int, devices: tuple[str, ...] = ("cpu",)) -> None:

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ecnas.campaign.config import Campaign, RunSpec
+from ecnas.campaign.observers import CampaignObserver, notify
+from ecnas.campaign.progress import Progress
+from ecnas.campaign.store import ResultsStore
 from ecnas.errors import InputError
-from ecnas.trainer.campaign.config import Campaign, RunSpec
-from ecnas.trainer.campaign.observers import CampaignObserver, notify
-from ecnas.trainer.campaign.progress import Progress
-from ecnas.trainer.campaign.store import ResultsStore
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class CampaignSummary:
 
 def make_executor(campaign: Campaign, workers: int, scheduler: str | None,
                   connect_timeout: float) -> Any:
-    from ecnas.trainer.campaign import executors
+    from ecnas.campaign import executors
 
     if scheduler is not None:
         return executors.DaskExecutor(scheduler, campaign.devices,
@@ -77,11 +77,11 @@ def run_campaign(campaign: Campaign, store_path: str | Path, *, workers: int = 1
     ``workers``: local worker processes (one run per process; 0 runs inline in this process);
     ``scheduler``: a ``dask.distributed`` scheduler address instead. ``resume=False`` refuses a
     store that already holds runs. ``run_fn(config: TrainConfig)`` is what one run does
-    (default: the metered trainer, :func:`ecnas.trainer.campaign.worker.train_run`); it must be
+    (default: the metered trainer, :func:`ecnas.campaign.worker.train_run`); it must be
     importable by the workers (a module-level function) and return the run's table rows, or a
     dict ``{"rows": …, "meters": […], "estimate_reasons": […]}``. ``progress`` gets one line per
     event. A failed run is retried up to ``campaign.retries`` times in this call.
-    ``observers`` (:class:`ecnas.trainer.campaign.observers.CampaignObserver`) hear each event.
+    ``observers`` (:class:`ecnas.campaign.observers.CampaignObserver`) hear each event.
     """
     say = progress or (lambda _line: None)
     if run_fn is not None and scheduler is None and workers > 0:

@@ -8,8 +8,8 @@ from typing import Any
 import pandas as pd
 
 from ecnas.errors import InputError
-from ecnas.tables.ecnas_tree import import_results_tree, is_results_tree
-from ecnas.tables.tfrecord import read_ecnas_records, records_to_table
+from ecnas.interop.ecnas_tree import import_results_tree, is_results_tree
+from ecnas.interop.tfrecord import read_ecnas_records, records_to_table
 
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords")
 
