@@ -9,12 +9,11 @@ lands in the window that launched it; torch is never imported here.
 
 from __future__ import annotations
 
-import functools
 import math
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -36,7 +35,6 @@ from ecnas.monitor.report import (
     DomainMap,
     DomainStatus,
     EnergyReport,
-    total_joules,
 )
 
 
@@ -45,9 +43,6 @@ class Snapshot(NamedTuple):
 
     timestamp: float
     readings: tuple[Reading, ...]
-
-
-_snapshot = functools.partial(tuple.__new__, Snapshot)  # Snapshot from a pair, at C speed
 
 
 def sync_cuda_devices() -> bool:
@@ -80,7 +75,7 @@ class DomainFacts:
         self.calibration = calibration
         self.floor_s = floor_s
         self.idle_w = idle_w
-        # No calibration to apply: joules are the raw joules (the report's fast path).
+        # No calibration to apply: joules are the raw joules (Monitor.report's fast branch).
         self.plain = (not calibration.calibrated and calibration.gain == 1.0
                       and calibration.offset_w == 0.0)
         # What a window shorter than floor_s says, after its duration (built once here: a
@@ -101,7 +96,7 @@ class Attached:
         self.facts = facts
         self.has_events = type(meter).events is not Meter.events  # the base reports none
         # One update period for all its domains (the usual case): a window shorter than it
-        # gets one warning naming them all (the plain report's path), not one per domain.
+        # gets one warning naming them all, not one per domain.
         floors = {f.floor_s for f in facts}
         self.floor_s = floors.pop() if len(floors) == 1 else None
         self.short_head = ", ".join(f.domain for f in facts) + ": "
@@ -112,7 +107,7 @@ class Session:
     (dropped as a whole at close)."""
 
     __slots__ = ("attached", "names", "conflicts", "notes", "profiles", "reads", "plain",
-                 "estimated", "reasons", "counted")
+                 "estimated", "reasons", "counted", "size")
 
     def __init__(self, attached: list[Attached], conflicts: list[str], notes: list[str],
                  profiles: dict[str, DomainProfile]) -> None:
@@ -122,17 +117,25 @@ class Session:
         self.conflicts = tuple(conflicts)
         self.notes = tuple(notes)  # about the profiles (none used, not loaded, cache)
         self.profiles = profiles
-        # What every window of this session shares, worked out once for the plain path
-        # (Monitor._plain_report): no domain calibrated, so joules are the raw joules.
+        # What every window with a reading of every domain shares, worked out once.
         facts = [f for a in attached for f in a.facts]
-        self.plain = all(f.plain for f in facts)
-        self.estimated = any(f.estimated for f in facts)
-        self.reasons = tuple(dict.fromkeys(f"{f.meter}: {f.reason}" for f in facts
-                                           if f.estimated))
-        # A platform (psys) domain contains package and DRAM: then only it is counted.
-        skip = (("cpu", "dram") if any(f.component == "platform" for f in facts)
-                else ("platform",))
-        self.counted = frozenset(f.domain for f in facts if f.component not in skip)
+        self.size = len(facts)
+        self.plain = all(f.plain for f in facts)  # no domain calibrated: joules are raw
+        self.estimated, self.reasons = estimated_reasons(facts)
+        self.counted = counted_domains(facts)
+
+
+def estimated_reasons(facts: Sequence[DomainFacts]) -> tuple[bool, tuple[str, ...]]:
+    """Whether any of ``facts`` is estimated, and why (each reason once)."""
+    reasons = tuple(dict.fromkeys(f"{f.meter}: {f.reason}" for f in facts if f.estimated))
+    return any(f.estimated for f in facts), reasons
+
+
+def counted_domains(facts: Sequence[DomainFacts]) -> frozenset[str]:
+    """The domains a report's total adds up: a platform (psys) domain contains the CPU
+    packages and DRAM, so where one is read it replaces them."""
+    skip = ("cpu", "dram") if any(f.component == "platform" for f in facts) else ("platform",)
+    return frozenset(f.domain for f in facts if f.component not in skip)
 
 
 class Monitor:
@@ -154,10 +157,9 @@ class Monitor:
         self._session: Session | None = None
         self._windows: dict[str, Snapshot] = {}
         self._lock = threading.Lock()
-        # Shared-Monitor bookkeeping (ecnas.monitor.default): windows in flight that are not
-        # in _windows, and whether a newer Monitor replaced this one (close when idle).
-        self._users: list[None] = []  # one entry per window in flight (append/pop: atomic)
-        self._retired = False
+        #: called after ``end`` closed the last open named window (the shared Monitor's
+        #: holder closes a replaced Monitor then: ecnas.monitor.default)
+        self.on_idle: Callable[[], None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
@@ -296,18 +298,14 @@ class Monitor:
         assert session is not None
         if (self.sync_cuda if sync_cuda is None else sync_cuda) and "torch" in sys.modules:
             sync_cuda_devices()
-        reads = session.reads
-        if len(reads) == 1:  # most machines: one meter (RAPL, or the estimate)
-            reading = reads[0]()
-            return _snapshot((reading.timestamp, (reading,)))
-        readings = tuple([read() for read in reads])
+        readings = tuple([read() for read in session.reads])
         # The meters' own read times (their mean): a window's duration then matches the
         # interval the meters integrated over.
-        if readings:
-            t = math.fsum([r.timestamp for r in readings]) / len(readings)
-        else:
-            t = time.monotonic()
-        return Snapshot(t, readings)
+        if not readings:
+            return Snapshot(time.monotonic(), readings)
+        if len(readings) == 1:
+            return Snapshot(readings[0].timestamp, readings)
+        return Snapshot(math.fsum([r.timestamp for r in readings]) / len(readings), readings)
 
     def begin(self, name: str) -> None:
         """Open the window ``name`` (windows nest and overlap freely)."""
@@ -332,187 +330,102 @@ class Monitor:
 
     def end(self, name: str) -> EnergyReport:
         """Close the window ``name`` and return its report."""
-        # _start_of, inlined: after a training step every distinct function called costs
-        # microseconds of cold caches
-        with self._lock:
-            start = self._windows.get(name)
-        if start is None:
-            start = self._start_of(name)  # raises, naming the open windows
+        start = self._start_of(name)
         stop = self.snapshot()
         with self._lock:
             self._windows.pop(name, None)
+            idle = not self._windows
         report = self.report(name, start, stop)
-        if self._retired:
-            self._close_if_idle()
+        if idle and self.on_idle is not None:
+            self.on_idle()
         return report
 
     def open_windows(self) -> tuple[str, ...]:
         with self._lock:
             return tuple(self._windows)
 
-    # -- shared use (ecnas.monitor.default) ------------------------------------------------
-    def _enter_use(self) -> None:
-        self._users.append(None)
-
-    def _leave_use(self) -> None:
-        self._users.pop()
-        if self._retired:
-            self._close_if_idle()
-
-    def _retire(self) -> None:
-        """A newer Monitor replaces this one: close now, or when its last window ends."""
-        self._retired = True
-        self._close_if_idle()
-
-    def _close_if_idle(self) -> None:
-        with self._lock:
-            idle = not self._windows and not self._users and self._session is not None
-        if idle:
-            self.close()
-
     # -- reports ---------------------------------------------------------------------------
     def report(self, name: str, start: Snapshot, stop: Snapshot, *,
                idle_subtract: bool | None = None) -> EnergyReport:
         """The report of the window between two snapshots of this Monitor (``idle_subtract``
-        None: the Monitor's own setting)."""
+        None: the Monitor's own setting).
+
+        Per domain: the raw joules between the edges, calibrated with the domain's profile
+        (skipped where no domain is calibrated and nothing is subtracted: joules are raw),
+        and what is wrong with the number (window shorter than the meter's update period,
+        non-finite, no reading at an edge) in the warnings. The per-domain entries are built
+        when first read: most windows are asked for their total alone."""
         session = self._session
         if session is None:
             raise InputError(f"window {name!r}: the Monitor was closed while it was open")
         subtract = self.idle_subtract if idle_subtract is None else idle_subtract
-        if session.plain and not subtract:
-            report = _plain_report(session, name, start, stop)
-            if report is not None:
-                return report
+        plain = session.plain and not subtract
         duration = stop.timestamp - start.timestamp
-        domains: dict[str, DomainEnergy] = {}
-        reasons: list[str] = []
-        warnings: list[str] = list(session.conflicts)
-        estimated = False
+        warnings = list(session.conflicts)
+        entries: list[Entry] = []
         shown = ""  # the duration as short-window notes show it, formatted once
         for a, r0, r1 in zip(session.attached, start.readings, stop.readings, strict=True):
             if a.has_events:
-                events = a.meter.events(start.timestamp)
-                if events:
-                    warnings += events
-            get0, get1 = r0.energy_j.get, r1.energy_j.get
+                warnings += a.meter.events(start.timestamp)
             note = ""  # what a window shorter than this meter's update period says
             if a.floor_s is not None and duration < a.floor_s:
                 shown = shown or f"{duration:.4f}"
                 note = f"window {shown}{a.facts[0].short_note}"
-                warnings.append(a.short_head + note)
+                warnings.append(a.short_head + note)  # once for all its domains
+            e0, e1 = r0.energy_j, r1.energy_j
             for f in a.facts:
                 d = f.domain
-                j0, j1 = get0(d), get1(d)
+                j0, j1 = e0.get(d), e1.get(d)
                 if j0 is None or j1 is None:
                     warnings.append(f"{d}: no reading from {f.meter} at both edges")
                     continue
-                if f.estimated:
-                    estimated = True
-                    reasons.append(f"{f.meter}: {f.reason}")
-                domains[d] = _domain(f, j1 - j0, duration, subtract, warnings, note)
+                raw = j1 - j0
+                short = note
+                if not short and duration < f.floor_s:  # one meter's domains, unequal periods
+                    shown = shown or f"{duration:.4f}"
+                    short = f"window {shown}{f.short_note}"
+                    warnings.append(f"{d}: {short}")
+                if plain:
+                    joules, net = raw, None
+                else:
+                    joules, net, why = calibrated_energy(
+                        f.calibration, raw, duration, idle_w=f.idle_w, subtract_idle=subtract,
+                        estimated=f.estimated)
+                    if why:
+                        warnings.append(f"{d}: {why}")
+                if not math.isfinite(joules):
+                    warnings.append(f"{d}: non-finite energy from {f.meter}")
+                entries.append((f, raw, joules, net, short))
         if session.notes:
             warnings += session.notes
-        net = total_joules(domains, "net_joules") if subtract else None
-        return EnergyReport.of(
-            name, duration, total_joules(domains), domains, estimated,
-            tuple(dict.fromkeys(reasons)) if reasons else (), session.names,
-            tuple(dict.fromkeys(warnings)) if warnings else (), net,
+        if len(entries) == session.size:
+            counted, estimated, reasons = session.counted, session.estimated, session.reasons
+        else:  # a domain without a reading: the rest decide
+            facts = [e[0] for e in entries]
+            counted = counted_domains(facts)
+            estimated, reasons = estimated_reasons(facts)
+        total = math.fsum([e[2] for e in entries if e[0].domain in counted])
+        net_total = (math.fsum([e[3] for e in entries if e[0].domain in counted
+                                and e[3] is not None]) if subtract else None)
+        return EnergyReport(
+            name, duration, total, DomainMap(domain_entries, entries), estimated, reasons,
+            session.names, tuple(dict.fromkeys(warnings)) if warnings else (), net_total,
             start.timestamp, stop.timestamp)
 
 
-def _plain_report(session: Session, name: str, start: Snapshot,
-                  stop: Snapshot) -> EnergyReport | None:
-    """The report of a window of a session with no calibrated domain and nothing to subtract
-    (every window of most machines): what :meth:`Monitor.report` computes, with what does
-    not change between windows taken from the session, and the per-domain entries built
-    when first read (:class:`DomainMap`). None when a domain has no reading at an edge (the
-    general path says which)."""
-    duration = stop.timestamp - start.timestamp
-    warnings: list[str] = list(session.conflicts) if session.conflicts else []
-    raws: list[float] = []
-    notes: list[str] = []
-    total: list[float] = []
-    counted = session.counted
-    shown = ""  # the duration as short-window notes show it, formatted once
-    for a, r0, r1 in zip(session.attached, start.readings, stop.readings, strict=True):
-        if a.has_events:
-            events = a.meter.events(start.timestamp)
-            if events:
-                warnings += events
-        e0, e1 = r0.energy_j, r1.energy_j
-        note = ""  # what a window shorter than this meter's update period says
-        if a.floor_s is not None and duration < a.floor_s:
-            shown = shown or f"{duration:.4f}"
-            note = f"window {shown}{a.facts[0].short_note}"
-            warnings.append(a.short_head + note)
-        notes.append(note)
-        for f in a.facts:
-            d = f.domain
-            try:
-                raw = e1[d] - e0[d]
-            except KeyError:
-                return None
-            raws.append(raw)
-            if raw - raw != 0.0:  # inf or NaN (math.isfinite, without the call)
-                warnings.append(f"{d}: non-finite energy from {f.meter}")
-            if a.floor_s is None and duration < f.floor_s:  # domains of unequal periods
-                shown = shown or f"{duration:.4f}"
-                warnings.append(f"{d}: window {shown}{f.short_note}")
-            if d in counted:
-                total.append(raw)
-    if session.notes:
-        warnings += session.notes
-    return EnergyReport.of(
-        name, duration, math.fsum(total),
-        DomainMap(_plain_domains, session.attached, raws, notes, duration), session.estimated,
-        session.reasons, session.names, tuple(dict.fromkeys(warnings)) if warnings else (),
-        None, start.timestamp, stop.timestamp)
+#: one domain of one window: (facts, raw J, calibrated J, net J or None, short-window note)
+Entry = tuple[DomainFacts, float, float, "float | None", str]
 
 
-def _plain_domains(attached: list[Attached], raws: list[float], notes: list[str],
-                   duration: float) -> dict[str, DomainEnergy]:
-    """The per-domain entries of a plain report (see :func:`_plain_report`)."""
+def domain_entries(entries: list[Entry]) -> dict[str, DomainEnergy]:
+    """The per-domain entries of a report (built when first read: :class:`DomainMap`)."""
     out: dict[str, DomainEnergy] = {}
-    k = 0
-    for a, note in zip(attached, notes, strict=True):
-        for f in a.facts:
-            raw = raws[k]
-            k += 1
-            if note:
-                out[f.domain] = DomainEnergy(f.domain, f.component, raw, raw, f.meter,
-                                             f.status, f"{f.reason}; {note}" if f.reason
-                                             else note, f.profile_id, False, None, True)
-            elif duration >= f.floor_s:
-                out[f.domain] = DomainEnergy(f.domain, f.component, raw, raw, f.meter,
-                                             f.status, f.reason, f.profile_id)
-            else:  # domains of one meter with unequal update periods
-                msg = f"window {duration:.4f}{f.short_note}"
-                out[f.domain] = DomainEnergy(f.domain, f.component, raw, raw, f.meter,
-                                             f.status, f"{f.reason}; {msg}" if f.reason
-                                             else msg, f.profile_id, False, None, True)
+    for f, raw, joules, net, short in entries:
+        reason = (f"{f.reason}; {short}" if f.reason else short) if short else f.reason
+        out[f.domain] = DomainEnergy(f.domain, f.component, joules, raw, f.meter, f.status,
+                                     reason, f.profile_id, f.calibration.calibrated, net,
+                                     bool(short))
     return out
-
-
-def _domain(f: DomainFacts, raw: float, duration: float, subtract: bool,
-            warnings: list[str], short_note: str = "") -> DomainEnergy:
-    """One domain's energy on the general path: calibration, short windows, idle power
-    (``short_note``: what the meter's short window says, already in ``warnings``)."""
-    joules, net, note = calibrated_energy(f.calibration, raw, duration, idle_w=f.idle_w,
-                                          subtract_idle=subtract, estimated=f.estimated)
-    reason = f.reason
-    short = duration < f.floor_s
-    if short:
-        msg = short_note
-        if not msg:  # domains of one meter with unequal update periods: said per domain
-            msg = f"window {duration:.4f}{f.short_note}"
-            warnings.append(f"{f.domain}: {msg}")
-        reason = f"{reason}; {msg}" if reason else msg
-    if note:
-        warnings.append(f"{f.domain}: {note}")
-    if not math.isfinite(joules):
-        warnings.append(f"{f.domain}: non-finite energy from {f.meter}")
-    return DomainEnergy(f.domain, f.component, joules, raw, f.meter, f.status, reason,
-                        f.profile_id, f.calibration.calibrated, net, short)
 
 
 def _usable(meter: Meter, status: MeterStatus) -> MeterStatus:

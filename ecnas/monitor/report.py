@@ -1,8 +1,11 @@
 """What a metered window produced: :class:`EnergyReport` and its per-domain :class:`DomainEnergy`.
 
-Both are frozen dataclasses with ``to_dict()``; the report also has ``to_json()``. Every
-number says whether it was measured or estimated and by which meter; calibration and idle
-subtraction are recorded beside the raw joules, never folded in silently.
+``EnergyReport`` is a frozen dataclass, ``DomainEnergy`` a named tuple; both have
+``to_dict()``, the report also ``to_json()``. A report's ``domains`` is a :class:`DomainMap`
+(built when first read, pickled and copied as a dict) when a Monitor made it. Every number
+says whether it was measured or estimated and by which meter; calibration and idle
+subtraction are recorded beside the raw joules, never folded in silently. The arithmetic is
+:meth:`ecnas.monitor.Monitor.report`'s; this module only holds the results.
 """
 
 from __future__ import annotations
@@ -18,9 +21,6 @@ from ecnas.meters.base import Component
 ComponentName = Literal["gpu", "cpu", "dram", "platform"]
 #: what a domain's ``status`` may be (a window never reports an unavailable domain)
 DomainStatus = Literal["measured", "estimated"]
-
-_new = object.__new__
-_setattr = object.__setattr__  # frozen dataclasses refuse plain attribute stores
 
 
 class DomainEnergy(NamedTuple):
@@ -135,22 +135,6 @@ class EnergyReport:
     end_monotonic: float = 0.0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
-    @classmethod
-    def of(cls, name: str, duration_s: float, energy_j: float,
-           domains: Mapping[str, DomainEnergy], estimated: bool, reasons: tuple[str, ...],
-           meters: tuple[str, ...], warnings: tuple[str, ...], net_energy_j: float | None,
-           start_monotonic: float, end_monotonic: float) -> EnergyReport:
-        """``EnergyReport(...)`` with every field but ``extra`` given, built without the frozen
-        ``__init__``'s per-field ``object.__setattr__``: one report per window, and on the
-        window benchmark this still wins (about 1 µs; see docs/meters.md)."""
-        obj = _new(cls)
-        _setattr(obj, "__dict__", {
-            "name": name, "duration_s": duration_s, "energy_j": energy_j, "domains": domains,
-            "estimated": estimated, "reasons": reasons, "meters": meters,
-            "warnings": warnings, "net_energy_j": net_energy_j,
-            "start_monotonic": start_monotonic, "end_monotonic": end_monotonic, "extra": {}})
-        return obj
-
     @property
     def mean_power_w(self) -> float:
         return self.energy_j / self.duration_s if self.duration_s > 0 else math.nan
@@ -184,18 +168,3 @@ class EnergyReport:
         from ecnas.outputs import dumps_json  # JSON has no NaN: null, so anyone can parse it
 
         return dumps_json(self.to_dict(), indent=indent)
-
-
-_PLATFORM = Component.PLATFORM.value
-_PACKAGE_AND_DRAM = (Component.CPU.value, Component.DRAM.value)
-
-
-def total_joules(domains: Mapping[str, DomainEnergy], attr: str = "joules") -> float:
-    """Total without double counting: platform (psys) replaces CPU package + DRAM."""
-    values = domains.values()
-    skip = _PACKAGE_AND_DRAM if any(
-        [d.component == _PLATFORM for d in values]) else (_PLATFORM,)
-    if attr == "joules":  # every window: no getattr, never None
-        return math.fsum([d.joules for d in values if d.component not in skip])
-    return math.fsum([v for d in values
-                      if d.component not in skip and (v := getattr(d, attr)) is not None])
