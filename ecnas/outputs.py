@@ -27,7 +27,9 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import stat
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -213,7 +215,6 @@ def atomic_path(path: PathLike, *, suffix: str = ".tmp") -> Iterator[Path]:
     if not p.parent.is_dir():
         raise InputError(f"{_describe(p)}: folder {_describe(p.parent)} does not exist")
     _refuse_readonly(p)
-    import tempfile  # here, not at the top: importing this module stays cheap for the meters
 
     fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(p), suffix=suffix, dir=p.parent)
     os.close(fd)
@@ -262,8 +263,6 @@ def atomic_folder(path: PathLike, *, owned: Callable[[Path], Iterable[str]] | No
     p = Path(path)
     if not p.parent.is_dir():
         raise InputError(f"{_describe(p)}: folder {_describe(p.parent)} does not exist")
-    import shutil
-    import tempfile
 
     tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(p), suffix=".tmp", dir=p.parent))
     try:

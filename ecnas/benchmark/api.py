@@ -9,6 +9,7 @@ pruned (matrix, ops) strings, so the MD5 iso-hash is never recomputed on the hot
 from __future__ import annotations
 
 import random
+import warnings
 from collections.abc import Iterator, Mapping
 from operator import itemgetter
 from pathlib import Path
@@ -16,15 +17,20 @@ from typing import Any
 
 import numpy as np
 
+from ecnas.benchmark.bundle import load_bundle_layout
 from ecnas.benchmark.layout import (
     METRIC_INDEX,
     METRICS,
     Layout,
+    devices_of,
     layout_from_table,
 )
 from ecnas.errors import InputError
+from ecnas.interop import import_ecnas
+from ecnas.space import ModelSpec
+from ecnas.tables import get_metadata, validate
 from ecnas.tables.kwh import KWH_J, kwh_of, pue_of, to_kwh
-from ecnas.tables.schema import SOURCES
+from ecnas.tables.schema import COLUMN_NAMES, SOURCES
 
 __all__ = ["KWH_J", "Benchmark", "kwh_of", "pue_of", "to_kwh"]
 
@@ -83,14 +89,10 @@ class Benchmark:
     @classmethod
     def from_table(cls, df: Any, *, seed: int = 0, device: str | None = None) -> Benchmark:
         """A benchmark from an energy table (DataFrame in the contract; validated here)."""
-        from ecnas.tables import get_metadata, validate
-        from ecnas.tables.schema import COLUMN_NAMES
-
         table = validate(df)
         keep = [c for c in (*COLUMN_NAMES, "energy_j_low", "energy_j_high") if c in table.columns]
         meta = get_metadata(df)
         lay = layout_from_table(table[keep], device=device)
-        from ecnas.benchmark.layout import devices_of
 
         return cls(lay, seed=seed, pue=pue_of(meta), devices=tuple(sorted(devices_of(table))),
                    metadata=meta)
@@ -103,15 +105,12 @@ class Benchmark:
         if not p.exists():
             raise InputError(f"{p}: no such file or folder")
         if p.is_dir():
-            from ecnas.benchmark.bundle import load_bundle_layout
-
             lay, manifest = load_bundle_layout(p, device=device, verify=verify)
             meta = manifest.get("table_metadata", {})
             bench = cls(lay, seed=seed, pue=pue_of(meta),
                         devices=tuple(d["id"] for d in manifest.get("devices", [])), metadata=meta,
                         path=str(p))
             return bench
-        from ecnas.interop import import_ecnas
 
         bench = cls.from_table(import_ecnas(p), seed=seed, device=device)
         bench.path = str(p)
@@ -152,21 +151,19 @@ class Benchmark:
         return iter(self._lay.arch_hash.tolist())
 
     def index_of(self, arch_hash: str) -> int:
+        """The architecture index of ``arch_hash`` in the benchmark; InputError if absent."""
         try:
             return self._hash_index[arch_hash]
         except KeyError:
             raise InputError(f"hash {arch_hash!r} is not in the benchmark") from None
 
     def spec_of(self, arch_hash: str) -> Any:
-        from ecnas.space import ModelSpec
-
+        """The pruned ``ModelSpec`` of ``arch_hash``."""
         i = self.index_of(arch_hash)
         return ModelSpec(self._lay.matrix[i], self._lay.ops[i])
 
     # -- spec resolution
     def _arch_index(self, spec: Any) -> int:
-        from ecnas.space import ModelSpec
-
         if not isinstance(spec, ModelSpec):
             if isinstance(spec, Mapping):
                 spec = ModelSpec(spec["matrix"], spec["ops"])
@@ -292,7 +289,6 @@ class Benchmark:
         """
         a = self.index_of(arch_hash)
         lay = self._lay
-        from ecnas.space import ModelSpec
 
         spec = ModelSpec(lay.matrix[a], lay.ops[a])
         fixed = {"module_adjacency": spec.matrix, "module_operations": list(spec.ops),
@@ -337,6 +333,7 @@ class Benchmark:
         return self._time_spent, self._energy_spent
 
     def reset_budget_counters(self) -> None:
+        """Set the simulated time and energy spent by queries back to zero."""
         self._time_spent = 0.0
         self._energy_spent = 0.0
 
@@ -373,8 +370,6 @@ class _quiet:
     """Silence numpy's 'Mean of empty slice' for all-NaN columns (NaN is the answer)."""
 
     def __enter__(self) -> None:
-        import warnings
-
         self._ctx = warnings.catch_warnings()
         self._ctx.__enter__()
         warnings.simplefilter("ignore", RuntimeWarning)

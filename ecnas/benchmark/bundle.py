@@ -28,8 +28,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ecnas._version import __version__
+from ecnas.benchmark.layout import (
+    METRICS,
+    devices_of,
+    layout_from_frames,
+    layout_from_table,
+)
 from ecnas.errors import InputError
-from ecnas.outputs import atomic_folder, dumps_json
+from ecnas.outputs import atomic_folder, check_target, dumps_json
+from ecnas.profiles import get_profile
+from ecnas.profiles.model import profile_to_dict
+from ecnas.tables import read_table, validate
+from ecnas.tables.metadata import KEY, get_metadata, merge_metadata, provenance_entry
+from ecnas.tables.schema import RUN_KEYS, SOURCES
 
 FORMAT = "ecnas-benchmark-bundle"
 SCHEMA_VERSION = 1
@@ -84,9 +100,6 @@ def sha256_file(path: Path) -> str:
 def _profiles(device_ids: Iterable[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(devices, calibration): each device with its hardware profile embedded (null when
     ecnas has no profile with that id) and whether it is calibrated."""
-    from ecnas.profiles import get_profile
-    from ecnas.profiles.model import profile_to_dict
-
     devices, calibration = [], {}
     for dev in device_ids:
         profile = get_profile(dev)
@@ -111,8 +124,6 @@ def _spaces(table: Any) -> list[str]:
 
 
 def _counts(table: Any) -> dict[str, Any]:
-    from ecnas.tables.schema import RUN_KEYS, SOURCES
-
     rows = table["source"].value_counts()
     runs = table.drop_duplicates(list(RUN_KEYS))["source"].value_counts()
     return {"rows": len(table), "runs": int(runs.sum()),
@@ -132,9 +143,6 @@ def _layout_names(devices: list[str]) -> dict[str, tuple[str, str]]:
 # ------------------------------------------------------------------ write
 def _write_arrow(columns: Mapping[str, Any], path: Path, *, dictionary: Iterable[str] = (),
                  compression: str = "zstd") -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     # pa.array(numpy) keeps NaN as NaN (from_pandas would turn it into null, and nulls cost a
     # copy on load); one row group, so each column reads back as one contiguous chunk.
     arrow = pa.table({k: pa.array(v) for k, v in columns.items()})
@@ -143,10 +151,6 @@ def _write_arrow(columns: Mapping[str, Any], path: Path, *, dictionary: Iterable
 
 
 def _write_layout(lay: Any, archs_path: Path, runs_path: Path) -> None:
-    import numpy as np
-
-    from ecnas.benchmark.layout import METRICS
-
     _write_arrow({"arch_hash": lay.arch_hash.astype(str), "matrix": lay.matrix.astype(str),
                   "ops": lay.ops.astype(str), "trainable_params": lay.trainable_params,
                   "flops": lay.flops}, archs_path, dictionary=("ops",))
@@ -167,11 +171,6 @@ def _write_layout(lay: Any, archs_path: Path, runs_path: Path) -> None:
 
 
 def _write_table(table: Any, meta: Mapping[str, Any], path: Path) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from ecnas.tables.metadata import KEY
-
     arrow = pa.Table.from_pandas(table, preserve_index=False)
     # the table metadata under the key ecnas.tables.read_table reads; pandas ignores it
     arrow = arrow.replace_schema_metadata({KEY: dumps_json(dict(meta))})
@@ -205,8 +204,6 @@ def owned_files(path: Path) -> list[str]:
 def check_out(out_dir: str | Path, *, force: bool = False, inputs: Iterable[str | Path] = ()
               ) -> Path:
     """Check a bundle target before any work (see :func:`ecnas.outputs.check_target`)."""
-    from ecnas.outputs import check_target
-
     return check_target(out_dir, folder=True, owned=owned_files, force=force, inputs=inputs)
 
 
@@ -221,10 +218,6 @@ def write_bundle(table: Any, out_dir: str | Path, *, metadata: Mapping[str, Any]
     ecnas did not write, is never replaced (``InputError`` names the foreign file).
     ``metadata`` is merged over the table's ``df.attrs["ecnas"]``.
     """
-    from ecnas.benchmark.layout import SOURCES, devices_of, layout_from_table
-    from ecnas.tables import validate
-    from ecnas.tables.metadata import get_metadata, merge_metadata, provenance_entry
-
     out = check_out(out_dir, force=overwrite)
     full = validate(table)
     if full.empty:
@@ -247,7 +240,6 @@ def write_bundle(table: Any, out_dir: str | Path, *, metadata: Mapping[str, Any]
             layouts.append({"device": dev, "archs": a_name, "runs": r_name,
                             "architectures": lay.num_archs, "budgets": list(lay.budgets),
                             "repeats": lay.repeats, "runs_present": int(lay.present.sum())})
-        from ecnas._version import __version__
 
         profiles, calibration = _profiles(devices)
         manifest = {
@@ -379,8 +371,6 @@ def verify_bundle(path: str | Path, names: Iterable[str] | None = None) -> Bundl
 
 def load_bundle(path: str | Path, *, verify: bool = True) -> Any:
     """The bundle's energy table (metadata in ``df.attrs["ecnas"]``), checksums verified."""
-    from ecnas.tables import read_table
-
     p = Path(path)
     if verify:
         verify_bundle(p)
@@ -390,8 +380,6 @@ def load_bundle(path: str | Path, *, verify: bool = True) -> Any:
 
 
 def _columns(path: Path) -> dict[str, Any]:
-    import pyarrow.parquet as pq
-
     tbl = pq.read_table(path, memory_map=True)
     return {name: tbl.column(name).to_numpy() for name in tbl.column_names}
 
@@ -403,8 +391,6 @@ def load_bundle_layout(path: str | Path, *, device: str | None = None,
     The two layout files' checksums are computed in a thread while they are parsed; a
     mismatch raises ``InputError`` before anything is returned.
     """
-    from ecnas.benchmark.layout import layout_from_frames
-
     p = Path(path)
     manifest = read_manifest(p)
     layouts = {entry["device"]: entry for entry in manifest["layouts"]}

@@ -66,25 +66,6 @@ class Layout:
         """``metrics`` viewed as ``[arch, budget, repeat, metric]`` (no copy)."""
         return self.metrics.reshape(self.num_archs, len(self.budgets), self.repeats, len(METRICS))
 
-    def run_frame(self) -> pd.DataFrame:
-        """The present runs as a flat frame (what ``runs.parquet`` of a bundle holds)."""
-        a, b, r = np.nonzero(self.present)
-        rows = (a * len(self.budgets) + b) * self.repeats + r
-        out = {
-            "arch_index": a.astype("int32"),
-            "budget_epochs": np.asarray(self.budgets, dtype="int32")[b],
-            "repeat": (r + 1).astype("int16"),
-            "source": pd.Categorical.from_codes(self.source[a, b, r], categories=list(SOURCES)),
-            "estimated": self.estimated[a, b, r],
-        }
-        for k, name in enumerate(METRICS):
-            out[name] = self.metrics[rows, k]
-        return pd.DataFrame(out)
-
-    def arch_frame(self) -> pd.DataFrame:
-        return pd.DataFrame({"arch_hash": self.arch_hash, "matrix": self.matrix, "ops": self.ops,
-                             "trainable_params": self.trainable_params, "flops": self.flops})
-
 
 def devices_of(df: pd.DataFrame) -> list[str]:
     """Devices of a table, the one with the most rows first (ties: by name)."""

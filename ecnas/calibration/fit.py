@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ecnas.calibration.reference import (  # noqa: F401 - re-exported: the fit's inputs
     ReferenceIntegral,
     ReferenceSeries,
@@ -54,8 +56,6 @@ class FitResult:
 
 def _intervals(t: Any, e: Any, interval_s: float) -> tuple[Any, Any, Any]:
     """Merge consecutive cumulative-energy samples into intervals of at least interval_s."""
-    import numpy as np
-
     edges = [0]
     for i in range(1, len(t)):
         if t[i] - t[edges[-1]] >= interval_s:
@@ -73,8 +73,6 @@ def _row_intervals(t: Any, v: Any, integral: ReferenceIntegral, interval_s: floa
     much finer, is interpolated at the same edges. Both sides then average the same window;
     intervals cut across rows would smooth the reference against the measurement and pull
     the gain low."""
-    import numpy as np
-
     edges = integral.t[(integral.t >= t[0]) & (integral.t <= t[-1])]
     if len(edges) < 2:
         return (np.empty(0),) * 4
@@ -88,8 +86,6 @@ def _row_intervals(t: Any, v: Any, integral: ReferenceIntegral, interval_s: floa
 def measured_energy(measured: tuple[Sequence[float], Sequence[float]],
                     measured_is: str = "joules") -> tuple[Any, Any]:
     """``(t, cumulative joules)`` as float arrays, checked; watts samples are integrated."""
-    import numpy as np
-
     t = np.asarray(measured[0], dtype=float)
     v = np.asarray(measured[1], dtype=float)
     if t.shape != v.shape or t.ndim != 1 or len(t) < 3:
@@ -117,7 +113,6 @@ def fit_reference(measured: tuple[Sequence[float], Sequence[float]],
     (:func:`ecnas.calibration.timeshift.estimate_time_shift` finds it from the data).
     Only intervals fully covered by the reference are used.
     """
-    import numpy as np
     from scipy.optimize import least_squares
 
     ref = reference if isinstance(reference, ReferenceSeries) else read_reference_csv(reference)

@@ -14,6 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 
+import numpy as np
+
 from ecnas.errors import InputError
 
 Burn = Callable[[float], None]
@@ -26,8 +28,6 @@ STEP_PROGRAM: tuple[tuple[float, float], ...] = (
 
 def numpy_burn(size: int = 384) -> Burn:
     """CPU load: numpy matrix multiplies (multi-threaded BLAS) for the given seconds."""
-    import numpy as np
-
     rng = np.random.default_rng(0)
     a = rng.standard_normal((size, size))
     b = rng.standard_normal((size, size))

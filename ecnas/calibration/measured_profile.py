@@ -40,6 +40,7 @@ from ecnas.profiles.model import (
     MeterFacts,
     domain_key,
 )
+from ecnas.profiles.toml_io import normalize_pci_id
 
 SCOPES = ("wall", "device")
 NOT_CALIBRATED = " Not calibrated against a reference meter."
@@ -47,8 +48,6 @@ NOT_CALIBRATED = " Not calibrated against a reference meter."
 
 def new_match(device: DeviceInfo) -> MatchRules:
     if device.kind == "gpu":
-        from ecnas.profiles.toml_io import normalize_pci_id
-
         pci = (device.pci_device_id,) if device.pci_device_id else ()
         pci = tuple(p for p in (normalize_pci_id(x) for x in pci) if p)
         return MatchRules(names=(device.name,), pci_device_ids=pci)

@@ -19,6 +19,7 @@ from ecnas.calibration.loads import Burn
 from ecnas.calibration.recording import ProbeResult, Sample
 from ecnas.errors import InputError
 from ecnas.meters.base import DeviceInfo, Meter
+from ecnas.meters.nvml import NvmlMeter
 
 
 class Reader:
@@ -101,8 +102,6 @@ def probe_counter(reader: Reader, probe_s: float, poll_s: float
 def _power_meter(meter: Meter, device: DeviceInfo) -> Meter:
     """A second NVML meter polling the power reading of the board ``meter`` resolved for
     ``device`` (by UUID, else its NVML index: never ``gpu:i`` read as an NVML index)."""
-    from ecnas.meters.nvml import NvmlMeter
-
     board = device.uuid or device.extra.get("nvml_index")
     if not board:
         raise InputError(f"{meter.name}: {device.domain} has no UUID or NVML index to poll")

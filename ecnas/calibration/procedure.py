@@ -52,10 +52,16 @@ from ecnas.calibration.recording import (
     phase_samples,
     write_record,
 )
-from ecnas.calibration.reference import ROWS, ReferenceSeries, read_reference_csv
+from ecnas.calibration.reference import (
+    ROWS,
+    ReferenceSeries,
+    check_reference_path,
+    read_reference_csv,
+)
 from ecnas.calibration.timeshift import MAX_SHIFT_S, ShiftEstimate, estimate_time_shift
 from ecnas.errors import InputError
 from ecnas.meters.base import DeviceInfo, Meter, Status
+from ecnas.meters.cpuinfo import cpu_model
 from ecnas.profiles.matching import match_profile, slugify
 from ecnas.profiles.model import RAPL_DOMAINS, HardwareProfile, domain_key
 
@@ -353,8 +359,6 @@ def calibrate_meter(meter: Meter, device: DeviceInfo, domains: Sequence[str], *,
     """Record a run on ``meter`` (kept at ``record_path`` when given, before the reference is
     read), then fit it against ``reference`` when there is one."""
     if reference is not None:
-        from ecnas.calibration.reference import check_reference_path
-
         _say(progress, "reference " + check_reference_path(reference))
     record = record_run(meter, device, domains, profiles=profiles, options=options, burn=burn,
                         progress=progress)
@@ -383,7 +387,6 @@ def estimate_mode(kind: str, *, profiles: Sequence[HardwareProfile], reasons: Se
             raise InputError("calibrate: no GPU meter can read here "
                              f"({'; '.join(reasons) or 'no NVML'}) and a GPU cannot be "
                              "estimated without one; use --kind cpu")
-        from ecnas.meters.cpuinfo import cpu_model  # honours ECNAS_SYSFS_ROOT
 
         device = DeviceInfo(domain="cpu:estimate", kind="cpu",
                             name=cpu_model())

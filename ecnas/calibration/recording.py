@@ -21,7 +21,9 @@ from typing import Any
 
 from ecnas.errors import InputError
 from ecnas.meters.base import DeviceInfo
-from ecnas.profiles.model import HardwareProfile
+from ecnas.outputs import write_json
+from ecnas.profiles.model import HardwareProfile, profile_to_dict
+from ecnas.profiles.toml_io import parse_profile
 
 FORMAT = "ecnas-calibration-run"
 VERSION = 1
@@ -119,8 +121,6 @@ class CalibrationRecord:
 
     # -- JSON ------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        from ecnas.profiles.model import profile_to_dict
-
         d = self.device
         return {
             "format": FORMAT, "version": VERSION, "ecnas_version": self.ecnas_version,
@@ -146,8 +146,6 @@ class CalibrationRecord:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], where: str) -> CalibrationRecord:
-        from ecnas.profiles.toml_io import parse_profile
-
         if not isinstance(data, Mapping) or data.get("format") != FORMAT:
             raise InputError(f"{where}: not an ecnas calibration run (no \"format\": "
                              f"\"{FORMAT}\"); 'ecnas calibrate --out X.toml' writes X.run.json")
@@ -206,8 +204,6 @@ def is_record_file(path: Path) -> bool:
 
 def write_record(record: CalibrationRecord, path: str | Path) -> Path:
     """Write the record as JSON through :mod:`ecnas.outputs` (atomic, modes from the umask)."""
-    from ecnas.outputs import write_json
-
     return write_json(path, record.to_json(), indent=1)
 
 

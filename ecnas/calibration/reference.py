@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ecnas.errors import InputError
 
 TIME_COLUMNS = ("timestamp", "time", "t", "unix_time", "time_s")
@@ -167,8 +169,6 @@ class ReferenceIntegral:
     covers."""
 
     def __init__(self, ref: ReferenceSeries, shift_s: float = 0.0) -> None:
-        import numpy as np
-
         self.t = np.asarray(ref.t, dtype=float) + shift_s
         self.w = np.asarray(ref.watts, dtype=float)
         self.rows = ref.rows
@@ -183,8 +183,6 @@ class ReferenceIntegral:
         self.end = float(self.t[-1])
 
     def energy(self, x: Any) -> Any:
-        import numpy as np
-
         if self.rows == "mean":  # a step function: its integral is linear between rows
             return np.interp(x, self.t, self.area)
         t, w = self.t, self.w
@@ -194,8 +192,6 @@ class ReferenceIntegral:
         return self.area[k] + h * w[k] + 0.5 * h * h * slope
 
     def power(self, x: Any) -> Any:
-        import numpy as np
-
         if self.rows == "mean":
             k = np.clip(np.searchsorted(self.t, x, side="left"), 1, len(self.w) - 1)
             return self.w[k]

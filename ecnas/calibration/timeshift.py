@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ecnas.calibration.fit import _intervals, measured_energy
 from ecnas.calibration.reference import ReferenceIntegral, ReferenceSeries, read_reference_csv
 from ecnas.errors import InputError
@@ -92,8 +94,6 @@ def _sd_from(x: Any, y: Any, dres: Any, *, times_gain: bool) -> float:
     ``x`` and 1 for gain and offset, ``dres`` for the shift (the residual's derivative in it,
     times the gain when ``x`` is what moves); the variance scaled up when residuals are
     correlated from one interval to the next (AR(1))."""
-    import numpy as np
-
     design = np.column_stack([x, np.ones_like(x)])
     coef = np.linalg.lstsq(design, y, rcond=None)[0]
     res = design @ coef - y
@@ -143,8 +143,6 @@ class _RowAlignment:
     (1 Hz) log is not at a load step, and would bias the shift."""
 
     def __init__(self, t: Any, e: Any, step_s: float, ref: ReferenceSeries) -> None:
-        import numpy as np
-
         self.t, self.e = t, e
         integral = ReferenceIntegral(ref)
         period = float(np.median(np.diff(integral.t)))
@@ -157,8 +155,6 @@ class _RowAlignment:
         return (self.a + lo >= self.t[0]) & (self.b + hi <= self.t[-1])
 
     def _x(self, d: float, mask: Any) -> Any:
-        import numpy as np
-
         a, b = self.a[mask] + d, self.b[mask] + d
         return (np.interp(b, self.t, self.e) - np.interp(a, self.t, self.e)) / (b - a)
 
@@ -166,8 +162,6 @@ class _RowAlignment:
         return _corr(self._x(d, mask), self.y[mask])
 
     def _power(self, x: Any) -> Any:
-        import numpy as np
-
         k = np.clip(np.searchsorted(self.t, x, side="right") - 1, 0, len(self.slope) - 1)
         return self.slope[k]
 
@@ -188,7 +182,6 @@ def estimate_time_shift(measured: tuple[Sequence[float], Sequence[float]],
     with ``measured_is="watts"``). Raises ``InputError`` with the reason when the shift cannot
     be identified.
     """
-    import numpy as np
     from scipy.optimize import minimize_scalar
 
     ref = reference if isinstance(reference, ReferenceSeries) else read_reference_csv(reference)

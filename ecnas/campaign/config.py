@@ -18,6 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from ecnas.errors import InputError
+from ecnas.space import ModelSpec, enumerate_cells, sample_cells
+from ecnas.tables import read_table
+from ecnas.trainer.recipe import DATASET_DEFAULTS, parse_checkpoints
+from ecnas.trainer.train import TrainConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -159,8 +163,6 @@ class _Where:
 
 
 def _recipe(where: _Where, data: Any) -> tuple[tuple[str, Any], ...]:
-    from ecnas.trainer.recipe import parse_checkpoints
-
     recipe = where.table("recipe", data, RECIPE_KEYS)
     out: dict[str, Any] = {}
     for key, value in recipe.items():
@@ -185,8 +187,6 @@ def _recipe(where: _Where, data: Any) -> tuple[tuple[str, Any], ...]:
 def _cells(where: _Where, arch: dict[str, Any], base_dir: Path,
            budgets: tuple[int, ...]) -> list[tuple[Any, tuple[int, ...]]]:
     """(ModelSpec, budgets) for every architecture source given, in file order."""
-    from ecnas.space import ModelSpec, enumerate_cells, sample_cells
-
     cells: list[tuple[Any, tuple[int, ...]]] = []
     if "enumerate" in arch:
         e = where.table("architectures.enumerate", arch["enumerate"], ("max_vertices", "max_edges"))
@@ -237,9 +237,6 @@ def _cells(where: _Where, arch: dict[str, Any], base_dir: Path,
 
 
 def _table_cells(where: _Where, value: Any, base_dir: Path) -> list[Any]:
-    from ecnas.space import ModelSpec
-    from ecnas.tables import read_table
-
     if not isinstance(value, str):
         raise where.error("architectures.table", f"must be a path string, got {value!r}")
     path = (base_dir / value) if not Path(value).is_absolute() else Path(value)
@@ -254,8 +251,6 @@ def _table_cells(where: _Where, value: Any, base_dir: Path) -> list[Any]:
 
 
 def _parse(data: Mapping[str, Any], source: str, base_dir: Path) -> Campaign:
-    from ecnas.trainer.recipe import DATASET_DEFAULTS
-
     where = _Where(source)
     top = where.table("", dict(data), ("campaign", "architectures", "recipe"))
     if "campaign" not in top:
@@ -316,8 +311,6 @@ def _parse(data: Mapping[str, Any], source: str, base_dir: Path) -> Campaign:
 
 def _check_recipe(where: _Where, campaign: Campaign) -> None:
     """Build one TrainConfig so that recipe values TrainConfig refuses fail here, not in a run."""
-    from ecnas.trainer.train import TrainConfig
-
     if not campaign.run_specs:
         raise where.error("architectures", "selects no architecture")
     try:

@@ -7,6 +7,7 @@ runs in flight; ``resume`` (the default) picks up from the store.
 
 from __future__ import annotations
 
+import pickle
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ecnas.campaign import executors
 from ecnas.campaign.config import Campaign, RunSpec
 from ecnas.campaign.observers import CampaignObserver, notify
 from ecnas.campaign.progress import Progress
@@ -50,8 +52,6 @@ class CampaignSummary:
 
 def make_executor(campaign: Campaign, workers: int, scheduler: str | None,
                   connect_timeout: float) -> Any:
-    from ecnas.campaign import executors
-
     if scheduler is not None:
         return executors.DaskExecutor(scheduler, campaign.devices,
                                       connect_timeout=connect_timeout)
@@ -131,8 +131,6 @@ def run_campaign(campaign: Campaign, store_path: str | Path, *, workers: int = 1
 
 def _check_importable(run_fn: Any) -> None:
     """Local workers are spawned processes: they get ``run_fn`` by its module and name."""
-    import pickle
-
     try:
         pickle.dumps(run_fn)
     except (pickle.PicklingError, AttributeError, TypeError) as exc:

@@ -11,14 +11,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import socket
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
+
+import pandas as pd
 
 from ecnas.errors import InputError
+from ecnas.outputs import check_target
+from ecnas.tables import empty_table, validate, write_table
+from ecnas.tables.metadata import provenance_entry, set_metadata
 
 FORMAT = "ecnas-campaign-store/1"
 _SCHEMA = """
@@ -40,8 +48,6 @@ _TABLES = {"meta", "runs", "failures", "sqlite_sequence"}
 
 def _check_writable(path: Path) -> None:
     """A store written to needs a writable file and folder (WAL files live beside it)."""
-    from ecnas.outputs import check_target
-
     if path.exists() and not path.stat().st_mode & 0o222:
         raise InputError(f"{path}: the store is read-only; 'ecnas table' reads it as it is, "
                          "'ecnas run' needs a writable copy")
@@ -52,9 +58,6 @@ def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
     if not readonly:
         return sqlite3.connect(path, timeout=30.0, isolation_level=None)
     # a store in a read-only folder (an archive) cannot get WAL files: read it immutable
-    import os
-    from urllib.parse import quote
-
     frozen = not os.access(path.parent, os.W_OK) or not path.parent.stat().st_mode & 0o222
     wal = path.with_name(path.name + "-wal")
     if frozen and wal.is_file() and wal.stat().st_size:
@@ -132,6 +135,7 @@ class ResultsStore:
         self.close()
 
     def close(self) -> None:
+        """Release the store's lock and close its database."""
         self._db.close()
         self.release()
 
@@ -156,8 +160,6 @@ class ResultsStore:
             fh.close()
             raise InputError(f"{self.path}: another coordinator is running on this store "
                              f"({holder}); wait for it, or use another --store") from None
-        import os
-        import socket
 
         fh.seek(0)
         fh.truncate()
@@ -173,6 +175,7 @@ class ResultsStore:
 
     # -- campaign identity ---------------------------------------------------------------------
     def meta(self) -> dict[str, str]:
+        """The store's metadata (campaign hash, versions …) as text keys and values."""
         return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
 
     def bind(self, campaign_hash: str, campaign_json: dict[str, Any], *,
@@ -216,18 +219,22 @@ class ResultsStore:
 
     def record_failure(self, run_key: str, attempt: int, error: str,
                        host: str | None = None) -> None:
+        """Keep a failed attempt of a run (its error and host); the run stays to do."""
         with self._transaction():
             self._db.execute("INSERT INTO failures (run_key, attempt, error, host, at) "
                              "VALUES (?, ?, ?, ?, ?)", (run_key, attempt, error, host, time.time()))
 
     # -- reading -------------------------------------------------------------------------------
     def done_keys(self) -> set[str]:
+        """The keys of the runs stored complete."""
         return {k for (k,) in self._db.execute("SELECT run_key FROM runs")}
 
     def count(self) -> int:
+        """How many runs are stored complete."""
         return int(self._db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
 
     def failures(self) -> list[Failure]:
+        """Every failed attempt kept, oldest first."""
         return [Failure(*r) for r in self._db.execute(
             "SELECT run_key, attempt, error, host, at FROM failures ORDER BY id")]
 
@@ -239,10 +246,12 @@ class ResultsStore:
         return float(m), float(e)
 
     def provenance(self) -> dict[str, dict[str, Any]]:
+        """Per run key, the provenance recorded with its rows."""
         return {k: self._decoded(p, dict, f"provenance of run {k}") for k, p in
                 self._db.execute("SELECT run_key, provenance_json FROM runs ORDER BY run_key")}
 
     def rows(self) -> list[dict[str, Any]]:
+        """Every stored run's energy-table rows, as dicts, runs ordered by key."""
         out: list[dict[str, Any]] = []
         for key, text in self._db.execute("SELECT run_key, rows_json FROM runs ORDER BY run_key"):
             rows = self._decoded(text, list, f"rows of run {key}")
@@ -267,11 +276,6 @@ class ResultsStore:
 
     def table(self) -> Any:
         """All completed runs as a validated energy table, with the campaign's metadata."""
-        import pandas as pd
-
-        from ecnas.tables import empty_table, validate
-        from ecnas.tables.metadata import provenance_entry, set_metadata
-
         rows = self.rows()
         df = validate(pd.DataFrame(rows)) if rows else empty_table()
         prov = self.provenance()
@@ -327,7 +331,5 @@ def _json_default(value: Any) -> Any:
 
 def export_table(store_path: str | Path, out_path: str | Path) -> Path:
     """Write the store's table (Parquet or CSV by suffix) with its metadata."""
-    from ecnas.tables import write_table
-
     with ResultsStore(store_path, readonly=True) as store:
         return write_table(store.table(), out_path)

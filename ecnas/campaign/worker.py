@@ -8,13 +8,22 @@ with the error; a crash of the whole process is detected by the executor.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
+import signal
 import socket
+import sys
 import time
 import traceback
 from collections.abc import Callable
 from typing import Any
+
+from ecnas._version import __version__
+from ecnas.campaign.shares import WorkerShare, apply_share, observed, set_torch_threads
+from ecnas.campaign.sharing import cpu_share, cpu_times, split_rows
+from ecnas.monitor import default_monitor
+from ecnas.trainer.train import TrainConfig, run_training
 
 #: run_fn(config) -> rows, or {"rows": rows, "meters": [...], "estimate_reasons": [...],
 #: "hardware": [{"meter", "domain", "kind", "name"}, ...]}
@@ -25,9 +34,6 @@ SOCKET_METERS = ("rapl", "pyrapl")
 
 def train_run(config: Any) -> dict[str, Any]:
     """The default run function: the real trainer, metered inside this process."""
-    from ecnas.monitor import default_monitor
-    from ecnas.trainer.train import run_training
-
     monitor = default_monitor()  # the process's one Monitor: a worker runs many trainings
     statuses = monitor.statuses()
     reasons = [f"{s.meter}: {s.reason}" for s in statuses if s.status.value == "estimated"]
@@ -41,10 +47,6 @@ def train_run(config: Any) -> dict[str, Any]:
 
 
 def _versions() -> dict[str, str]:
-    import sys
-
-    from ecnas._version import __version__
-
     out = {"python": platform.python_version(), "ecnas": __version__}
     for name in ("torch", "numpy"):
         mod = sys.modules.get(name)  # only what the run loaded; importing torch here costs 2 s
@@ -58,15 +60,6 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
     dict), campaign_hash, gpu (CUDA_VISIBLE_DEVICES value or None), split_socket (bool),
     run_fn (callable or None for :func:`train_run`), share (the local worker slot's
     :class:`~ecnas.campaign.shares.WorkerShare` as a dict, or None)."""
-    from ecnas.campaign.shares import (
-        WorkerShare,
-        apply_share,
-        observed,
-        set_torch_threads,
-    )
-    from ecnas.campaign.sharing import cpu_share, cpu_times, split_rows
-    from ecnas.trainer.train import TrainConfig
-
     slot = WorkerShare.from_dict(task.get("share"))
     apply_share(slot)  # before torch loads: its pools start at the slot's size
     started = time.time()
@@ -127,8 +120,6 @@ def child_main(task: dict[str, Any], conn: Any, coordinator_pid: int | None = No
         os._exit(0)
     # Ctrl-C reaches the whole process group: the coordinator alone handles it (and kills the
     # runs), so a run does not print its own KeyboardInterrupt traceback
-    import signal
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):  # started with SIGINT blocked: see executors
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
@@ -146,12 +137,8 @@ def child_main(task: dict[str, Any], conn: Any, coordinator_pid: int | None = No
 def _die_with_parent() -> None:
     """Linux: SIGKILL this run when the coordinator dies (kill -9 included), so an orphaned run
     does not keep burning the machine its replacement measures on. Elsewhere: no-op."""
-    import sys
-
     if not sys.platform.startswith("linux"):
         return
-    import ctypes
-    import signal
 
     PR_SET_PDEATHSIG = 1
     libc = ctypes.CDLL(None, use_errno=True)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from importlib import import_module
 
 from ecnas._version import __version__
+from ecnas.cli._boundary import run_guarded
 
 # One module per room; each defines register(subparsers).
 COMMAND_MODULES = (
@@ -55,7 +56,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from ecnas.cli._boundary import run_guarded
 
     return run_guarded(args.command, args.func, args)
 

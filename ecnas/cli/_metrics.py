@@ -8,6 +8,8 @@ import argparse
 import sys
 from typing import Any
 
+from ecnas.errors import InputError
+
 
 def add_metrics_flags(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
@@ -23,7 +25,6 @@ def start_exporter(args: argparse.Namespace, label: str, *, campaign: bool,
     """The running exporter, or None without ``--metrics-port``."""
     if args.metrics_port is None:
         return None
-    from ecnas.errors import InputError
 
     try:
         from ecnas.integrations import prometheus

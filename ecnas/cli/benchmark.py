@@ -8,6 +8,8 @@ from importlib import import_module
 from typing import Any
 
 from ecnas.cli._output import add_json_flag, emit
+from ecnas.errors import InputError
+from ecnas.outputs import check_target
 
 
 def register(sub: Any) -> None:
@@ -44,7 +46,6 @@ def register(sub: Any) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ecnas.outputs import check_target
     from ecnas.tables import read_table
 
     if args.format == "bundle":
@@ -94,7 +95,6 @@ def _export(args: argparse.Namespace) -> int:
 
 def _query(args: argparse.Namespace) -> int:
     from ecnas.benchmark.api import Benchmark
-    from ecnas.errors import InputError
     from ecnas.space import ModelSpec
 
     repeat: Any = args.repeat

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 from pathlib import Path
 
 from ecnas.cli._output import add_force_flag, add_json_flag, emit
+from ecnas.errors import InputError
+from ecnas.outputs import check_target
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,7 +46,6 @@ def _load(path: Path) -> object:
 
 def _search(args: argparse.Namespace) -> int:
     from ecnas.benchmark.moo import run_search
-    from ecnas.errors import InputError
 
     if args.seeds < 1:
         raise InputError(f"--seeds {args.seeds}: need at least 1")
@@ -71,12 +73,8 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _pareto(args: argparse.Namespace) -> int:
-    import math
-
     from ecnas.benchmark.moo import energy_saved_at, pareto_front, plot_front
     from ecnas.benchmark.moo.plot import plot_format
-    from ecnas.errors import InputError
-    from ecnas.outputs import check_target
 
     loss = args.max_accuracy_loss
     if not (math.isfinite(loss) and loss >= 0):

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from importlib import import_module
+from pathlib import Path
 from typing import Any
 
 from ecnas.cli._metrics import add_metrics_flags, start_exporter
 from ecnas.cli._output import add_force_flag, add_json_flag, emit
+from ecnas.errors import InputError
 
 
 def register(sub: Any) -> None:
@@ -48,8 +50,6 @@ def register(sub: Any) -> None:
 
 
 def _run_fn(spec: str | None) -> Any:
-    from ecnas.errors import InputError
-
     if spec is None:
         return None
     module, _, name = spec.partition(":")
@@ -78,8 +78,6 @@ def _summary_text(d: dict[str, Any]) -> str:
 
 
 def run_run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from ecnas.campaign import load_campaign, run_campaign
 
     campaign = load_campaign(args.campaign)

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 from ecnas.cli._output import add_json_flag, emit
+from ecnas.errors import InputError
+from ecnas.outputs import check_target
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +35,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from ecnas.demo.config import DemoConfig
     from ecnas.demo.pipeline import run_demo
-    from ecnas.errors import InputError
 
     if args.architectures < 4:
         raise InputError(f"--architectures {args.architectures}: need at least 4 to fit a model")
@@ -51,9 +52,6 @@ def _run(args: argparse.Namespace) -> int:
 def _check_out(out: Path) -> None:
     """The demo's folder, before any work: a new folder, an empty one, or a previous demo's
     (whose runs are reused and whose outputs are replaced); never '.' or a foreign folder."""
-    from ecnas.errors import InputError
-    from ecnas.outputs import check_target
-
     if not out.exists():
         check_target(out, folder=True)
         return

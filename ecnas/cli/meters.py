@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from typing import Any
 
 from ecnas.cli._metrics import add_metrics_flags, start_exporter
 from ecnas.cli._output import add_force_flag, add_json_flag, emit
+from ecnas.errors import InputError
+from ecnas.meters.registry import create_meters, default_meters
+from ecnas.monitor.command import ReportNotWritten, run_command
+from ecnas.monitor.hardware import hardware_summary
+from ecnas.outputs import check_target
 
 
 def register(sub: Any) -> None:
@@ -44,8 +51,6 @@ def register(sub: Any) -> None:
 
 
 def cmd_hardware(args: argparse.Namespace) -> int:
-    from ecnas.monitor.hardware import hardware_summary
-
     summary = hardware_summary(include_psys=args.psys, profile_paths=args.profiles)
     emit(args.json, summary, _hardware_text)
     return 0
@@ -69,21 +74,12 @@ def _hardware_text(summary: dict[str, Any]) -> str:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    import os
-    import sys
-
-    from ecnas.errors import InputError
-    from ecnas.meters.registry import create_meters, default_meters
-    from ecnas.monitor.command import ReportNotWritten, run_command
-
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
     if not cmd:
         raise InputError("no command given: use 'ecnas measure [--json] [--out F] -- CMD …'")
     if args.out is not None:
-        from ecnas.outputs import check_target
-
         # before CMD runs (perhaps for hours); never over a file CMD names (its script)
         check_target(args.out, force=args.force,
                      inputs=[a for a in cmd if os.path.isfile(a)])

@@ -10,8 +10,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ecnas.calibration.recording import is_record_file, read_record, run_path_for
 from ecnas.cli._output import add_json_flag, emit
-from ecnas.errors import InputError
+from ecnas.errors import CheckFailed, InputError
+from ecnas.meters.base import DeviceInfo
+from ecnas.outputs import check_target
+from ecnas.profiles import dumps_profile, get_profile, load_profiles, match_device, write_profile
+from ecnas.profiles.validate import validate_files
 
 
 def _add_profile_path(parser: argparse.ArgumentParser) -> None:
@@ -139,8 +144,6 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 # --------------------------------------------------------------------------- profile …
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from ecnas.profiles.validate import validate_files
-
     report = validate_files(args.files)
     emit(args.json, report.to_dict(), _validate_text)
     if not args.json:
@@ -159,8 +162,6 @@ def _validate_text(d: dict) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from ecnas.profiles import load_profiles
-
     profiles = load_profiles(args.profile_path)
     rows = [{"id": p.id, "kind": p.kind, "name": p.name, "tdp_w": p.tdp_w,
              "calibrated": p.calibrated,
@@ -173,8 +174,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from ecnas.profiles import dumps_profile, get_profile
-
     profile = get_profile(args.id, args.profile_path)
     if profile is None:
         raise InputError(f"no profile with id {args.id!r} (see 'ecnas profile list')")
@@ -184,9 +183,6 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_match(args: argparse.Namespace) -> int:
-    from ecnas.meters.base import DeviceInfo
-    from ecnas.profiles import match_device
-
     domain = "gpu:0" if args.kind == "gpu" else "cpu:0/package"
     device = DeviceInfo(domain=domain, kind=args.kind, name=args.name,
                         pci_device_id=args.pci_device_id)
@@ -199,8 +195,6 @@ def cmd_match(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- calibrate
 
 def _profile_target(out: str | None, force: bool, inputs: tuple[Path, ...] = ()) -> Path:
-    from ecnas.outputs import check_target
-
     if out is None:
         raise InputError("--out PROFILE.toml is required")
     path = Path(out)
@@ -224,10 +218,7 @@ def _progress(text: str) -> None:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from ecnas.calibration.procedure import CalibrationOptions, calibrate
-    from ecnas.calibration.recording import is_record_file, run_path_for
     from ecnas.calibration.reference import check_reference_path
-    from ecnas.outputs import check_target
-    from ecnas.profiles import load_profiles, write_profile
 
     inputs = (args.reference,) if args.reference is not None else ()
     out = _profile_target(args.out, args.force, inputs)
@@ -261,8 +252,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_calibrate_fit(args: argparse.Namespace) -> int:
     from ecnas.calibration.procedure import fit_record
-    from ecnas.calibration.recording import read_record
-    from ecnas.profiles import write_profile
 
     out = _profile_target(args.out, args.force, (args.run, args.reference))
     fit = _fit_options(args)
@@ -315,7 +304,6 @@ def _maybe(value: float | None, unit: str) -> str:
 # --------------------------------------------------------------------------- contribute
 
 def cmd_contribute(args: argparse.Namespace) -> int:
-    from ecnas.errors import CheckFailed
     from ecnas.tables.contribute import make_bundle
 
     result = make_bundle(args.profile, args.table, args.out, who=args.who, notes=args.notes,

@@ -12,6 +12,7 @@ import argparse
 from typing import Any
 
 from ecnas.cli._output import add_json_flag, emit
+from ecnas.errors import InputError
 
 FLOPS_UNIT = "forward FLOPs per image (2 per multiply-add of convolutions and the dense layer)"
 
@@ -66,8 +67,6 @@ def describe_spec(
         spec = canon
     network = NetworkShape(stem_channels, num_stacks, cells_per_stack, num_classes, in_channels)
     if image_size < 1:
-        from ecnas.errors import InputError
-
         raise InputError(f"--image-size must be a positive integer, got {image_size}")
     kw = dict(stem_channels=stem_channels, num_stacks=num_stacks, cells_per_stack=cells_per_stack,
               num_classes=num_classes, in_channels=in_channels)

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ecnas.cli._output import add_force_flag, add_json_flag, emit
+from ecnas.errors import InputError
+from ecnas.outputs import check_target
 
 
 def register(subparsers: Any) -> None:
@@ -93,7 +95,6 @@ def load_table(path: str, *, contract: bool = True) -> Any:
     """A table file, or EC-NAS data (results tree, TFRecord) imported on the fly. Time
     columns a table lacks (energy-only data such as EC-NAS's surrogate set) are read as
     unknown (NaN): the surrogates learn each target from the rows that hold it."""
-    from ecnas.errors import InputError
     from ecnas.interop import import_ecnas
     from ecnas.tables import read_table, validate
 
@@ -111,15 +112,12 @@ def load_table(path: str, *, contract: bool = True) -> Any:
 
 
 def _check_level(level: float) -> None:
-    from ecnas.errors import InputError
-
     if not 0.0 < level < 1.0:
         raise InputError(f"--level must be in (0, 1), got {level}")
 
 
 def _check_out(args: argparse.Namespace, *inputs: str, table: bool = False) -> None:
     # say so before minutes of fitting, not after (see ecnas.outputs)
-    from ecnas.outputs import check_target
     from ecnas.tables.io import check_table_target
 
     if table:
@@ -137,8 +135,6 @@ def run_fit(args: argparse.Namespace) -> int:
                                  shape=_shape(args), image_size=args.image_size)
     table = load_table(args.table)
     if len(table) == 0:
-        from ecnas.errors import InputError
-
         raise InputError(f"{args.table}: the table has no rows: nothing to fit (no model written)")
     _progress(f"fitting on {len(table)} rows (extrapolator, then architecture surrogate)")
     t0 = time.perf_counter()
@@ -189,7 +185,6 @@ def _fit_text(r: dict[str, Any]) -> str:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from ecnas.errors import InputError
     from ecnas.surrogate import SurrogateModel
     from ecnas.tables import write_table
     from ecnas.tables.metadata import get_metadata, provenance_entry

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from ecnas.cli._output import add_force_flag, add_json_flag, emit
+from ecnas.errors import InputError
 
 
 def register(sub: Any) -> None:
@@ -45,7 +46,6 @@ def _progress(done: int, total: int) -> None:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from ecnas.errors import InputError
     from ecnas.interop import import_ecnas
     from ecnas.tables import write_table
     from ecnas.tables.io import check_table_target
@@ -93,7 +93,6 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _parse_options(items: list[str]) -> dict[str, float]:
-    from ecnas.errors import InputError
     from ecnas.tables.checks import CheckOptions
 
     fields = CheckOptions.__dataclass_fields__

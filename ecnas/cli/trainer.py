@@ -12,6 +12,8 @@ import sys
 from typing import Any
 
 from ecnas.cli._output import add_force_flag, add_json_flag, emit
+from ecnas.errors import InputError
+from ecnas.monitor import default_monitor
 
 
 def register(subparsers: Any) -> None:
@@ -97,8 +99,6 @@ def _text(result: dict[str, Any]) -> str:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from ecnas.errors import InputError
-    from ecnas.monitor import default_monitor
     from ecnas.tables.io import check_table_target
     from ecnas.tracker.rows import check_table_path, write_rows
     from ecnas.trainer.train import TrainConfig, run_training

@@ -4,9 +4,11 @@ docs/validation.md). Registering is cheap; torch and the meters load when it run
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from ecnas.cli._output import add_json_flag, emit
+from ecnas.errors import InputError
 
 # kept here (argparse only): the phases' short names, as --phases takes them
 _PHASE_NAMES = ("counter", "windows", "short", "overhead", "trainer", "selection")
@@ -46,15 +48,12 @@ def _text(result: dict[str, Any]) -> str:
 
 
 def _run_gpu(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from ecnas.validate import ValidationPlan, run_gpu_validation
 
     if args.test_mode:
         plan = ValidationPlan.test()
     else:
         plan = ValidationPlan.quick() if args.quick else ValidationPlan.full()
-    from ecnas.errors import InputError
 
     phases = None
     if args.phases:

@@ -15,18 +15,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+from ecnas.benchmark import Benchmark, write_bundle
+from ecnas.benchmark.moo import energy_saved_at, plot_front, run_search
+from ecnas.campaign import load_campaign, run_campaign
+from ecnas.campaign.store import ResultsStore
+from ecnas.demo.campaign import render_campaign
 from ecnas.demo.config import DemoConfig
 from ecnas.demo.progress import StepPrinter
 from ecnas.demo.summary import DemoResult, SearchOutcome, rows_by_source, write_summary
 from ecnas.errors import CheckFailed
+from ecnas.interop import export_ecnas_tfrecord
+from ecnas.outputs import write_text
+from ecnas.space import sample_cells
+from ecnas.space.cost import NetworkShape
+from ecnas.surrogate import ArchitectureSurrogate, SurrogateModel
+from ecnas.tables import validate, write_table
+from ecnas.tables.checks import run_checks
 
 STEPS = 8
 
 
 def sample_architectures(config: DemoConfig) -> tuple[list[Any], list[Any]]:
     """Measured cells and never-trained cells, disjoint, uniform over the V ≤ max_vertices space."""
-    from ecnas.space import sample_cells
-
     n = config.architectures + config.predicted_architectures
     cells = sample_cells(n, config.seed, max_vertices=config.max_vertices)
     return list(cells[: config.architectures]), list(cells[config.architectures :])
@@ -34,19 +46,13 @@ def sample_architectures(config: DemoConfig) -> tuple[list[Any], list[Any]]:
 
 def campaign_text(config: DemoConfig, cells: list[Any]) -> str:
     """The demo's campaign file: the sampled cells at the short budget, a few at a longer one."""
-    from ecnas.demo.campaign import render_campaign
-
     return render_campaign(config, cells)
 
 
 def measure(config: DemoConfig, cells: list[Any], printer: StepPrinter) -> tuple[Any, Any]:
     """Run the campaign into the store (reusing what is there) and return (summary, table)."""
-    from ecnas.campaign import load_campaign, run_campaign
-    from ecnas.campaign.store import ResultsStore
-
     config.out_dir.mkdir(parents=True, exist_ok=True)
     path = config.out_dir / "campaign.toml"
-    from ecnas.outputs import write_text
 
     write_text(path, campaign_text(config, cells))
     campaign = load_campaign(path)
@@ -58,18 +64,11 @@ def measure(config: DemoConfig, cells: list[Any], printer: StepPrinter) -> tuple
 
 
 def check(table: Any) -> Any:
-    from ecnas.tables.checks import run_checks
-
     return run_checks(table)
 
 
 def extend(config: DemoConfig, table: Any, predicted: list[Any]) -> tuple[Any, Any, Any]:
     """Fit the surrogate on the measured table; return (model, extrapolated rows, predicted rows)."""
-    import pandas as pd
-
-    from ecnas.space.cost import NetworkShape
-    from ecnas.surrogate import ArchitectureSurrogate, SurrogateModel
-
     # features must describe the scaled-down network the runs actually trained
     shape = NetworkShape(stem_channels=config.stem_channels, num_stacks=config.num_stacks,
                          cells_per_stack=config.cells_per_stack)
@@ -195,12 +194,6 @@ def _extend_step(config: DemoConfig, table: Any, predicted: list[Any],
 
 def _export_step(config: DemoConfig, table: Any, extrapolated: Any, surrogate: Any,
                  steps: _Steps) -> _Exported:
-    import pandas as pd
-
-    from ecnas.benchmark import write_bundle
-    from ecnas.interop import export_ecnas_tfrecord
-    from ecnas.tables import validate, write_table
-
     out = config.out_dir
     steps.printer.start("Exporting the benchmark (bundle + EC-NAS TFRecord)")
     full = validate(pd.concat([table, extrapolated, surrogate], ignore_index=True))
@@ -213,9 +206,6 @@ def _export_step(config: DemoConfig, table: Any, extrapolated: Any, surrogate: A
 
 
 def _search_step(config: DemoConfig, bundle_path: Path, steps: _Steps) -> _Searched:
-    from ecnas.benchmark import Benchmark
-    from ecnas.benchmark.moo import run_search
-
     steps.printer.start("Multi-objective search (energy vs validation accuracy)")
     bench = Benchmark.load(bundle_path, seed=config.seed)
     outcomes, runs = [], []
@@ -230,8 +220,6 @@ def _search_step(config: DemoConfig, bundle_path: Path, steps: _Steps) -> _Searc
 
 
 def _pareto_step(config: DemoConfig, searched: _Searched, steps: _Steps) -> _Front:
-    from ecnas.benchmark.moo import energy_saved_at, plot_front
-
     steps.printer.start("Pareto front and plot")
     plot_path = config.out_dir / "pareto.png"
     front = steps.timed("pareto", lambda: plot_front(

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ecnas.outputs import write_text
+
 
 @dataclass(frozen=True)
 class SearchOutcome:
@@ -194,8 +196,6 @@ def _fmt(v: Any) -> str:
 
 
 def write_summary(result: DemoResult, path: Path) -> Path:
-    from ecnas.outputs import write_text
-
     return write_text(path, render_markdown(result))
 
 

@@ -32,6 +32,7 @@ from typing import Any
 
 from ecnas.campaign.observers import CampaignObserver
 from ecnas.errors import InputError
+from ecnas.monitor import Monitor
 
 INSTALL_HINT = "--metrics-port needs prometheus-client: pip install ecnas[prometheus]"
 
@@ -98,8 +99,6 @@ class LiveEnergyCollector:
         self._last: dict[str, tuple[float, float]] = {}  # domain -> (joules, duration_s)
 
     def start(self) -> LiveEnergyCollector:
-        from ecnas.monitor import Monitor
-
         self._monitor = Monitor(self._meters, sync_cuda=False)
         self._monitor.start()
         self._monitor.begin(self._window)

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from ecnas.monitor import measure
+
 _REPORTS_KEY = pytest.StashKey[list]()
 
 
@@ -41,8 +43,6 @@ def energy(request: pytest.FixtureRequest) -> Iterator[EnergyProbe]:
     The report is attached to the test's ``user_properties`` (so JUnit XML carries it) and,
     with pytest-benchmark, to ``benchmark.extra_info``.
     """
-    from ecnas.monitor import measure
-
     bench = request.getfixturevalue("benchmark") if "benchmark" in request.fixturenames else None
     window = request.node.nodeid
     metered = measure(window)

@@ -42,6 +42,9 @@ from ecnas.interop.record import (
     checkpoint_values,
     run_values,
 )
+from ecnas.meters.base import DeviceInfo
+from ecnas.profiles import load_profiles, match_profile, normalize_device_name
+from ecnas.space import ModelSpec
 from ecnas.tables.kwh import KWH_J
 from ecnas.tables.metadata import provenance_entry, set_metadata
 from ecnas.tables.schema import COLUMN_NAMES
@@ -80,9 +83,6 @@ def _ts(text: str | None) -> _dt.datetime | None:
 def _match_device(name: str, kind: str, cache: dict[tuple[str, str], str]) -> str:
     key = (kind, name)
     if key not in cache:
-        from ecnas.meters.base import DeviceInfo
-        from ecnas.profiles import load_profiles, match_profile, normalize_device_name
-
         profiles = cache.setdefault(("_profiles", ""), load_profiles())  # type: ignore[arg-type]
         match = match_profile(DeviceInfo(domain=f"{kind}:0", kind=kind, name=name), profiles)
         if match.profile is not None:
@@ -117,8 +117,6 @@ def _resolve(runs: Sequence[RunInput], *, device: str | None, keep_bad_hashes: b
              progress: Any) -> tuple[list[_Run], int]:
     """Each run's pruned cell, checked hash, component joules and device profile id;
     and the number of hash mismatches (an error unless ``keep_bad_hashes``)."""
-    from ecnas.space import ModelSpec
-
     spec_cache: dict[tuple[str, str], Any] = {}
     dev_cache: dict[tuple[str, str], Any] = {}
     bad_hashes: list[str] = []

@@ -38,6 +38,9 @@ from ecnas.interop.record import (
     evaluation_message,
     run_message,
 )
+from ecnas.interop.tfrecord import EcnasRecord, write_records
+from ecnas.profiles import get_profile
+from ecnas.tables import get_metadata, validate
 from ecnas.tables.kwh import kwh_of, pue_of, to_kwh
 
 
@@ -66,8 +69,6 @@ def _profile_name(device: str, cache: dict[str, str]) -> str:
     """A board name the importer matches back to the profile ``device`` (tables without
     recorded device names)."""
     if device not in cache:
-        from ecnas.profiles import get_profile
-
         profile = get_profile(device)
         if profile is not None and profile.match.names:
             cache[device] = profile.match.names[-1]
@@ -133,9 +134,6 @@ def _run_metrics(rows: Sequence[int], epoch: np.ndarray, view: _Rows, pue: float
 
 def export_ecnas_tfrecord(table: Any, path: str | Path) -> ExportReport:
     """Write ``table`` as an EC-NAS TFRecord file; the report says what was skipped."""
-    from ecnas.interop.tfrecord import EcnasRecord, write_records
-    from ecnas.tables import get_metadata, validate
-
     df = validate(table)
     meta = get_metadata(table)
     pue = pue_of(meta)

@@ -61,6 +61,7 @@ from ecnas.interop.proto import (
     UsageJ,
     UsageW,
 )
+from ecnas.profiles.matching import normalize_device_name
 from ecnas.tables.schema import Column
 
 #: (EvaluationDataEnergy field, column) for the per-checkpoint fields beyond the contract's
@@ -120,8 +121,6 @@ def record_columns_in(columns: Iterable[str]) -> list[str]:
 
 def device_id(name: str) -> str:
     """The normalized id of a device name (what profile matching compares)."""
-    from ecnas.profiles.matching import normalize_device_name
-
     return normalize_device_name(name)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ecnas.errors import InputError
+from ecnas.interop.convert import RunInput, runs_to_table
 from ecnas.interop.crc32c import crc32c, crc32c_many, mask
 from ecnas.interop.proto import DecodeError, ModelMetricsEnergy
 from ecnas.outputs import atomic_open
@@ -168,8 +169,6 @@ def read_ecnas_records(path: str | Path | bytes) -> Iterator[EcnasRecord]:
 
 def records_to_table(records: Iterable[EcnasRecord | bytes], **kwargs: Any) -> Any:
     """The energy table of EC-NAS records (decoded or raw); see ``ecnas.interop.convert``."""
-    from ecnas.interop.convert import RunInput, runs_to_table
-
     seen: dict[tuple[str, int], int] = {}
     runs = []
     for i, rec in enumerate(records):

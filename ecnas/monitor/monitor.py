@@ -164,15 +164,19 @@ class Monitor:
     # -- lifecycle -------------------------------------------------------------------------
     @property
     def started(self) -> bool:
+        """Whether the Monitor is started (its meters open) and not closed since."""
         return self._session is not None
 
     @property
     def meters(self) -> list[Meter]:
+        """The meters read: the attached ones once started, else the ones given (or none)."""
         if self._session is not None:
             return [a.meter for a in self._session.attached]
         return list(self._given or [])
 
     def start(self) -> Monitor:
+        """Probe the meters, match their profiles, open them; a started Monitor is returned as
+        is."""
         if self._session is not None:
             return self
         if self._given is None:
@@ -274,6 +278,7 @@ class Monitor:
         return tuple(facts)
 
     def close(self) -> None:
+        """Close every meter and forget the open windows; start() opens them again."""
         session, self._session = self._session, None
         self._windows.clear()
         for a in session.attached if session is not None else ():
@@ -286,6 +291,8 @@ class Monitor:
         self.close()
 
     def statuses(self) -> list[MeterStatus]:
+        """Each meter's status: as attached once started, else probed now (discovered if none
+        were given)."""
         if self._session is None:
             from ecnas.meters.registry import discover
 
@@ -294,6 +301,8 @@ class Monitor:
 
     # -- windows ---------------------------------------------------------------------------
     def snapshot(self, sync_cuda: bool | None = None) -> Snapshot:
+        """Every meter's reading now (CUDA synchronized first unless ``sync_cuda`` is False),
+        starting the Monitor if needed."""
         session = self._session if self._session is not None else self.start()._session
         assert session is not None
         if (self.sync_cuda if sync_cuda is None else sync_cuda) and "torch" in sys.modules:
@@ -341,6 +350,7 @@ class Monitor:
         return report
 
     def open_windows(self) -> tuple[str, ...]:
+        """The names of the windows open now."""
         with self._lock:
             return tuple(self._windows)
 

@@ -32,6 +32,7 @@ from ecnas.surrogate.architecture import ArchitectureSurrogate, TrainingSet, tra
 from ecnas.surrogate.extrapolation import Extrapolator
 from ecnas.surrogate.features import batch_from_strings, cell_features
 from ecnas.surrogate.learners import LinearModel
+from ecnas.tables.metadata import get_metadata
 
 CAL_FRACTION = 0.1
 J_PER_WH = 3600.0
@@ -270,7 +271,6 @@ def evaluate(table: pd.DataFrame, train_fraction: float = 0.7, seed: int = 0, *,
     _check_fractions(train_fraction, full_budget_fraction)
     ts = training_set(table, budget)
     split = _split(table, ts, train_fraction, seed, full_budget_fraction)
-    from ecnas.tables.metadata import get_metadata
 
     pue = (get_metadata(table).get("pue") or {}).get("factor")
     shape = shape or NetworkShape()

@@ -46,6 +46,7 @@ from ecnas.surrogate.features import batch_from_strings, params_and_flops
 from ecnas.surrogate.intervals import bounds, conformal_quantile
 from ecnas.surrogate.learners import LinearModel, model_arrays, pack_models
 from ecnas.surrogate.runs import TARGETS, Prefixes, prefix_lines
+from ecnas.tables import empty_table
 
 N_FEATURES = 7
 CANDIDATES = ("per-run", "physics", "least-squares", "least-squares-relative", "huber-relative")
@@ -566,8 +567,6 @@ def _cv_plus(fold_pred: np.ndarray, resid: np.ndarray, resid_fold: np.ndarray,
 
 
 def _empty_prediction() -> pd.DataFrame:
-    from ecnas.tables import empty_table
-
     out = empty_table()
     for col in ("energy_j_low", "energy_j_high", "training_time_s_low", "training_time_s_high",
                 "short_epoch"):

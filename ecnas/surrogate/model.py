@@ -19,6 +19,7 @@ from ecnas.errors import InputError
 from ecnas.surrogate.architecture import ArchitectureSurrogate
 from ecnas.surrogate.extrapolation import Extrapolator, Prediction
 from ecnas.surrogate.modelfile import read_model, write_model
+from ecnas.tables.metadata import get_metadata
 
 
 @dataclass
@@ -44,7 +45,6 @@ class SurrogateModel:
         except InputError as exc:
             self.architecture = None
             notes.append(f"no architecture surrogate: {exc}")
-        from ecnas.tables.metadata import get_metadata
 
         meta = get_metadata(table)
         self.info = {"notes": notes, "rows": int(len(table)),

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ecnas.interop.record import record_columns_in
 from ecnas.surrogate.features import batch_from_strings, cell_features
 
 
@@ -64,7 +65,6 @@ def derive_device(table: pd.DataFrame, device: SyntheticDevice | None = None) ->
     for c in ("gpu_energy_j", "cpu_energy_j", "dram_energy_j"):
         if c in t.columns:
             t[c] = np.nan
-    from ecnas.interop.record import record_columns_in
 
     # the source run's measurement (totals, EC-NAS's record) does not describe this device
     drop = {"predicted_energy_j", "run_energy_j", *record_columns_in(t.columns)}

@@ -22,7 +22,10 @@ from typing import Any
 
 from ecnas._version import __version__
 from ecnas.errors import InputError
+from ecnas.outputs import atomic_path, check_target
 from ecnas.profiles.toml_io import validate_file
+from ecnas.tables import read_table
+from ecnas.tables.checks import run_checks
 
 
 @dataclass(frozen=True)
@@ -73,9 +76,6 @@ def _check_rows(report: Any) -> list[dict]:
 
 def check_table(table: Path, profile_id: str) -> tuple[int, int, list[dict]]:
     """Read the table through ecnas.tables and run its checks plus the device-id check."""
-    from ecnas.tables import read_table
-    from ecnas.tables.checks import run_checks
-
     df = read_table(table)
     rows = _check_rows(run_checks(df))
     devices = sorted({str(d) for d in df["device"].dropna().unique()}) if "device" in df else []
@@ -92,7 +92,6 @@ def make_bundle(profile_path: Path, table_path: Path, out: Path, *, who: str = "
     profile_path, table_path, out = Path(profile_path), Path(table_path), Path(out)
     if not out.name.endswith((".tar.gz", ".tgz")):
         raise InputError(f"--out: {out}: the bundle must end in .tar.gz")
-    from ecnas.outputs import atomic_path, check_target
 
     check_target(out, force=force, inputs=[profile_path, table_path])
     if not table_path.is_file():

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ecnas.errors import InputError
 from ecnas.outputs import atomic_path, check_target, dumps_json, write_json
@@ -46,9 +48,6 @@ def check_table_target(path: str | Path, *, force: bool = False,
 
 
 def _read_parquet(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     try:
         try:
             str(path).encode("utf-8")

@@ -19,6 +19,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from ecnas._version import __version__
+
 KEY = "ecnas"
 FORMAT = "ecnas-energy-table/1"
 
@@ -39,8 +41,6 @@ def set_metadata(df: Any, metadata: Mapping[str, Any] | None) -> Any:
 
 def provenance_entry(tool: str, source: str, **extra: Any) -> dict[str, Any]:
     """One provenance record: what produced the table, from what, and when (UTC)."""
-    from ecnas._version import __version__
-
     return {"tool": tool, "ecnas_version": __version__, "source": source,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **extra}
 

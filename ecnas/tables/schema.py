@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ecnas.errors import InputError
+from ecnas.space import ModelSpec
 
 SOURCES = ("measured", "imported", "extrapolated", "surrogate")
 COMPONENT_COLUMNS = ("gpu_energy_j", "cpu_energy_j", "dram_energy_j")
@@ -141,8 +142,6 @@ def _as_str(df: pd.DataFrame, name: str) -> pd.Series:
 
 def _hashes(matrix: pd.Series, ops: pd.Series) -> pd.Series:
     """arch_hash per row, computed once per distinct (matrix, ops) pair."""
-    from ecnas.space import ModelSpec
-
     pairs = pd.DataFrame({"m": matrix, "o": ops})
     uniq = pairs.drop_duplicates()
     lookup = {}

@@ -20,6 +20,7 @@ import math
 import torch
 from torch import nn
 
+from ecnas.errors import InputError
 from ecnas.space.cost import KERNEL, NetworkShape, vertex_channels
 from ecnas.space.spec import MAXPOOL3X3, ModelSpec
 
@@ -135,8 +136,6 @@ def build_network(
     """The PyTorch network for ``spec`` (NAS-Bench-101 defaults; scale down for small runs)."""
     shape = NetworkShape(stem_channels, num_stacks, cells_per_stack, num_classes, in_channels)
     if not spec.valid:
-        from ecnas.errors import InputError
-
         raise InputError(f"invalid spec {spec.matrix_str} [{spec.ops_str}]: {spec.invalid_reason}")
     return Network(spec, shape)
 

@@ -9,6 +9,7 @@ processes and Dask workers.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import re
@@ -18,7 +19,19 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import torch
+import torch.nn.functional as F
+
 from ecnas.errors import InputError
+from ecnas.space import ModelSpec
+from ecnas.space.cost import forward_flops
+from ecnas.tracker.carbon import check_carbon_intensity
+from ecnas.tracker.tracker import EnergyTracker
+from ecnas.trainer.augment import pad_crop_flip, standardize
+from ecnas.trainer.data import load_dataset
+from ecnas.trainer.network import build_network, count_trainable_params
+from ecnas.trainer.optim import TFRMSprop
 from ecnas.trainer.recipe import (
     DATASET_DEFAULTS,
     DEFAULT_CHECKPOINTS,
@@ -105,11 +118,9 @@ class TrainConfig:
             raise InputError(f"deterministic must be true or false, got {self.deterministic!r}")
         if self.data_dir is not None:
             object.__setattr__(self, "data_dir", os.fspath(self.data_dir))
-        from ecnas.tracker.carbon import check_carbon_intensity
 
         object.__setattr__(self, "carbon_intensity_g_per_kwh",
                            check_carbon_intensity(self.carbon_intensity_g_per_kwh))
-        from ecnas.space import ModelSpec
 
         spec = ModelSpec(self.matrix, self.ops)  # malformed input raises InputError here
         if not spec.valid:
@@ -123,8 +134,6 @@ class TrainConfig:
     @property
     def run_seed(self) -> int:
         """The seed this run actually uses: distinct per (seed, repeat)."""
-        import numpy as np
-
         return int(np.random.SeedSequence([self.seed, self.repeat]).generate_state(1)[0])
 
     def to_dict(self) -> dict[str, Any]:
@@ -167,8 +176,6 @@ class EpochProgress:
 
 @contextmanager
 def _determinism(on: bool, cuda: bool) -> Iterator[None]:
-    import torch
-
     if not on:
         yield
         return
@@ -189,8 +196,6 @@ def _determinism(on: bool, cuda: bool) -> Iterator[None]:
 
 
 def _torch_device(name: str) -> Any:
-    import torch
-
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise InputError(f"device {name}: no CUDA device is visible (torch "
@@ -204,10 +209,6 @@ def _torch_device(name: str) -> Any:
 
 
 def _accuracy(model: Any, images: Any, labels: Any, batch_size: int) -> float:
-    import torch
-
-    from ecnas.trainer.augment import standardize
-
     if len(labels) == 0:
         return math.nan
     was_training = model.training
@@ -249,12 +250,6 @@ def run_training(config: TrainConfig, *, monitor: Any | None = None,
     The steps: load the data onto the device (:class:`_RunData`), build the network and its
     optimizer, warm up on a copy of both (:func:`_warm_up`), train and checkpoint the epochs
     under the tracker (:class:`_TrainLoop`), then turn the checkpoints into rows."""
-    import torch
-
-    from ecnas.space.cost import forward_flops
-    from ecnas.tracker.tracker import EnergyTracker
-    from ecnas.trainer.network import count_trainable_params
-
     run = _RunData.load(config)
     with _determinism(config.deterministic, run.cuda), \
             torch.random.fork_rng(devices=run.cuda_devices):
@@ -303,11 +298,6 @@ class _RunData:
 
     @classmethod
     def load(cls, config: TrainConfig) -> _RunData:
-        import torch
-
-        from ecnas.space import ModelSpec
-        from ecnas.trainer.data import load_dataset
-
         data = load_dataset(config.dataset, config.data_dir)
         device = _torch_device(config.device)
 
@@ -336,8 +326,6 @@ class _RunData:
 
     def batch_at(self, order: Any, i: int, gen: Any) -> tuple[Any, Any]:
         """The ``i``-th augmented batch of the permutation ``order``."""
-        from ecnas.trainer.augment import pad_crop_flip, standardize
-
         idx = order[i * self.batch:(i + 1) * self.batch]
         x = pad_crop_flip(standardize(self.x_train[idx]), self.recipe.pad, self.recipe.flip, gen)
         return x, self.y_train[idx]
@@ -349,10 +337,6 @@ class _RunData:
 
 def _build(config: TrainConfig, run: _RunData) -> tuple[Any, Any]:
     """The cell network on the device (BatchNorm decay set) and its TF-style RMSProp."""
-    import torch
-
-    from ecnas.trainer.network import build_network
-
     model = build_network(run.spec, **run.net_kw).to(run.device)
     for module in model.modules():
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
@@ -361,16 +345,12 @@ def _build(config: TrainConfig, run: _RunData) -> tuple[Any, Any]:
 
 
 def _optimizer(model: Any, r: Recipe) -> Any:
-    from ecnas.trainer.optim import TFRMSprop
-
     return TFRMSprop(model.parameters(), lr=r.learning_rate, decay=r.rmsprop_decay,
                      momentum=r.momentum, eps=r.epsilon, weight_decay=r.weight_decay)
 
 
 def _train_step(model: Any, optimizer: Any, x: Any, y: Any, lr: float) -> tuple[Any, Any]:
     """One optimizer step at learning rate ``lr``; returns (loss, logits)."""
-    import torch.nn.functional as F
-
     for group in optimizer.param_groups:
         group["lr"] = lr
     logits = model(x)
@@ -386,10 +366,6 @@ def _warm_up(tracker: Any, config: TrainConfig, run: _RunData, model: Any) -> Wa
     on a copy of the network and a fresh optimizer, with random streams of their own: the run
     itself starts exactly as it would without them, but the process's thread pools, allocator
     and kernel choices are already settled when its metered epochs begin."""
-    import copy
-
-    import torch
-
     with torch.random.fork_rng(devices=run.cuda_devices):
         twin = copy.deepcopy(model).train()
         opt = _optimizer(twin, run.recipe)
@@ -414,15 +390,11 @@ class _EpochStats:
         self.reset()
 
     def reset(self) -> None:
-        import torch
-
         self.loss_sum = torch.zeros((), device=self.device)
         self.correct = torch.zeros((), dtype=torch.int64, device=self.device)
         self.seen = 0
 
     def add(self, loss: Any, logits: Any, y: Any) -> None:
-        import torch
-
         with torch.no_grad():
             self.loss_sum += loss.detach() * len(y)
             self.correct += (logits.argmax(dim=1) == y).sum()
@@ -434,8 +406,6 @@ class _TrainLoop:
 
     def __init__(self, config: TrainConfig, run: _RunData, model: Any, optimizer: Any,
                  tracker: Any, progress: Callable[[EpochProgress], None] | None) -> None:
-        import torch
-
         self.config, self.run_data, self.model, self.optimizer = config, run, model, optimizer
         self.tracker, self.progress = tracker, progress
         self.gen = torch.Generator().manual_seed(config.run_seed)  # batch order, augmentation
@@ -450,8 +420,6 @@ class _TrainLoop:
             self.train_epoch()
 
     def train_epoch(self) -> None:
-        import torch
-
         run = self.run_data
         t0, eval0 = time.monotonic(), self._evaluation_s()
         order = torch.randperm(len(run.y_train), generator=self.gen).to(run.device)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import statistics
 import subprocess
 import sys
@@ -17,6 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from ecnas.meters.nvml import COUNTER_UPDATE_S, NvmlMeter
+from ecnas.monitor import Monitor
+from ecnas.monitor.hardware import hardware_summary
+from ecnas.tables.checks import run_checks
+from ecnas.tracker.rows import to_frame, write_rows
+from ecnas.trainer.data.cifar10 import TEST_FILES, TRAIN_FILES, VALID_FILES
+from ecnas.trainer.train import TrainConfig, train_architecture
 from ecnas.validate import nvml_probe as probe
 from ecnas.validate.loads import TorchLoad
 from ecnas.validate.plan import ValidationPlan
@@ -55,21 +65,15 @@ class Context:
     steady_power_w: float = math.nan  # filled by the counter-vs-power phase
 
     def nvml_meter(self) -> Any:
-        from ecnas.meters.nvml import NvmlMeter
-
         return NvmlMeter(poll_interval_s=self.plan.poll_interval_s)
 
     def gpu_monitor(self, *, sync: bool) -> Any:
         """A Monitor over gpu:0's NVML meter alone (no CPU meters: these phases are about
         the GPU's counter)."""
-        from ecnas.monitor import Monitor
-
         return Monitor([self.nvml_meter()], sync_cuda=sync, use_profiles=False)
 
 
 def machine(ctx: Context) -> Phase:
-    from ecnas.monitor.hardware import hardware_summary
-
     meter = ctx.nvml_meter()
     status = meter.status()
     checks = [expect_true("machine", "NVML meter reads gpu:0", status.status.value == "measured",
@@ -170,8 +174,6 @@ def counter_vs_power(ctx: Context) -> Phase:
 def update_period_check(phase: str, period: dict[str, Any]) -> Check:
     """The counter's measured update period against the meter's floor, within the probe's
     resolution (one poll: see UPDATE_PERIOD_SLACK_POLLS)."""
-    from ecnas.meters.nvml import COUNTER_UPDATE_S
-
     poll = period["poll_period_s"]
     limit = COUNTER_UPDATE_S + UPDATE_PERIOD_SLACK_POLLS * poll
     return expect_at_most(
@@ -266,8 +268,6 @@ def short_windows(ctx: Context) -> Phase:
 def overhead(ctx: Context) -> Phase:
     """Per-step metering on a real training loop: alternating blocks of plain and metered
     steps (one Monitor window per step, the machine's default meters), paired by round."""
-    from ecnas.monitor import Monitor
-
     phase = "overhead"
     checks: list[Check] = []
     details: dict[str, Any] = {}
@@ -334,12 +334,6 @@ def overhead(ctx: Context) -> Phase:
 def write_synthetic_cifar10(folder: Path, n_train: int, n_eval: int) -> None:
     """CIFAR-10-shaped batch files (python version) made on the spot: random images whose
     mean depends on the label, so the network has something to learn; no download."""
-    import pickle
-
-    import numpy as np
-
-    from ecnas.trainer.data.cifar10 import TEST_FILES, TRAIN_FILES, VALID_FILES
-
     rng = np.random.default_rng(0)
 
     def batch(n: int) -> dict[bytes, Any]:
@@ -356,11 +350,6 @@ def write_synthetic_cifar10(folder: Path, n_train: int, n_eval: int) -> None:
 
 
 def trainer(ctx: Context) -> Phase:
-    from ecnas.monitor import Monitor
-    from ecnas.tables.checks import run_checks
-    from ecnas.tracker.rows import to_frame, write_rows
-    from ecnas.trainer.train import TrainConfig, train_architecture
-
     plan, phase = ctx.plan, "trainer at full width"
     # the example cell of NAS-Bench-101's README: seven vertices, all five op kinds
     matrix = "0111010" "0000001" "0000001" "0000100" "0000001" "0000001" "0000000"

@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from ecnas.errors import InputError
+from ecnas.meters.nvml import NvmlMeter
 from ecnas.outputs import folder_mode, write_text
+from ecnas.validate.loads import TorchLoad
+from ecnas.validate.phases import PHASES, Context
 from ecnas.validate.plan import ValidationPlan
 from ecnas.validate.results import Check, ValidationReport
 
@@ -55,8 +58,6 @@ def check_out_dir(out: str | Path, *, force: bool = False) -> Path:
 
 def require_gpu(test_mode: bool) -> str:
     """The device the load runs on; raises InputError (exit 2) where there is no GPU."""
-    from ecnas.meters.nvml import NvmlMeter
-
     meter = NvmlMeter()
     status = meter.status()
     meter.close()
@@ -80,9 +81,6 @@ def run_gpu_validation(out: str | Path, plan: ValidationPlan | None = None, *,
                        progress: Callable[[str], None] = _stderr) -> ValidationReport:
     """Run the phases (all, or the short names in ``phases``; the machine record always);
     write ``out/validation.json`` and ``out/validation.md``."""
-    from ecnas.validate.loads import TorchLoad
-    from ecnas.validate.phases import PHASES, Context
-
     plan = plan or ValidationPlan.full()
     out_dir = check_out_dir(out, force=force)
     device = require_gpu(test_mode)

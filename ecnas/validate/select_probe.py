@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 
+from ecnas.meters.nvml import NvmlMeter
+
 
 def main() -> None:
-    from ecnas.meters.nvml import NvmlMeter
-
     out: dict[str, object] = {}
     meter = NvmlMeter()
     gpus = meter.gpus()

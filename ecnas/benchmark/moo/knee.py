@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 
+from ecnas.errors import InputError
+
 
 def knee_index(front: np.ndarray) -> int:
     """Index (into ``front``, minimized, 2-D) of the point farthest from the line between the
@@ -26,8 +28,6 @@ def energy_saved_at(points: np.ndarray, max_accuracy_loss: float) -> float:
     """Fraction of energy saved by the cheapest point within ``max_accuracy_loss`` accuracy
     points of the most accurate one. ``points``: rows of (accuracy in points 0–100, energy)."""
     if not (math.isfinite(max_accuracy_loss) and max_accuracy_loss >= 0):
-        from ecnas.errors import InputError
-
         raise InputError(f"max accuracy loss {max_accuracy_loss}: must be a finite number of "
                          "accuracy points >= 0")
     p = np.asarray(points, dtype=float)

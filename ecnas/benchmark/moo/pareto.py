@@ -5,10 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 
-def dominates(a: np.ndarray, b: np.ndarray) -> bool:
-    return bool(np.all(a <= b) and np.any(a < b))
-
-
 def nondominated_sort(points: np.ndarray) -> np.ndarray:
     """Front rank of every point (0 = non-dominated), by repeated peeling; O(n² · fronts)."""
     p = np.asarray(points, dtype=float)

@@ -12,6 +12,8 @@ import numpy as np
 from ecnas.benchmark.moo.knee import knee_index
 from ecnas.benchmark.moo.objectives import domain, objectives
 from ecnas.benchmark.moo.pareto import pareto_mask
+from ecnas.errors import InputError
+from ecnas.outputs import atomic_path
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,6 @@ PLOT_FORMATS = ("png", "pdf", "svg")
 
 def plot_format(path: str | Path) -> str:
     """The plot format named by ``path``'s suffix; ``InputError`` for any other suffix."""
-    from ecnas.errors import InputError
-
     fmt = Path(path).suffix.lower().lstrip(".")
     if fmt not in PLOT_FORMATS:
         raise InputError(f"--plot {path}: the plot must end in "
@@ -63,8 +63,6 @@ def plot_front(bench: Any, path: str | Path, *, budget: int | None = None,
                searches: Sequence[Any] = ()) -> FrontResult:
     """Draw all architectures, the front, the knee and each search's attainment curve
     (PNG, PDF or SVG by the suffix of ``path``; written atomically, see ecnas.outputs)."""
-    from ecnas.outputs import atomic_path
-
     fmt = plot_format(path)
     import matplotlib
 

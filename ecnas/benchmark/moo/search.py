@@ -27,6 +27,7 @@ from ecnas.benchmark.moo.hypervolume import contributions, hypervolume
 from ecnas.benchmark.moo.objectives import Domain, Objective, domain, objectives
 from ecnas.benchmark.moo.pareto import crowding_distance, nondominated_sort, pareto_mask
 from ecnas.errors import InputError
+from ecnas.space import OPS, ModelSpec
 
 ALGORITHMS = ("random", "semoa", "nsga2", "sh_emoa")
 MUTATION_TRIES = 20
@@ -84,8 +85,6 @@ class _Search:
         return int(self.rng.choice(self.dom.indices))
 
     def mutate(self, a: int) -> int:
-        from ecnas.space import OPS, ModelSpec
-
         spec = self.bench.spec_of(self.hashes[a])  # type: ignore[attr-defined]
         for _ in range(MUTATION_TRIES):
             m = spec.matrix.copy()

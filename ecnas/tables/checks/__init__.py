@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from ecnas.errors import InputError
+from ecnas.profiles import load_profiles
 from ecnas.tables.checks.base import (
     MAX_OFFENDING,
     SEVERITIES,
@@ -35,6 +36,7 @@ from ecnas.tables.checks.rows import (
 )
 from ecnas.tables.checks.runs import monotone, power_bounds, power_coherence
 from ecnas.tables.metadata import get_metadata
+from ecnas.tables.schema import validate
 
 #: the checks after ``schema``, in report order
 CHECKS: tuple[tuple[str, Callable[[Context], CheckResult]], ...] = (
@@ -60,8 +62,6 @@ CHECK_NAMES = ("schema", *(n for n, _ in CHECKS))
 
 def _profiles(profiles: Any) -> Mapping[str, Any]:
     if profiles is None:
-        from ecnas.profiles import load_profiles
-
         profiles = load_profiles()
     if isinstance(profiles, Mapping):
         return profiles
@@ -72,8 +72,6 @@ def run_checks(df: pd.DataFrame, *, profiles: Any = None,
                options: CheckOptions | Mapping[str, Any] | None = None) -> CheckReport:
     """Check a table. ``profiles``: HardwareProfiles (list or id → profile; default: the loaded
     ones); ``options``: CheckOptions or a dict of its fields."""
-    from ecnas.tables.schema import validate
-
     if isinstance(options, Mapping):
         try:
             options = CheckOptions(**options)

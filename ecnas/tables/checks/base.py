@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ecnas.errors import InputError
 from ecnas.tables.schema import RUN_KEYS
 
 SEVERITIES = ("error", "warning", "info")
@@ -100,8 +101,6 @@ class CheckOptions:
 
     def __post_init__(self) -> None:
         # a NaN threshold would silently switch its check off (every comparison is False)
-        from ecnas.errors import InputError
-
         for name, value in asdict(self).items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or not math.isfinite(value) or value < 0:

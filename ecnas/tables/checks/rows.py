@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ecnas.errors import InputError
+from ecnas.space import ModelSpec
 from ecnas.tables.checks.base import CheckResult, Context, offending
 from ecnas.tables.kwh import KWH_J, pue_of
 from ecnas.tables.schema import COMPONENT_COLUMNS, ROW_KEYS
@@ -123,9 +125,6 @@ def published_kwh(ctx: Context) -> CheckResult:
 
 
 def hash_matches_spec(ctx: Context) -> CheckResult:
-    from ecnas.errors import InputError
-    from ecnas.space import ModelSpec
-
     df = ctx.df
     pairs = df[["arch_hash", "matrix", "ops"]].drop_duplicates()
     bad_pairs = []
