@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ecnas.demo import ledger
 from ecnas.demo.config import DemoConfig
 from ecnas.demo.progress import StepPrinter
 from ecnas.demo.summary import DemoResult, SearchOutcome, rows_by_source, write_summary
@@ -49,6 +50,7 @@ def measure(config: DemoConfig, cells: list[Any], printer: StepPrinter) -> tuple
     from ecnas.outputs import write_text
 
     write_text(path, campaign_text(config, cells))
+    ledger.record(config.out_dir, path)
     campaign = load_campaign(path)
     summary = run_campaign(
         campaign, config.store_path, workers=config.workers, resume=True, progress=printer.say
@@ -148,6 +150,7 @@ def run_demo(config: DemoConfig, *, printer: StepPrinter | None = None) -> DemoR
     result = _result(config, summary, table, report, model, exported, searched, front,
                      predicted=len(predicted_cells), timings=steps.timings)
     write_summary(result, result.summary_path)
+    ledger.record(config.out_dir, result.summary_path)
     steps.printer.done(str(result.summary_path))
     return result
 
@@ -204,9 +207,11 @@ def _export_step(config: DemoConfig, table: Any, extrapolated: Any, surrogate: A
     steps.printer.start("Exporting the benchmark (bundle + EC-NAS TFRecord)")
     full = validate(pd.concat([table, extrapolated, surrogate], ignore_index=True))
     table_path = write_table(full, out / "table.parquet") or out / "table.parquet"
+    ledger.record(out, Path(table_path))
     bundle_path = Path(steps.timed("bundle", lambda: write_bundle(full, out / "bundle")))
     tfrecord_path = out / "ecnas.tfrecord"
     n_records = steps.timed("tfrecord", lambda: write_ecnas_tfrecord(table, tfrecord_path))
+    ledger.record(out, tfrecord_path)
     steps.printer.done(f"{bundle_path}, {tfrecord_path}")
     return _Exported(full, Path(table_path), bundle_path, tfrecord_path, int(n_records or 0))
 
@@ -236,6 +241,7 @@ def _pareto_step(config: DemoConfig, searched: _Searched, steps: _Steps) -> _Fro
     front = steps.timed("pareto", lambda: plot_front(
         searched.bench, plot_path, budget=config.measured_budget,
         searches=list(searched.runs[:: config.search_seeds])))
+    ledger.record(config.out_dir, plot_path)
     saved = energy_saved_at(front.front_points(), config.accuracy_loss_points)
     steps.printer.done(f"{plot_path}")
     return _Front(front, plot_path, saved)
