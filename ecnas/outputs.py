@@ -103,6 +103,12 @@ def _writable(path: Path) -> bool:
     return bool(mode & 0o222) and os.access(path, access)
 
 
+def is_writable(path: PathLike) -> bool:
+    """Whether ecnas may write into ``path`` (a folder) or over it (a file): by its mode bits
+    as well as ``access()``, which says yes to root for a folder of mode 555."""
+    return _writable(Path(path))
+
+
 def _describe(path: Path) -> str:
     # as the OS gave it: the CLI prints a byte that is not UTF-8 as \xNN (ecnas.cli._boundary)
     return os.fsdecode(path)

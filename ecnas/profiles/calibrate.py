@@ -520,6 +520,11 @@ def calibrate(kind: str = "auto", *, domain: str | None = None,
                                        profiles=profiles, options=options,
                                        reference=reference, fit=fit, burn=burn,
                                        record_path=record_path, progress=progress)
+        if domain:
+            # a domain named and not found is a typo or the wrong machine, never an estimate
+            raise InputError(f"--domain {domain}: no measuring meter here has it ("
+                             + ("; ".join(reasons) or "no measuring meter found")
+                             + "); name one of its domains, or use --estimate")
     else:
         reasons.append("estimate mode asked for (--estimate)")
     return estimate_mode("cpu" if kind == "auto" else kind, profiles=profiles, reasons=reasons,

@@ -148,6 +148,12 @@ def fit_reference(measured: tuple[Sequence[float], Sequence[float]],
 
     sol = least_squares(residual, x0=np.array([1.0, 0.0]), method="lm")
     gain, offset = (float(p) for p in sol.x)
+    from ecnas.profiles.bounds import gain_problem, offset_problem
+
+    problem = gain_problem(gain) or offset_problem(offset)
+    if problem:  # a unit error or a log of another device: never written into a profile
+        raise InputError(f"{ref.source}: the fit gives {problem}; check the log's units and "
+                         "that it metered this device")
     res = sol.fun
     dof = max(n - 2, 1)
     s2 = float(res @ res) / dof

@@ -25,6 +25,14 @@ from typing import Any
 
 from ecnas.errors import InputError
 
+#: the largest log read (a 1 Hz log of 12 days is ~30 MiB); a bigger one is refused unread,
+#: so a wrong file (a trace, a dump) never takes the machine's memory
+MAX_BYTES = 32 * 1024 * 1024
+#: a wall meter or PDU's physical range: a reading above it is a unit error (mW) or garbage
+MAX_WATTS = 100_000.0
+#: timestamps: seconds from 0 (a log counting from its start) to 2100-01-01 in Unix time
+TIME_RANGE = (0.0, 4_102_444_800.0)
+
 TIME_COLUMNS = ("timestamp", "time", "t", "unix_time", "time_s")
 WATT_COLUMNS = ("watts", "power_w", "power", "w", "watt")
 ROWS = ("mean", "instant")
@@ -70,39 +78,51 @@ def _looks_like_time(text: str) -> bool:
 
 
 def _parse(path: Path, text: str) -> tuple[list[float], list[float]]:
-    """The rows of a log's text, checked; ``InputError("FILE: line N: column: reason")``."""
-    rows = [(i + 1, r) for i, r in enumerate(csv.reader(text.splitlines()))
-            if r and any(c.strip() for c in r) and not r[0].lstrip().startswith("#")]
-    if not rows:
-        return [], []
+    """The rows of a log's text, checked; ``InputError("FILE: line N: column: reason")``.
+    Lines are read one at a time: the text is never split into a list of rows."""
+    import io
+
     t_col, w_col = 0, 1
-    first = [c.strip().lower() for c in rows[0][1]]
-    try:
-        float(first[0])
-        header = False
-    except ValueError:
-        header = not _looks_like_time(first[0])
-    if header:
-        t_col = next((first.index(c) for c in TIME_COLUMNS if c in first), 0)
-        w_col = next((first.index(c) for c in WATT_COLUMNS if c in first), 1)
-        rows = rows[1:]
     ts: list[float] = []
     ws: list[float] = []
-    for line, row in rows:
+    first_row = True
+    reader = csv.reader(io.StringIO(text, newline=None))
+    for row in reader:
+        line = reader.line_num
+        if not row or not any(c.strip() for c in row) or row[0].lstrip().startswith("#"):
+            continue
+        if first_row:
+            first_row = False
+            first = [c.strip().lower() for c in row]
+            try:
+                float(first[0])
+                header = False
+            except ValueError:
+                header = not _looks_like_time(first[0])
+            if header:
+                t_col = next((first.index(c) for c in TIME_COLUMNS if c in first), 0)
+                w_col = next((first.index(c) for c in WATT_COLUMNS if c in first), 1)
+                continue
         if len(row) <= max(t_col, w_col):
             raise InputError(f"{path}: line {line}: expected at least {max(t_col, w_col) + 1} "
                              "columns (timestamp, watts)")
         try:
             t = _parse_time(row[t_col])
-        except ValueError:
+        except (ValueError, OverflowError):
             raise InputError(f"{path}: line {line}: timestamp: {row[t_col]!r} is neither "
                              "Unix seconds nor an ISO 8601 time") from None
+        if not TIME_RANGE[0] <= t <= TIME_RANGE[1]:  # inf and nan fail this too
+            raise InputError(f"{path}: line {line}: timestamp: {row[t_col]!r} is not a time "
+                             "from 0 to 2100-01-01 (Unix seconds or ISO 8601)")
         try:
             w = float(row[w_col])
         except ValueError:
             raise InputError(f"{path}: line {line}: watts: {row[w_col]!r} is not a number") from None
         if not math.isfinite(w) or w < 0:
             raise InputError(f"{path}: line {line}: watts: {w} is not a finite power >= 0")
+        if w > MAX_WATTS:
+            raise InputError(f"{path}: line {line}: watts: {w:g} is above {MAX_WATTS:g} W, "
+                             "beyond a wall meter's range (a log in mW?)")
         if ts and t <= ts[-1]:
             raise InputError(f"{path}: line {line}: timestamp: {row[t_col]!r} does not "
                              "increase (rows must be in time order)")
@@ -113,6 +133,14 @@ def _parse(path: Path, text: str) -> tuple[list[float], list[float]]:
 
 def _read_text(path: Path) -> str:
     try:
+        size = path.stat().st_size
+        if path.is_file() and size > MAX_BYTES:
+            raise InputError(f"{path}: {size / 2**20:.0f} MiB is more than a reference log "
+                             f"holds (at most {MAX_BYTES // 2**20} MiB, a 1 Hz log of 12 days); "
+                             "cut it to the calibration's time")
+        if not path.is_file() and path.exists() and not path.is_dir():
+            # a FIFO or device would block or never end: a log is a regular file
+            raise InputError(f"{path}: not a regular file (a reference log is a file)")
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise InputError(f"{path}: no such reference file") from None
@@ -140,7 +168,7 @@ def read_reference_csv(path: str | Path, *, rows: str = "mean") -> ReferenceSeri
     text = _read_text(path)
     ts, ws = _parse(path, text)
     if not ts and not any(line.strip() and not line.lstrip().startswith("#")
-                          for line in text.splitlines()):
+                          for line in text.splitlines()[:64]):
         raise InputError(f"{path}: empty reference file (expected rows 'timestamp,watts')")
     if len(ts) < 2:
         raise InputError(f"{path}: needs at least 2 samples, found {len(ts)}")

@@ -89,9 +89,12 @@ def check_carbon_intensity(value: Any) -> float | None:
     """A grid carbon intensity (gCO2/kWh) as a float, None for none; InputError otherwise."""
     if value is None:
         return None
+    from ecnas.trainer.recipe import MAX_CARBON_INTENSITY
+
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value) or value < 0:
-        raise InputError(f"carbon intensity must be a number ≥ 0 (gCO2/kWh), got {value!r}")
+            or not 0 <= value <= MAX_CARBON_INTENSITY:  # NaN fails this too
+        raise InputError(f"carbon intensity must be a number from 0 to "
+                         f"{MAX_CARBON_INTENSITY:g} gCO2/kWh (coal is about 1000), got {value!r}")
     return float(value)
 
 

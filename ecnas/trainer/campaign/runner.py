@@ -86,6 +86,11 @@ def run_campaign(campaign: Campaign, store_path: str | Path, *, workers: int = 1
     say = progress or (lambda _line: None)
     if run_fn is not None and scheduler is None and workers > 0:
         _check_importable(run_fn)
+    from ecnas.profiles import load_profiles
+
+    # every run meters through the profiles: a broken ECNAS_PROFILE_PATH is refused here, once,
+    # not met by every run as a failure after the campaign has started
+    load_profiles()
     t_start = time.monotonic()
     with ResultsStore(store_path, create=True) as store:
         store.claim()  # two coordinators on one store would run every run twice
