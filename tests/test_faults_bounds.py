@@ -237,3 +237,85 @@ def test_validate_gpu_refuses_a_mode_555_folder(capsys, tmp_path):
         ro.chmod(0o755)
     assert rc == 2 and "not writable" in one_line(err)
     assert list(ro.iterdir()) == []
+
+
+# ---------------------------------------------------------------- imports: duplicates, truncation
+@pytest.fixture(scope="module")
+def table(ecnas_5v_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from faults import make_table
+
+    return make_table(ecnas_5v_dir, tmp_path_factory.mktemp("faults-bounds"))
+
+
+def test_a_duplicated_tfrecord_record_is_not_a_second_repeat(capsys, table, tmp_path):
+    from ecnas.tables.tfrecord import iter_records, write_records
+
+    rec = tmp_path / "e.tfrecord"
+    rc, _, err = cli(capsys, "export", table, "--format", "ecnas-tfrecord", "--out", rec)
+    assert rc == 0, err
+    records = list(iter_records(rec))
+    dup = tmp_path / "dup.tfrecord"
+    write_records(dup, [*records, records[0]])
+    out = tmp_path / "t.parquet"
+    rc, _, err = cli(capsys, "import-ecnas", dup, "--out", out)
+    assert rc == 2
+    assert "duplicated record" in one_line(err)
+    assert not out.exists()
+    assert cli(capsys, "import-ecnas", rec, "--out", out)[0] == 0  # the file itself imports
+
+
+def test_repeat_1_and_repeat_01_are_one_repeat(capsys, ecnas_5v_dir, tmp_path):
+    import shutil
+
+    tree = tmp_path / "tree"
+    shutil.copytree(ecnas_5v_dir, tree)
+    first = next(tree.rglob("repeat_1"))
+    shutil.copytree(first, first.with_name("repeat_01"))
+    out = tmp_path / "t.parquet"
+    rc, _, err = cli(capsys, "import-ecnas", tree, "--out", out)
+    assert rc == 2
+    assert "the same repeat" in one_line(err)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("where", ["last", "middle"])
+def test_a_truncated_csv_row_is_refused(capsys, table, tmp_path, where):
+    import pandas as pd
+
+    from ecnas.tables import read_table, write_table
+
+    csv = tmp_path / "t.csv"
+    write_table(read_table(table), csv)
+    lines = csv.read_text().splitlines(keepends=True)
+    i = len(lines) - 1 if where == "last" else len(lines) // 2
+    lines[i] = lines[i][: len(lines[i]) // 2] + ("" if where == "last" else "\n")
+    csv.write_text("".join(lines))
+    rc, _, err = cli(capsys, "check", csv)
+    assert rc == 2
+    assert f"line {i + 1}" in one_line(err) and "fields" in err
+    assert len(pd.read_csv(csv)) == len(lines) - 1  # pandas alone takes it, NaN-filled
+
+
+def test_nan_coefficients_in_a_model_file_are_refused(capsys, table, tmp_path):
+    import pandas as pd
+
+    from ecnas.surrogate.modelfile import read_model, write_model
+
+    m = tmp_path / "m.npz"
+    rc, _, err = cli(capsys, "surrogate", "fit", table, "--out", m, "--kind", "linear")
+    assert rc == 0, err
+    cells = tmp_path / "cells.csv"
+    pd.read_parquet(table)[["matrix", "ops"]].drop_duplicates().to_csv(cells, index=False)
+    meta, arrays = read_model(m)
+    meta.pop("format")
+    coef = next(k for k in arrays if k.endswith("coef"))
+    for bad in (np.nan, np.inf):
+        poisoned = dict(arrays)
+        poisoned[coef] = arrays[coef].copy()
+        poisoned[coef][0] = bad
+        write_model(tmp_path / "bad.npz", meta, poisoned)
+        rc, _, err = cli(capsys, "surrogate", "predict", tmp_path / "bad.npz", cells,
+                         "--budget", "4", "--out", tmp_path / "p.parquet")
+        assert rc == 2, err
+        assert "NaN or infinite" in one_line(err)
+        assert not (tmp_path / "p.parquet").exists()

@@ -173,12 +173,22 @@ def write_ecnas_records(path: str | Path, records: Iterable[EcnasRecord]) -> Pat
 
 def records_to_table(records: Iterable[EcnasRecord | bytes], **kwargs: Any) -> Any:
     """The energy table of EC-NAS records (decoded or raw); see ``ecnas.tables.convert``."""
+    import hashlib
+
     from ecnas.tables.convert import RunInput, runs_to_table
 
     seen: dict[tuple[str, int], int] = {}
+    digests: dict[bytes, int] = {}
     runs = []
     for i, rec in enumerate(records):
         r = rec if isinstance(rec, EcnasRecord) else EcnasRecord.from_bytes(rec, where=f"record {i}")
+        # two runs never log the same metrics to the bit (timestamps, energies): a record equal
+        # to an earlier one is that record twice, never a second repeat
+        digest = hashlib.sha256(r.to_bytes()).digest()
+        if digest in digests:
+            raise InputError(f"record {i} (hash {r.arch_hash}, {r.epochs} epochs): the same as "
+                             f"record {digests[digest]}, a duplicated record, not another repeat")
+        digests[digest] = i
         key = (r.arch_hash, r.epochs)
         seen[key] = seen.get(key, 0) + 1
         runs.append(RunInput(r.arch_hash, r.adjacency, r.ops, r.epochs, seen[key], r.metrics,
