@@ -4,6 +4,7 @@ flagged warning where the data is kept), never a number passed on as if it were 
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -319,3 +320,56 @@ def test_nan_coefficients_in_a_model_file_are_refused(capsys, table, tmp_path):
         assert rc == 2, err
         assert "NaN or infinite" in one_line(err)
         assert not (tmp_path / "p.parquet").exists()
+
+
+# ---------------------------------------------------------------- calibration runs and phases
+@pytest.fixture(scope="module")
+def calibration_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real calibration run file, recorded on a fake RAPL tree in about a second."""
+    from ecnas.meters.rapl import RaplMeter
+    from ecnas.profiles import load_profiles
+    from ecnas.profiles.calibrate import (
+        CalibrationOptions,
+        calibrate_meter,
+        choose_meter,
+        numpy_burn,
+    )
+
+    d = tmp_path_factory.mktemp("cal-run")
+    sys.path.insert(0, str(TESTS))
+    from fakes.sysfs import FakePowercap
+
+    tree = FakePowercap(d / "sys")
+    tree.package(0, dram=False, core=False)
+    choice = choose_meter([RaplMeter(sysfs_root=tree.root)], "cpu")
+    run = d / "p.run.json"
+    calibrate_meter(choice.meter, choice.device, choice.domains, profiles=load_profiles(),
+                    options=CalibrationOptions(idle_s=0.3, load_s=0.3, probe_s=0.1,
+                                               steps_s=0.0, poll_s=0.05),
+                    burn=numpy_burn(16), record_path=run)
+    return run
+
+
+@pytest.mark.parametrize("value", ["Infinity", "NaN", "-Infinity"])
+def test_a_calibration_run_with_non_finite_times_is_refused(capsys, calibration_run, tmp_path,
+                                                           value):
+    data = json.loads(calibration_run.read_text())
+    data["series"]["wall_s"][1] = "@@"
+    bad = tmp_path / "bad.run.json"
+    bad.write_text(json.dumps(data).replace('"@@"', value))
+    ref = tmp_path / "ref.csv"
+    ref.write_text("timestamp,watts\n1700000000,100\n1700000001,101\n")
+    out = tmp_path / "p.toml"
+    rc, _, err = cli(capsys, "calibrate", "fit", bad, "--reference", ref, "--out", out)
+    assert rc == 2
+    assert "not finite" in one_line(err)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flag", ["--idle-s", "--load-s", "--steps-s"])
+def test_calibration_phases_are_bounded(capsys, tmp_path, flag):
+    out = tmp_path / "p.toml"
+    rc, _, err = cli(capsys, "calibrate", "--kind", "cpu", flag, "1e9", "--out", out)
+    assert rc == 2
+    assert "longer than a phase may run" in one_line(err)
+    assert not out.exists()
