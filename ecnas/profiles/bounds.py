@@ -2,8 +2,11 @@
 
 A gain is the ratio of a reference meter's watts to the device's own reading. Meters that
 work disagree by percent, not by factors: a gain of 1000 or 0.001 is a log in milliwatts or
-kilowatts, and 1170 is that plus a 17 % error. An offset is a device's unmetered power, tens
-of watts at most; −500 W is a fit that went wrong. A calibration's date is in the past.
+kilowatts, and 1170 is that plus a 17 % error. An offset is power the counter does not see:
+against a wall meter the rest of the machine (board, disks, fans; up to kilowatts on a large
+node), against a device-level reference a few watts either way. A large negative offset is
+power the counter saw and nothing drew: −500 W is a fit that went wrong. A calibration's date
+is in the past.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ import datetime as _dt
 
 #: a working meter's gain against a reference (× or ÷ 2 at the very worst)
 GAIN_RANGE = (0.5, 2.0)
-#: the largest unmetered power (watts) one device's calibration may add or remove
-OFFSET_MAX_W = 200.0
+#: offset_w (watts): from a small negative (fit noise, a counter reading a little high) to the
+#: unmetered rest of a large node behind a wall meter
+OFFSET_RANGE_W = (-100.0, 5000.0)
 #: the oldest calibration date accepted (older dates are typos: 1924 for 2024)
 OLDEST_DATE = _dt.date(2000, 1, 1)
 
@@ -32,10 +36,12 @@ def gain_problem(gain: float) -> str | None:
 
 
 def offset_problem(offset_w: float) -> str | None:
-    if abs(offset_w) <= OFFSET_MAX_W:
+    lo, hi = OFFSET_RANGE_W
+    if lo <= offset_w <= hi:
         return None
-    return (f"offset_w {offset_w:.6g} W is beyond ±{OFFSET_MAX_W:g} W, more than a device's "
-            "unmetered power")
+    what = ("power the counter saw and nothing drew" if offset_w < lo
+            else "more than a whole node draws unmetered")
+    return f"offset_w {offset_w:.6g} W is outside {lo:g}..{hi:g} W, {what}"
 
 
 def date_problem(text: str, today: _dt.date | None = None) -> str | None:
