@@ -160,6 +160,9 @@ def check_target(path: PathLike, *, inputs: Iterable[PathLike] = (), force: bool
 
 
 def _check_existing_file(p: Path, name: str, *, force: bool, option: str) -> None:
+    if p.is_symlink():  # a companion (a CSV's sidecar) as much as the target itself
+        raise InputError(f"{option} {name}: is a symbolic link; ecnas does not write through "
+                         "or over one (name the file itself)")
     if p.is_dir():
         raise InputError(f"{option} {name}: is a folder; name a file")
     if not p.is_file():

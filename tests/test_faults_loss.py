@@ -219,3 +219,16 @@ def test_sweep_leaves_a_live_process_temp(tmp_path):
         tmp.write_text("in flight")
         assert sweep_stale_temps(tmp_path / "x") == []  # ours, alive
         assert tmp.exists()
+
+
+def test_a_symlinked_csv_sidecar_is_refused_before_work(capsys, table, tmp_path):
+    """A CSV table's metadata sidecar is written beside it: a link there is refused too."""
+    victim = tmp_path / "victim.json"
+    victim.write_text('{"mine": true}\n')
+    out = tmp_path / "t.csv"
+    out.write_text("old\n")
+    (tmp_path / "t.csv.meta.json").symlink_to(victim)
+    before = sums(tmp_path)
+    rc, _, err = cli(capsys, "import-ecnas", table.parent / "tree", "--out", out, "--force")
+    assert rc == 2 and "symbolic link" in one_line(err)
+    assert sums(tmp_path) == before
