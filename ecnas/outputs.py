@@ -28,8 +28,10 @@ import json
 import math
 import os
 import shutil
+import socket
 import stat
 import tempfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -105,6 +107,12 @@ def _writable(path: Path) -> bool:
     return bool(mode & 0o222) and os.access(path, access)
 
 
+def is_writable(path: PathLike) -> bool:
+    """Whether ecnas may write into ``path`` (a folder) or over it (a file): by its mode bits
+    as well as ``access()``, which says yes to root for a folder of mode 555."""
+    return _writable(Path(path))
+
+
 def _describe(path: Path) -> str:
     # as the OS gave it: the CLI prints a byte that is not UTF-8 as \xNN (ecnas.cli._boundary)
     return os.fsdecode(path)
@@ -139,8 +147,10 @@ def check_target(path: PathLike, *, inputs: Iterable[PathLike] = (), force: bool
         if folder and s.exists() and p.exists() and p.resolve() in s.resolve().parents:
             raise InputError(f"{option} {name}: holds the command's input {_describe(s)}; "
                              "write the output elsewhere")
-    if p.is_symlink() and not p.exists():
-        raise InputError(f"{option} {name}: is a dangling symbolic link")
+    if p.is_symlink():
+        # a rename would replace the link, or --force write wherever it points (/dev/stdout)
+        raise InputError(f"{option} {name}: is a symbolic link; ecnas does not write through "
+                         "or over one (name the file itself)")
     if p.exists():
         if folder:
             _check_existing_folder(p, name, force=force, owned=owned, option=option)
@@ -154,6 +164,9 @@ def check_target(path: PathLike, *, inputs: Iterable[PathLike] = (), force: bool
 
 
 def _check_existing_file(p: Path, name: str, *, force: bool, option: str) -> None:
+    if p.is_symlink():  # a companion (a CSV's sidecar) as much as the target itself
+        raise InputError(f"{option} {name}: is a symbolic link; ecnas does not write through "
+                         "or over one (name the file itself)")
     if p.is_dir():
         raise InputError(f"{option} {name}: is a folder; name a file")
     if not p.is_file():
@@ -190,17 +203,70 @@ def _check_existing_folder(p: Path, name: str, *, force: bool,
 
 # ------------------------------------------------------------------ writes
 def _refuse_readonly(p: Path) -> None:
+    if p.is_symlink():
+        raise InputError(f"{_describe(p)}: is a symbolic link; ecnas does not write over one")
     if p.is_dir():
         raise InputError(f"{_describe(p)}: is a folder; cannot write a file there")
     if p.exists() and not _writable(p):
         raise InputError(f"{_describe(p)}: is read-only; ecnas does not replace it")
 
 
+def _safe_name(p: Path) -> str:
+    # plain characters: writers that encode file names as UTF-8 (pyarrow) must not fail on a
+    # target name that is not
+    return "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_"
+                   for c in p.name)[:64]
+
+
+def _host_tag() -> str:
+
+    return f"{zlib.crc32(socket.gethostname().encode('utf-8', 'replace')):08x}"
+
+
 def _temp_prefix(p: Path) -> str:
-    # a hidden name from the target's, in plain characters: writers that encode file names
-    # as UTF-8 (pyarrow) must not fail on a target name that is not
-    safe = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in p.name)
-    return f".{safe[:64]}."
+    # hidden, and naming the host and process that own it: a temp left by a process killed
+    # outright (SIGKILL, a power cut) is recognised and removed by the next write there
+    return f".{_safe_name(p)}.ecnas-{_host_tag()}-{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, another user's
+        return True
+    return True
+
+
+def sweep_stale_temps(path: PathLike) -> list[Path]:
+    """Remove temps a killed ecnas left beside ``path``: only names :func:`atomic_path` and
+    :func:`atomic_folder` make, of this host, whose process is gone. Returns what it removed."""
+    p = Path(path)
+    head = f".{_safe_name(p)}.ecnas-{_host_tag()}-"
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(p.parent))
+    except OSError:
+        return removed
+
+    for e in entries:
+        if not (e.name.startswith(head) and e.name.endswith(".tmp")):
+            continue
+        pid_text = e.name[len(head):].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _alive(int(pid_text)):
+            continue
+        try:
+            if e.name.endswith(".old.tmp") and not os.path.lexists(p):
+                os.replace(e.path, p)  # killed mid-swap: the previous output comes back
+            elif e.is_dir(follow_symlinks=False):
+                shutil.rmtree(e.path)
+            else:
+                os.unlink(e.path)
+            removed.append(Path(e.path))
+        except OSError:
+            pass
+    return removed
 
 
 @contextlib.contextmanager
@@ -215,6 +281,7 @@ def atomic_path(path: PathLike, *, suffix: str = ".tmp") -> Iterator[Path]:
     if not p.parent.is_dir():
         raise InputError(f"{_describe(p)}: folder {_describe(p.parent)} does not exist")
     _refuse_readonly(p)
+    sweep_stale_temps(p)
 
     fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(p), suffix=suffix, dir=p.parent)
     os.close(fd)
@@ -263,6 +330,9 @@ def atomic_folder(path: PathLike, *, owned: Callable[[Path], Iterable[str]] | No
     p = Path(path)
     if not p.parent.is_dir():
         raise InputError(f"{_describe(p)}: folder {_describe(p.parent)} does not exist")
+    if p.is_symlink():
+        raise InputError(f"{_describe(p)}: is a symbolic link; ecnas does not write over one")
+    sweep_stale_temps(p)
 
     tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(p), suffix=".tmp", dir=p.parent))
     try:
@@ -274,7 +344,9 @@ def atomic_folder(path: PathLike, *, owned: Callable[[Path], Iterable[str]] | No
         if p.exists():
             # same rule as check_target, as the folder may have changed during the work
             _check_existing_folder(p, _describe(p), force=True, owned=owned, option="output")
-            old = p.with_name(f".{p.name}.old-{os.getpid()}")
+            old = Path(tempfile.mkdtemp(prefix=_temp_prefix(p), suffix=".old.tmp",
+                                        dir=p.parent))
+            os.rmdir(old)  # a free name of the sweepable kind: a kill here leaves no debris
             os.replace(p, old)
             try:
                 os.replace(tmp, p)

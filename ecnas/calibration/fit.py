@@ -27,6 +27,7 @@ from ecnas.calibration.reference import (  # noqa: F401 - re-exported: the fit's
 )
 from ecnas.errors import InputError
 from ecnas.meters.base import Calibration
+from ecnas.profiles.bounds import gain_problem, offset_problem
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,11 @@ def fit_reference(measured: tuple[Sequence[float], Sequence[float]],
 
     sol = least_squares(residual, x0=np.array([1.0, 0.0]), method="lm")
     gain, offset = (float(p) for p in sol.x)
+
+    problem = gain_problem(gain) or offset_problem(offset)
+    if problem:  # a unit error or a log of another device: never written into a profile
+        raise InputError(f"{ref.source}: the fit gives {problem}; check the log's units and "
+                         "that it metered this device")
     res = sol.fun
     dof = max(n - 2, 1)
     s2 = float(res @ res) / dof

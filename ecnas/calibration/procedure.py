@@ -74,6 +74,10 @@ __all__ = [
 Progress = Callable[[str], None]
 
 
+#: the longest phase of a calibration, seconds
+MAX_PHASE_S = 6 * 3600.0
+
+
 @dataclass(frozen=True)
 class CalibrationOptions:
     """How long each recording phase lasts, how often the meter is read, and the profile's
@@ -95,6 +99,10 @@ class CalibrationOptions:
                                  f"{getattr(self, name)}")
         if not 0 <= self.steps_s < math.inf:
             raise InputError(f"--steps-s: must be >= 0, got {self.steps_s}")
+        for name, value in self.durations().items():
+            if value > MAX_PHASE_S:  # a typo (1e9 s is 31 years) never starts a calibration
+                raise InputError(f"--{name.replace('_', '-')}: {value:g} s is longer than a "
+                                 f"phase may run ({MAX_PHASE_S:g} s, 6 hours)")
         return self
 
     def durations(self) -> dict[str, float]:
@@ -523,6 +531,11 @@ def calibrate(kind: str = "auto", *, domain: str | None = None,
                                        profiles=profiles, options=options,
                                        reference=reference, fit=fit, burn=burn,
                                        record_path=record_path, progress=progress)
+        if domain:
+            # a domain named and not found is a typo or the wrong machine, never an estimate
+            raise InputError(f"--domain {domain}: no measuring meter here has it ("
+                             + ("; ".join(reasons) or "no measuring meter found")
+                             + "); name one of its domains, or use --estimate")
     else:
         reasons.append("estimate mode asked for (--estimate)")
     return estimate_mode("cpu" if kind == "auto" else kind, profiles=profiles, reasons=reasons,

@@ -162,6 +162,7 @@ class CalibrationRecord:
                 Sample(float(w), float(m), {d: float(e) for d, e in zip(domains, es, strict=True)},
                        str(p))
                 for p, w, m, *es in zip(*columns, strict=True))
+            _check_series(samples, where)
             dev = data["device"]
             device = DeviceInfo(domain=dev["domain"], kind=dev["kind"], name=dev["name"],
                                 pci_device_id=dev.get("pci_device_id"), uuid=dev.get("uuid"),
@@ -184,6 +185,20 @@ class CalibrationRecord:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise InputError(f"{where}: malformed calibration run ({type(exc).__name__}: "
                              f"{exc})") from None
+
+
+def _check_series(samples: tuple[Sample, ...], where: str) -> None:
+    """Times and energies finite, times in order: JSON readers accept Infinity and NaN, and a
+    fit over them would give a profile of NaN or nothing without saying why."""
+    prev_w = prev_m = -math.inf
+    for i, s in enumerate(samples):
+        values = (s.wall_s, s.mono_s, *s.energy_j.values())
+        if not all(math.isfinite(v) for v in values):
+            raise InputError(f"{where}: series: sample {i} holds a value that is not finite "
+                             f"({', '.join(repr(v) for v in values)})")
+        if s.wall_s < prev_w or s.mono_s < prev_m:
+            raise InputError(f"{where}: series: sample {i} is earlier than the one before it")
+        prev_w, prev_m = s.wall_s, s.mono_s
 
 
 def run_path_for(profile_path: str | Path) -> Path:

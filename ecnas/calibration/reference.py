@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import io
 import math
+import stat as _stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,14 @@ from typing import Any
 import numpy as np
 
 from ecnas.errors import InputError
+
+#: the largest log read (a 1 Hz log of 12 days is ~30 MiB); a bigger one is refused unread,
+#: so a wrong file (a trace, a dump) never takes the machine's memory
+MAX_BYTES = 32 * 1024 * 1024
+#: a wall meter or PDU's physical range: a reading above it is a unit error (mW) or garbage
+MAX_WATTS = 100_000.0
+#: timestamps: seconds from 0 (a log counting from its start) to 2100-01-01 in Unix time
+TIME_RANGE = (0.0, 4_102_444_800.0)
 
 TIME_COLUMNS = ("timestamp", "time", "t", "unix_time", "time_s")
 WATT_COLUMNS = ("watts", "power_w", "power", "w", "watt")
@@ -71,64 +81,116 @@ def _looks_like_time(text: str) -> bool:
     return True
 
 
-def _parse(path: Path, text: str) -> tuple[list[float], list[float]]:
-    """The rows of a log's text, checked; ``InputError("FILE: line N: column: reason")``."""
-    rows = [(i + 1, r) for i, r in enumerate(csv.reader(text.splitlines()))
-            if r and any(c.strip() for c in r) and not r[0].lstrip().startswith("#")]
-    if not rows:
-        return [], []
+class _Lines:
+    """A log's lines, read one at a time (never the whole text in memory), remembering
+    whether the line last handed out ended with its newline."""
+
+    def __init__(self, fh: Any) -> None:
+        self._fh = fh
+        self.complete = True
+        self.lines = 0
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = self._fh.readline()
+        if not line:
+            raise StopIteration
+        self.complete = line.endswith(("\n", "\r"))
+        self.lines += 1
+        return line
+
+
+def _parse(path: Path, source: Any) -> tuple[list[float], list[float], int]:
+    """The rows of a log (an open text file, or its text), checked; ``InputError("FILE: line
+    N: column: reason")``. Also returns how many non-comment rows there were, header included.
+    A last line without its newline that does not parse is a row being written: left out."""
+
+    lines = _Lines(io.StringIO(source) if isinstance(source, str) else source)
     t_col, w_col = 0, 1
-    first = [c.strip().lower() for c in rows[0][1]]
-    try:
-        float(first[0])
-        header = False
-    except ValueError:
-        header = not _looks_like_time(first[0])
-    if header:
-        t_col = next((first.index(c) for c in TIME_COLUMNS if c in first), 0)
-        w_col = next((first.index(c) for c in WATT_COLUMNS if c in first), 1)
-        rows = rows[1:]
     ts: list[float] = []
     ws: list[float] = []
-    for line, row in rows:
-        if len(row) <= max(t_col, w_col):
-            raise InputError(f"{path}: line {line}: expected at least {max(t_col, w_col) + 1} "
-                             "columns (timestamp, watts)")
+    seen = 0
+    reader = csv.reader(lines)
+    for row in reader:
+        if not row or not any(c.strip() for c in row) or row[0].lstrip().startswith("#"):
+            continue
         try:
-            t = _parse_time(row[t_col])
-        except ValueError:
-            raise InputError(f"{path}: line {line}: timestamp: {row[t_col]!r} is neither "
-                             "Unix seconds nor an ISO 8601 time") from None
-        try:
-            w = float(row[w_col])
-        except ValueError:
-            raise InputError(f"{path}: line {line}: watts: {row[w_col]!r} is not a number") from None
-        if not math.isfinite(w) or w < 0:
-            raise InputError(f"{path}: line {line}: watts: {w} is not a finite power >= 0")
+            seen += 1
+            if seen == 1:
+                first = [c.strip().lower() for c in row]
+                try:
+                    float(first[0])
+                    header = False
+                except ValueError:
+                    header = not _looks_like_time(first[0])
+                if header:
+                    t_col = next((first.index(c) for c in TIME_COLUMNS if c in first), 0)
+                    w_col = next((first.index(c) for c in WATT_COLUMNS if c in first), 1)
+                    continue
+            t, w = _row(path, reader.line_num, row, t_col, w_col)
+        except InputError:
+            if not lines.complete:
+                break  # the meter is still writing this row
+            raise
         if ts and t <= ts[-1]:
-            raise InputError(f"{path}: line {line}: timestamp: {row[t_col]!r} does not "
-                             "increase (rows must be in time order)")
+            if not lines.complete:
+                break
+            raise InputError(f"{path}: line {reader.line_num}: timestamp: {row[t_col]!r} does "
+                             "not increase (rows must be in time order)")
         ts.append(t)
         ws.append(w)
-    return ts, ws
+    return ts, ws, seen
 
 
-def _read_text(path: Path) -> str:
+def _row(path: Path, line: int, row: list[str], t_col: int, w_col: int) -> tuple[float, float]:
+    if len(row) <= max(t_col, w_col):
+        raise InputError(f"{path}: line {line}: expected at least {max(t_col, w_col) + 1} "
+                         "columns (timestamp, watts)")
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        t = _parse_time(row[t_col])
+    except (ValueError, OverflowError):
+        raise InputError(f"{path}: line {line}: timestamp: {row[t_col]!r} is neither "
+                         "Unix seconds nor an ISO 8601 time") from None
+    if not TIME_RANGE[0] <= t <= TIME_RANGE[1]:  # inf and nan fail this too
+        raise InputError(f"{path}: line {line}: timestamp: {row[t_col]!r} is not a time "
+                         "from 0 to 2100-01-01 (Unix seconds or ISO 8601)")
+    try:
+        w = float(row[w_col])
+    except ValueError:
+        raise InputError(f"{path}: line {line}: watts: {row[w_col]!r} is not a number") from None
+    if not math.isfinite(w) or w < 0:
+        raise InputError(f"{path}: line {line}: watts: {w} is not a finite power >= 0")
+    if w > MAX_WATTS:
+        raise InputError(f"{path}: line {line}: watts: {w:g} is above {MAX_WATTS:g} W, "
+                         "beyond a wall meter's range (a log in mW?)")
+    return t, w
+
+
+def _read(path: Path) -> tuple[list[float], list[float], int]:
+    """Check the file (a regular file, at most MAX_BYTES) and parse it, streaming."""
+    try:
+        st = path.stat()
     except FileNotFoundError:
         raise InputError(f"{path}: no such reference file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a folder, not a reference log") from None
+
+    if _stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{path}: is a folder, not a reference log")
+    if not _stat.S_ISREG(st.st_mode):
+        # a FIFO or device would block or never end: a log is a regular file
+        raise InputError(f"{path}: not a regular file (a reference log is a file)")
+    if st.st_size > MAX_BYTES:
+        raise InputError(f"{path}: {st.st_size / 2**20:.0f} MiB is more than a reference log "
+                         f"holds (at most {MAX_BYTES // 2**20} MiB, a 1 Hz log of 12 days); "
+                         "cut it to the calibration's time")
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            return _parse(path, fh)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such reference file") from None
     except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    if text and not text.endswith("\n"):
-        head, _, last = text.rpartition("\n")
-        try:  # the last row may be half written by a meter that is still logging
-            _parse(path, last)
-        except InputError:
-            return head
-    return text
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from None
 
 
 def read_reference_csv(path: str | Path, *, rows: str = "mean") -> ReferenceSeries:
@@ -139,10 +201,8 @@ def read_reference_csv(path: str | Path, *, rows: str = "mean") -> ReferenceSeri
     Raises ``InputError("FILE: line N: column: reason")``.
     """
     path = Path(path)
-    text = _read_text(path)
-    ts, ws = _parse(path, text)
-    if not ts and not any(line.strip() and not line.lstrip().startswith("#")
-                          for line in text.splitlines()):
+    ts, ws, seen = _read(path)
+    if not seen:
         raise InputError(f"{path}: empty reference file (expected rows 'timestamp,watts')")
     if len(ts) < 2:
         raise InputError(f"{path}: needs at least 2 samples, found {len(ts)}")
@@ -154,7 +214,7 @@ def check_reference_path(path: str | Path) -> str:
     live log may hold none yet), its folder when it does not. Returns what was checked."""
     path = Path(path)
     if path.exists():
-        ts, _ = _parse(path, _read_text(path))
+        ts, _, _ = _read(path)
         return f"{path}: {len(ts)} rows so far, format ok"
     if not path.parent.is_dir():
         raise InputError(f"--reference: {path}: no such file, and its folder {path.parent} "

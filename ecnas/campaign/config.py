@@ -20,7 +20,14 @@ from typing import Any
 from ecnas.errors import InputError
 from ecnas.space import ModelSpec, enumerate_cells, sample_cells
 from ecnas.tables import read_table
-from ecnas.trainer.recipe import DATASET_DEFAULTS, parse_checkpoints
+from ecnas.tracker.carbon import check_carbon_intensity
+from ecnas.trainer.recipe import (
+    DATASET_DEFAULTS,
+    MAX_BUDGET_EPOCHS,
+    MAX_REPEATS,
+    MAX_WARMUP_STEPS,
+    parse_checkpoints,
+)
 from ecnas.trainer.train import TrainConfig
 
 if sys.version_info >= (3, 11):
@@ -137,9 +144,11 @@ class _Where:
     def error(self, key: str, reason: str) -> InputError:
         return InputError(f"{self.source}: {key}: {reason}")
 
-    def int(self, key: str, value: Any, minimum: int) -> int:
+    def int(self, key: str, value: Any, minimum: int, maximum: int | None = None) -> int:
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
             raise self.error(key, f"must be an integer ≥ {minimum}, got {value!r}")
+        if maximum is not None and value > maximum:
+            raise self.error(key, f"must be at most {maximum}, got {value!r}")
         return value
 
     def table(self, key: str, value: Any, allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -156,7 +165,8 @@ class _Where:
             value = [value]
         if not isinstance(value, list) or not value:
             raise self.error(key, f"must be a non-empty list of epochs, got {value!r}")
-        out = tuple(self.int(f"{key}[{i}]", v, 1) for i, v in enumerate(value))
+
+        out = tuple(self.int(f"{key}[{i}]", v, 1, MAX_BUDGET_EPOCHS) for i, v in enumerate(value))
         if len(set(out)) != len(out):
             raise self.error(key, f"lists a budget twice: {list(out)}")
         return out
@@ -174,12 +184,21 @@ def _recipe(where: _Where, data: Any) -> tuple[tuple[str, Any], ...]:
         elif key == "deterministic":
             if not isinstance(value, bool):
                 raise where.error("recipe.deterministic", f"must be true or false, got {value!r}")
+        elif key == "carbon_intensity_g_per_kwh":
+
+            try:  # a float, as documented (250.0), not an integer
+                value = check_carbon_intensity(value)
+            except InputError as exc:
+                raise where.error(f"recipe.{key}", str(exc)) from None
+        elif key == "warmup_steps":
+
+            value = where.int(f"recipe.{key}", value, 0, MAX_WARMUP_STEPS)
         elif key in ("learning_rate", "bn_decay"):
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise where.error(f"recipe.{key}", f"must be a number, got {value!r}")
             value = float(value)
         else:
-            value = where.int(f"recipe.{key}", value, 0 if key == "warmup_steps" else 1)
+            value = where.int(f"recipe.{key}", value, 1)
         out[key] = value
     return tuple(sorted(out.items()))
 
@@ -275,8 +294,9 @@ def _parse(data: Mapping[str, Any], source: str, base_dir: Path) -> Campaign:
     if dataset == "cifar10" and data_dir is None:
         raise where.error("campaign.data_dir", "is required for dataset cifar10")
     seed = where.int("campaign.seed", c.get("seed", 0), 0)
-    repeats = where.int("campaign.repeats", c.get("repeats", 1), 1)
-    retries = where.int("campaign.retries", c.get("retries", 2), 0)
+
+    repeats = where.int("campaign.repeats", c.get("repeats", 1), 1, MAX_REPEATS)
+    retries = where.int("campaign.retries", c.get("retries", 2), 0, 100)
     if "budgets" not in c:
         raise where.error("campaign.budgets", "is required (e.g. budgets = [4])")
     budgets = where.budgets("campaign.budgets", c["budgets"])

@@ -21,6 +21,7 @@ from ecnas.campaign.observers import CampaignObserver, notify
 from ecnas.campaign.progress import Progress
 from ecnas.campaign.store import ResultsStore
 from ecnas.errors import InputError
+from ecnas.profiles import load_profiles
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,10 @@ def run_campaign(campaign: Campaign, store_path: str | Path, *, workers: int = 1
     say = progress or (lambda _line: None)
     if run_fn is not None and scheduler is None and workers > 0:
         _check_importable(run_fn)
+
+    # every run meters through the profiles: a broken ECNAS_PROFILE_PATH is refused here, once,
+    # not met by every run as a failure after the campaign has started
+    load_profiles()
     t_start = time.monotonic()
     with ResultsStore(store_path, create=True) as store:
         store.claim()  # two coordinators on one store would run every run twice

@@ -48,10 +48,17 @@ _TABLES = {"meta", "runs", "failures", "sqlite_sequence"}
 
 def _check_writable(path: Path) -> None:
     """A store written to needs a writable file and folder (WAL files live beside it)."""
+    if path.is_file() and path.stat().st_nlink > 1:
+        # SQLite names its WAL after the name it was opened by: two names of one store give
+        # two WALs, two coordinators and a corrupt store (sqlite.org/howtocorrupt.html)
+        raise InputError(f"{path}: the store has {path.stat().st_nlink} hard links; use the "
+                         "store by one name (a symbolic link is fine)")
     if path.exists() and not path.stat().st_mode & 0o222:
         raise InputError(f"{path}: the store is read-only; 'ecnas table' reads it as it is, "
                          "'ecnas run' needs a writable copy")
-    check_target(path, force=True, option="--store")
+    # a store is written in place, never replaced: a link to it (a store kept on another disk)
+    # is checked as the file it names
+    check_target(path.resolve() if path.is_symlink() else path, force=True, option="--store")
 
 
 def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
@@ -142,30 +149,31 @@ class ResultsStore:
     # -- one coordinator at a time -------------------------------------------------------------
     def claim(self) -> None:
         """Become the store's only coordinator, or raise :class:`InputError` naming the one that
-        is. An OS lock on ``STORE.lock``: the kernel drops it when the process dies (kill -9
-        included), so a crash never leaves a stale lock behind. No-op without ``fcntl``."""
+        is. An OS lock (``flock``) on the store file itself, so a hard link or a symbolic link
+        to the same store meets the same lock, and no file beside the store is created (or
+        truncated: ``--store Pipfile`` must not touch ``Pipfile.lock``). SQLite's own locks are
+        POSIX record locks, independent of ``flock`` on Linux. The kernel drops the lock when
+        the process dies (kill -9 included), so a crash never leaves a stale lock behind.
+        The holder (pid and host) is kept in the store's ``meta`` to name it. No-op without
+        ``fcntl``."""
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows: no advisory locks, no guard
             return
         if self._lock is not None:
             return
-        path = self.path.with_name(self.path.name + ".lock")
-        fh = path.open("a+", encoding="utf-8")
+        fh = open(self.path, "rb")  # noqa: SIM115 - held open while this object coordinates
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
             fh.close()
+            holder = self.meta().get("coordinator") or "another process"
             raise InputError(f"{self.path}: another coordinator is running on this store "
                              f"({holder}); wait for it, or use another --store") from None
-
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        fh.flush()
         self._lock = fh
+        with self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('coordinator', ?)",
+                             (f"pid {os.getpid()} on {socket.gethostname()}",))
 
     def release(self) -> None:
         """Give up :meth:`claim` (closing the file drops the lock)."""

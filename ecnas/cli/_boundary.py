@@ -16,7 +16,9 @@ import codecs
 import contextlib
 import errno as _errno
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -87,6 +89,36 @@ def expected_failure(exc: BaseException) -> tuple[str, int] | None:
     return None
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP reached ecnas: raised so that ``finally`` blocks run and every temp
+    file an unfinished write made is removed (the default action would kill the process
+    where it stands)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, _frame: object) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _termination_raises() -> Any:
+
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+            # only where nobody chose a handler (an embedding program keeps its own)
+            if sig is not None and signal.getsignal(sig) == signal.SIG_DFL:
+                previous[sig] = signal.signal(sig, _raise_terminated)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def run_guarded(command: str, func: Callable[[Any], Any], args: Any) -> int:
     """Run ``func(args)`` and turn what it raises into one stderr line and an exit status."""
     for stream in (sys.stdout, sys.stderr):
@@ -96,10 +128,15 @@ def run_guarded(command: str, func: Callable[[Any], Any], args: Any) -> int:
             with contextlib.suppress(ValueError, OSError):
                 reconfigure(errors=ESCAPE)
     try:
-        status = func(args)
+        with _termination_raises():
+            status = func(args)
     except KeyboardInterrupt:
         print(f"ecnas {command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated as exc:
+        print(f"ecnas {command}: terminated by signal {exc.signum}; unfinished outputs "
+              "removed", file=sys.stderr)
+        return 128 + exc.signum
     except Exception as exc:  # the one boundary: every exception is sorted here
         known = expected_failure(exc)
         if known is None:

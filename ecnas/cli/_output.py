@@ -28,5 +28,7 @@ def add_json_flag(parser: Any) -> None:
 
 def add_force_flag(parser: Any, what: str = "--out") -> None:
     parser.add_argument("--force", action="store_true",
-                        help=f"replace {what} if ecnas wrote it before (never a read-only file, "
-                             "a file ecnas did not write inside a bundle, or the input)")
+                        help=f"replace the regular file named by {what} (never a symbolic link, "
+                             "a read-only file, the input, or a file the command itself wrote "
+                             "meanwhile; a bundle folder only when its manifest lists "
+                             "everything in it)")

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ecnas.cli._output import add_json_flag, emit
+from ecnas.demo.ledger import check_replaceable
 from ecnas.errors import InputError
 from ecnas.outputs import check_target
 
@@ -51,17 +52,15 @@ def _run(args: argparse.Namespace) -> int:
 
 def _check_out(out: Path) -> None:
     """The demo's folder, before any work: a new folder, an empty one, or a previous demo's
-    (whose runs are reused and whose outputs are replaced); never '.' or a foreign folder."""
+    (whose runs are reused and whose outputs, unchanged since, are replaced); never '.', a
+    foreign folder, or a file the demo did not write (demo/ledger.py)."""
     if not out.exists():
         check_target(out, folder=True)
         return
     if out.resolve() == Path.cwd().resolve() or not out.is_dir():
         raise InputError(f"--out {out}: name a folder for the demo's files, not the current "
                          "folder or a file")
-    entries = {e.name for e in out.iterdir()}
-    if entries and not entries & {"campaign.toml", "store.sqlite"}:
-        raise InputError(f"--out {out}: folder holds files that are not a previous demo's; "
-                         "choose a new or empty folder")
+    check_replaceable(out)
     check_target(out / "summary.md", force=True, option="--out")
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from ecnas.cli._output import add_force_flag, add_json_flag, emit
 from ecnas.errors import InputError
 from ecnas.monitor import default_monitor
+from ecnas.trainer.recipe import MAX_REPEATS
 
 
 def register(subparsers: Any) -> None:
@@ -105,8 +106,12 @@ def run_train(args: argparse.Namespace) -> int:
 
     out = check_table_path(args.out)
     check_table_target(out, force=args.force)  # fail before training, not after
+
     if args.repeats < 1:
         raise InputError(f"--repeats must be a positive integer, got {args.repeats}")
+    if args.repeat + args.repeats - 1 > MAX_REPEATS:  # before the first run, not at run 101
+        raise InputError(f"--repeat {args.repeat} --repeats {args.repeats}: repeats go up to "
+                         f"{MAX_REPEATS}")
     base = dict(matrix=args.matrix, ops=args.ops, budget_epochs=args.epochs, seed=args.seed,
                 dataset=args.dataset, data_dir=args.data_dir, stem_channels=args.stem_channels,
                 num_stacks=args.stacks, cells_per_stack=args.cells_per_stack,

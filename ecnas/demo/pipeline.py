@@ -21,6 +21,7 @@ from ecnas.benchmark import Benchmark, write_bundle
 from ecnas.benchmark.moo import energy_saved_at, plot_front, run_search
 from ecnas.campaign import load_campaign, run_campaign
 from ecnas.campaign.store import ResultsStore
+from ecnas.demo import ledger
 from ecnas.demo.campaign import render_campaign
 from ecnas.demo.config import DemoConfig
 from ecnas.demo.progress import StepPrinter
@@ -55,6 +56,7 @@ def measure(config: DemoConfig, cells: list[Any], printer: StepPrinter) -> tuple
     path = config.out_dir / "campaign.toml"
 
     write_text(path, campaign_text(config, cells))
+    ledger.record(config.out_dir, path)
     campaign = load_campaign(path)
     summary = run_campaign(
         campaign, config.store_path, workers=config.workers, resume=True, progress=printer.say
@@ -147,6 +149,7 @@ def run_demo(config: DemoConfig, *, printer: StepPrinter | None = None) -> DemoR
     result = _result(config, summary, table, report, model, exported, searched, front,
                      predicted=len(predicted_cells), timings=steps.timings)
     write_summary(result, result.summary_path)
+    ledger.record(config.out_dir, result.summary_path)
     steps.printer.done(str(result.summary_path))
     return result
 
@@ -198,9 +201,11 @@ def _export_step(config: DemoConfig, table: Any, extrapolated: Any, surrogate: A
     steps.printer.start("Exporting the benchmark (bundle + EC-NAS TFRecord)")
     full = validate(pd.concat([table, extrapolated, surrogate], ignore_index=True))
     table_path = write_table(full, out / "table.parquet") or out / "table.parquet"
+    ledger.record(out, Path(table_path))
     bundle_path = Path(steps.timed("bundle", lambda: write_bundle(full, out / "bundle")))
     tfrecord_path = out / "ecnas.tfrecord"
     n_records = steps.timed("tfrecord", lambda: export_ecnas_tfrecord(table, tfrecord_path).records)
+    ledger.record(out, tfrecord_path)
     steps.printer.done(f"{bundle_path}, {tfrecord_path}")
     return _Exported(full, Path(table_path), bundle_path, tfrecord_path, int(n_records or 0))
 
@@ -225,6 +230,7 @@ def _pareto_step(config: DemoConfig, searched: _Searched, steps: _Steps) -> _Fro
     front = steps.timed("pareto", lambda: plot_front(
         searched.bench, plot_path, budget=config.measured_budget,
         searches=list(searched.runs[:: config.search_seeds])))
+    ledger.record(config.out_dir, plot_path)
     saved = energy_saved_at(front.front_points(), config.accuracy_loss_points)
     steps.printer.done(f"{plot_path}")
     return _Front(front, plot_path, saved)

@@ -67,6 +67,7 @@ def load_graphs(root: Path) -> dict[str, Any]:
 def _walk_results(root: Path) -> list[tuple[Path, str, int, str, int]]:
     """(results.json, space, budget, hash, repeat) for every run below ``root``."""
     found = []
+    seen: dict[tuple[str, int, str, int], Path] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(("_", ".")))
         d = Path(dirpath)
@@ -83,6 +84,11 @@ def _walk_results(root: Path) -> list[tuple[Path, str, int, str, int]]:
         if budget is None:
             raise InputError(f"{d / 'results.json'}: no <N>_epochs folder above it (the budget)")
         epochs_dir = next(p for p in d.parents if _EPOCHS.match(p.name))
+        key = (epochs_dir.parent.name, budget, arch, int(rep.group(1)))
+        if key in seen:  # repeat_1 and repeat_01: one repeat, two folders
+            raise InputError(f"{d}: the same repeat as {seen[key]} (repeat {key[3]} of {arch} "
+                             f"at {budget} epochs); keep one of the two folders")
+        seen[key] = d
         found.append((d / "results.json", epochs_dir.parent.name, budget, arch, int(rep.group(1))))
     return found
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import struct
 from collections.abc import Iterable, Iterator
@@ -170,9 +171,17 @@ def read_ecnas_records(path: str | Path | bytes) -> Iterator[EcnasRecord]:
 def records_to_table(records: Iterable[EcnasRecord | bytes], **kwargs: Any) -> Any:
     """The energy table of EC-NAS records (decoded or raw); see ``ecnas.interop.convert``."""
     seen: dict[tuple[str, int], int] = {}
+    digests: dict[bytes, int] = {}
     runs = []
     for i, rec in enumerate(records):
         r = rec if isinstance(rec, EcnasRecord) else EcnasRecord.from_bytes(rec, where=f"record {i}")
+        # two runs never log the same metrics to the bit (timestamps, energies): a record equal
+        # to an earlier one is that record twice, never a second repeat
+        digest = hashlib.sha256(r.to_bytes()).digest()
+        if digest in digests:
+            raise InputError(f"record {i} (hash {r.arch_hash}, {r.epochs} epochs): the same as "
+                             f"record {digests[digest]}, a duplicated record, not another repeat")
+        digests[digest] = i
         key = (r.arch_hash, r.epochs)
         seen[key] = seen.get(key, 0) + 1
         runs.append(RunInput(r.arch_hash, r.adjacency, r.ops, r.epochs, seen[key], r.metrics,

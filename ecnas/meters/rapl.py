@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import stat
 import threading
 import time
 from collections import deque
@@ -101,9 +102,19 @@ def powercap_dirs(root: Path) -> list[Path]:
     return out
 
 
+#: opens never wait: a FIFO (or a device) put where a sysfs file belongs would block open()
+#: and read() forever; O_NONBLOCK changes nothing for the regular files sysfs has
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+
+
 def _read_text(path: Path) -> str:
-    with open(path, "rb") as fh:  # bytes: no codec lookup (works after dropping privileges)
-        return fh.read().decode("utf-8", "replace").strip()
+    fd = os.open(path, _OPEN_FLAGS)  # bytes: no codec lookup (works after dropping privileges)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        return os.read(fd, 4096).decode("utf-8", "replace").strip()
+    finally:
+        os.close(fd)
 
 
 def scan_zones(root: Path, include_psys: bool = False) -> tuple[list[Zone], list[str]]:
@@ -142,6 +153,14 @@ def scan_zones(root: Path, include_psys: bool = False) -> tuple[list[Zone], list
         except (OSError, ValueError):
             notes.append(f"{d.name}: max_energy_range_uj unreadable: wraps cannot be "
                          "corrected, zone skipped")
+            continue
+        try:
+            regular = stat.S_ISREG(os.stat(d / "energy_uj").st_mode)
+        except OSError:
+            regular = True  # missing or unreadable: status() says why
+        if not regular:
+            notes.append(f"{d.name}: energy_uj is not a regular file (a FIFO or device where "
+                         "sysfs has a file): zone skipped")
             continue
         candidates.append(Zone(domain=domain, path=d / "energy_uj", name=name, mmio=mmio,
                                range_uj=rng))
@@ -218,7 +237,9 @@ class RaplMeter(Meter):
         if not zones:
             return MeterStatus(
                 self.name, Status.UNAVAILABLE,
-                reason=f"no RAPL zones under {where} (no intel_rapl driver, a VM, or not Linux)",
+                reason=(f"no usable RAPL zones under {where}: " + "; ".join(self._notes))
+                if self._notes else
+                f"no RAPL zones under {where} (no intel_rapl driver, a VM, or not Linux)",
                 fix="on Intel load the driver ('sudo modprobe intel_rapl_msr'); AMD Zen needs "
                     "Linux >= 5.8; in a container mount the host's /sys/class/powercap and set "
                     "ECNAS_SYSFS_ROOT")
@@ -226,8 +247,7 @@ class RaplMeter(Meter):
         broken: list[str] = []
         for z in zones:
             try:
-                with open(z.path, "rb") as fh:
-                    int(fh.read(_READ_SIZE))
+                int(_read_text(z.path)[:_READ_SIZE])
             except PermissionError:
                 denied.append(z.path)
             except (OSError, ValueError) as exc:
@@ -266,7 +286,7 @@ class RaplMeter(Meter):
     def _open(self) -> None:
         for z in self._scan():
             if z.fd < 0 and not z.dead:
-                z.fd = os.open(z.path, os.O_RDONLY)
+                z.fd = os.open(z.path, _OPEN_FLAGS)
 
     def _raw(self, z: Zone) -> int | None:
         """The counter now, or None (and the zone marked dead) when it can no longer be read."""
@@ -321,7 +341,7 @@ class RaplMeter(Meter):
             wrapped_uj = z.range_uj - z.last_uj + raw
             # 1.5× and 10 ms of slack: timestamps are taken next to, not at, the counter read.
             # every live zone is read at every read: the previous read is this zone's too
-            budget_uj = self.max_power_w * 1e6 * (1.5 * (now - self._read_t) + 0.01)
+            budget_uj = self._budget_uj(now)
             if wrapped_uj <= budget_uj:
                 z.shift_uj += z.range_uj
                 z.wraps += 1
@@ -330,7 +350,19 @@ class RaplMeter(Meter):
                 z.resets += 1
                 self._events.append((now, f"{z.domain}: counter reset detected "
                                           f"({z.last_uj} -> {raw} µJ); counting on from 0"))
+        elif raw - z.last_uj > self._budget_uj(now):
+            # more than the highest plausible power could deliver since the last read: a
+            # counter written by something else, or a broken driver; counted, but flagged
+            dt = now - self._read_t
+            self._events.append((now, f"{z.domain}: counter jumped {(raw - z.last_uj) * 1e-6:.6g} J "
+                                      f"in {dt:.3g} s, above {self.max_power_w:g} W, the most a "
+                                      "zone can draw; this energy is suspect"))
         z.last_uj = raw
+
+    def _budget_uj(self, now: float) -> float:
+        """The most µJ one zone can count since the previous read (1.5× and 10 ms of slack:
+        timestamps are taken next to, not at, the counter reads)."""
+        return self.max_power_w * 1e6 * (1.5 * (now - self._read_t) + 0.01)
 
     def read(self) -> Reading:
         zones = self._zones if self._zones is not None else self._scan()
@@ -342,6 +374,7 @@ class RaplMeter(Meter):
             now = time.monotonic()
             out: dict[str, float] = {}
             summed = self._summed
+            budget = self.max_power_w * 1e6 * (1.5 * (now - self._read_t) + 0.01)  # _budget_uj
             for z in zones:
                 # Inlined fast path (this runs at every window edge): a live counter that
                 # moved forward within its range, or that has not moved and whose file was
@@ -352,7 +385,7 @@ class RaplMeter(Meter):
                 except (OSError, ValueError):
                     raw = -1  # _sample reads again and records why
                 last = z.last_uj
-                if raw <= z.ceiling_uj and (raw > last or (
+                if raw <= z.ceiling_uj and (last < raw <= last + budget or (
                         raw == last and now - z.checked_t < LINK_CHECK_S)):
                     z.last_uj = raw
                 else:

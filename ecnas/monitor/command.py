@@ -55,6 +55,7 @@ def run_command(command: Sequence[str], *, meters: Sequence[Meter] | None = None
 
         # the target is checked before the command runs (it may run for hours), not after
         check_target(out, force=True)
+    before = _identity(out)
     with Monitor(meters, profile_paths=profile_paths, idle_subtract=idle_subtract,
                  sync_cuda=False) as monitor:
         monitor.begin(label)
@@ -95,11 +96,26 @@ def run_command(command: Sequence[str], *, meters: Sequence[Meter] | None = None
     result = CommandResult(cmd, exit_status(returncode), report)
     if out is not None:
         try:
+            if _identity(out) != before:
+                # the command made or changed the file meanwhile: it is the command's now
+                raise InputError(f"--out {os.fsdecode(out)}: the command wrote this file while "
+                                 "it ran; ecnas does not replace it")
             write_report(report, out)
         except InputError as exc:
             # the command has run: its report and exit status are not lost with the file
             raise ReportNotWritten(str(exc), result) from exc
     return result
+
+
+def _identity(path: str | os.PathLike[str] | None) -> tuple[int, ...] | None:
+    """What tells a file apart from one written in its place (None: no file there)."""
+    if path is None:
+        return None
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 class ReportNotWritten(InputError):

@@ -20,6 +20,7 @@ from typing import Any
 
 from ecnas.errors import InputError
 from ecnas.meters.base import Calibration
+from ecnas.profiles.bounds import date_problem, gain_problem, offset_problem
 from ecnas.profiles.model import (
     KINDS,
     RAPL_DOMAINS,
@@ -255,6 +256,12 @@ def _parse_one_calibration(c: _Checker, table: Mapping[str, Any], prefix: str) -
     if status == "uncalibrated" and (gain != 1.0 or offset != 0.0):
         raise c.fail(f"{prefix}.status", "'uncalibrated' requires gain = 1 and offset_w = 0 "
                      f"(got gain {_num(gain)}, offset_w {_num(offset)})")
+    problem = gain_problem(gain)
+    if problem:
+        raise c.fail(f"{prefix}.gain", problem)
+    problem = offset_problem(offset)
+    if problem:
+        raise c.fail(f"{prefix}.offset_w", problem)
     return Calibration(gain=gain, offset_w=offset, uncertainty_w=unc,
                        calibrated=status == "calibrated")
 
@@ -294,6 +301,10 @@ def _parse_calibration(c: _Checker, data: Mapping[str, Any]
         )
     is_calibrated = calibration.calibrated or any(
         d.calibration.calibrated for d in domains.values())
+    if info.date:
+        problem = date_problem(info.date)
+        if problem:
+            raise c.fail("calibration.date", problem)
     if is_calibrated:
         for key in ("reference", "date"):
             if not getattr(info, key):

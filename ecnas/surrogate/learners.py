@@ -11,6 +11,7 @@ Every model maps features → a standardized scalar target; callers work on log 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +81,7 @@ class LinearModel:
 
     @classmethod
     def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> LinearModel:
+        _finite("linear", arrays, ("mu", "sd", "coef"))
         return cls(alpha=float(meta["alpha"]), loss=str(meta["loss"]), mu=arrays["mu"],
                    sd=arrays["sd"], coef=arrays["coef"])
 
@@ -173,12 +175,25 @@ class MLPEnsemble:
     @classmethod
     def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> MLPEnsemble:
         members = int(meta["members"])
+        _finite("mlp", arrays, ("mu", "sd", *(f"m{k}_p{j}" for k in range(members)
+                                              for j in range(6))))
+        if not (math.isfinite(float(meta["y_mu"])) and math.isfinite(float(meta["y_sd"]))):
+            raise ValueError("mlp learner: y_mu/y_sd not finite")
         weights = [[arrays[f"m{k}_p{j}"].astype(np.float32) for j in range(6)] for k in range(members)]
         return cls(width=int(meta["width"]), epochs=int(meta["epochs"]), members=members,
                    batch_size=int(meta["batch_size"]), lr=float(meta["lr"]),
                    weight_decay=float(meta["weight_decay"]), seed=int(meta["seed"]),
                    mu=arrays["mu"], sd=arrays["sd"], y_mu=float(meta["y_mu"]),
                    y_sd=float(meta["y_sd"]), weights=weights)
+
+
+def _finite(kind: str, arrays: dict[str, np.ndarray], names: tuple[str, ...]) -> None:
+    """A learner's coefficients are finite numbers: NaN or inf in a model file would make every
+    prediction NaN (or inf) without a word. Raises ValueError (the loader's one-line error)."""
+    for name in names:
+        a = np.asarray(arrays[name])
+        if a.dtype.kind in "fc" and not np.isfinite(a).all():
+            raise ValueError(f"{kind} learner: {name} holds NaN or infinite coefficients")
 
 
 def learner_from_state(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> LinearModel | MLPEnsemble:

@@ -7,6 +7,7 @@ one ``InputError`` line naming the file.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -79,6 +80,7 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         reason = str(exc).strip().splitlines()[-1]
         raise InputError(f"{path}: not a readable CSV table ({reason})") from None
+    _check_csv_rows(path)
     meta: dict[str, Any] = {}
     side = sidecar(path)
     if side.is_file():
@@ -87,6 +89,21 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
         except json.JSONDecodeError as exc:
             raise InputError(f"{side}: metadata is not JSON ({exc})") from None
     return df, meta
+
+
+def _check_csv_rows(path: Path) -> None:
+    """Every row has the header's number of fields: pandas fills a row cut short (a truncated
+    file, a lost line end) with NaN, and a row missing only optional columns would pass as
+    data. One pass of the C csv reader (about the time pandas takes to parse the file)."""
+
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, [])
+        n = len(header)
+        for row in reader:
+            if row and len(row) != n:
+                raise InputError(f"{path}: line {reader.line_num}: {len(row)} fields, the header "
+                                 f"has {n} (a truncated or broken row)")
 
 
 def _check_metadata(meta: Any, where: Path) -> None:

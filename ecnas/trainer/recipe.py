@@ -26,6 +26,16 @@ from dataclasses import dataclass
 
 from ecnas.errors import InputError
 
+# Upper bounds of a run's size: far above any NAS-Bench use (budgets up to 108 epochs, 3
+# repeats), low enough that a typo (1e9, an extra 0 or three) is refused in one line instead of
+# starting a job that never ends.
+#: the longest training budget, epochs
+MAX_BUDGET_EPOCHS = 1000
+#: the most repeats of one architecture and budget
+MAX_REPEATS = 100
+#: the most unmetered warm-up steps before a run
+MAX_WARMUP_STEPS = 100_000
+
 #: the budgets NAS-Bench-101 and EC-NAS trained for, each a separate run and schedule
 NASBENCH101_BUDGETS = (4, 12, 36, 108)
 DEFAULT_CHECKPOINTS = (0.0, 0.5, 1.0)

@@ -35,6 +35,9 @@ from ecnas.trainer.optim import TFRMSprop
 from ecnas.trainer.recipe import (
     DATASET_DEFAULTS,
     DEFAULT_CHECKPOINTS,
+    MAX_BUDGET_EPOCHS,
+    MAX_REPEATS,
+    MAX_WARMUP_STEPS,
     Recipe,
     checkpoint_steps,
     learning_rate_at,
@@ -48,11 +51,14 @@ TRAIN_ACCURACY_SAMPLE = 10_000  # NAS-Bench-101 measures train accuracy on a 10k
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 
-def _positive_int(name: str, value: object, *, allow_none: bool = False) -> None:
+def _positive_int(name: str, value: object, *, allow_none: bool = False,
+                  maximum: int | None = None) -> None:
     if value is None and allow_none:
         return
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise InputError(f"{name} must be a positive integer, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise InputError(f"{name} must be at most {maximum}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -93,15 +99,16 @@ class TrainConfig:
             if getattr(self, name) is None:
                 object.__setattr__(self, name, getattr(defaults, name))
         object.__setattr__(self, "checkpoints", parse_checkpoints(self.checkpoints))
-        _positive_int("budget_epochs", self.budget_epochs)
-        _positive_int("repeat", self.repeat)
+        _positive_int("budget_epochs", self.budget_epochs, maximum=MAX_BUDGET_EPOCHS)
+        _positive_int("repeat", self.repeat, maximum=MAX_REPEATS)
         for name in ("stem_channels", "num_stacks", "cells_per_stack", "batch_size"):
             _positive_int(name, getattr(self, name))
         _positive_int("max_train_images", self.max_train_images, allow_none=True)
         _positive_int("max_eval_images", self.max_eval_images, allow_none=True)
         w = self.warmup_steps
-        if not isinstance(w, int) or isinstance(w, bool) or w < 0:
-            raise InputError(f"warmup_steps must be a non-negative integer, got {w!r}")
+        if not isinstance(w, int) or isinstance(w, bool) or not 0 <= w <= MAX_WARMUP_STEPS:
+            raise InputError(f"warmup_steps must be an integer from 0 to {MAX_WARMUP_STEPS}, "
+                             f"got {w!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise InputError(f"seed must be a non-negative integer, got {self.seed!r}")
         lr = self.learning_rate

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import shutil
 import sys
 import time
@@ -18,7 +17,7 @@ from typing import Any
 
 from ecnas.errors import InputError
 from ecnas.meters.nvml import NvmlMeter
-from ecnas.outputs import folder_mode, write_text
+from ecnas.outputs import folder_mode, is_writable, write_text
 from ecnas.validate.loads import TorchLoad
 from ecnas.validate.phases import PHASES, Context
 from ecnas.validate.plan import ValidationPlan
@@ -51,7 +50,7 @@ def check_out_dir(out: str | Path, *, force: bool = False) -> Path:
             raise InputError(f"--out {path}: holds an earlier validation; pass --force to "
                              "replace it, or choose another folder")
     nearest = next(p for p in (path, *path.parents) if p.exists())
-    if not os.access(nearest, os.W_OK | os.X_OK):
+    if not is_writable(nearest):  # by mode too: access() lets root into a mode-555 folder
         raise InputError(f"--out {path}: {nearest} is not writable")
     return path
 
