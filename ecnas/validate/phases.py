@@ -331,33 +331,10 @@ def overhead(ctx: Context) -> Phase:
     return checks, details
 
 
-def write_synthetic_cifar10(folder: Path, n_train: int, n_eval: int) -> None:
-    """CIFAR-10-shaped batch files (python version) made on the spot: random images whose
-    mean depends on the label, so the network has something to learn; no download."""
-    import pickle
-
-    import numpy as np
-
-    from ecnas.trainer.data.cifar10 import TEST_FILES, TRAIN_FILES, VALID_FILES
-
-    rng = np.random.default_rng(0)
-
-    def batch(n: int) -> dict[bytes, Any]:
-        labels = rng.integers(0, 10, n)
-        base = rng.integers(0, 200, (n, 3072), dtype=np.uint8)
-        data = (base + (labels[:, None] * 5).astype(np.uint8)).astype(np.uint8)
-        return {b"data": data, b"labels": labels.tolist()}
-
-    per_train = -(-n_train // len(TRAIN_FILES))
-    for name in TRAIN_FILES:
-        (folder / name).write_bytes(pickle.dumps(batch(per_train), protocol=2))
-    for name in VALID_FILES + TEST_FILES:
-        (folder / name).write_bytes(pickle.dumps(batch(n_eval), protocol=2))
-
-
 def trainer(ctx: Context) -> Phase:
     from ecnas.monitor import Monitor
     from ecnas.tables.checks import run_checks
+    from ecnas.trainer.data.synthetic import write_synthetic_cifar10
     from ecnas.trainer.rows import to_frame, write_rows
     from ecnas.trainer.train import TrainConfig, train_architecture
 
