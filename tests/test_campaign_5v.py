@@ -60,6 +60,27 @@ def test_dry_run_prints_the_fixed_seeded_order() -> None:
     assert (plan["train_images"], plan["eval_images"]) == (40_000, 10_000)
 
 
+def test_full_plan_is_nas_bench_101_at_full_width(tmp_path: Path) -> None:
+    from ecnas.trainer.campaign.fivev import ARCHIVE, Plan, build_campaign, five_v_cells
+    from ecnas.trainer.data.synthetic import write_synthetic_cifar10
+    from ecnas.trainer.train import TrainConfig
+
+    write_synthetic_cifar10(tmp_path, 8, 4)
+    cells = five_v_cells(ROOT / ARCHIVE)
+    campaign = build_campaign(Plan.full(), cells, tmp_path, "cuda:0")
+    assert [r.arch_hash for r in campaign.runs()[:3]] == FIRST and len(campaign.runs()) == 2532
+    config = TrainConfig.from_dict(campaign.train_config(campaign.runs()[0], "cuda:0"))
+    assert (config.stem_channels, config.num_stacks, config.cells_per_stack) == (128, 3, 3)
+    assert (config.batch_size, config.learning_rate, config.bn_decay) == (256, 0.1, 0.997)
+    assert (config.budget_epochs, config.checkpoints, config.warmup_steps) == (4, (0.0, 0.5, 1.0),
+                                                                              10)
+    assert (config.dataset, config.max_train_images, config.max_eval_images) == ("cifar10", None,
+                                                                                 None)
+    # where the batch files lie is not part of what is measured: every loan has the same store
+    elsewhere = build_campaign(Plan.full(), cells, ROOT / "tests", "cuda:0")
+    assert elsewhere.hash == campaign.hash
+
+
 def test_quick_sessions_measure_resume_and_record(stub_dir: Path, h200_state: Path,
                                                   tmp_path: Path) -> None:
     first = campaign_5v(stub_dir, h200_state, "--dir", str(tmp_path), "--quick",
