@@ -18,7 +18,7 @@ from ecnas.cli._output import add_force_flag, add_json_flag, emit
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "surrogate", help="extrapolate short runs and predict untrained cells (fit/predict/evaluate)",
+        "surrogate", help="extrapolate short runs and predict untrained cells (fit/predict/evaluate/transfer)",
         description="Surrogates of training energy and time: extrapolation from short "
                     "checkpoints, an architecture-only model, conformal intervals.")
     sub = p.add_subparsers(dest="surrogate_command", metavar="SUBCOMMAND",
