@@ -104,6 +104,12 @@ def test_quick_sessions_measure_resume_and_record(stub_dir: Path, h200_state: Pa
     # GPU energy by NVML, nothing else (no RAPL here, and the estimate is never used)
     assert (table["energy_j"] == table["gpu_energy_j"]).all()
     assert table["cpu_energy_j"].isna().all()
+    # random images: the accuracies are not recorded, the data is named in the campaign
+    for name in ("train_accuracy", "validation_accuracy", "test_accuracy"):
+        assert table[name].isna().all()
+    from ecnas.tables.metadata import get_metadata
+
+    assert "random images" in get_metadata(table)["campaign"]["name"]
     final = table[table["epoch"] == 4.0]
     # the stand-in draws 300 W: energy / wall time must say so
     power = final["energy_j"] / final["wall_time_s"]
@@ -121,6 +127,7 @@ def test_quick_sessions_measure_resume_and_record(stub_dir: Path, h200_state: Pa
     assert costs["import_torch_s"] > 0 and costs["meters_start_s"] > 0
     assert costs["cuda_init_s"] is None  # on the CPU: said, not zero
     assert costs["per_process_s"] >= costs["import_torch_s"]
+    assert len(sessions["sessions"][1]["machine"]["ecnas_source_sha256"]) == 64
     per_cell = sessions["sessions"][1]["per_cell"]
     assert per_cell["cells"] == 1 and per_cell["fixed_in_process_s"]["median"] > 0
     # one process measured every cell of the session: the data set was read once
