@@ -294,7 +294,9 @@ def _git_commit() -> str | None:
 def _source_digest() -> str:
     """SHA-256 over ecnas's own source files: names the code that measured, also on a machine
     that got a copy of the working tree without its git history."""
-    root = Path(__file__).resolve().parents[2]
+    import ecnas
+
+    root = Path(ecnas.__file__).resolve().parent
     digest = hashlib.sha256()
     for f in sorted(root.rglob("*.py")):
         digest.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
