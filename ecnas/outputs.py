@@ -219,7 +219,6 @@ def _safe_name(p: Path) -> str:
 
 
 def _host_tag() -> str:
-
     return f"{zlib.crc32(socket.gethostname().encode('utf-8', 'replace')):08x}"
 
 

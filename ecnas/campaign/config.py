@@ -185,13 +185,11 @@ def _recipe(where: _Where, data: Any) -> tuple[tuple[str, Any], ...]:
             if not isinstance(value, bool):
                 raise where.error("recipe.deterministic", f"must be true or false, got {value!r}")
         elif key == "carbon_intensity_g_per_kwh":
-
             try:  # a float, as documented (250.0), not an integer
                 value = check_carbon_intensity(value)
             except InputError as exc:
                 raise where.error(f"recipe.{key}", str(exc)) from None
         elif key == "warmup_steps":
-
             value = where.int(f"recipe.{key}", value, 0, MAX_WARMUP_STEPS)
         elif key in ("learning_rate", "bn_decay"):
             if not isinstance(value, (int, float)) or isinstance(value, bool):

@@ -43,12 +43,33 @@ class CampaignSummary:
     executor: str
     failures: tuple[str, ...]  # "run_key: error" of the runs given up
     warnings: tuple[str, ...] = ()  # said before the runs started (e.g. oversubscribed cores)
+    left_for_later: int = 0  # runs not started: the session's RunLimit was reached
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["meters"], d["failures"] = list(self.meters), list(self.failures)
         d["warnings"] = list(self.warnings)
         return d
+
+
+@dataclass(frozen=True)
+class RunLimit:
+    """When a session stops starting runs (what is left waits for ``--resume``): after
+    ``runs`` runs started, or when the next run would not end within ``seconds`` of the
+    session's start. A run's expected length is the longest run of the session so far
+    (``first_run_s`` before any has finished), so a lent machine's time is not overrun."""
+
+    seconds: float | None = None
+    runs: int | None = None
+    first_run_s: float = 0.0
+
+    def allows(self, started: int, elapsed_s: float, longest_s: float | None) -> bool:
+        if self.runs is not None and started >= self.runs:
+            return False
+        if self.seconds is None:
+            return True
+        expected = self.first_run_s if longest_s is None else longest_s
+        return elapsed_s + expected <= self.seconds
 
 
 def make_executor(campaign: Campaign, workers: int, scheduler: str | None,
@@ -72,7 +93,8 @@ def run_campaign(campaign: Campaign, store_path: str | Path, *, workers: int = 1
                  run_fn: Callable[[Any], Any] | None = None,
                  allow_other_campaign: bool = False,
                  connect_timeout: float = 10.0,
-                 observers: Sequence[CampaignObserver] = ()) -> CampaignSummary:
+                 observers: Sequence[CampaignObserver] = (),
+                 limit: RunLimit | None = None) -> CampaignSummary:
     """Run every run of ``campaign`` not yet in the store at ``store_path``.
 
     ``workers``: local worker processes (one run per process; 0 runs inline in this process);
@@ -83,6 +105,8 @@ def run_campaign(campaign: Campaign, store_path: str | Path, *, workers: int = 1
     dict ``{"rows": …, "meters": […], "estimate_reasons": […]}``. ``progress`` gets one line per
     event. A failed run is retried up to ``campaign.retries`` times in this call.
     ``observers`` (:class:`ecnas.campaign.observers.CampaignObserver`) hear each event.
+    ``limit`` (:class:`RunLimit`) stops starting runs after a number of runs or seconds; the
+    runs left are counted in the summary's ``left_for_later``.
     """
     say = progress or (lambda _line: None)
     if run_fn is not None and scheduler is None and workers > 0:
@@ -120,7 +144,7 @@ def run_campaign(campaign: Campaign, store_path: str | Path, *, workers: int = 1
                 say(prog.line(f"{len(pending)} run(s) to go on {executor.label}"
                               + (f", {have} already in the store" if have else "")))
                 _dispatch(campaign, store, executor, pending, prog, meters, given_up, say,
-                          run_fn, observers)
+                          run_fn, observers, limit, t_start)
             finally:
                 executor.close()
         notify(observers, "on_end", prog)
@@ -131,7 +155,7 @@ def run_campaign(campaign: Campaign, store_path: str | Path, *, workers: int = 1
         meters=tuple(sorted(meters)), wall_time_s=time.monotonic() - t_start,
         executor="none" if not len(runs) - have else
         ("dask" if scheduler else "inline" if workers == 0 else "local"),
-        failures=tuple(given_up), warnings=tuple(warned))
+        failures=tuple(given_up), warnings=tuple(warned), left_for_later=len(pending))
 
 
 def _check_importable(run_fn: Any) -> None:
@@ -154,18 +178,32 @@ def _task(campaign: Campaign, run: RunSpec, attempt: int, run_fn: Any,
 def _dispatch(campaign: Campaign, store: ResultsStore, executor: Any, pending: deque[RunSpec],
               prog: Progress, meters: set[str], given_up: list[str],
               say: Callable[[str], None], run_fn: Any,
-              observers: Sequence[CampaignObserver] = ()) -> None:
+              observers: Sequence[CampaignObserver] = (), limit: RunLimit | None = None,
+              t_start: float = 0.0) -> None:
     by_key = {r.key: r for r in pending}
     attempts: dict[str, int] = {}
     in_flight = 0
+    longest: float | None = None  # the longest run of this session (RunLimit's estimate)
+
+    def may_start() -> bool:
+        if limit is None:
+            return True
+        ok = limit.allows(len(attempts), time.monotonic() - t_start, longest)
+        if not ok and not in_flight:
+            say(prog.line(f"stopping: the run limit is reached, {len(pending)} run(s) left "
+                          "for a later session (--resume)"))
+        return ok
+
     while pending or in_flight:
-        while pending and in_flight < executor.capacity:
+        while pending and in_flight < executor.capacity and may_start():
             run = pending.popleft()
             attempts[run.key] = attempts.get(run.key, 0) + 1
             executor.submit(_task(campaign, run, attempts[run.key], run_fn,
                                   executor.split_socket))
             in_flight += 1
             notify(observers, "on_submit", run, in_flight)
+        if not in_flight:  # the limit stopped the session with runs still pending
+            break
         result = executor.next_result()
         in_flight -= 1
         key = result["run_key"]
@@ -179,6 +217,7 @@ def _dispatch(campaign: Campaign, store: ResultsStore, executor: Any, pending: d
             meters.update(prov.get("meters", []))
             notify(observers, "on_run_done", run, rows, in_flight, prog)
             wall = prov["finished"] - prov["started"]
+            longest = wall if longest is None else max(longest, wall)
             say(prog.line(f"done {label} in {wall:.1f} s, "
                           f"{float(rows[-1].get('energy_j', 0.0)):.1f} J "
                           f"({'estimated' if estimated else 'measured'})"))

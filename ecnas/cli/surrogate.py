@@ -1,4 +1,4 @@
-"""``ecnas surrogate fit | predict | evaluate``: a thin layer over ``ecnas.surrogate``.
+"""``ecnas surrogate fit | predict | evaluate | transfer``: a thin layer over ``ecnas.surrogate``.
 
 TABLE is an energy table (Parquet or CSV) or an EC-NAS results tree / TFRecord (imported on
 the fly). Model files are data (npz + JSON header), never pickles.
@@ -16,11 +16,14 @@ from typing import Any
 from ecnas.cli._output import add_force_flag, add_json_flag, emit
 from ecnas.errors import InputError
 from ecnas.outputs import check_target
+from ecnas.surrogate import ArchitectureSurrogate
+from ecnas.surrogate.synthetic import derive_device
+from ecnas.surrogate.transfer_eval import evaluate_transfer, summary_text
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "surrogate", help="extrapolate short runs and predict untrained cells (fit/predict/evaluate)",
+        "surrogate", help="extrapolate short runs and predict untrained cells (fit/predict/evaluate/transfer)",
         description="Surrogates of training energy and time: extrapolation from short "
                     "checkpoints, an architecture-only model, conformal intervals.")
     sub = p.add_subparsers(dest="surrogate_command", metavar="SUBCOMMAND",
@@ -64,6 +67,26 @@ def register(subparsers: Any) -> None:
     _network_flags(ev)
     add_json_flag(ev)
     ev.set_defaults(func=run_evaluate)
+
+    tr = sub.add_parser("transfer", help="score cross-device transfer A → B from a few of B's "
+                                         "cells, against two baselines")
+    tr.add_argument("source", metavar="TABLE_A", help="device A's table (or EC-NAS data)")
+    tr.add_argument("target_table", metavar="TABLE_B", nargs="?", default=None,
+                    help="device B's table; omitted with --synthetic")
+    tr.add_argument("--synthetic", action="store_true",
+                    help="derive device B from TABLE_A (ecnas.surrogate.synthetic); scores "
+                         "are labelled synthetic")
+    tr.add_argument("--sizes", default="10,20",
+                    help="numbers of B's cells to fit on, comma-separated (default 10,20)")
+    tr.add_argument("--draws", type=int, default=5, help="seeded draws per size (default 5)")
+    tr.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    tr.add_argument("--budget", type=int, default=None, help="budget (default: B's most measured)")
+    tr.add_argument("--target", choices=("energy_j", "training_time_s"), default="energy_j")
+    tr.add_argument("--level", type=float, default=0.9, help="interval coverage (default 0.9)")
+    tr.add_argument("--kind", choices=("auto", "mlp", "linear"), default="auto",
+                    help="device A's architecture learner (default auto)")
+    add_json_flag(tr)
+    tr.set_defaults(func=run_transfer)
     p.set_defaults(func=lambda args: _usage(p))
 
 
@@ -234,6 +257,29 @@ def run_evaluate(args: argparse.Namespace) -> int:
                       level=args.level, kind=args.kind, shape=_shape(args),
                       image_size=args.image_size)
     emit(args.json, report.to_dict(), _evaluate_text)
+    return 0
+
+
+def run_transfer(args: argparse.Namespace) -> int:
+    _check_level(args.level)
+    if (args.target_table is None) == (not args.synthetic):
+        raise InputError("give TABLE_B, or --synthetic to derive device B from TABLE_A")
+    try:
+        sizes = tuple(int(x) for x in args.sizes.split(",") if x.strip())
+    except ValueError:
+        raise InputError(f"--sizes {args.sizes!r}: expected integers such as 10,20") from None
+    if not sizes:
+        raise InputError("--sizes: give at least one size, such as 10,20")
+    table_a = load_table(args.source)
+    table_b = derive_device(table_a) if args.synthetic else load_table(args.target_table)
+    _progress(f"fitting device A's architecture surrogate on {len(table_a)} rows")
+    source = ArchitectureSurrogate(kind=args.kind, level=args.level, seed=args.seed).fit(
+        table_a, args.budget)
+    _progress(f"scoring sizes {', '.join(map(str, sizes))}, {args.draws} draw(s) each")
+    ev = evaluate_transfer(table_a, table_b, sizes=sizes, draws=args.draws, seed=args.seed,
+                           budget=source.budget, level=args.level, target=args.target,
+                           source=source, synthetic=args.synthetic)
+    emit(args.json, ev.to_dict(), lambda _d: summary_text(ev))
     return 0
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import pickle
 import statistics
 import subprocess
 import sys
@@ -18,14 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ecnas.meters.nvml import COUNTER_UPDATE_S, NvmlMeter
 from ecnas.monitor import Monitor
 from ecnas.monitor.hardware import hardware_summary
 from ecnas.tables.checks import run_checks
 from ecnas.tracker.rows import to_frame, write_rows
-from ecnas.trainer.data.cifar10 import TEST_FILES, TRAIN_FILES, VALID_FILES
+from ecnas.trainer.data.synthetic import write_synthetic_cifar10
 from ecnas.trainer.train import TrainConfig, train_architecture
 from ecnas.validate import nvml_probe as probe
 from ecnas.validate.loads import TorchLoad
@@ -329,24 +326,6 @@ def overhead(ctx: Context) -> Phase:
                 note=f"{blocks * 1e6:+.0f} µs per step; blocks of plain steps alone spread "
                      f"{spread:.1f} %, so a difference within that is noise"))
     return checks, details
-
-
-def write_synthetic_cifar10(folder: Path, n_train: int, n_eval: int) -> None:
-    """CIFAR-10-shaped batch files (python version) made on the spot: random images whose
-    mean depends on the label, so the network has something to learn; no download."""
-    rng = np.random.default_rng(0)
-
-    def batch(n: int) -> dict[bytes, Any]:
-        labels = rng.integers(0, 10, n)
-        base = rng.integers(0, 200, (n, 3072), dtype=np.uint8)
-        data = (base + (labels[:, None] * 5).astype(np.uint8)).astype(np.uint8)
-        return {b"data": data, b"labels": labels.tolist()}
-
-    per_train = -(-n_train // len(TRAIN_FILES))
-    for name in TRAIN_FILES:
-        (folder / name).write_bytes(pickle.dumps(batch(per_train), protocol=2))
-    for name in VALID_FILES + TEST_FILES:
-        (folder / name).write_bytes(pickle.dumps(batch(n_eval), protocol=2))
 
 
 def trainer(ctx: Context) -> Phase:
