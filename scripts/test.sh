@@ -3,13 +3,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# pip install, quiet. pip's resolver complaint that syne-tune lacks xgboost and statsmodels
-# (left out on purpose, see below) becomes one note; any other conflict is shown as pip wrote it
+# pip install, quiet, without the warning about running as root (CI does). pip's resolver
+# complaint that syne-tune lacks xgboost and statsmodels (left out on purpose, see below)
+# becomes one note; any other conflict is shown as pip wrote it
 pip_install() {
   local err rc=0 expected="^syne-tune [^ ]+ requires (xgboost|statsmodels), which is not installed"
   local header="^ERROR: pip's dependency resolver does not currently take into account"
   err=$(mktemp)
-  python3 -m pip install --quiet "$@" 2>"$err" || rc=$?
+  PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet "$@" 2>"$err" || rc=$?
   if grep -qE "$expected" "$err" \
       && ! grep -vE "$expected" "$err" | grep -qE "requires .*(not installed|but you have)"; then
     grep -vE "$expected|$header" "$err" >&2 || true
