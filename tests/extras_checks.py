@@ -307,8 +307,7 @@ def check_synetune(work: Path) -> dict[str, Any]:
     cell = bb.hyperparameters["cell"].iloc[17]
     got = bb.objective_function({"cell": cell, "space": bb.hyperparameters["space"].iloc[0]},
                                 fidelity={"epochs": 4}, seed=0)
-    energy = got["energy_j"] if isinstance(got, dict) else got[list(bb.objectives_names)
-                                                               .index("energy_j")]
+    energy = got["energy_j"]
     matrix, ops = cell.split("|")
     want_j = Benchmark.load(bundle).query((matrix, ops.split(",")), 4, repeat=1)["energy_j"]
     assert float(energy) == float(want_j), (energy, want_j)
