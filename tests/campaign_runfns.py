@@ -116,3 +116,20 @@ deterministic = true
 {extra_recipe}
 """, encoding="utf-8")
     return path
+
+
+_gated_calls = 0
+
+
+def gated(config: Any) -> list[dict[str, Any]]:
+    """The n-th run (0-based, inline in the coordinator's process) finishes only once the test
+    writes ``$ECNAS_TEST_GATE_DIR/go-n``: the test decides when each run lands."""
+    global _gated_calls
+    gate = Path(os.environ["ECNAS_TEST_GATE_DIR"]) / f"go-{_gated_calls}"
+    _gated_calls += 1
+    deadline = time.monotonic() + 120
+    while not gate.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{gate} never appeared")
+        time.sleep(0.02)
+    return _rows(config)

@@ -165,3 +165,22 @@ def test_register_refuses_foreign_folders_and_bad_names(bundle5v: Path, st_repos
     assert sorted(p.name for p in (st_repository / "ecnas-again").iterdir()) == [
         "configspace.json", "fidelities_values.npy", "fidelityspace.json",
         "hyperparameters.parquet", "metadata.json", "objectives_evaluations.npy"]
+
+
+def test_a_missing_dependency_of_syne_tune_is_named() -> None:
+    """syne-tune installed without a package its blackbox repository imports (syne-tune 0.16's
+    own install lacks huggingface_hub): the ImportError names that package, not only the
+    extra the user may have just installed."""
+    import subprocess
+    import sys
+
+    blocked = "huggingface_hub"
+    proc = subprocess.run([sys.executable, "-c", f"import sys; sys.modules[{blocked!r}] = None; "
+                           "import ecnas.integrations.synetune"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: ecnas.integrations.synetune: syne-tune is installed "
+                           f"but cannot import {blocked!r}"), last
+    assert f"pip install {blocked.replace('_', '-')}" in last
+    assert "pip install ecnas[synetune]" in last

@@ -42,13 +42,25 @@ from ecnas.outputs import atomic_folder
 INSTALL_HINT = ("ecnas.integrations.synetune needs syne-tune with its blackbox repository: "
                 "pip install ecnas[synetune]")
 
+
+def _missing(exc: ImportError) -> str:
+    """The install hint naming what did not import: syne-tune itself, or a package its
+    blackbox repository imports that syne-tune's own install does not bring."""
+    name = (exc.name or "").split(".")[0]
+    if name in ("", "syne_tune"):
+        return f"{INSTALL_HINT} (syne-tune is not installed)"
+    return (f"ecnas.integrations.synetune: syne-tune is installed but cannot import "
+            f"{exc.name!r} ({exc}): pip install ecnas[synetune] brings it (or pip install "
+            f"{name.replace('_', '-')})")
+
+
 try:
     import pandas as pd
     from syne_tune.blackbox_repository.blackbox_tabular import BlackboxTabular
     from syne_tune.blackbox_repository.conversion_scripts.blackbox_recipe import BlackboxRecipe
     from syne_tune.config_space import choice, randint
-except ImportError:
-    raise ImportError(INSTALL_HINT) from None
+except ImportError as _exc:
+    raise ImportError(_missing(_exc), name=_exc.name) from _exc
 
 __all__ = ["OBJECTIVES", "EcnasBlackbox", "register_bundle", "to_blackbox"]
 
