@@ -230,12 +230,14 @@ def _search_step(config: DemoConfig, bundle_path: Path, steps: _Steps) -> _Searc
 
 def _pareto_step(config: DemoConfig, searched: _Searched, steps: _Steps) -> _Front:
     from ecnas.benchmark.moo import energy_saved_at, plot_front
+    from ecnas.benchmark.moo.describe import DATASET_NAMES
 
     steps.printer.start("Pareto front and plot")
     plot_path = config.out_dir / "pareto.png"
     front = steps.timed("pareto", lambda: plot_front(
         searched.bench, plot_path, budget=config.measured_budget,
-        searches=list(searched.runs[:: config.search_seeds])))
+        searches=list(searched.runs[:: config.search_seeds]),
+        dataset=DATASET_NAMES["embedded"]))
     saved = energy_saved_at(front.front_points(), config.accuracy_loss_points)
     steps.printer.done(f"{plot_path}")
     return _Front(front, plot_path, saved)
@@ -279,6 +281,8 @@ def _result(config: DemoConfig, summary: Any, table: Any, report: Any, model: An
         energy_saved_fraction=float(saved) if saved is not None else math.nan,
         accuracy_loss_points=config.accuracy_loss_points,
         timings_s=dict(timings),
+        plot_title=front.front.title,
+        energy_origin=front.front.origin.text() if front.front.origin else "",
     )
 
 
