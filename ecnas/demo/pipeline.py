@@ -282,6 +282,7 @@ def _result(config: DemoConfig, summary: Any, table: Any, report: Any, model: An
         accuracy_loss_points=config.accuracy_loss_points,
         timings_s=dict(timings),
         plot_title=front.front.title,
+        quick=config.quick,
         energy_origin=front.front.origin.text() if front.front.origin else "",
     )
 

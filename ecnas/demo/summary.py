@@ -63,6 +63,7 @@ class DemoResult:
     surrogate_notes: tuple[str, ...] = ()
     timings_s: Mapping[str, float] = field(default_factory=dict)
     plot_title: str = "Pareto front"  # the figure's one name (describe.front_title)
+    quick: bool = False  # made by `ecnas demo --quick`
     energy_origin: str = ""  # where the plotted energies come from (EnergyOrigin.text)
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,6 +97,7 @@ class DemoResult:
                 for s in self.searches
             },
             "plot_title": self.plot_title,
+            "quick": self.quick,
             "energy_origin": self.energy_origin,
             "knee": dict(self.knee),
             "energy_saved_fraction": self.energy_saved_fraction,
@@ -120,6 +122,8 @@ def render_markdown(r: DemoResult) -> str:
         "The whole ecnas pipeline on the embedded default (UCI handwritten digits, scaled-down",
         "NAS-Bench-101 networks, CPU). Accuracies on this dataset say nothing about CIFAR-10.",
         "",
+        *(["**Quick mode** (`--quick`): tiny networks on 128 training images; the numbers only",
+           "show that every step works.", ""] if r.quick else []),
         "## What each number is",
         "",
         "| source | rows | what it means |",
