@@ -36,7 +36,7 @@ def _in_git_checkout() -> bool:
     if shutil.which("git") is None:
         return False
     try:
-        return _git("rev-parse", "--show-toplevel") == str(ROOT)
+        return Path(_git("rev-parse", "--show-toplevel")).resolve() == ROOT
     except (subprocess.CalledProcessError, OSError):
         return False
 
@@ -127,30 +127,107 @@ def test_a_quick_variant_must_run_the_blocks_commands() -> None:
         check_quick_variant("ecnas table s && ecnas check t\n", "ecnas table s\n", "x")
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("block", BLOCKS)
-def test_shell_block_runs(block: Block, clones, tmp_path: Path) -> None:
-    clone = clones(block.path)
-    script = tmp_path / "block.sh"
-    script.write_text(block.script)
-    log = tmp_path / "output.txt"
+def test_parser_reads_markers_fences_and_nesting(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("""# Title
+
+```bash
+ecnas hardware
+```
+
+<!-- doc-test: skip needs an NVIDIA GPU -->
+```sh
+ecnas validate gpu
+```
+
+<!-- doc-test: quick
+ecnas demo --quick
+-->
+~~~shell
+ecnas demo
+~~~
+
+```text
+$ ecnas demo
+```
+
+````markdown
+```bash
+echo "an example inside another fence: not a block"
+```
+````
+
+```python
+print("not shell")
+```
+""")
+    blocks = parse_blocks(tmp_path, Path("page.md"))
+    assert [(b.line, b.skip, b.quick) for b in blocks] == [
+        (3, None, None), (8, "needs an NVIDIA GPU", None), (15, None, "ecnas demo --quick\n")]
+    assert [b.script for b in blocks] == ["ecnas hardware\n", "ecnas validate gpu\n",
+                                          "ecnas demo --quick\n"]
+    assert blocks[0].id == "page.md:3"
+
+
+@pytest.mark.parametrize("marker,message", [
+    ("<!-- doc-test: skip -->", "needs a reason"),
+    ("<!-- doc-test: skipp because -->", "unknown doc-test marker"),
+    ("<!-- doc-test: quick\necnas hardware\n-->", "quick variant runs"),
+])
+def test_unusable_markers_fail(tmp_path: Path, marker: str, message: str) -> None:
+    (tmp_path / "page.md").write_text(f"{marker}\n```bash\necnas demo\n```\n")
+    with pytest.raises(MarkerError, match=message):
+        parse_blocks(tmp_path, Path("page.md"))
+
+
+def _run_script(script: str, cwd: Path, env: dict[str, str], scratch: Path,
+                timeout: float = BLOCK_TIMEOUT_S) -> tuple[int | None, float, str]:
+    """(exit status or None on timeout, seconds, output) of one block in its own session:
+    whatever it leaves running (`cmd &`) is ended with it."""
+    path = scratch / "block.sh"
+    path.write_text(script)
+    log = scratch / "output.txt"
     started = time.monotonic()
     with log.open("wb") as out:
-        # Its own session: whatever the block leaves running (`cmd &`) is ended with it.
-        proc = subprocess.Popen(["bash", "-e", "-o", "pipefail", str(script)], cwd=clone,
-                                env=_env(clone, clones.bin_dir, tmp_path), stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(["bash", "-e", "-o", "pipefail", str(path)], cwd=cwd, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
         try:
-            rc = proc.wait(timeout=BLOCK_TIMEOUT_S)
+            rc: int | None = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             rc = None
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    elapsed = time.monotonic() - started
-    output = log.read_text(errors="replace")
+    return rc, time.monotonic() - started, log.read_text(errors="replace")
+
+
+def test_a_failing_line_fails_the_block_and_leftovers_are_ended(tmp_path: Path) -> None:
+    env = dict(os.environ)
+    rc, _, out = _run_script("echo one\nfalse\necho never\n", tmp_path, env, tmp_path)
+    assert rc == 1 and out == "one\n"
+    rc, _, _ = _run_script("false | cat\n", tmp_path, env, tmp_path)  # pipefail
+    assert rc == 1
+    rc, _, out = _run_script("sleep 60 &\necho $! > pid\n", tmp_path, env, tmp_path)
+    assert rc == 0
+    pid = int((tmp_path / "pid").read_text())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists() \
+            and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{pid}").exists() or \
+        "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]  # killed (a zombie at most)
+    rc, _, _ = _run_script("sleep 30\n", tmp_path, env, tmp_path, timeout=0.5)
+    assert rc is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block", BLOCKS)
+def test_shell_block_runs(block: Block, clones, tmp_path: Path) -> None:
+    clone = clones(block.path)
+    rc, elapsed, output = _run_script(block.script, clone,
+                                      _env(clone, clones.bin_dir, tmp_path), tmp_path)
     label = "quick variant of " if block.quick else ""
     assert rc == 0, (f"{label}{block.id} "
                      f"{'timed out' if rc is None else f'exited {rc}'} after {elapsed:.0f} s:\n"
