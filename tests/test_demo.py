@@ -46,6 +46,7 @@ def test_demo_runs_end_to_end_and_reuses_its_store(tmp_path):
     assert "device generic-" in summary and "data set embedded digits" in summary
     manifest = json.loads((first.bundle_path / "manifest.json").read_text())
     assert manifest["files"]
+    assert manifest["table_metadata"]["dataset"] == "embedded"  # `ecnas pareto` names it
 
     again = run_demo(config, printer=StepPrinter(total=8, stream=io.StringIO()))
     assert again.measured_runs == 0 and again.reused_runs == 6

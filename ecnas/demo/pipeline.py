@@ -198,11 +198,13 @@ def _export_step(config: DemoConfig, table: Any, extrapolated: Any, surrogate: A
     import pandas as pd
 
     from ecnas.benchmark import write_bundle, write_ecnas_tfrecord
-    from ecnas.tables import validate, write_table
+    from ecnas.tables import get_metadata, set_metadata, validate, write_table
 
     out = config.out_dir
     steps.printer.start("Exporting the benchmark (bundle + EC-NAS TFRecord)")
     full = validate(pd.concat([table, extrapolated, surrogate], ignore_index=True))
+    # the data set travels with the table and the bundle (`ecnas pareto` names it from there)
+    set_metadata(full, {**get_metadata(full), "dataset": "embedded"})
     table_path = write_table(full, out / "table.parquet") or out / "table.parquet"
     bundle_path = Path(steps.timed("bundle", lambda: write_bundle(full, out / "bundle")))
     tfrecord_path = out / "ecnas.tfrecord"

@@ -162,8 +162,12 @@ def plot_front(bench: Any, path: str | Path, *, budget: int | None = None,
         ax.step(sp[:, 1], sp[:, 0], where="post", ls="--", lw=1, c=f"C{(n % 6) + 4}",
                 label=f"{s.algorithm} (seed {s.seed}) attainment")
     ax.set_xscale("log")
-    # plain numbers on the log axis (not 2×10⁴): ticks at 1, 2, 5 of each decade
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+    # plain numbers on the log axis (not 2×10⁴): ticks at 1, 2, 3, 5 of each decade, or at
+    # every integer multiple where the energies span less than about a decade
+    e = pts[:, 1][np.isfinite(pts[:, 1]) & (pts[:, 1] > 0)]
+    narrow = len(e) > 0 and float(np.log10(e.max() / e.min())) < 1.2
+    subs = tuple(float(k) for k in range(1, 10)) if narrow else (1.0, 2.0, 3.0, 5.0)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
     ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xlabel(f"energy ({unit}) per architecture at {res.budget} epochs"
@@ -172,7 +176,7 @@ def plot_front(bench: Any, path: str | Path, *, budget: int | None = None,
     top = ax.secondary_xaxis("top", functions=(lambda x: x * scale / 3600,
                                                lambda wh: wh * 3600 / scale))
     top.set_xlabel("energy (Wh)", fontsize=8)
-    top.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+    top.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
     top.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     top.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
     top.tick_params(labelsize=7)
