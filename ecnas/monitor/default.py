@@ -164,9 +164,10 @@ class measure:  # lower-case: used like a function, ``with measure():`` / ``@mea
 
     def __new__(cls, name: Any = None, *args: Any, **kwargs: Any) -> Any:
         # Bare ``@measure``: Python calls measure(fn); answer with the decorated function.
-        if callable(name) and not args and not kwargs:
+        # (A str name first, and object.__new__: every ``with measure():`` window pays this.)
+        if name.__class__ is not str and callable(name) and not args and not kwargs:
             return cls()(name)
-        return super().__new__(cls)
+        return object.__new__(cls)
 
     def __init__(self, name: str | None = None, meters: Sequence[Meter] | None = None, *,
                  idle_subtract: bool = False, profile_paths: Sequence[str | Path] = (),
