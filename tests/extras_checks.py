@@ -32,7 +32,7 @@ def _installed_ecnas() -> str:
 def _campaign(work: Path, count: int = 2, repeats: int = 1) -> Any:
     from campaign_runfns import campaign_toml
 
-    from ecnas.trainer.campaign import load_campaign
+    from ecnas.campaign import load_campaign
 
     return load_campaign(campaign_toml(work / "c.toml", count=count, repeats=repeats))
 
@@ -58,8 +58,8 @@ def check_prometheus(work: Path) -> dict[str, Any]:
     from campaign_runfns import trivial
     from prometheus_client.parser import text_string_to_metric_families
 
+    from ecnas.campaign import ResultsStore, run_campaign
     from ecnas.integrations.prometheus import campaign_exporter
-    from ecnas.trainer.campaign import ResultsStore, run_campaign
 
     campaign = _campaign(work)
     store = work / "c.sqlite"
@@ -83,7 +83,7 @@ def check_dask(work: Path) -> dict[str, Any]:
     from campaign_runfns import trivial
     from distributed import LocalCluster
 
-    from ecnas.trainer.campaign import ResultsStore, run_campaign
+    from ecnas.campaign import ResultsStore, run_campaign
 
     campaign = _campaign(work, count=2, repeats=2)
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
@@ -100,7 +100,7 @@ def check_jobqueue(work: Path) -> dict[str, Any]:
     """docs/campaigns.md's SLURMCluster builds its job script (nothing is submitted)."""
     from dask_jobqueue import SLURMCluster
 
-    import ecnas.trainer.campaign  # noqa: F401  (the API the script drives)
+    import ecnas.campaign  # noqa: F401  (the API the script drives)
 
     with SLURMCluster(queue="gpu", cores=8, processes=1, memory="32GB", walltime="04:00:00",
                       job_extra_directives=["--gres=gpu:1"],
@@ -296,7 +296,7 @@ def check_synetune(work: Path) -> dict[str, Any]:
 
     from ecnas.benchmark import Benchmark, write_bundle
     from ecnas.integrations.synetune import register_bundle
-    from ecnas.tables import import_ecnas
+    from ecnas.interop import import_ecnas
 
     with tarfile.open(ROOT / "tests" / "data" / "ec-nas-5v.tar.gz") as tar:
         tar.extractall(work, filter="data")

@@ -123,3 +123,97 @@ def bench_hashes(bundle):
     from ecnas.benchmark import Benchmark
 
     return set(Benchmark.load(bundle).hash_iterator())
+
+
+# -- the front's plot and words (issue 29.7) -------------------------------------------------
+
+def _svg_text(path) -> str:
+    import html
+    import re
+
+    return html.unescape(" ".join(re.findall(r">([^<>]+)</text>", path.read_text())))
+
+
+def test_plot_names_origin_device_data_set_and_units(bench, tmp_path):
+    import matplotlib
+
+    from ecnas.benchmark.moo import plot_front
+    from ecnas.benchmark.moo.describe import front_title
+
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # text stays text in the SVG
+        res = plot_front(bench, tmp_path / "front.svg", budget=4)
+    text = _svg_text(tmp_path / "front.svg")
+    assert front_title(4) in text and res.title == front_title(4)
+    assert "device: nvidia-quadro-rtx-6000" in text and "data set: CIFAR-10" in text
+    assert "imported (measured by the source) (2532)" in text
+    assert "energy (kJ) per architecture at 4 epochs" in text and "energy (Wh)" in text
+    assert "ESTIMATED" not in text
+    assert "10^" not in text and "times" not in text  # plain tick labels, not 2×10⁴
+    assert res.origin.to_dict() == {"device": "nvidia-quadro-rtx-6000", "dataset": "CIFAR-10",
+                                    "estimated": False,
+                                    "architectures_by_origin": {"imported": 2532}}
+
+
+def test_plot_of_estimated_and_predicted_energies_says_so(ecnas_5v_dir, tmp_path):
+    import matplotlib
+
+    from ecnas.benchmark import Benchmark
+    from ecnas.benchmark.moo import plot_front
+    from ecnas.interop import import_ecnas
+
+    df = import_ecnas(ecnas_5v_dir)
+    hashes = df["arch_hash"].drop_duplicates().to_numpy()
+    measured, predicted = set(hashes[:40]), set(hashes[40:300])
+    df = df[df["arch_hash"].isin(measured | predicted)].copy()
+    df["source"] = np.where(df["arch_hash"].isin(measured), "measured", "surrogate")
+    df["estimated"] = True  # measured by the CPU-time estimate; predictions from it
+    df["device"] = "generic-cpu"
+    df.attrs["ecnas"] = {"campaign": {"dataset": "embedded"}}
+    bench = Benchmark.from_table(df)
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        res = plot_front(bench, tmp_path / "front.svg", budget=4)
+    text = _svg_text(tmp_path / "front.svg")
+    assert "estimated (no energy counter readable) (40)" in text
+    assert "predicted by the surrogate, from estimates (260)" in text
+    assert "ESTIMATED, not measured" in text
+    assert "data set: embedded digits (UCI, 32×32, not CIFAR-10)" in text
+    assert res.origin.estimated
+    assert res.origin.text().startswith("energy of 40 estimated (no energy counter readable), "
+                                        "260 predicted by the surrogate, from estimates; device")
+
+
+def test_knee_is_inside_the_front_or_says_why_not(bench):
+    from ecnas.benchmark.moo import pareto_front
+    from ecnas.benchmark.moo.plot import _knee
+
+    res = pareto_front(bench, budget=4)
+    fp = res.front_points()  # by energy, ascending
+    knee = res.knee
+    # on the log-energy axis the plot uses, the knee is where the front bends, not an end
+    assert fp[0, 1] < knee["energy_j"] < fp[-1, 1] and "note" not in knee
+    assert knee["validation_accuracy_points"] > fp[0, 0] + 10
+    # a bend: cheap points gain much accuracy per ratio of energy, the rest little
+    energy = np.array([1.0, 2.0, 4.0, 100.0, 1000.0])
+    acc = np.array([10.0, 50.0, 80.0, 82.0, 83.0])
+    assert _knee(np.arange(5), energy, acc)["index"] == 2
+    two = _knee(np.arange(2), np.array([1.0, 9.0]), np.array([10.0, 20.0]))
+    assert "the front has 2 point(s)" in two["note"]
+    line = _knee(np.arange(4), 10.0 ** np.arange(4), np.array([10.0, 20.0, 30.0, 40.0]))
+    assert "straight line" in line["note"]
+
+
+def test_pareto_cli_names_the_figure_as_the_plot_does(tmp_path, ecnas_5v_dir):
+    from ecnas.benchmark import write_bundle
+    from ecnas.benchmark.moo.describe import front_title
+    from ecnas.interop import import_ecnas
+
+    bundle = write_bundle(import_ecnas(ecnas_5v_dir), tmp_path / "bench")
+    out = subprocess.run([sys.executable, "-c", MAIN, "pareto", str(bundle), "--budget", "4"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith(front_title(4) + ": 2532 architectures")
+    assert lines[1].startswith("knee: ") and " kJ (" in lines[1] and " Wh)" in lines[1]
+    assert lines[2].startswith("energy saved at ≤ 1 point(s) of validation accuracy lost")
+    assert lines[3] == ("energy of 2532 imported (measured by the source); device "
+                        "nvidia-quadro-rtx-6000; data set CIFAR-10")

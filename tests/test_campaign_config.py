@@ -15,17 +15,51 @@ from ecnas.errors import InputError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_example_campaign_loads_with_list_budgets() -> None:
+def test_example_campaign_loads_as_a_complete_grid() -> None:
     c = load_campaign(ROOT / "examples" / "demo-campaign.toml")
     runs = c.runs()
-    # 4 sampled cells at budget 2, plus the listed cell at budgets 2 and 4
-    assert len(runs) == 6
-    assert sorted({r.budget_epochs for r in runs}) == [2, 4]
-    listed = [r for r in runs if r.matrix == "0100000111000110000100000"]
-    assert [r.budget_epochs for r in listed] == [2, 4]
-    assert len({r.key for r in runs}) == len(runs)
+    # 4 sampled cells plus the listed one, each at budget 2: the grid its check expects
+    assert len(runs) == 5
+    assert {r.budget_epochs for r in runs} == {2}
+    assert len({r.matrix for r in runs}) == 5 and len({r.key for r in runs}) == len(runs)
     cfg = c.train_config(runs[0])
     assert cfg["stem_channels"] == 8 and cfg["max_train_images"] == 512
+
+
+def test_example_campaign_with_its_list_budgets_uncommented(tmp_path: Path) -> None:
+    text = (ROOT / "examples" / "demo-campaign.toml").read_text()
+    assert "# budgets = [2, 4]" in text
+    toml = tmp_path / "c.toml"
+    toml.write_text(text.replace("# budgets = [2, 4]", "budgets = [2, 4]"))
+    runs = load_campaign(toml).runs()
+    # 4 sampled cells at budget 2, plus the listed cell at budgets 2 and 4
+    assert len(runs) == 6
+    listed = [r for r in runs if r.matrix == "0100000111000110000100000"]
+    assert [r.budget_epochs for r in listed] == [2, 4]
+
+
+def test_the_shipped_example_passes_its_own_coverage_check(tmp_path: Path) -> None:
+    """Issue 29: its table ended with `WARN coverage` (one cell at two budgets). The runs here
+    are the trivial run function's (the grid is what coverage checks, not the numbers)."""
+    import os
+    import subprocess
+    import sys
+
+    from ecnas.tables import read_table
+    from ecnas.tables.checks import run_checks
+
+    tests = str(Path(__file__).resolve().parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
+    store, table = tmp_path / "s.sqlite", tmp_path / "t.parquet"
+    for argv in (["run", str(ROOT / "examples" / "demo-campaign.toml"), "--store", str(store),
+                  "--workers", "0", "--run-fn", "campaign_runfns:trivial", "--quiet"],
+                 ["table", str(store), "--out", str(table)]):
+        proc = subprocess.run([sys.executable, "-m", "ecnas", *argv], env=env, timeout=120,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+    report = run_checks(read_table(table))
+    coverage = next(r for r in report.results if r.name == "coverage")
+    assert coverage.passed and coverage.explanation.startswith("complete grid: 5 architectures")
 
 
 def test_runs_expand_architectures_budgets_repeats(tmp_path: Path) -> None:
@@ -124,3 +158,40 @@ def test_cli_malformed_campaign_is_one_line_exit_2(tmp_path: Path) -> None:
     assert len(lines) == 1, proc.stderr
     assert "campaign.budgets: must be a non-empty list of epochs" in lines[0]
     assert not (tmp_path / "s.sqlite").exists()  # nothing created for a bad file
+
+
+def test_check_output_count_and_listed_rows_agree(tmp_path: Path) -> None:
+    """Issue 29: `WARN coverage [4]` listed 3 rows and said nothing of the fourth."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    tests = str(Path(__file__).resolve().parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
+    toml = tmp_path / "c.toml"
+    toml.write_text((ROOT / "examples" / "demo-campaign.toml").read_text()
+                    .replace("# budgets = [2, 4]", "budgets = [2, 4]"))
+    store, table = tmp_path / "s.sqlite", tmp_path / "t.parquet"
+
+    def ecnas(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "ecnas", *argv], env=env, timeout=120,
+                              capture_output=True, text=True)
+
+    assert ecnas("run", str(toml), "--store", str(store), "--workers", "0", "--run-fn",
+                 "campaign_runfns:trivial", "--quiet").returncode == 0
+    assert ecnas("table", str(store), "--out", str(table)).returncode == 0
+    for show, listed, more in ((None, 3, "… and 1 more offending row (--show 4 lists them)"),
+                               ("4", 4, None), ("1", 1, "… and 3 more offending rows")):
+        proc = ecnas("check", str(table), *(("--show", show) if show else ()))
+        assert proc.returncode == 0, proc.stderr  # warnings only
+        lines = proc.stdout.splitlines()
+        head = next(i for i, line in enumerate(lines) if " coverage [" in line)
+        assert re.search(r"WARN coverage \[4\]: generic-cpu: 4 of 5 architectures", lines[head])
+        rows = [line for line in lines[head + 1:head + 1 + listed + 1] if "arch_hash=" in line]
+        assert len(rows) == listed
+        after = lines[head + 1 + listed]
+        if more is None:
+            assert "more offending" not in after
+        else:
+            assert after.strip().startswith(more)

@@ -146,3 +146,55 @@ def test_cli_refuses_a_store_of_another_campaign_unless_allowed(tmp_path: Path) 
     assert summary["done"] + summary["skipped"] == 2
     with ResultsStore(store) as s:
         assert s.count() == 1 + summary["done"]
+
+
+def _filled_store(path: Path, campaign) -> None:
+    with ResultsStore(path, create=True) as store:
+        store.bind(campaign.hash, campaign.to_dict())
+        for run in campaign.runs():
+            store.commit_run(run.key, _run_rows(campaign, run), {"host": "h"})
+
+
+def test_ecnas_table_leaves_no_wal_or_shm_beside_the_store(tmp_path: Path, campaign,
+                                                           capsys) -> None:
+    """Issue 29: a mode=ro reader made -wal/-shm files it could not delete on close."""
+    from ecnas.cli import main
+
+    store = tmp_path / "s.sqlite"
+    _filled_store(store, campaign)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml", "s.sqlite"]
+    assert main(["table", str(store), "--out", str(tmp_path / "t.parquet")]) == 0
+    assert "wrote 2 run(s)" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml", "s.sqlite", "t.parquet"]
+    with ResultsStore(store, readonly=True) as reader, pytest.raises(sqlite3.OperationalError,
+                                                                     match="readonly"):
+        reader._db.execute("DELETE FROM runs")  # the reader cannot change the store
+    with ResultsStore(store, readonly=True) as reader:
+        assert reader.count() == 2
+
+
+def test_a_reader_beside_a_writer_sees_its_commits_and_leaves_its_wal(tmp_path: Path,
+                                                                       campaign) -> None:
+    store = tmp_path / "s.sqlite"
+    _filled_store(store, campaign)
+    with ResultsStore(store) as writer:
+        writer._db.execute("DELETE FROM runs WHERE rowid = (SELECT MIN(rowid) FROM runs)")
+        with ResultsStore(store, readonly=True) as reader:
+            assert reader.count() == 1  # the writer's commit, still only in its WAL
+        # the writer is still open: its WAL stays (deleting it would lose the commit)
+        assert (tmp_path / "s.sqlite-wal").exists()
+    assert not (tmp_path / "s.sqlite-wal").exists() and not (tmp_path / "s.sqlite-shm").exists()
+
+
+def test_a_read_only_store_file_is_read_without_files_beside_it(tmp_path: Path,
+                                                                campaign) -> None:
+    store = tmp_path / "s.sqlite"
+    _filled_store(store, campaign)
+    store.chmod(0o444)
+    try:
+        out = export_table(store, tmp_path / "t.parquet")
+        assert out.is_file()
+        assert not (tmp_path / "s.sqlite-wal").exists()
+        assert not (tmp_path / "s.sqlite-shm").exists()
+    finally:
+        store.chmod(0o644)

@@ -34,8 +34,19 @@ def test_demo_runs_end_to_end_and_reuses_its_store(tmp_path):
     summary = first.summary_path.read_text()
     for word in ("measured", "extrapolated", "surrogate", "estimate", "Pareto"):
         assert word in summary
+    # the figure has one name: the plot's title, summary.md's heading, `ecnas pareto`'s line
+    from ecnas.benchmark.moo.describe import front_title, knee_text, saving_text
+
+    assert first.plot_title == front_title(config.measured_budget)
+    assert f"## {first.plot_title}\n" in summary
+    assert f"![{first.plot_title}](pareto.png)" in summary
+    assert knee_text(first.knee)[1:] in summary
+    assert saving_text(first.energy_saved_fraction, first.accuracy_loss_points)[1:] in summary
+    assert "Plotted: energy of " in summary and "estimated (no energy counter readable)" in summary
+    assert "device generic-" in summary and "data set embedded digits" in summary
     manifest = json.loads((first.bundle_path / "manifest.json").read_text())
     assert manifest["files"]
+    assert manifest["table_metadata"]["dataset"] == "embedded"  # `ecnas pareto` names it
 
     again = run_demo(config, printer=StepPrinter(total=8, stream=io.StringIO()))
     assert again.measured_runs == 0 and again.reused_runs == 6

@@ -29,7 +29,7 @@ pytest.importorskip("prometheus_client", reason="prometheus-client not installed
 
 from campaign_runfns import campaign_toml  # noqa: E402
 
-from ecnas.trainer.campaign import ResultsStore  # noqa: E402
+from ecnas.campaign import ResultsStore  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent

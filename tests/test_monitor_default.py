@@ -225,3 +225,111 @@ def test_energy_tracker_without_meters_uses_the_shared_monitor(tree: Tree) -> No
     tree.add(5)
     final = tracker.stop()
     assert final.energy_j == pytest.approx(5) and default_monitor().started
+
+
+# -- the three decorator forms (issue 29): @measure, @measure(), @measure("name") -------------
+
+def test_bare_decorator_on_a_function(tree: Tree) -> None:
+    @measure
+    def step(joules: float) -> str:
+        tree.add(joules)
+        return "done"
+
+    assert step.energy_report is None  # type: ignore[attr-defined]  # not called yet
+    assert step(2) == "done" and step.__name__ == "step"
+    first = step.energy_report  # type: ignore[attr-defined]
+    assert first.energy_j == pytest.approx(2) and first.name.endswith("step")
+    step(5)  # every call is its own window
+    assert step.energy_report.energy_j == pytest.approx(5)  # type: ignore[attr-defined]
+
+
+def test_empty_and_named_decorators_on_functions(tree: Tree) -> None:
+    @measure()
+    def unnamed() -> None:
+        tree.add(3)
+
+    named = measure("train")
+
+    @named
+    def train() -> None:
+        tree.add(4)
+
+    unnamed()
+    train()
+    assert unnamed.energy_report.energy_j == pytest.approx(3)  # type: ignore[attr-defined]
+    assert unnamed.energy_report.name.endswith("unnamed")  # type: ignore[attr-defined]
+    assert train.energy_report.name == "train" == named.report.name  # type: ignore[attr-defined]
+    assert named.report.energy_j == pytest.approx(4)
+
+
+def test_decorators_on_methods(tree: Tree) -> None:
+    class Trainer:
+        def __init__(self, joules: float) -> None:
+            self.joules = joules
+
+        @measure
+        def bare(self, extra: float = 0) -> float:
+            tree.add(self.joules + extra)
+            return self.joules
+
+        @measure("epoch")
+        def named(self) -> float:
+            tree.add(2 * self.joules)
+            return self.joules
+
+    t = Trainer(1.5)
+    assert t.bare(extra=1) == 1.5
+    assert Trainer.bare.energy_report.energy_j == pytest.approx(2.5)  # type: ignore[attr-defined]
+    assert Trainer.bare.energy_report.name == "test_decorators_on_methods.<locals>.Trainer.bare"  # type: ignore[attr-defined]
+    assert t.named() == 1.5
+    report = Trainer.named.energy_report  # type: ignore[attr-defined]
+    assert (report.name, report.energy_j) == ("epoch", pytest.approx(3))
+
+
+def test_decorators_on_coroutines_span_the_awaits(tree: Tree) -> None:
+    import asyncio
+    import inspect
+
+    @measure
+    async def bare(joules: float) -> float:
+        await asyncio.sleep(0)
+        tree.add(joules)  # after an await: only a window around the whole run sees it
+        return joules
+
+    @measure()
+    async def empty() -> None:
+        await asyncio.sleep(0)
+        tree.add(1)
+
+    @measure("fetch")
+    async def named() -> str:
+        await asyncio.sleep(0)
+        tree.add(6)
+        return "ok"
+
+    assert all(inspect.iscoroutinefunction(f) for f in (bare, empty, named))
+    assert asyncio.run(bare(2.5)) == 2.5
+    asyncio.run(empty())
+    assert asyncio.run(named()) == "ok"
+    assert bare.energy_report.energy_j == pytest.approx(2.5)  # type: ignore[attr-defined]
+    assert empty.energy_report.energy_j == pytest.approx(1)  # type: ignore[attr-defined]
+    assert named.energy_report.name == "fetch"  # type: ignore[attr-defined]
+    assert named.energy_report.energy_j == pytest.approx(6)  # type: ignore[attr-defined]
+
+
+def test_decorated_failure_still_reports_and_reraises(tree: Tree) -> None:
+    @measure
+    def boom() -> None:
+        tree.add(1)
+        raise ValueError("bad step")
+
+    with pytest.raises(ValueError, match="bad step"):
+        boom()
+    assert boom.energy_report.energy_j == pytest.approx(1)  # type: ignore[attr-defined]
+
+
+def test_a_name_that_is_not_a_string_is_refused() -> None:
+    with pytest.raises(TypeError, match="is a str"):
+        measure(3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="decorates a function"):
+        measure("x")(3)  # type: ignore[arg-type]

@@ -64,14 +64,23 @@ def _check_writable(path: Path) -> None:
 def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
     if not readonly:
         return sqlite3.connect(path, timeout=30.0, isolation_level=None)
-    # a store in a read-only folder (an archive) cannot get WAL files: read it immutable
-    frozen = not os.access(path.parent, os.W_OK) or not path.parent.stat().st_mode & 0o222
+    folder_frozen = not os.access(path.parent, os.W_OK) or not path.parent.stat().st_mode & 0o222
+    if not folder_frozen and os.access(path, os.W_OK) and path.stat().st_mode & 0o222:
+        # A read-write connection that refuses writes: as the last connection to close it
+        # checkpoints and deletes the -wal/-shm files it needed, where a mode=ro one would
+        # leave them beside the store (a running `ecnas run` keeps them: it is still open).
+        db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+        db.execute("PRAGMA query_only=1")
+        return db
+    # a store that cannot get WAL files (a read-only file or folder: an archive): read it
+    # immutable, which creates no file beside it
     wal = path.with_name(path.name + "-wal")
-    if frozen and wal.is_file() and wal.stat().st_size:
+    if wal.is_file() and wal.stat().st_size:
         # immutable reads ignore the WAL: runs committed there would be missing silently
-        raise InputError(f"{path}: the store's folder is read-only and {wal.name} holds "
+        where = "folder" if folder_frozen else "file"
+        raise InputError(f"{path}: the store's {where} is read-only and {wal.name} holds "
                          "changes not yet in the store; copy the folder somewhere writable")
-    uri = f"file:{quote(str(path.resolve()))}?mode=ro" + ("&immutable=1" if frozen else "")
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro&immutable=1"
     return sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
 
 

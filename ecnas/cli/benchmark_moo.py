@@ -74,6 +74,7 @@ def _search(args: argparse.Namespace) -> int:
 
 def _pareto(args: argparse.Namespace) -> int:
     from ecnas.benchmark.moo import energy_saved_at, pareto_front, plot_front
+    from ecnas.benchmark.moo.describe import knee_text, saving_text
     from ecnas.benchmark.moo.plot import plot_format
 
     loss = args.max_accuracy_loss
@@ -88,19 +89,19 @@ def _pareto(args: argparse.Namespace) -> int:
            else pareto_front(bench, budget=args.budget))
     fp = res.front_points()
     saved = energy_saved_at(fp, args.max_accuracy_loss)
-    out = {"budget": res.budget, "architectures": int(len(res.points)),
+    out = {"title": res.title, "budget": res.budget, "architectures": int(len(res.points)),
            "front": [{"validation_accuracy_points": float(a), "energy_j": float(e)} for a, e in fp],
            "knee": res.knee, "max_accuracy_loss": args.max_accuracy_loss,
-           "energy_saved_fraction": saved, "plot": str(args.plot) if args.plot else None}
+           "energy_saved_fraction": saved, "plot": str(args.plot) if args.plot else None,
+           "origin": res.origin.to_dict() if res.origin else None}
 
     def text(d: dict) -> str:
-        k = d["knee"]
-        lines = [f"{d['architectures']} architectures at {d['budget']} epochs; "
-                 f"{len(d['front'])} on the front",
-                 f"knee: {k['arch_hash']} ({k['validation_accuracy_points']:.2f}% at "
-                 f"{k['energy_j']:.1f} J)",
-                 f"energy saved at ≤ {d['max_accuracy_loss']:g} point(s) of accuracy lost: "
-                 f"{100 * d['energy_saved_fraction']:.1f}%"]
+        lines = [f"{d['title']}: {d['architectures']} architectures, {len(d['front'])} on the "
+                 "front",
+                 knee_text(d["knee"]),
+                 saving_text(d["energy_saved_fraction"], d["max_accuracy_loss"])]
+        if res.origin is not None:
+            lines.append(res.origin.text())
         if d["plot"]:
             lines.append(f"plot: {d['plot']}")
         return "\n".join(lines)

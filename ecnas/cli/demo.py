@@ -24,27 +24,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=Path, default=Path("ecnas-demo"),
                    help="output folder (default: ./ecnas-demo)")
-    p.add_argument("--architectures", type=int, default=12, help="cells to measure (default 12)")
-    p.add_argument("--predict", type=int, default=200,
-                   help="untrained cells to predict with the surrogate (default 200)")
+    p.add_argument("--architectures", type=int, default=None,
+                   help="cells to measure (default 12; 5 with --quick)")
+    p.add_argument("--predict", type=int, default=None,
+                   help="untrained cells to predict with the surrogate (default 200; 20 with "
+                        "--quick)")
+    p.add_argument("--quick", action="store_true",
+                   help="every step on tiny networks and 128 training images (stem 4, one "
+                        "stack, one cell also at 8 epochs, 2 search seeds): the pipeline in "
+                        "about a minute; its numbers only show that it works")
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
     p.add_argument("--seed", type=int, default=0)
     add_json_flag(p)
     p.set_defaults(func=_run)
 
 
+#: what --quick changes in DemoConfig (the docs test runs `ecnas demo` this way)
+QUICK = {"quick": True, "stem_channels": 4, "num_stacks": 1, "max_train_images": 128,
+         "full_budget_runs": 1, "search_seeds": 2}
+
+
 def _run(args: argparse.Namespace) -> int:
     from ecnas.demo.config import DemoConfig
     from ecnas.demo.pipeline import run_demo
 
-    if args.architectures < 4:
-        raise InputError(f"--architectures {args.architectures}: need at least 4 to fit a model")
-    if args.predict < 0 or args.workers < 1:
+    architectures = args.architectures if args.architectures is not None else (
+        5 if args.quick else 12)
+    predict = args.predict if args.predict is not None else (20 if args.quick else 200)
+    if architectures < 4:
+        raise InputError(f"--architectures {architectures}: need at least 4 to fit a model")
+    if predict < 0 or args.workers < 1:
         raise InputError("--predict must be ≥ 0 and --workers ≥ 1")
     _check_out(args.out)
-    config = DemoConfig(out_dir=args.out, architectures=args.architectures,
-                        predicted_architectures=args.predict, workers=args.workers,
-                        seed=args.seed)
+    quick = dict(QUICK) if args.quick else {}
+    config = DemoConfig(out_dir=args.out, architectures=architectures,
+                        predicted_architectures=predict, workers=args.workers,
+                        seed=args.seed, **quick)
     result = run_demo(config)
     emit(args.json, result.to_dict(), lambda d: _text(result))
     return 0 if result.check_ok else 1

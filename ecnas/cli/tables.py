@@ -118,9 +118,16 @@ def _report_text(d: dict[str, Any], show: int) -> str:
         count = f" [{c['count']}]" if c["count"] else ""
         lines.append(f"  {tag} {c['name']}{count}: {c['explanation']}")
         if not c["passed"]:
-            for w in c["worst"][:show]:
+            listed = c["worst"][:show]
+            for w in listed:
                 desc = ", ".join(f"{k}={_fmt(v)}" for k, v in w.items())
                 lines.append(f"         {desc}")
+            if c["count"] > len(listed):  # the count in brackets is rows: say how many are left
+                more = c["count"] - len(listed)
+                hint = (f"--show {len(c['worst'])} lists them" if len(c["worst"]) > len(listed)
+                        else f"--json names up to {len(c['offending_rows'])} rows")
+                lines.append(f"         … and {more} more offending row{'s' if more > 1 else ''}"
+                             f" ({hint})")
     verdict = "PASSED" if d["ok"] else "FAILED"
     lines.append(f"{verdict}: {d['errors']} error(s), {d['warnings']} warning(s)")
     return "\n".join(lines)

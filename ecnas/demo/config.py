@@ -38,6 +38,7 @@ class DemoConfig:
     search_evaluations: int = 6  # half of the measured cells: the search must choose
     search_seeds: int = 3
     accuracy_loss_points: float = 1.0
+    quick: bool = False  # `ecnas demo --quick`: tiny networks; the summary says so
     extra: dict = field(default_factory=dict)
 
     @property

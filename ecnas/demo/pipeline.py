@@ -19,6 +19,7 @@ import pandas as pd
 
 from ecnas.benchmark import Benchmark, write_bundle
 from ecnas.benchmark.moo import energy_saved_at, plot_front, run_search
+from ecnas.benchmark.moo.describe import DATASET_NAMES
 from ecnas.campaign import load_campaign, run_campaign
 from ecnas.campaign.store import ResultsStore
 from ecnas.demo import ledger
@@ -32,7 +33,7 @@ from ecnas.outputs import write_text
 from ecnas.space import sample_cells
 from ecnas.space.cost import NetworkShape
 from ecnas.surrogate import ArchitectureSurrogate, SurrogateModel
-from ecnas.tables import validate, write_table
+from ecnas.tables import get_metadata, set_metadata, validate, write_table
 from ecnas.tables.checks import run_checks
 
 STEPS = 8
@@ -200,6 +201,8 @@ def _export_step(config: DemoConfig, table: Any, extrapolated: Any, surrogate: A
     out = config.out_dir
     steps.printer.start("Exporting the benchmark (bundle + EC-NAS TFRecord)")
     full = validate(pd.concat([table, extrapolated, surrogate], ignore_index=True))
+    # the data set travels with the table and the bundle (`ecnas pareto` names it from there)
+    set_metadata(full, {**get_metadata(full), "dataset": "embedded"})
     table_path = write_table(full, out / "table.parquet") or out / "table.parquet"
     ledger.record(out, Path(table_path))
     bundle_path = Path(steps.timed("bundle", lambda: write_bundle(full, out / "bundle")))
@@ -229,7 +232,8 @@ def _pareto_step(config: DemoConfig, searched: _Searched, steps: _Steps) -> _Fro
     plot_path = config.out_dir / "pareto.png"
     front = steps.timed("pareto", lambda: plot_front(
         searched.bench, plot_path, budget=config.measured_budget,
-        searches=list(searched.runs[:: config.search_seeds])))
+        searches=list(searched.runs[:: config.search_seeds]),
+        dataset=DATASET_NAMES["embedded"]))
     ledger.record(config.out_dir, plot_path)
     saved = energy_saved_at(front.front_points(), config.accuracy_loss_points)
     steps.printer.done(f"{plot_path}")
@@ -274,6 +278,9 @@ def _result(config: DemoConfig, summary: Any, table: Any, report: Any, model: An
         energy_saved_fraction=float(saved) if saved is not None else math.nan,
         accuracy_loss_points=config.accuracy_loss_points,
         timings_s=dict(timings),
+        plot_title=front.front.title,
+        quick=config.quick,
+        energy_origin=front.front.origin.text() if front.front.origin else "",
     )
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ecnas.benchmark.moo.describe import knee_text, saving_text
 from ecnas.outputs import write_text
 
 
@@ -62,6 +63,9 @@ class DemoResult:
     accuracy_loss_points: float
     surrogate_notes: tuple[str, ...] = ()
     timings_s: Mapping[str, float] = field(default_factory=dict)
+    plot_title: str = "Pareto front"  # the figure's one name (describe.front_title)
+    quick: bool = False  # made by `ecnas demo --quick`
+    energy_origin: str = ""  # where the plotted energies come from (EnergyOrigin.text)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -93,6 +97,9 @@ class DemoResult:
                 s.algorithm: {"hypervolumes": list(s.hypervolumes), "mean": s.mean, "sd": s.sd}
                 for s in self.searches
             },
+            "plot_title": self.plot_title,
+            "quick": self.quick,
+            "energy_origin": self.energy_origin,
             "knee": dict(self.knee),
             "energy_saved_fraction": self.energy_saved_fraction,
             "accuracy_loss_points": self.accuracy_loss_points,
@@ -116,6 +123,8 @@ def render_markdown(r: DemoResult) -> str:
         "The whole ecnas pipeline on the embedded default (UCI handwritten digits, scaled-down",
         "NAS-Bench-101 networks, CPU). Accuracies on this dataset say nothing about CIFAR-10.",
         "",
+        *(["**Quick mode** (`--quick`): tiny networks on 128 training images; the numbers only",
+           "show that every step works.", ""] if r.quick else []),
         "## What each number is",
         "",
         "| source | rows | what it means |",
@@ -163,16 +172,15 @@ def render_markdown(r: DemoResult) -> str:
         "|---|---|---:|",
         *[f"| {s.algorithm} | {s.mean:.4f} ± {s.sd:.4f} | {len(s.hypervolumes)} |" for s in r.searches],
         "",
-        "## Pareto front",
+        f"## {r.plot_title}",
         "",
-        f"![Pareto front]({_rel(r.plot_path, base)})",
-        "",
-        _saving_line(r),
+        f"![{r.plot_title}]({_rel(r.plot_path, base)})",
         "",
     ]
-    if r.knee:
-        knee = ", ".join(f"{k} = {_fmt(v)}" for k, v in r.knee.items())
-        lines += [f"Knee point: {knee}.", ""]
+    if r.energy_origin:
+        lines += [f"Plotted: {r.energy_origin}.", ""]
+    lines += [_capital(saving_text(r.energy_saved_fraction, r.accuracy_loss_points)) + ".", ""]
+    lines += [_capital(knee_text(r.knee)) + ".", ""]
     if r.timings_s:
         lines += ["## Time per step", "", "| step | seconds |", "|---|---:|"]
         lines += [f"| {k} | {v:.1f} |" for k, v in r.timings_s.items()]
@@ -180,19 +188,8 @@ def render_markdown(r: DemoResult) -> str:
     return "\n".join(lines)
 
 
-def _saving_line(r: DemoResult) -> str:
-    if not math.isfinite(r.energy_saved_fraction):
-        return "Energy saved could not be computed (too few points on the front)."
-    return (
-        f"Energy saved at ≤ {r.accuracy_loss_points:g} point(s) of validation accuracy lost "
-        f"(vs the most accurate architecture): **{100 * r.energy_saved_fraction:.1f}%**."
-    )
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def write_summary(result: DemoResult, path: Path) -> Path:

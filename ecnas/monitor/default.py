@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import inspect
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -190,20 +191,32 @@ def refresh() -> None:
 class measure:  # lower-case: used like a function, ``with measure():`` / ``@measure()``
     """Meter a block or a function: ``with measure("train") as m: ...`` then ``m.report``.
 
-    As a decorator (``@measure("step")``) every call is one window; the latest report is on
-    the decorator object (``.report``) and on the wrapped function (``.energy_report``).
+    As a decorator (``@measure``, ``@measure()`` or ``@measure("step")``, on functions, methods
+    and coroutine functions) every call is one window, named after the function unless a name
+    is given; the latest report is on the wrapped function (``.energy_report``) and on the
+    decorator object (``.report``).
     Windows are on the process's default Monitor unless ``meters``, ``profile_paths`` or
     ``use_profiles=False`` ask for a Monitor of their own (built and closed per window).
     """
 
     # Slots: a measure() is built for every window of ``with measure():``.
-    __slots__ = ("name", "_idle_subtract", "_sync_cuda", "_own", "_meters", "_kwargs",
+    __slots__ = ("name", "_named", "_idle_subtract", "_sync_cuda", "_own", "_meters", "_kwargs",
                  "report", "monitor", "_stack")
 
-    def __init__(self, name: str = "measure", meters: Sequence[Meter] | None = None, *,
+    def __new__(cls, name: Any = None, *args: Any, **kwargs: Any) -> Any:
+        # Bare ``@measure``: Python calls measure(fn); answer with the decorated function.
+        # (A str name first, and object.__new__: every ``with measure():`` window pays this.)
+        if name.__class__ is not str and callable(name) and not args and not kwargs:
+            return cls()(name)
+        return object.__new__(cls)
+
+    def __init__(self, name: str | None = None, meters: Sequence[Meter] | None = None, *,
                  idle_subtract: bool = False, profile_paths: Sequence[str | Path] = (),
                  sync_cuda: bool = True, use_profiles: bool = True) -> None:
-        self.name = name
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"measure(name): a window name is a str, not {type(name).__name__}")
+        self._named = name is not None
+        self.name = "measure" if name is None else name
         self._idle_subtract = idle_subtract
         self._sync_cuda = sync_cuda
         self._own = meters is not None or bool(profile_paths) or not use_profiles
@@ -270,6 +283,13 @@ class measure:  # lower-case: used like a function, ``with measure():`` / ``@mea
 
     # -- decorator -------------------------------------------------------------------------
     def __call__(self, fn: F) -> F:
+        if not callable(fn):
+            raise TypeError(f"@measure decorates a function, not {type(fn).__name__}")
+        if not self._named:  # @measure / @measure(): the window is named after the function
+            self.name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "measure")
+        if inspect.iscoroutinefunction(fn):
+            return self._wrap_coroutine(fn)
+
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             # The window lives in this call's frame: concurrent calls (threads) never share it.
@@ -280,6 +300,25 @@ class measure:  # lower-case: used like a function, ``with measure():`` / ``@mea
             finally:
                 try:
                     report = self._close(window)
+                finally:
+                    self.report = report
+                    wrapper.energy_report = report  # type: ignore[attr-defined]
+
+        wrapper.energy_report = None  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    def _wrap_coroutine(self, fn: F) -> F:
+        # A coroutine's window spans its whole run (awaits included), not just its creation;
+        # other tasks running meanwhile are in it too, as with any wall-clock window.
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            monitor, start = self._open()
+            report = None
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                try:
+                    report = self._close(monitor, start)
                 finally:
                     self.report = report
                     wrapper.energy_report = report  # type: ignore[attr-defined]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,6 +10,15 @@ from typing import Any
 
 import numpy as np
 
+from ecnas.benchmark.moo.describe import (
+    EnergyOrigin,
+    count_origins,
+    dataset_of,
+    energy_unit,
+    front_title,
+    origin_keys,
+    origin_label,
+)
 from ecnas.benchmark.moo.knee import knee_index
 from ecnas.benchmark.moo.objectives import domain, objectives
 from ecnas.benchmark.moo.pareto import pareto_mask
@@ -25,13 +35,22 @@ class FrontResult:
     hashes: tuple[str, ...]
     front: np.ndarray  # boolean mask over points
     knee: dict[str, Any] = field(default_factory=dict)
+    origins: np.ndarray | None = None  # per point: its key in describe.ORIGIN_LABELS
+    origin: EnergyOrigin | None = None  # device, data set, architectures per origin
 
     def front_points(self) -> np.ndarray:
         p = self.points[self.front]
         return p[np.argsort(p[:, 1])]
 
+    @property
+    def title(self) -> str:
+        return front_title(self.budget)
 
-def pareto_front(bench: Any, *, budget: int | None = None) -> FrontResult:
+
+def pareto_front(bench: Any, *, budget: int | None = None,
+                 dataset: str | None = None) -> FrontResult:
+    """The front of ``bench`` at ``budget`` (default: its largest), its knee and where its
+    energies come from (``dataset`` overrides what the benchmark's metadata records)."""
     b = max(bench.budgets) if budget is None else int(budget)
     dom = domain(bench, b, objectives(("energy", "validation_accuracy")))
     arrays = bench.arrays(b)
@@ -40,10 +59,53 @@ def pareto_front(bench: Any, *, budget: int | None = None) -> FrontResult:
     pts = np.column_stack([acc, energy])
     mask = pareto_mask(np.column_stack([energy, -acc]))
     front_idx = np.nonzero(mask)[0]
-    k = front_idx[knee_index(np.column_stack([energy[front_idx], -acc[front_idx]]))]
-    knee = {"arch_hash": str(arrays["arch_hash"][dom.indices[k]]),
-            "validation_accuracy_points": float(acc[k]), "energy_j": float(energy[k])}
-    return FrontResult(b, pts, tuple(str(h) for h in arrays["arch_hash"][dom.indices]), mask, knee)
+    knee = _knee(front_idx, energy, acc)
+    knee["arch_hash"] = str(arrays["arch_hash"][dom.indices[knee.pop("index")]])
+    knee = {k: knee[k] for k in ("arch_hash", "validation_accuracy_points", "energy_j", "note")
+            if k in knee}
+    origins, origin = _origins(bench, b, dom.indices, dataset)
+    return FrontResult(b, pts, tuple(str(h) for h in arrays["arch_hash"][dom.indices]), mask,
+                       knee, origins, origin)
+
+
+def _knee(front_idx: np.ndarray, energy: np.ndarray, acc: np.ndarray) -> dict[str, Any]:
+    """The knee, on the scales the plot uses: energy is compared by ratio (log), accuracy by
+    points, so the knee is the point a reader sees bend the front; a note says when it
+    cannot be informative."""
+    e = energy[front_idx]
+    e_scaled = np.log(e) if np.all(e > 0) else e
+    pts = np.column_stack([e_scaled, -acc[front_idx]])
+    order = np.argsort(e_scaled)
+    k = front_idx[order[knee_index(pts[order])]]
+    out: dict[str, Any] = {"index": int(k), "validation_accuracy_points": float(acc[k]),
+                           "energy_j": float(energy[k])}
+    if len(front_idx) <= 2:
+        out["note"] = (f"the front has {len(front_idx)} point(s), so the knee is one of its ends: "
+                       "no trade-off to choose")
+    else:
+        span = np.ptp(pts, axis=0)
+        g = (pts - pts.min(axis=0)) / np.where(span > 0, span, 1.0)
+        a, z = g[np.argmin(g[:, 0])], g[np.argmin(g[:, 1])]
+        d = z - a
+        dist = np.abs(d[0] * (g[:, 1] - a[1]) - d[1] * (g[:, 0] - a[0])) / (math.hypot(*d) or 1.0)
+        if float(dist.max()) < 0.05:
+            out["note"] = ("the front is close to a straight line (log energy vs accuracy): "
+                           "no point bends it, the knee is only the least straight one")
+    return out
+
+
+def _origins(bench: Any, budget: int, indices: np.ndarray,
+             dataset: str | None) -> tuple[np.ndarray | None, EnergyOrigin | None]:
+    lay = getattr(bench, "layout", None)
+    metadata = getattr(bench, "metadata", {}) or {}
+    if lay is None or not hasattr(lay, "source"):
+        return None, None
+    bi = list(lay.budgets).index(budget)
+    keys = origin_keys(lay.source[indices, bi], lay.estimated[indices, bi],
+                       lay.present[indices, bi])
+    devices = getattr(bench, "devices", ()) or (getattr(bench, "device", "unknown"),)
+    return keys, EnergyOrigin(", ".join(devices), dataset or dataset_of(metadata),
+                              count_origins(keys))
 
 
 #: what --plot may write, by suffix
@@ -60,37 +122,70 @@ def plot_format(path: str | Path) -> str:
 
 
 def plot_front(bench: Any, path: str | Path, *, budget: int | None = None,
-               searches: Sequence[Any] = ()) -> FrontResult:
-    """Draw all architectures, the front, the knee and each search's attainment curve
-    (PNG, PDF or SVG by the suffix of ``path``; written atomically, see ecnas.outputs)."""
+               searches: Sequence[Any] = (), dataset: str | None = None) -> FrontResult:
+    """Draw all architectures (marked by where their energy comes from), the front, the knee
+    and each search's attainment curve, titled with the device and the data set (PNG, PDF or
+    SVG by the suffix of ``path``; written atomically, see ecnas.outputs)."""
     fmt = plot_format(path)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator
 
-    res = pareto_front(bench, budget=budget)
-    fp = res.front_points()
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    ax.scatter(res.points[:, 1], res.points[:, 0], s=8, c="0.7", label="architectures")
-    ax.step(fp[:, 1], fp[:, 0], where="post", c="C0", lw=2, label="Pareto front")
-    ax.scatter([res.knee["energy_j"]], [res.knee["validation_accuracy_points"]], marker="*",
-               s=220, c="C3", zorder=5, label="knee")
+    res = pareto_front(bench, budget=budget, dataset=dataset)
+    unit, scale = energy_unit(float(np.nanmax(res.points[:, 1])))
+    pts = res.points / np.array([1.0, scale])
+    fp = res.front_points() / np.array([1.0, scale])
+    fig, ax = plt.subplots(figsize=(7.5, 5), dpi=120)
+    keys = res.origins if res.origins is not None else np.array(["measured"] * len(pts), object)
+    for n, key in enumerate(k for k in ORIGIN_STYLE if np.any(keys == k)):
+        m = keys == key
+        face, marker = ORIGIN_STYLE[key]
+        ax.scatter(pts[m, 1], pts[m, 0], s=10, marker=marker, c=face, alpha=0.8, zorder=2 + n,
+                   label=f"{origin_label(key)} ({int(m.sum())})")
+    ax.step(fp[:, 1], fp[:, 0], where="post", c="C0", lw=2, label="Pareto front", zorder=6)
+    if res.knee:
+        ax.scatter([res.knee["energy_j"] / scale], [res.knee["validation_accuracy_points"]],
+                   marker="*", s=220, c="C3", zorder=7,
+                   label="knee" + (" (see note)" if res.knee.get("note") else ""))
     hashes = {h: i for i, h in enumerate(res.hashes)}
     for n, s in enumerate(searches):
         idx = [hashes[h] for h in s.evaluated if h in hashes]
         if not idx:
             continue
-        sp = res.points[idx]
+        sp = pts[idx]
         m = pareto_mask(np.column_stack([sp[:, 1], -sp[:, 0]]))
         sp = sp[m][np.argsort(sp[m][:, 1])]
         ax.step(sp[:, 1], sp[:, 0], where="post", ls="--", lw=1, c=f"C{(n % 6) + 4}",
                 label=f"{s.algorithm} (seed {s.seed}) attainment")
     ax.set_xscale("log")
-    ax.set_xlabel(f"energy (J) at {res.budget} epochs")
+    # plain numbers on the log axis (not 2×10⁴): ticks at 1, 2, 3, 5 of each decade, or at
+    # every integer multiple where the energies span less than about a decade
+    e = pts[:, 1][np.isfinite(pts[:, 1]) & (pts[:, 1] > 0)]
+    narrow = len(e) > 0 and float(np.log10(e.max() / e.min())) < 1.2
+    subs = tuple(float(k) for k in range(1, 10)) if narrow else (1.0, 2.0, 3.0, 5.0)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xlabel(f"energy ({unit}) per architecture at {res.budget} epochs"
+                  + (" — ESTIMATED, not measured" if res.origin and res.origin.estimated else ""))
     ax.set_ylabel("validation accuracy (%)")
+    top = ax.secondary_xaxis("top", functions=(lambda x: x * scale / 3600,
+                                               lambda wh: wh * 3600 / scale))
+    top.set_xlabel("energy (Wh)", fontsize=8)
+    top.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    top.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    top.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    top.tick_params(labelsize=7)
+    subtitle = []
+    if res.origin is not None:
+        subtitle.append(f"device: {res.origin.device}   data set: {res.origin.dataset}")
+    if res.knee.get("note"):
+        subtitle.append(f"knee: {res.knee['note']}")
+    ax.set_title(res.title + ("\n" + "\n".join(subtitle) if subtitle else ""), fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="lower right", framealpha=0.9)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -99,3 +194,16 @@ def plot_front(bench: Any, path: str | Path, *, budget: int | None = None,
     finally:
         plt.close(fig)
     return res
+
+
+#: how each origin is drawn: (colour, marker); measured solid and dark, derived light
+ORIGIN_STYLE = {
+    "measured": ("0.25", "o"),
+    "imported": ("0.6", "o"),
+    "estimated": ("C1", "o"),
+    "imported-estimated": ("C1", "s"),
+    "extrapolated": ("C2", "^"),
+    "extrapolated-from-estimates": ("C2", "^"),
+    "surrogate": ("0.75", "."),
+    "surrogate-from-estimates": ("0.75", "."),
+}
