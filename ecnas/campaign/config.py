@@ -21,7 +21,6 @@ from ecnas.errors import InputError
 from ecnas.space import ModelSpec, enumerate_cells, sample_cells
 from ecnas.tables import read_table
 from ecnas.trainer.recipe import DATASET_DEFAULTS, parse_checkpoints
-from ecnas.trainer.train import TrainConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -311,6 +310,8 @@ def _parse(data: Mapping[str, Any], source: str, base_dir: Path) -> Campaign:
 
 def _check_recipe(where: _Where, campaign: Campaign) -> None:
     """Build one TrainConfig so that recipe values TrainConfig refuses fail here, not in a run."""
+    from ecnas.trainer.train import TrainConfig
+
     if not campaign.run_specs:
         raise where.error("architectures", "selects no architecture")
     try:
