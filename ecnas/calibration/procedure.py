@@ -62,6 +62,8 @@ from ecnas.calibration.timeshift import MAX_SHIFT_S, ShiftEstimate, estimate_tim
 from ecnas.errors import InputError
 from ecnas.meters.base import DeviceInfo, Meter, Status
 from ecnas.meters.cpuinfo import cpu_model
+from ecnas.meters.nvml import NvmlMeter
+from ecnas.meters.rapl import RaplMeter
 from ecnas.profiles.matching import match_profile, slugify
 from ecnas.profiles.model import RAPL_DOMAINS, HardwareProfile, domain_key
 
@@ -488,15 +490,11 @@ def find_meters(kind: str) -> tuple[list[Meter], list[str]]:
     reasons: list[str] = []
     if kind in ("gpu", "auto"):
         try:
-            from ecnas.meters.nvml import NvmlMeter
-
             meters.append(NvmlMeter())
         except (ImportError, OSError, RuntimeError, TypeError) as exc:
             reasons.append(f"nvml: {exc}")
     if kind in ("cpu", "auto"):
         try:
-            from ecnas.meters.rapl import RaplMeter
-
             meters.append(RaplMeter())
         except (ImportError, OSError, RuntimeError, TypeError) as exc:
             reasons.append(f"rapl: {exc}")

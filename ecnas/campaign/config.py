@@ -28,7 +28,6 @@ from ecnas.trainer.recipe import (
     MAX_WARMUP_STEPS,
     parse_checkpoints,
 )
-from ecnas.trainer.train import TrainConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -329,6 +328,8 @@ def _parse(data: Mapping[str, Any], source: str, base_dir: Path) -> Campaign:
 
 def _check_recipe(where: _Where, campaign: Campaign) -> None:
     """Build one TrainConfig so that recipe values TrainConfig refuses fail here, not in a run."""
+    from ecnas.trainer.train import TrainConfig
+
     if not campaign.run_specs:
         raise where.error("architectures", "selects no architecture")
     try:

@@ -8,7 +8,6 @@ with the error; a crash of the whole process is detected by the executor.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import platform
 import signal
@@ -16,14 +15,11 @@ import socket
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 from ecnas._version import __version__
-from ecnas.campaign.shares import WorkerShare, apply_share, observed, set_torch_threads
-from ecnas.campaign.sharing import cpu_share, cpu_times, split_rows
-from ecnas.monitor import default_monitor
-from ecnas.trainer.train import TrainConfig, run_training
 
 #: run_fn(config) -> rows, or {"rows": rows, "meters": [...], "estimate_reasons": [...],
 #: "hardware": [{"meter", "domain", "kind", "name"}, ...]}
@@ -34,6 +30,9 @@ SOCKET_METERS = ("rapl", "pyrapl")
 
 def train_run(config: Any) -> dict[str, Any]:
     """The default run function: the real trainer, metered inside this process."""
+    from ecnas.monitor import default_monitor
+    from ecnas.trainer.train import run_training
+
     monitor = default_monitor()  # the process's one Monitor: a worker runs many trainings
     statuses = monitor.statuses()
     reasons = [f"{s.meter}: {s.reason}" for s in statuses if s.status.value == "estimated"]
@@ -60,6 +59,15 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
     dict), campaign_hash, gpu (CUDA_VISIBLE_DEVICES value or None), split_socket (bool),
     run_fn (callable or None for :func:`train_run`), share (the local worker slot's
     :class:`~ecnas.campaign.shares.WorkerShare` as a dict, or None)."""
+    from ecnas.campaign.shares import (
+        WorkerShare,
+        apply_share,
+        observed,
+        set_torch_threads,
+    )
+    from ecnas.campaign.sharing import cpu_share, cpu_times, split_rows
+    from ecnas.trainer.train import TrainConfig
+
     slot = WorkerShare.from_dict(task.get("share"))
     apply_share(slot)  # before torch loads: its pools start at the slot's size
     started = time.time()
@@ -139,11 +147,9 @@ def _die_with_parent() -> None:
     does not keep burning the machine its replacement measures on. Elsewhere: no-op."""
     if not sys.platform.startswith("linux"):
         return
-
+    import ctypes
     PR_SET_PDEATHSIG = 1
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        import warnings
-
         warnings.warn(f"prctl(PR_SET_PDEATHSIG) failed (errno {ctypes.get_errno()}): this run "
                       "outlives a killed coordinator", RuntimeWarning, stacklevel=2)

@@ -160,9 +160,6 @@ def write_table(df: pd.DataFrame, path: str | Path,
     set_metadata(table, meta)
     with atomic_path(p) as tmp:
         if kind == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
             arrow = pa.Table.from_pandas(table, preserve_index=False)
             arrow = arrow.replace_schema_metadata({KEY: dumps_json(table.attrs[KEY])})
             pq.write_table(arrow, tmp, compression="zstd")
