@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ecnas.errors import InputError
+from ecnas.trainer.campaign.cluster import ClusterSpec, parse_cluster
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -66,6 +67,8 @@ class Campaign:
     devices: tuple[str, ...]
     recipe: tuple[tuple[str, Any], ...]  # sorted (key, value) overrides of TrainConfig
     run_specs: tuple[RunSpec, ...]
+    #: the [cluster] table: what each worker job asks a batch scheduler for (not in the hash)
+    cluster: ClusterSpec | None = None
 
     def runs(self) -> list[RunSpec]:
         """Every run, architectures × budgets × repeats, in a stable order."""
@@ -98,7 +101,8 @@ class Campaign:
                 "dataset": self.dataset, "data_dir": self.data_dir, "seed": self.seed,
                 "repeats": self.repeats, "retries": self.retries, "devices": list(self.devices),
                 "recipe": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.recipe},
-                "runs": len(self.run_specs)}
+                "runs": len(self.run_specs),
+                "cluster": self.cluster.to_dict() if self.cluster else None}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "<python>",
@@ -257,7 +261,7 @@ def _parse(data: Mapping[str, Any], source: str, base_dir: Path) -> Campaign:
     from ecnas.trainer.recipe import DATASET_DEFAULTS
 
     where = _Where(source)
-    top = where.table("", dict(data), ("campaign", "architectures", "recipe"))
+    top = where.table("", dict(data), ("campaign", "architectures", "recipe", "cluster"))
     if "campaign" not in top:
         raise where.error("campaign", "the [campaign] table is required")
     if "architectures" not in top:
@@ -309,7 +313,9 @@ def _parse(data: Mapping[str, Any], source: str, base_dir: Path) -> Campaign:
                     runs.append(run)
     campaign = Campaign(name=name, source=source, dataset=dataset, data_dir=data_dir, seed=seed,
                         repeats=repeats, retries=retries, devices=tuple(devices), recipe=recipe,
-                        run_specs=tuple(runs))
+                        run_specs=tuple(runs),
+                        cluster=parse_cluster(top["cluster"], where.error, base_dir)
+                        if "cluster" in top else None)
     _check_recipe(where, campaign)
     return campaign
 

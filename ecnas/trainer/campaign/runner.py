@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ecnas.errors import InputError
+from ecnas.trainer.campaign.cluster import ClusterSpec
 from ecnas.trainer.campaign.config import Campaign, RunSpec
 from ecnas.trainer.campaign.observers import CampaignObserver, notify
 from ecnas.trainer.campaign.progress import Progress
@@ -49,9 +50,19 @@ class CampaignSummary:
 
 
 def make_executor(campaign: Campaign, workers: int, scheduler: str | None,
-                  connect_timeout: float) -> Any:
+                  connect_timeout: float, cluster: ClusterSpec | None = None,
+                  store_path: str | Path | None = None) -> Any:
     from ecnas.trainer.campaign import executors
 
+    if cluster is not None:
+        if cluster.kind is None:
+            raise InputError("the cluster's kind is not set: --cluster slurm|pbs, or kind in "
+                             "the [cluster] table")
+        if scheduler is not None:
+            raise InputError("--cluster and --scheduler exclude each other: --cluster starts "
+                             "its own Dask scheduler")
+        return executors.JobQueueExecutor(cluster, workers, campaign.devices,
+                                          store_path or "campaign.sqlite")
     if scheduler is not None:
         return executors.DaskExecutor(scheduler, campaign.devices,
                                       connect_timeout=connect_timeout)
@@ -71,7 +82,8 @@ def run_campaign(campaign: Campaign, store_path: str | Path, *, workers: int = 1
                  run_fn: Callable[[Any], Any] | None = None,
                  allow_other_campaign: bool = False,
                  connect_timeout: float = 10.0,
-                 observers: Sequence[CampaignObserver] = ()) -> CampaignSummary:
+                 observers: Sequence[CampaignObserver] = (),
+                 cluster: ClusterSpec | None = None) -> CampaignSummary:
     """Run every run of ``campaign`` not yet in the store at ``store_path``.
 
     ``workers``: local worker processes (one run per process; 0 runs inline in this process);
@@ -82,9 +94,11 @@ def run_campaign(campaign: Campaign, store_path: str | Path, *, workers: int = 1
     dict ``{"rows": …, "meters": […], "estimate_reasons": […]}``. ``progress`` gets one line per
     event. A failed run is retried up to ``campaign.retries`` times in this call.
     ``observers`` (:class:`ecnas.trainer.campaign.observers.CampaignObserver`) hear each event.
+    ``cluster``: run on ``workers`` worker jobs of a SLURM or PBS cluster started here
+    (:mod:`ecnas.trainer.campaign.cluster`), cancelled when this call ends.
     """
     say = progress or (lambda _line: None)
-    if run_fn is not None and scheduler is None and workers > 0:
+    if run_fn is not None and scheduler is None and cluster is None and workers > 0:
         _check_importable(run_fn)
     t_start = time.monotonic()
     with ResultsStore(store_path, create=True) as store:
@@ -105,10 +119,21 @@ def run_campaign(campaign: Campaign, store_path: str | Path, *, workers: int = 1
         warned: list[str] = []
         notify(observers, "on_start", campaign, prog, store)
         if not pending:
+            if cluster is not None and cluster.kind:  # no executor: the leftovers go all the same
+                from ecnas.trainer.campaign.cluster import cancel_leftovers, job_name
+
+                note = cancel_leftovers(cluster.kind, job_name(store_path))
+                if note:
+                    warned.append(note)
+                    say(prog.line(note))
             say(prog.line("nothing to run: every run is in the store"))
         else:
-            executor = make_executor(campaign, workers, scheduler, connect_timeout)
+            executor = make_executor(campaign, workers, scheduler, connect_timeout, cluster,
+                                     store_path)
             try:
+                for note in getattr(executor, "notes", ()):
+                    warned.append(note)
+                    say(prog.line(note))
                 if getattr(executor, "oversubscribed", None):
                     warned.append(executor.oversubscribed)
                     say(prog.line(f"WARNING: {executor.oversubscribed}"))
@@ -125,7 +150,8 @@ def run_campaign(campaign: Campaign, store_path: str | Path, *, workers: int = 1
         energy_j=prog.measured_j, estimated_energy_j=prog.estimated_j,
         meters=tuple(sorted(meters)), wall_time_s=time.monotonic() - t_start,
         executor="none" if not len(runs) - have else
-        ("dask" if scheduler else "inline" if workers == 0 else "local"),
+        (cluster.kind if cluster else "dask" if scheduler else "inline" if workers == 0
+         else "local"),
         failures=tuple(given_up), warnings=tuple(warned))
 
 
