@@ -11,6 +11,13 @@ python3 -m pip install --quiet --no-deps "syne-tune==0.16.0" \
   && python3 -m pip install --quiet dill scikit-learn fastparquet sortedcontainers tqdm \
   || echo "note: syne-tune not installable here; its tests skip"
 python3 -m ruff check ecnas tests benchmarks
+# A single-node SLURM for the cluster-campaign tests (they skip, saying why, where it cannot be
+# installed or started: not root, no apt-get); stopped at the end if it was started here
+if ! sinfo -h >/dev/null 2>&1; then
+  bash scripts/slurm/start.sh --install \
+    && trap 'bash scripts/slurm/stop.sh >/dev/null 2>&1 || true' EXIT \
+    || echo "note: no SLURM here; tests/test_campaign_slurm.py skips"
+fi
 python3 -m pytest -q tests
 # Benchmarks in quick mode: each figure the README quotes, timed briefly (not asserted).
 ECNAS_BENCH_QUICK=1 python3 -m pytest -q benchmarks --benchmark-disable-gc --benchmark-min-rounds=3 \

@@ -327,6 +327,30 @@ def test_interrupted_coordinator_cancels_its_jobs(slurm, tmp_path: Path, sig: in
     assert _queue()
     coord.send_signal(sig)
     _out, err = coord.communicate(timeout=120)
-    assert coord.returncode != 0
+    # Ctrl-C: "interrupted", 130; SIGTERM: says it cancels the jobs, 128 + 15
+    assert coord.returncode == (130 if sig == signal.SIGINT else 143), err
+    assert ("interrupted" if sig == signal.SIGINT else "SIGTERM received") in err
     assert "Traceback" not in err, err
     assert _queue() == []  # cancelled before the coordinator returned
+
+
+def test_jobs_that_die_before_their_worker_joins_fail_the_campaign(
+        slurm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broken job environment (here a prologue that fails) ends every job before its Dask
+    worker starts; dask-jobqueue never replaces such jobs: the campaign stops with the job
+    log's last line instead of waiting forever, and no job stays queued."""
+    from campaign_runfns import trivial
+
+    from ecnas.trainer.campaign import run_campaign
+    from ecnas.trainer.campaign import cluster as jq
+
+    monkeypatch.setattr(jq, "STALL_S", 2.0)
+    toml = campaign_toml(tmp_path / "c.toml", count=2, repeats=1)
+    toml.write_text(toml.read_text() + '\n[cluster]\nkind = "slurm"\nprologue = '
+                    '["echo \'module cuda/12 not found\' >&2", "exit 3"]\n')
+    campaign = load_campaign(toml)
+    with pytest.raises(jq.ClusterError, match="module cuda/12 not found"):
+        run_campaign(campaign, tmp_path / "s.sqlite", workers=2, cluster=campaign.cluster,
+                     run_fn=trivial)
+    with ResultsStore(tmp_path / "s.sqlite", readonly=True) as s:
+        assert s.count() == 0

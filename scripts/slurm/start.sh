@@ -5,6 +5,7 @@
 # which are marked as ecnas's; a slurm.conf ecnas did not write is never replaced.
 #
 #   bash scripts/slurm/start.sh            # start (or check) the cluster
+#   bash scripts/slurm/start.sh --install  # first apt-get install the packages if absent
 #   bash scripts/slurm/stop.sh             # stop it, cancelling every job
 #
 # The node offers the machine's CPUs and ECNAS_SLURM_FAKE_GPUS (default 2) fake GPUs as gres
@@ -21,6 +22,13 @@ GPUS=${ECNAS_SLURM_FAKE_GPUS:-2}
 die() { echo "slurm/start.sh: $*" >&2; exit 2; }
 
 [ "$(id -u)" = 0 ] || die "must run as root (it starts munged, slurmctld and slurmd)"
+if [ "${1:-}" = "--install" ] && ! command -v slurmctld >/dev/null; then
+  # Debian/Ubuntu: the packages install in seconds; elsewhere install them yourself
+  command -v apt-get >/dev/null || die "slurmctld not found and no apt-get to install it"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client munge \
+    >/dev/null || die "apt-get could not install slurmctld slurmd slurm-client munge"
+fi
 for b in munged slurmctld slurmd sinfo scontrol; do
   command -v "$b" >/dev/null || die "$b not found: apt-get install -y slurmctld slurmd munge"
 done
