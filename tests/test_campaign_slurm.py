@@ -341,8 +341,8 @@ def test_jobs_that_die_before_their_worker_joins_fail_the_campaign(
     log's last line instead of waiting forever, and no job stays queued."""
     from campaign_runfns import trivial
 
-    from ecnas.trainer.campaign import run_campaign
     from ecnas.trainer.campaign import cluster as jq
+    from ecnas.trainer.campaign import run_campaign
 
     monkeypatch.setattr(jq, "STALL_S", 2.0)
     toml = campaign_toml(tmp_path / "c.toml", count=2, repeats=1)

@@ -207,7 +207,7 @@ def cluster_kwargs(spec: ClusterSpec, *, gpu: bool, name: str,
         "job_name": name, "walltime": spec.walltime, "death_timeout": DEATH_TIMEOUT_S,
         "job_script_prologue": [*threads, *spec.prologue],
         "worker_extra_args": ["--resources", "GPU=1"] if gpu else [],
-        "scheduler_options": {"dashboard_address": None},
+        "scheduler_options": {"dashboard_address": ":0"},
         "log_directory": log_directory, "interface": spec.interface,
         "python": spec.python,
     }

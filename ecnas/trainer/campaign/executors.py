@@ -288,8 +288,7 @@ class JobQueueExecutor(DaskExecutor):
     def _check_jobs(self, now: float) -> None:
         from ecnas.trainer.campaign import cluster as jq
 
-        if self._client.nthreads() or not self.job_ids() or \
-                jq.list_jobs(self.kind, self.name):
+        if self._client.nthreads() or jq.list_jobs(self.kind, self.name):
             self._stalled_since = None
             return
         if self._stalled_since is None:
