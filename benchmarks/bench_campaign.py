@@ -12,6 +12,7 @@ import itertools
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -106,3 +107,120 @@ def test_dask_trivial_runs(benchmark, tmp_path: Path, dask_cluster) -> None:
     benchmark.pedantic(dispatch, rounds=1, iterations=1)
     benchmark.extra_info["runs"] = DASK_RUNS
     benchmark.extra_info["ms_per_run"] = benchmark.stats.stats.mean / DASK_RUNS * 1e3
+
+
+#: the worker jobs import the run function from tests/ (this file puts it on sys.path, which
+#: a batch job does not inherit; its environment does)
+_JOB_PATH = (f"export PYTHONPATH={Path(__file__).resolve().parents[1] / 'tests'}"
+             f"{os.pathsep}{Path(__file__).resolve().parents[1]}{os.pathsep}$PYTHONPATH")
+
+
+def _slurm_reason() -> str | None:
+    """Why the SLURM benchmarks cannot run here, or None (scripts/slurm/start.sh starts one)."""
+    import shutil
+    import subprocess
+
+    try:
+        import dask_jobqueue  # noqa: F401
+    except ImportError:
+        return "dask-jobqueue is not installed"
+    if shutil.which("sinfo") is None:
+        return "SLURM is not installed (apt-get install slurmctld slurmd munge)"
+    out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    if out.returncode != 0 or not out.stdout.strip():
+        return "no SLURM controller answers (bash scripts/slurm/start.sh)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory):
+    """2 SLURM worker jobs, started as ``ecnas run --cluster slurm`` starts them, and waited
+    for: what follows is the dispatch cost with the workers up, as for the LocalCluster."""
+    import time
+
+    reason = _slurm_reason()
+    if reason:
+        pytest.skip(reason)
+    from ecnas.campaign import cluster as jq
+
+    spec = jq.ClusterSpec(kind="slurm", prologue=(_JOB_PATH,))
+    store = tmp_path_factory.mktemp("slurm") / "s.sqlite"
+    cluster = jq.make_cluster(spec, **jq.cluster_kwargs(
+        spec, gpu=False, name=jq.job_name(store), log_directory=str(store.parent)))
+    from distributed import Client
+
+    t0 = time.perf_counter()
+    cluster.scale(jobs=2)
+    with Client(cluster.scheduler_address, set_as_default=False) as client:
+        client.wait_for_workers(2, timeout=120)
+    startup = time.perf_counter() - t0
+    try:
+        yield cluster, startup
+    finally:
+        cluster.close()
+        jq.cancel_jobs("slurm", jq.list_jobs("slurm", jq.job_name(store)))
+
+
+def _coordinator_cpu(benchmark: Any, runs: int, fn: Any) -> None:
+    """Time ``fn`` once; record wall and coordinator-process CPU per run (the scheduler runs
+    in this process for both LocalCluster and SLURMCluster, so both count it)."""
+    import time
+
+    cpu: list[float] = []
+
+    def timed() -> None:
+        c0 = time.process_time()
+        fn()
+        cpu.append(time.process_time() - c0)
+
+    benchmark.pedantic(timed, rounds=1, iterations=1)
+    benchmark.extra_info["runs"] = runs
+    benchmark.extra_info["ms_per_run"] = benchmark.stats.stats.mean / runs * 1e3
+    benchmark.extra_info["coordinator_cpu_ms_per_run"] = cpu[0] / runs * 1e3
+
+
+def test_dask_trivial_runs_cpu(benchmark, tmp_path: Path, dask_cluster) -> None:
+    """Local Dask, the reference for the SLURM figure below: wall and coordinator CPU."""
+    campaign = _campaign(DASK_RUNS)
+
+    def dispatch() -> None:
+        summary = run_campaign(campaign, tmp_path / "d.sqlite",
+                               scheduler=dask_cluster.scheduler_address, run_fn=trivial)
+        assert summary.done == DASK_RUNS
+
+    _coordinator_cpu(benchmark, DASK_RUNS, dispatch)
+
+
+def test_slurm_trivial_runs(benchmark, tmp_path: Path, slurm_cluster) -> None:
+    """The same runs on 2 SLURM worker jobs (dask-jobqueue, the workers up): the coordinator's
+    cost per completed run, to compare with test_dask_trivial_runs_cpu."""
+    cluster, startup = slurm_cluster
+    campaign = _campaign(DASK_RUNS)
+
+    def dispatch() -> None:
+        summary = run_campaign(campaign, tmp_path / "s.sqlite",
+                               scheduler=cluster.scheduler_address, run_fn=trivial)
+        assert summary.done == DASK_RUNS
+
+    _coordinator_cpu(benchmark, DASK_RUNS, dispatch)
+    benchmark.extra_info["startup_s_two_jobs"] = startup
+
+
+def test_slurm_campaign_end_to_end(benchmark, tmp_path: Path) -> None:
+    """``run_campaign(cluster=…)`` as ``ecnas run --cluster slurm --workers 2`` does it:
+    submitting the jobs, waiting for them, the runs, cancelling the jobs."""
+    reason = _slurm_reason()
+    if reason:
+        pytest.skip(reason)
+    from ecnas.campaign.cluster import ClusterSpec
+
+    runs = 20 if QUICK else 200
+    campaign = _campaign(runs)
+
+    def dispatch() -> None:
+        summary = run_campaign(campaign, tmp_path / "e.sqlite", workers=2,
+                               cluster=ClusterSpec(kind="slurm", prologue=(_JOB_PATH,)),
+                               run_fn=trivial)
+        assert summary.done == runs
+
+    _coordinator_cpu(benchmark, runs, dispatch)

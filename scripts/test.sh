@@ -41,6 +41,13 @@ if ! command -v prometheus >/dev/null; then
     || echo "note: Debian's prometheus package not installable here; the Prometheus server test skips"
 fi
 python3 -m ruff check ecnas tests benchmarks
+# A single-node SLURM for the cluster-campaign tests (they skip, saying why, where it cannot be
+# installed or started: not root, no apt-get); stopped at the end if it was started here
+if ! sinfo -h >/dev/null 2>&1; then
+  bash scripts/slurm/start.sh --install \
+    && trap 'bash scripts/slurm/stop.sh >/dev/null 2>&1 || true' EXIT \
+    || echo "note: no SLURM here; tests/test_campaign_slurm.py skips"
+fi
 python3 -m pytest -q tests
 # Each extra installed as users install it, one fresh venv each (a few minutes; own step so
 # that `pytest tests` stays quick: there these tests skip unless ECNAS_TEST_EXTRAS=1)

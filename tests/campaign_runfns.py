@@ -133,3 +133,25 @@ def gated(config: Any) -> list[dict[str, Any]]:
             raise RuntimeError(f"{gate} never appeared")
         time.sleep(0.02)
     return _rows(config)
+def on_cluster(config: Any) -> list[dict[str, Any]]:
+    """A run slow enough to be caught mid-way by a fault test; it leaves a marker naming the
+    batch job, node and process it runs in (``$ECNAS_TEST_MARKS``), then sleeps 2 s."""
+    marks = Path(os.environ["ECNAS_TEST_MARKS"])
+    job = os.environ.get("SLURM_JOB_ID", "none")
+    name = f"{job}-{os.getpid()}-{ModelSpec(config.matrix, config.ops).hash()}-" \
+           f"{config.budget_epochs}-{config.repeat}-{time.time_ns()}"
+    (marks / name).write_text("started\n")
+    time.sleep(2.0)
+    return _rows(config)
+
+
+def metered_gpus(config: Any) -> dict[str, Any]:
+    """What the run's meters see (the default Monitor of the worker process, as the trainer
+    uses it): each usable meter's devices with their UUIDs."""
+    from ecnas.monitor import default_monitor
+
+    statuses = default_monitor().statuses()
+    hardware = [{"meter": s.meter, "domain": d.domain, "kind": str(getattr(d.kind, "value", d.kind)),
+                 "name": d.name, "uuid": d.uuid}
+                for s in statuses if s.usable for d in s.devices]
+    return {"rows": _rows(config), "meters": [s.meter for s in statuses], "hardware": hardware}

@@ -17,6 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from ecnas.campaign.cluster import ClusterSpec, parse_cluster
 from ecnas.errors import InputError
 from ecnas.space import ModelSpec, enumerate_cells, sample_cells
 from ecnas.tables import read_table
@@ -76,6 +77,8 @@ class Campaign:
     devices: tuple[str, ...]
     recipe: tuple[tuple[str, Any], ...]  # sorted (key, value) overrides of TrainConfig
     run_specs: tuple[RunSpec, ...]
+    #: the [cluster] table: what each worker job asks a batch scheduler for (not in the hash)
+    cluster: ClusterSpec | None = None
 
     def runs(self) -> list[RunSpec]:
         """Every run, architectures × budgets × repeats, in a stable order."""
@@ -108,7 +111,8 @@ class Campaign:
                 "dataset": self.dataset, "data_dir": self.data_dir, "seed": self.seed,
                 "repeats": self.repeats, "retries": self.retries, "devices": list(self.devices),
                 "recipe": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.recipe},
-                "runs": len(self.run_specs)}
+                "runs": len(self.run_specs),
+                "cluster": self.cluster.to_dict() if self.cluster else None}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "<python>",
@@ -268,7 +272,7 @@ def _table_cells(where: _Where, value: Any, base_dir: Path) -> list[Any]:
 
 def _parse(data: Mapping[str, Any], source: str, base_dir: Path) -> Campaign:
     where = _Where(source)
-    top = where.table("", dict(data), ("campaign", "architectures", "recipe"))
+    top = where.table("", dict(data), ("campaign", "architectures", "recipe", "cluster"))
     if "campaign" not in top:
         raise where.error("campaign", "the [campaign] table is required")
     if "architectures" not in top:
@@ -321,7 +325,9 @@ def _parse(data: Mapping[str, Any], source: str, base_dir: Path) -> Campaign:
                     runs.append(run)
     campaign = Campaign(name=name, source=source, dataset=dataset, data_dir=data_dir, seed=seed,
                         repeats=repeats, retries=retries, devices=tuple(devices), recipe=recipe,
-                        run_specs=tuple(runs))
+                        run_specs=tuple(runs),
+                        cluster=parse_cluster(top["cluster"], where.error, base_dir)
+                        if "cluster" in top else None)
     _check_recipe(where, campaign)
     return campaign
 

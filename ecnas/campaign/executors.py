@@ -11,12 +11,15 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import wait
+from pathlib import Path
 from typing import Any
 
+from ecnas.campaign import cluster as jq
 from ecnas.campaign.shares import (
     WorkerShare,
     machine_cpus,
@@ -222,3 +225,98 @@ class DaskExecutor:
 
     def close(self) -> None:
         self._client.close()
+
+
+class JobQueueExecutor(DaskExecutor):
+    """Runs tasks on worker jobs of a batch cluster (SLURM or PBS) that this executor starts
+    through dask-jobqueue and keeps at ``jobs`` (a job that ends is replaced); :meth:`close`
+    cancels every job it submitted. See :mod:`ecnas.campaign.cluster`."""
+
+    def __init__(self, spec: Any, jobs: int, devices: tuple[str, ...], store_path: Any) -> None:
+        if jobs < 1:
+            raise InputError(f"--workers {jobs}: a cluster campaign needs at least one worker "
+                             "job")
+        self.kind = spec.kind
+        self.name = jq.job_name(store_path)
+        gpu = any(d != "cpu" for d in devices)
+        logs = spec.log_directory or str(Path(store_path).with_name(Path(store_path).name
+                                                                     + ".jobs"))
+        Path(logs).mkdir(parents=True, exist_ok=True)
+        self.notes: list[str] = []
+        self._logs = logs
+        self._stalled_since: float | None = None
+        self._checked = 0.0
+        # a coordinator of this store killed before it could cancel its jobs left them queued
+        # or running; the store's lock (held now) says that coordinator is gone
+        note = jq.cancel_leftovers(spec.kind, self.name)
+        if note:
+            self.notes.append(note)
+        self._signals = jq._Signals()
+        self._signals.install()
+        self.cluster: Any = None
+        try:
+            self.cluster = jq.make_cluster(spec, **jq.cluster_kwargs(
+                spec, gpu=gpu, name=self.name, log_directory=logs))
+            # adaptive with minimum = maximum: the cluster resubmits a job that ended
+            # (scancel, node failure, walltime) instead of running on with fewer workers
+            self.cluster.adapt(minimum_jobs=jobs, maximum_jobs=jobs)
+            super().__init__(self.cluster.scheduler_address, devices)
+        except BaseException:
+            self._shutdown()
+            raise
+        gres = jq._gres(spec, gpu)
+        self.label = (f"{jobs} {spec.kind.upper()} worker job(s) named {self.name} "
+                      f"({spec.cores} core(s), {spec.memory}"
+                      + (f", gres {gres}" if gres else "") + f"; job logs in {logs})")
+
+    def next_result(self) -> dict[str, Any]:
+        # wait as the Dask executor does, but look at the queue every few seconds: jobs that
+        # end before their worker joins (a broken environment) are never replaced by
+        # dask-jobqueue, and the campaign would wait for them forever
+        while not self._ac.has_ready():
+            with self._ac.thread_condition:
+                self._ac.thread_condition.wait(timeout=1.0)
+            now = time.monotonic()
+            if not self._ac.has_ready() and now - self._checked >= 5.0:
+                self._checked = now
+                self._check_jobs(now)
+        return super().next_result()
+
+    def _check_jobs(self, now: float) -> None:
+        if self._client.nthreads() or jq.list_jobs(self.kind, self.name):
+            self._stalled_since = None
+            return
+        if self._stalled_since is None:
+            self._stalled_since = now
+        elif now - self._stalled_since > jq.STALL_S:
+            why = jq.last_log_line(self._logs)
+            raise jq.ClusterError(
+                f"no Dask worker joined and no {self.kind.upper()} job of this campaign is "
+                f"queued for {jq.STALL_S:g} s: the worker jobs end before their worker starts"
+                + (f"; last job log line: {why}" if why else f"; see the job logs in "
+                   f"{self._logs}"))
+
+    def job_ids(self) -> list[str]:
+        """Ids of the jobs this executor has submitted and not yet seen end."""
+        return [str(j.job_id) for j in list(self.cluster.workers.values())
+                if getattr(j, "job_id", None)]
+
+    def _shutdown(self) -> None:
+        try:
+            if self.cluster is not None:
+                self.cluster.close(timeout=30)
+        finally:
+            # whatever dask-jobqueue did not cancel (a job submitted while it closed, a close
+            # cut short): every job of this store's name goes
+            jq.cancel_jobs(self.kind, jq.list_jobs(self.kind, self.name))
+            # return once the scheduler has let them go (a cancelled job lingers a moment as
+            # COMPLETING), so that the queue is empty when the coordinator is done
+            jq.wait_gone(self.kind, self.name)
+            self._signals.restore()
+
+    def close(self) -> None:
+        try:
+            if hasattr(self, "_client"):
+                self._client.close()
+        finally:
+            self._shutdown()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ecnas.campaign import executors
+from ecnas.campaign.cluster import ClusterSpec, cancel_leftovers, job_name
 from ecnas.campaign.config import Campaign, RunSpec
 from ecnas.campaign.observers import CampaignObserver, notify
 from ecnas.campaign.progress import Progress
@@ -73,7 +74,17 @@ class RunLimit:
 
 
 def make_executor(campaign: Campaign, workers: int, scheduler: str | None,
-                  connect_timeout: float) -> Any:
+                  connect_timeout: float, cluster: ClusterSpec | None = None,
+                  store_path: str | Path | None = None) -> Any:
+    if cluster is not None:
+        if cluster.kind is None:
+            raise InputError("the cluster's kind is not set: --cluster slurm|pbs, or kind in "
+                             "the [cluster] table")
+        if scheduler is not None:
+            raise InputError("--cluster and --scheduler exclude each other: --cluster starts "
+                             "its own Dask scheduler")
+        return executors.JobQueueExecutor(cluster, workers, campaign.devices,
+                                          store_path or "campaign.sqlite")
     if scheduler is not None:
         return executors.DaskExecutor(scheduler, campaign.devices,
                                       connect_timeout=connect_timeout)
@@ -94,7 +105,8 @@ def run_campaign(campaign: Campaign, store_path: str | Path, *, workers: int = 1
                  allow_other_campaign: bool = False,
                  connect_timeout: float = 10.0,
                  observers: Sequence[CampaignObserver] = (),
-                 limit: RunLimit | None = None) -> CampaignSummary:
+                 limit: RunLimit | None = None,
+                 cluster: ClusterSpec | None = None) -> CampaignSummary:
     """Run every run of ``campaign`` not yet in the store at ``store_path``.
 
     ``workers``: local worker processes (one run per process; 0 runs inline in this process);
@@ -107,9 +119,11 @@ def run_campaign(campaign: Campaign, store_path: str | Path, *, workers: int = 1
     ``observers`` (:class:`ecnas.campaign.observers.CampaignObserver`) hear each event.
     ``limit`` (:class:`RunLimit`) stops starting runs after a number of runs or seconds; the
     runs left are counted in the summary's ``left_for_later``.
+    ``cluster``: run on ``workers`` worker jobs of a SLURM or PBS cluster started here
+    (:mod:`ecnas.campaign.cluster`), cancelled when this call ends.
     """
     say = progress or (lambda _line: None)
-    if run_fn is not None and scheduler is None and workers > 0:
+    if run_fn is not None and scheduler is None and cluster is None and workers > 0:
         _check_importable(run_fn)
 
     # every run meters through the profiles: a broken ECNAS_PROFILE_PATH is refused here, once,
@@ -134,10 +148,19 @@ def run_campaign(campaign: Campaign, store_path: str | Path, *, workers: int = 1
         warned: list[str] = []
         notify(observers, "on_start", campaign, prog, store)
         if not pending:
+            if cluster is not None and cluster.kind:  # no executor: the leftovers go all the same
+                note = cancel_leftovers(cluster.kind, job_name(store_path))
+                if note:
+                    warned.append(note)
+                    say(prog.line(note))
             say(prog.line("nothing to run: every run is in the store"))
         else:
-            executor = make_executor(campaign, workers, scheduler, connect_timeout)
+            executor = make_executor(campaign, workers, scheduler, connect_timeout, cluster,
+                                     store_path)
             try:
+                for note in getattr(executor, "notes", ()):
+                    warned.append(note)
+                    say(prog.line(note))
                 if getattr(executor, "oversubscribed", None):
                     warned.append(executor.oversubscribed)
                     say(prog.line(f"WARNING: {executor.oversubscribed}"))
@@ -154,7 +177,8 @@ def run_campaign(campaign: Campaign, store_path: str | Path, *, workers: int = 1
         energy_j=prog.measured_j, estimated_energy_j=prog.estimated_j,
         meters=tuple(sorted(meters)), wall_time_s=time.monotonic() - t_start,
         executor="none" if not len(runs) - have else
-        ("dask" if scheduler else "inline" if workers == 0 else "local"),
+        (cluster.kind if cluster else "dask" if scheduler else "inline" if workers == 0
+         else "local"),
         failures=tuple(given_up), warnings=tuple(warned), left_for_later=len(pending))
 
 

@@ -45,6 +45,26 @@ def train_run(config: Any) -> dict[str, Any]:
             "hardware": hardware, "warmup": run.warmup.to_dict() if run.warmup else None}
 
 
+def cluster_job(env: Any = None) -> dict[str, Any] | None:
+    """The batch job this process runs in, as the scheduler told it (None outside one): job id,
+    node, and on SLURM the GPUs (gres) the job was given. Read from the job's environment."""
+    env = os.environ if env is None else env
+    if env.get("SLURM_JOB_ID"):
+        gpus = env.get("SLURM_GPUS_ON_NODE")
+        return {"scheduler": "slurm", "job_id": env["SLURM_JOB_ID"],
+                "job_name": env.get("SLURM_JOB_NAME"),
+                "node": env.get("SLURMD_NODENAME") or socket.gethostname(),
+                "gres": f"gpu:{gpus}" if gpus and gpus != "0" else None,
+                "job_gpus": env.get("SLURM_JOB_GPUS"),
+                "cpus": env.get("SLURM_CPUS_ON_NODE")}
+    if env.get("PBS_JOBID"):
+        return {"scheduler": "pbs", "job_id": env["PBS_JOBID"],
+                "job_name": env.get("PBS_JOBNAME"), "node": socket.gethostname(),
+                "gres": f"gpu:{env['PBS_NGPUS']}" if env.get("PBS_NGPUS") else None,
+                "job_gpus": None, "cpus": env.get("NCPUS")}
+    return None
+
+
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "ecnas": __version__}
     for name in ("torch", "numpy"):
@@ -106,6 +126,8 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
         **base, "campaign_hash": task.get("campaign_hash"), "started": started,
         "finished": time.time(), "torch_device": config.device, "devices": hardware,
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        # on a batch cluster: which job on which node ran it, with which GPUs
+        "cluster_job": cluster_job(),
         "matched_profiles": sorted({str(r.get("device")) for r in rows}),
         "meters": meters, "estimate_reasons": reasons, "cpu_share": share,
         "software": _versions(), "platform": platform.platform(),

@@ -8,6 +8,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
+from ecnas.campaign.cluster import ClusterSpec
 from ecnas.cli._metrics import add_metrics_flags, start_exporter
 from ecnas.cli._output import add_force_flag, add_json_flag, emit
 from ecnas.errors import InputError
@@ -22,9 +23,14 @@ def register(sub: Any) -> None:
                    help="SQLite results store (default: CAMPAIGN.sqlite next to the file)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, default=1,
-                       help="local worker processes, one run each (default 1; 0 = inline)")
+                       help="local worker processes, one run each (default 1; 0 = inline); "
+                       "with --cluster: worker jobs")
     where.add_argument("--scheduler", default=None, metavar="ADDR",
                        help="address of a dask.distributed scheduler, e.g. tcp://host:8786")
+    p.add_argument("--cluster", choices=("slurm", "pbs", "none"), default=None,
+                   help="run on --workers worker jobs of a SLURM or PBS cluster started through "
+                   "dask-jobqueue with the campaign's [cluster] resources, cancelled at the end "
+                   "(default: the [cluster] table's kind if it names one; none: run locally)")
     p.add_argument("--resume", action="store_true",
                    help="continue a store that already holds runs of this campaign")
     p.add_argument("--allow-other-campaign", action="store_true",
@@ -64,6 +70,21 @@ def _run_fn(spec: str | None) -> Any:
     return fn
 
 
+def _cluster(args: argparse.Namespace, campaign: Any) -> Any:
+    """The cluster to run on: --cluster, else the [cluster] table's kind; None: run locally."""
+
+    table = campaign.cluster
+    kind = args.cluster
+    if kind is None and args.scheduler is None and table is not None:
+        kind = table.kind
+    if kind is None or kind == "none":
+        return None
+    if args.scheduler is not None:
+        raise InputError("--cluster and --scheduler exclude each other: --cluster starts its "
+                         "own Dask scheduler")
+    return (table or ClusterSpec()).with_kind(kind)
+
+
 def _summary_text(d: dict[str, Any]) -> str:
     lines = [f"campaign {d['campaign_hash']} → {d['store']}",
              f"runs: {d['done']} run now, {d['skipped']} already stored, {d['failed']} failed "
@@ -83,6 +104,7 @@ def run_run(args: argparse.Namespace) -> int:
     campaign = load_campaign(args.campaign)
     store = Path(args.store) if args.store else Path(args.campaign).with_suffix(".sqlite")
     fn = _run_fn(args.run_fn)
+    cluster = _cluster(args, campaign)
 
     def say(line: str) -> None:
         if not args.quiet:
@@ -94,7 +116,8 @@ def run_run(args: argparse.Namespace) -> int:
                                scheduler=args.scheduler, resume=args.resume, progress=say,
                                run_fn=fn, allow_other_campaign=args.allow_other_campaign,
                                connect_timeout=args.connect_timeout,
-                               observers=exporter.observers if exporter else ())
+                               observers=exporter.observers if exporter else (),
+                               cluster=cluster)
     finally:
         if exporter is not None:
             exporter.close()
@@ -103,7 +126,6 @@ def run_run(args: argparse.Namespace) -> int:
 
 
 def run_table(args: argparse.Namespace) -> int:
-
     from ecnas.campaign.store import ResultsStore, export_table
     from ecnas.tables.io import check_table_target
 

@@ -36,6 +36,9 @@ from typing import Any
 
 import numpy as np
 
+from ecnas.benchmark import Benchmark
+from ecnas.benchmark.bundle import DEFAULT_CITATION, _spaces
+from ecnas.benchmark.layout import METRIC_INDEX
 from ecnas.errors import InputError
 from ecnas.outputs import atomic_folder
 
@@ -78,7 +81,6 @@ def _cell(matrix: str, ops: str) -> str:
 
 def _fidelities(bench: Any, halfway: bool) -> list[tuple[float, int, str]]:
     """(epochs, budget index, metric prefix) per fidelity, ascending and distinct."""
-    from ecnas.benchmark.layout import METRIC_INDEX
 
     grid = bench.layout.grid()
     out: dict[float, tuple[int, str]] = {}
@@ -95,7 +97,6 @@ def _fidelities(bench: Any, halfway: bool) -> list[tuple[float, int, str]]:
 
 def _objectives(bench: Any, fids: list[tuple[float, int, str]]) -> np.ndarray:
     """[architectures, repeats, fidelities, objectives], NaN where the bundle has no run."""
-    from ecnas.benchmark.layout import METRIC_INDEX
 
     grid = bench.layout.grid()  # [A, B, R, M]
     present = bench.layout.present
@@ -143,14 +144,12 @@ class EcnasBlackbox(BlackboxTabular):
 def to_blackbox(bundle: Any, *, device: str | None = None, halfway: bool = True) -> EcnasBlackbox:
     """A bundle folder (or a loaded :class:`ecnas.benchmark.Benchmark`) as a syne-tune
     blackbox for ``device`` (default: the bundle's first device)."""
-    from ecnas.benchmark import Benchmark
 
     bench = bundle if isinstance(bundle, Benchmark) else Benchmark.load(bundle, device=device)
     fids = _fidelities(bench, halfway)
     cells = [_cell(m, o) for m, o in zip(bench.layout.matrix.tolist(), bench.layout.ops.tolist(),
                                          strict=True)]
     top = int(np.ceil(fids[-1][0]))
-    from ecnas.benchmark.bundle import _spaces
 
     space = "nasbench101-" + _spaces(pd.DataFrame({"ops": bench.layout.ops}))[0]
     return EcnasBlackbox(
@@ -179,7 +178,6 @@ class EcnasBundleRecipe(BlackboxRecipe):
 
     def __init__(self, name: str, bundle: str | Path, device: str | None = None,
                  halfway: bool = True) -> None:
-        from ecnas.benchmark.bundle import DEFAULT_CITATION
 
         super().__init__(name=name, cite_reference=DEFAULT_CITATION)
         self.bundle, self.device, self.halfway = Path(bundle), device, halfway

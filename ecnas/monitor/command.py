@@ -22,6 +22,7 @@ from ecnas.errors import InputError
 from ecnas.meters.base import Meter
 from ecnas.monitor.monitor import Monitor
 from ecnas.monitor.report import EnergyReport
+from ecnas.outputs import check_target, write_text
 
 FORWARDED = tuple(getattr(signal, n) for n in
                   ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
@@ -51,8 +52,6 @@ def run_command(command: Sequence[str], *, meters: Sequence[Meter] | None = None
         raise InputError("no command given: use 'ecnas measure -- CMD ARGS…'")
     label = name or os.path.basename(cmd[0])
     if out is not None:
-        from ecnas.outputs import check_target
-
         # the target is checked before the command runs (it may run for hours), not after
         check_target(out, force=True)
     before = _identity(out)
@@ -136,7 +135,6 @@ def _terminal_foreground() -> bool:
 
 def write_report(report: EnergyReport, path: str | os.PathLike[str]) -> Path:
     """Write the report as JSON (atomically: a reader never sees half a file)."""
-    from ecnas.outputs import write_text
 
     target = Path(path)
     try:

@@ -20,6 +20,7 @@ from typing import Any
 
 from ecnas.errors import InputError
 from ecnas.meters.base import Calibration
+from ecnas.outputs import write_text
 from ecnas.profiles.bounds import date_problem, gain_problem, offset_problem
 from ecnas.profiles.model import (
     KINDS,
@@ -407,6 +408,5 @@ def write_profile(profile: HardwareProfile, path: str | Path) -> Path:
     text = dumps_profile(profile)
     loads_profile(text, str(path))  # never write a file that validate would reject
     path.parent.mkdir(parents=True, exist_ok=True)
-    from ecnas.outputs import write_text
 
     return write_text(path, text)
