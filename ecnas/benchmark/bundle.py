@@ -119,26 +119,32 @@ def _file_entry(path: Path) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ manifest parts
-def _profiles(device_ids: Iterable[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(devices, calibration): each device with its hardware profile embedded (null when
-    ecnas has no profile with that id) and whether it is calibrated."""
-    from ecnas.profiles import get_profile
+def profile_entries(dev: str, profile: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(devices entry, calibration entry) of the manifest for ``dev`` and its profile (None:
+    ecnas has no profile with that id)."""
     from ecnas.profiles.toml_io import profile_to_dict
+
+    if profile is None:
+        return ({"id": dev, "profile": None, "note": "no ecnas hardware profile with this id"},
+                {"calibrated": False, "note": "no hardware profile"})
+    info = profile.calibration_info
+    return ({"id": dev, "profile": json.loads(json.dumps(profile_to_dict(profile), default=str))},
+            {"calibrated": bool(profile.calibrated), "reference": info.reference,
+             "date": info.date, "by": info.by, "method": info.method})
+
+
+def _profiles(device_ids: Iterable[str], embedded: Mapping[str, tuple[dict[str, Any], Any]]
+              ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(devices, calibration): each device with its hardware profile embedded (``embedded``
+    first: what a merged bundle or contribution carried; else ecnas's profile with that id,
+    null when none) and whether it is calibrated."""
+    from ecnas.profiles import get_profile
 
     devices, calibration = [], {}
     for dev in device_ids:
-        profile = get_profile(dev)
-        if profile is None:
-            devices.append({"id": dev, "profile": None,
-                            "note": "no ecnas hardware profile with this id"})
-            calibration[dev] = {"calibrated": False, "note": "no hardware profile"}
-            continue
-        devices.append({"id": dev, "profile": json.loads(json.dumps(profile_to_dict(profile),
-                                                                     default=str))})
-        info = profile.calibration_info
-        calibration[dev] = {"calibrated": bool(profile.calibrated),
-                            "reference": info.reference, "date": info.date, "by": info.by,
-                            "method": info.method}
+        entry, cal = embedded[dev] if dev in embedded else profile_entries(dev, get_profile(dev))
+        devices.append(entry)
+        calibration[dev] = cal
     return devices, calibration
 
 
@@ -234,36 +240,71 @@ def owned_files(path: Path) -> list[str]:
     if not isinstance(files, dict):
         raise InputError(f"{mf}: 'files' is not a mapping; ecnas does not replace a folder "
                          "it cannot account for")
-    return [MANIFEST, *(n for n in files if isinstance(n, str) and _SAFE.match(n))]
+    # a listed file counts as ecnas's only when its bytes are the ones the manifest records:
+    # a manifest edited to list a user's file does not get that file deleted
+    return [MANIFEST, *(n for n, e in files.items()
+                        if isinstance(n, str) and _SAFE.match(n) and _unchanged(path / n, e))]
+
+
+def _unchanged(f: Path, entry: Any) -> bool:
+    if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str)):
+        return False
+    try:
+        if f.is_symlink() or not f.is_file():
+            return False
+        if _is_int(entry.get("bytes")) and f.stat().st_size != entry["bytes"]:
+            return False
+        return sha256_file(f) == entry["sha256"]
+    except OSError:
+        return False
 
 
 def check_out(out_dir: str | Path, *, force: bool = False, inputs: Iterable[str | Path] = ()
               ) -> Path:
-    """Check a bundle target before any work (see :func:`ecnas.outputs.check_target`)."""
+    """Check a bundle target before any work (see :func:`ecnas.outputs.check_target`); a
+    symbolic link is refused (a bundle is renamed into place: the link would be replaced by
+    a folder and what it points to left half-updated)."""
     from ecnas.outputs import check_target
 
+    if Path(out_dir).is_symlink():
+        raise InputError(f"--out {out_dir}: is a symbolic link; ecnas writes a bundle folder "
+                         "in place of its target, so name the folder itself "
+                         f"({os.path.realpath(out_dir)})")
     return check_target(out_dir, folder=True, owned=owned_files, force=force, inputs=inputs)
 
 
 def write_bundle(table: Any, out_dir: str | Path, *, metadata: Mapping[str, Any] | None = None,
                  license: str = DEFAULT_LICENSE, citation: str = DEFAULT_CITATION,
-                 overwrite: bool = True) -> Path:
+                 overwrite: bool = True,
+                 embedded: Mapping[str, tuple[dict[str, Any], Any]] | None = None,
+                 extra: Mapping[str, Any] | None = None) -> Path:
     """Write ``table`` (an energy table) as a bundle folder ``out_dir``; returns its path.
 
     The folder is built next to its destination and renamed into place, so readers never see
     half a bundle. An existing bundle is replaced when ``overwrite``, and only when everything
     in it is listed by its manifest: a folder that is not a bundle, or a bundle holding files
     ecnas did not write, is never replaced (``InputError`` names the foreign file).
-    ``metadata`` is merged over the table's ``df.attrs["ecnas"]``.
+    ``metadata`` is merged over the table's ``df.attrs["ecnas"]``. A table that fails an
+    error-level ``ecnas check`` is refused (``InputError`` naming the checks): a bundle serves
+    what it holds as a benchmark. ``embedded``: device id → (devices entry, calibration entry)
+    kept as given (a merge keeps the profiles its bundles carried); ``extra``: more manifest
+    fields (a merge's ``contributions``).
     """
     from ecnas.benchmark.layout import METRICS, SOURCES, devices_of, layout_from_table
     from ecnas.tables import validate
+    from ecnas.tables.checks import run_checks
     from ecnas.tables.metadata import get_metadata, merge_metadata, provenance_entry
 
     out = check_out(out_dir, force=overwrite)
     full = validate(table)
     if full.empty:
         raise InputError("the table has no rows: nothing to put in a bundle")
+    report = run_checks(table)
+    if not report.ok:
+        failed = "; ".join(f"{r.name}: {r.explanation}" for r in report.failed
+                           if r.severity == "error")
+        raise InputError(f"the table fails ecnas check ({failed}); a bundle serves its rows as "
+                         "a benchmark: fix the table (ecnas check TABLE lists the rows)")
     meta = merge_metadata(get_metadata(table), metadata)
     meta["provenance"] = [*meta.get("provenance", []),
                           provenance_entry("ecnas export --format bundle", "energy table",
@@ -285,7 +326,7 @@ def write_bundle(table: Any, out_dir: str | Path, *, metadata: Mapping[str, Any]
                             "repeats": lay.repeats, "runs_present": int(lay.present.sum())})
         from ecnas._version import __version__
 
-        profiles, calibration = _profiles(devices)
+        profiles, calibration = _profiles(devices, embedded or {})
         manifest = {
             "format": FORMAT,
             "schema_version": SCHEMA_VERSION,
@@ -307,6 +348,9 @@ def write_bundle(table: Any, out_dir: str | Path, *, metadata: Mapping[str, Any]
             "data_licenses": {s: v for s, v in SOURCE_LICENSES.items()
                               if (ordered["source"] == s).any()},
             "citation": citation,
+            "checks": {"ok": True, "warnings": [f"{r.name}: {r.explanation}"
+                                                for r in report.failed]},
+            **dict(extra or {}),
             "files": {p.name: _file_entry(p) for p in sorted(tmp.iterdir())},
         }
         (tmp / MANIFEST).write_text(dumps_json(manifest, indent=2) + "\n", encoding="utf-8")

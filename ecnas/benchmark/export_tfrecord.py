@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ecnas.errors import InputError
-from ecnas.tables.kwh import kwh_of, pue_of, to_kwh
+from ecnas.tables.kwh import kwh_of, pue_for, pue_of, to_kwh
 from ecnas.tables.proto import Device, DeviceUsage, ModelMetricsEnergy, PowerUsageData, UsageJ
 from ecnas.tables.record import (
     DEVICE_KINDS,
@@ -138,7 +138,9 @@ def export_ecnas_tfrecord(table: Any, path: str | Path) -> ExportReport:
 
     df = validate(table)
     meta = get_metadata(table)
-    pue = pue_of(meta)
+    devs = df["device"].astype(str).unique()
+    # one device's table (a merged bundle records a facility factor per device)
+    pue = pue_for(meta, str(devs[0])) if len(devs) == 1 else pue_of(meta)
     skipped = {"extrapolated or surrogate": 0, "fewer than three checkpoints": 0}
     keep = df["source"].isin(("measured", "imported")).to_numpy()
     n = len(df)
@@ -179,18 +181,19 @@ def export_ecnas_tfrecord(table: Any, path: str | Path) -> ExportReport:
 
     count = 0
 
+    out = Path(path)
+
     def counted() -> Any:
         nonlocal count
         for r in records():
             count += 1
             yield r
+        if count == 0:
+            # raised inside the atomic write: the temp file goes, a previous output stays
+            raise InputError(f"{out}: no run can be written in EC-NAS's format (skipped: "
+                             f"{', '.join(f'{v} {k}' for k, v in skipped.items() if v)})")
 
-    out = Path(path)
     write_records(out, counted())
-    if count == 0:
-        out.unlink()
-        raise InputError(f"{out}: no run can be written in EC-NAS's format "
-                         f"(skipped: {', '.join(f'{v} {k}' for k, v in skipped.items() if v)})")
     return ExportReport(str(out), count, {k: v for k, v in skipped.items() if v}, dropped, pue)
 
 
