@@ -46,7 +46,7 @@ def merge_contribution(contribution: str | Path, bundle: str | Path, out: str | 
     )
     from ecnas.tables.contribution import verify_contribution
     from ecnas.tables.kwh import pue_for, pue_of
-    from ecnas.tables.metadata import get_metadata, provenance_entry
+    from ecnas.tables.metadata import get_metadata, provenance_entry, set_metadata
 
     check_out(out, force=force, inputs=[contribution, bundle])
     report, table, profile = verify_contribution(contribution)
@@ -66,12 +66,14 @@ def merge_contribution(contribution: str | Path, bundle: str | Path, out: str | 
     meta = dict(base_meta)
     meta["pue_by_device"] = pue_by_device
     sha = sha256_file(Path(contribution))
+    produced = {k: contrib_meta[k] for k in ("producer", "meters", "estimated_because")
+                if k in contrib_meta}
     meta["provenance"] = [*base_meta.get("provenance", []),
                           *[p for p in contrib_meta.get("provenance", []) if isinstance(p, dict)],
                           provenance_entry("ecnas contribution merge", Path(contribution).name,
-                                           device=report.device, sha256=sha)]
+                                           device=report.device, sha256=sha, **produced)]
     merged = pd.concat([base, table], ignore_index=True, sort=False)
-    merged.attrs = {}
+    set_metadata(merged, meta)  # the checks write_bundle runs read the facility factors here
     embedded = {d["id"]: (d, base_manifest.get("calibration", {}).get(d["id"]))
                 for d in base_manifest.get("devices", []) if d["id"] in base_devices}
     embedded[report.device] = profile_entries(report.device, profile)
@@ -82,7 +84,7 @@ def merge_contribution(contribution: str | Path, bundle: str | Path, out: str | 
                       "contributor": str(_manifest_field(contribution, "contributor")),
                       "energy": c["energy"], "calibrated": c["calibrated"],
                       "checks": [k["name"] for k in c["checks"] if k["passed"]]}]
-    path = write_bundle(merged, out, metadata=meta, overwrite=force,
+    path = write_bundle(merged, out, overwrite=force,
                         license=str(base_manifest.get("license", DEFAULT_LICENSE)),
                         citation=str(base_manifest.get("citation", DEFAULT_CITATION)),
                         embedded=embedded, extra={"contributions": contributions})

@@ -134,7 +134,8 @@ def make_bundle(profile_path: Path, table_path: Path, out: Path, *, who: str = "
         refuse_estimated(energy, bool(profile.calibrated), table_path)
     from ecnas.tables.metadata import get_metadata
 
-    provenance = get_metadata(df).get("provenance", [])
+    table_meta = get_metadata(df)
+    provenance = table_meta.get("provenance", [])
     failed = tuple(f"{c['name']}: {c['detail']}" if c["detail"] else c["name"]
                    for c in checks if not c["passed"])
     manifest = {
@@ -152,6 +153,8 @@ def make_bundle(profile_path: Path, table_path: Path, out: Path, *, who: str = "
         "energy": {**energy, "allow_estimated": bool(allow_estimated),
                    "profile_calibrated": bool(profile.calibrated)},
         "provenance": provenance if isinstance(provenance, list) else [],
+        # what produced the table and with which meters (ecnas train/run record it here)
+        "table_metadata": table_meta,
     }
     bundle = digest = None
     if not failed:
