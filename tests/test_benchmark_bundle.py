@@ -143,3 +143,30 @@ def test_multi_device_bundle(mixed, tmp_path):
     assert len(b2) == 20 and np.isfinite(b2.arrays(4)["energy_j"]).all()
     with pytest.raises(InputError, match="not in the bundle"):
         Benchmark.load(out, device="nvidia-h200")
+
+
+def test_a_schema_1_bundle_still_loads(mixed, tmp_path):
+    """Schema 1 kept one runs.<device>.parquet per device; its loader path still answers alike."""
+    from ecnas.benchmark.bundle import _file_entry, _write_arrow
+
+    out = write_bundle(mixed, tmp_path / "b")
+    new = Benchmark.load(out)
+    m = read_manifest(out)
+    entry = m["layouts"][0]
+    runs = new.layout.run_frame()
+    runs["source"] = runs["source"].cat.codes.astype("int8")
+    name = entry["metrics"].replace("metrics.", "runs.").replace(".npy", ".parquet")
+    _write_arrow({c: runs[c].to_numpy() for c in runs.columns}, out / name, compression="none")
+    for key in ("metrics", "status"):
+        (out / entry[key]).unlink()
+        del m["files"][entry.pop(key)]
+    entry.pop("metric_columns")
+    entry["runs"] = name
+    m["files"][name] = _file_entry(out / name)
+    m["schema_version"] = 1
+    (out / "manifest.json").write_text(json.dumps(m))
+    old = Benchmark.load(out)
+    assert np.array_equal(old.layout.metrics, new.layout.metrics, equal_nan=True)
+    assert np.array_equal(old.layout.present, new.layout.present)
+    assert np.array_equal(old.layout.source, new.layout.source)
+    assert np.array_equal(old.layout.estimated, new.layout.estimated)
