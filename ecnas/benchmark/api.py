@@ -66,7 +66,7 @@ class Benchmark:
         self._nb = len(layout.budgets)
         self._nr = layout.repeats
         self._budget_index = {b: i for i, b in enumerate(layout.budgets)}
-        self._hash_index = {h: i for i, h in enumerate(layout.arch_hash.tolist())}
+        self._hash_index_built: dict[str, int] | None = None  # built on first use (see below)
         keys = [m + "|" + o for m, o in zip(layout.matrix.tolist(), layout.ops.tolist(), strict=True)]
         self._spec_index = dict(zip(keys, range(len(keys)), strict=True))
         self._full = bool(layout.present.all())
@@ -80,6 +80,15 @@ class Benchmark:
         self._energy_spent = 0.0
         self._loader: Any = None  # device id -> Benchmark of that device (multi-device sources)
         self._others: dict[str, Benchmark] = {}
+
+    @property
+    def _hash_index(self) -> dict[str, int]:
+        # a query by spec resolves through _spec_index; the hash index serves lookups by hash
+        # and isomorphic cells stored in another vertex order, so a load does not build it
+        if self._hash_index_built is None:
+            hashes = self._lay.arch_hash.tolist()
+            self._hash_index_built = dict(zip(hashes, range(len(hashes)), strict=True))
+        return self._hash_index_built
 
     # -- construction
     @classmethod
