@@ -277,7 +277,7 @@ def write_bundle(table: Any, out_dir: str | Path, *, metadata: Mapping[str, Any]
                  license: str = DEFAULT_LICENSE, citation: str = DEFAULT_CITATION,
                  overwrite: bool = True,
                  embedded: Mapping[str, tuple[dict[str, Any], Any]] | None = None,
-                 extra: Mapping[str, Any] | None = None) -> Path:
+                 extra: Mapping[str, Any] | None = None, profiles: Any = None) -> Path:
     """Write ``table`` (an energy table) as a bundle folder ``out_dir``; returns its path.
 
     The folder is built next to its destination and renamed into place, so readers never see
@@ -288,7 +288,8 @@ def write_bundle(table: Any, out_dir: str | Path, *, metadata: Mapping[str, Any]
     error-level ``ecnas check`` is refused (``InputError`` naming the checks): a bundle serves
     what it holds as a benchmark. ``embedded``: device id → (devices entry, calibration entry)
     kept as given (a merge keeps the profiles its bundles carried); ``extra``: more manifest
-    fields (a merge's ``contributions``).
+    fields (a merge's ``contributions``); ``profiles``: what the checks judge devices by
+    (default: ecnas's loaded profiles; a merge adds the contributed one).
     """
     from ecnas.benchmark.layout import METRICS, SOURCES, devices_of, layout_from_table
     from ecnas.tables import validate
@@ -299,7 +300,7 @@ def write_bundle(table: Any, out_dir: str | Path, *, metadata: Mapping[str, Any]
     full = validate(table)
     if full.empty:
         raise InputError("the table has no rows: nothing to put in a bundle")
-    report = run_checks(table)
+    report = run_checks(table, profiles=profiles)
     if not report.ok:
         failed = "; ".join(f"{r.name}: {r.explanation}" for r in report.failed
                            if r.severity == "error")

@@ -44,6 +44,7 @@ def merge_contribution(contribution: str | Path, bundle: str | Path, out: str | 
         sha256_file,
         write_bundle,
     )
+    from ecnas.tables.contribute import with_profile
     from ecnas.tables.contribution import verify_contribution
     from ecnas.tables.kwh import pue_for, pue_of
     from ecnas.tables.metadata import get_metadata, provenance_entry, set_metadata
@@ -87,7 +88,8 @@ def merge_contribution(contribution: str | Path, bundle: str | Path, out: str | 
     path = write_bundle(merged, out, overwrite=force,
                         license=str(base_manifest.get("license", DEFAULT_LICENSE)),
                         citation=str(base_manifest.get("citation", DEFAULT_CITATION)),
-                        embedded=embedded, extra={"contributions": contributions})
+                        embedded=embedded, extra={"contributions": contributions},
+                        profiles=with_profile(profile))
     return MergeReport(str(path), report.device, tuple(sorted([*base_devices, report.device])),
                        len(table), len(merged))
 

@@ -84,14 +84,23 @@ def energy_summary(df: Any) -> dict[str, Any]:
             "rows_by_source": {s: int(by_source.get(s, 0)) for s in SOURCES}}
 
 
-def check_table(table: Path, profile_id: str) -> tuple[int, int, list[dict], Any]:
+def with_profile(profile: Any) -> dict[str, Any]:
+    """ecnas's loaded profiles with ``profile`` in place of any of the same id: the checks
+    judge a contributed device by the profile it came with."""
+    from ecnas.profiles import load_profiles
+
+    return {**{p.id: p for p in load_profiles()}, **({profile.id: profile} if profile else {})}
+
+
+def check_table(table: Path, profile_id: str, profile: Any = None
+                ) -> tuple[int, int, list[dict], Any]:
     """Read the table through ecnas.tables and run its checks plus the device-id check:
     (rows, architectures, check rows, the table)."""
     from ecnas.tables import read_table
     from ecnas.tables.checks import run_checks
 
     df = read_table(table)
-    rows = _check_rows(run_checks(df))
+    rows = _check_rows(run_checks(df, profiles=with_profile(profile)))
     devices = sorted({str(d) for d in df["device"].dropna().unique()}) if "device" in df else []
     rows.append({
         "name": "device-matches-profile", "passed": devices == [profile_id],
@@ -128,7 +137,7 @@ def make_bundle(profile_path: Path, table_path: Path, out: Path, *, who: str = "
     if not table_path.is_file():
         raise InputError(f"--table: {table_path}: no such file")
     profile = validate_file(profile_path)
-    rows, n_arch, checks, df = check_table(table_path, profile.id)
+    rows, n_arch, checks, df = check_table(table_path, profile.id, profile)
     energy = energy_summary(df)
     if not allow_estimated:
         refuse_estimated(energy, bool(profile.calibrated), table_path)

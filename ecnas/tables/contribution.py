@@ -176,7 +176,7 @@ def verify_contribution(path: str | Path) -> tuple[VerifyReport, Any, Any]:
         except InputError as exc:
             checks.append(Check("schema", False, str(exc).replace(str(tab), c.table_name)))
         if table is not None:
-            _, _, rows, _ = check_table(tab, device)
+            _, _, rows, _ = check_table(tab, device, profile)
             for r in rows:
                 checks.append(Check("check " + r["name"] if r["name"] != "device-matches-profile"
                                     else r["name"], bool(r["passed"]), r["detail"]))
