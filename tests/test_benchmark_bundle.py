@@ -170,3 +170,28 @@ def test_a_schema_1_bundle_still_loads(mixed, tmp_path):
     assert np.array_equal(old.layout.present, new.layout.present)
     assert np.array_equal(old.layout.source, new.layout.source)
     assert np.array_equal(old.layout.estimated, new.layout.estimated)
+
+
+def test_chunked_checksums_are_verified_at_load(mixed, tmp_path, monkeypatch):
+    """Files over CHUNK_BYTES get one SHA-256 per chunk, hashed in parallel at load; a changed
+    byte is named with its chunk, and a manifest whose chunks do not cover the file is refused."""
+    from ecnas.benchmark import bundle as bundle_mod
+
+    monkeypatch.setattr(bundle_mod, "CHUNK_BYTES", 4096)
+    out = write_bundle(mixed, tmp_path / "b")
+    m = read_manifest(out)
+    name = m["layouts"][0]["metrics"]
+    size = (out / name).stat().st_size
+    chunks = m["files"][name]["chunks"]
+    assert chunks["bytes"] == 4096 and len(chunks["sha256"]) == -(-size // 4096) > 2
+    Benchmark.load(out)
+    data = bytearray((out / name).read_bytes())
+    data[4096 + 10] ^= 0x01
+    (out / name).write_bytes(bytes(data))
+    with pytest.raises(InputError, match=f"{name}: SHA-256 mismatch at bytes 4096"):
+        Benchmark.load(out)
+    assert len(Benchmark.load(out, verify=False)) == 100  # verify=False: no hashing at all
+    m["files"][name]["chunks"]["sha256"] = chunks["sha256"][:-1]
+    (out / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(InputError, match="chunks does not match"):
+        Benchmark.load(out)

@@ -114,7 +114,7 @@ def chunk_digests(path: Path, size: int = CHUNK_BYTES) -> list[str]:
 def _file_entry(path: Path) -> dict[str, Any]:
     entry: dict[str, Any] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
     if entry["bytes"] > CHUNK_BYTES:
-        entry["chunks"] = {"bytes": CHUNK_BYTES, "sha256": chunk_digests(path)}
+        entry["chunks"] = {"bytes": CHUNK_BYTES, "sha256": chunk_digests(path, CHUNK_BYTES)}
     return entry
 
 
