@@ -28,7 +28,13 @@ def mixed(table5v):
     base = table5v[keep]
     ext = base[base["epoch"] == 4].copy()
     ext["budget_epochs"], ext["epoch"], ext["source"], ext["estimated"] = 12, 12.0, "extrapolated", True
-    ext["energy_j"] = ext["energy_j"] * 3
+    # a consistent extrapolation (a bundle refuses a table that fails ecnas check)
+    for col in ("energy_j", "gpu_energy_j", "cpu_energy_j", "dram_energy_j", "training_time_s",
+                "wall_time_s"):
+        if col in ext.columns:
+            ext[col] = ext[col] * 3
+    for col in [c for c in ext.columns if "kwh" in c]:
+        ext[col] = np.nan
     ext["energy_j_low"], ext["energy_j_high"] = ext["energy_j"] * 0.9, ext["energy_j"] * 1.1
     out = pd.concat([base, ext], ignore_index=True)
     out.attrs = dict(table5v.attrs)
@@ -52,7 +58,7 @@ def test_write_load_verify_and_manifest(mixed, tmp_path):
     assert m["provenance"][-1]["tool"] == "ecnas export --format bundle"
     assert set(m["files"]) == {p.name for p in out.iterdir()} - {"manifest.json"}
     report = verify_bundle(out)
-    assert report.ok and len(report.files) == 3
+    assert report.ok and len(report.files) == 4  # table, archs, metrics, status
     back = load_bundle(out)
     assert len(back) == len(mixed)
     assert back.attrs["ecnas"]["pue"]["factor"] == 1.59
@@ -72,11 +78,11 @@ def test_pandas_alone_reads_the_table(mixed, tmp_path):
     row = df[(df["arch_hash"] == one["arch_hash"]) & (df["budget_epochs"] == one["budget_epochs"])
              & (df["epoch"] == one["epoch"])].iloc[0]
     assert row["energy_j"] == one["energy_j"]
-    runs = pd.read_parquet(out / f"runs.{read_manifest(out)['layouts'][0]['device']}.parquet")
-    assert len(runs) == 200  # one row per run
+    status = np.load(out / read_manifest(out)["layouts"][0]["status"], allow_pickle=False)
+    assert int((status >= 0).sum()) == 200  # one entry per run present
 
 
-@pytest.mark.parametrize("victim", ["table.parquet", "runs", "archs"])
+@pytest.mark.parametrize("victim", ["table.parquet", "metrics", "status", "archs"])
 def test_tampered_file_is_named(mixed, tmp_path, victim):
     out = write_bundle(mixed, tmp_path / "b")
     name = victim if "." in victim else next(p.name for p in out.iterdir() if p.name.startswith(victim))
@@ -138,3 +144,70 @@ def test_multi_device_bundle(mixed, tmp_path):
     assert len(b2) == 20 and np.isfinite(b2.arrays(4)["energy_j"]).all()
     with pytest.raises(InputError, match="not in the bundle"):
         Benchmark.load(out, device="nvidia-h200")
+
+
+def _schema_1_runs(lay):
+    """The present runs as schema 1's flat runs.parquet held them (source as its int8 code)."""
+    from ecnas.benchmark.layout import METRICS
+
+    a, b, r = np.nonzero(lay.present)
+    rows = (a * len(lay.budgets) + b) * lay.repeats + r
+    out = {"arch_index": a.astype("int32"),
+           "budget_epochs": np.asarray(lay.budgets, dtype="int32")[b],
+           "repeat": (r + 1).astype("int16"),
+           "source": lay.source[a, b, r].astype("int8"),
+           "estimated": lay.estimated[a, b, r]}
+    for k, name in enumerate(METRICS):
+        out[name] = lay.metrics[rows, k]
+    return pd.DataFrame(out)
+
+
+def test_a_schema_1_bundle_still_loads(mixed, tmp_path):
+    """Schema 1 kept one runs.<device>.parquet per device; its loader path still answers alike."""
+    from ecnas.benchmark.bundle import _file_entry, _write_arrow
+
+    out = write_bundle(mixed, tmp_path / "b")
+    new = Benchmark.load(out)
+    m = read_manifest(out)
+    entry = m["layouts"][0]
+    runs = _schema_1_runs(new.layout)
+    name = entry["metrics"].replace("metrics.", "runs.").replace(".npy", ".parquet")
+    _write_arrow({c: runs[c].to_numpy() for c in runs.columns}, out / name, compression="none")
+    for key in ("metrics", "status"):
+        (out / entry[key]).unlink()
+        del m["files"][entry.pop(key)]
+    entry.pop("metric_columns")
+    entry["runs"] = name
+    m["files"][name] = _file_entry(out / name)
+    m["schema_version"] = 1
+    (out / "manifest.json").write_text(json.dumps(m))
+    old = Benchmark.load(out)
+    assert np.array_equal(old.layout.metrics, new.layout.metrics, equal_nan=True)
+    assert np.array_equal(old.layout.present, new.layout.present)
+    assert np.array_equal(old.layout.source, new.layout.source)
+    assert np.array_equal(old.layout.estimated, new.layout.estimated)
+
+
+def test_chunked_checksums_are_verified_at_load(mixed, tmp_path, monkeypatch):
+    """Files over CHUNK_BYTES get one SHA-256 per chunk, hashed in parallel at load; a changed
+    byte is named with its chunk, and a manifest whose chunks do not cover the file is refused."""
+    from ecnas.benchmark import bundle as bundle_mod
+
+    monkeypatch.setattr(bundle_mod, "CHUNK_BYTES", 4096)
+    out = write_bundle(mixed, tmp_path / "b")
+    m = read_manifest(out)
+    name = m["layouts"][0]["metrics"]
+    size = (out / name).stat().st_size
+    chunks = m["files"][name]["chunks"]
+    assert chunks["bytes"] == 4096 and len(chunks["sha256"]) == -(-size // 4096) > 2
+    Benchmark.load(out)
+    data = bytearray((out / name).read_bytes())
+    data[4096 + 10] ^= 0x01
+    (out / name).write_bytes(bytes(data))
+    with pytest.raises(InputError, match=f"{name}: SHA-256 mismatch at bytes 4096"):
+        Benchmark.load(out)
+    assert len(Benchmark.load(out, verify=False)) == 100  # verify=False: no hashing at all
+    m["files"][name]["chunks"]["sha256"] = chunks["sha256"][:-1]
+    (out / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(InputError, match="chunks does not match"):
+        Benchmark.load(out)

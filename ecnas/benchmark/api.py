@@ -29,7 +29,7 @@ from ecnas.errors import InputError
 from ecnas.interop import import_ecnas
 from ecnas.space import ModelSpec
 from ecnas.tables import get_metadata, validate
-from ecnas.tables.kwh import KWH_J, kwh_of, pue_of, to_kwh
+from ecnas.tables.kwh import KWH_J, kwh_of, pue_for, pue_of, to_kwh
 from ecnas.tables.schema import COLUMN_NAMES, SOURCES
 
 __all__ = ["KWH_J", "Benchmark", "kwh_of", "pue_of", "to_kwh"]
@@ -72,7 +72,7 @@ class Benchmark:
         self._nb = len(layout.budgets)
         self._nr = layout.repeats
         self._budget_index = {b: i for i, b in enumerate(layout.budgets)}
-        self._hash_index = {h: i for i, h in enumerate(layout.arch_hash.tolist())}
+        self._hash_index_built: dict[str, int] | None = None  # built on first use (see below)
         keys = [m + "|" + o for m, o in zip(layout.matrix.tolist(), layout.ops.tolist(), strict=True)]
         self._spec_index = dict(zip(keys, range(len(keys)), strict=True))
         self._full = bool(layout.present.all())
@@ -84,6 +84,17 @@ class Benchmark:
         self.path = path
         self._time_spent = 0.0
         self._energy_spent = 0.0
+        self._loader: Any = None  # device id -> Benchmark of that device (multi-device sources)
+        self._others: dict[str, Benchmark] = {}
+
+    @property
+    def _hash_index(self) -> dict[str, int]:
+        # a query by spec resolves through _spec_index; the hash index serves lookups by hash
+        # and isomorphic cells stored in another vertex order, so a load does not build it
+        if self._hash_index_built is None:
+            hashes = self._lay.arch_hash.tolist()
+            self._hash_index_built = dict(zip(hashes, range(len(hashes)), strict=True))
+        return self._hash_index_built
 
     # -- construction
     @classmethod
@@ -94,8 +105,11 @@ class Benchmark:
         meta = get_metadata(df)
         lay = layout_from_table(table[keep], device=device)
 
-        return cls(lay, seed=seed, pue=pue_of(meta), devices=tuple(sorted(devices_of(table))),
-                   metadata=meta)
+        devices = tuple(sorted(devices_of(table)))
+        bench = cls(lay, seed=seed, pue=pue_for(meta, lay.device), devices=devices, metadata=meta)
+        if len(devices) > 1:
+            bench._loader = lambda dev: cls.from_table(df, seed=seed, device=dev)
+        return bench
 
     @classmethod
     def load(cls, path: str | Path, *, seed: int = 0, device: str | None = None,
@@ -107,9 +121,10 @@ class Benchmark:
         if p.is_dir():
             lay, manifest = load_bundle_layout(p, device=device, verify=verify)
             meta = manifest.get("table_metadata", {})
-            bench = cls(lay, seed=seed, pue=pue_of(meta),
+            bench = cls(lay, seed=seed, pue=pue_for(meta, lay.device),
                         devices=tuple(d["id"] for d in manifest.get("devices", [])), metadata=meta,
                         path=str(p))
+            bench._loader = lambda dev: cls.load(p, seed=seed, device=dev, verify=verify)
             return bench
 
         bench = cls.from_table(import_ecnas(p), seed=seed, device=device)
@@ -232,22 +247,50 @@ class Benchmark:
         return (f"{self._lay.arch_hash[a]} has no run at {self.budgets[b]} epochs "
                 f"(budgets with runs: {[self.budgets[i] for i in np.flatnonzero(self._lay.present[a].any(axis=1))]})")
 
+    # -- devices
+    def for_device(self, device: str) -> Benchmark:
+        """The benchmark of another device of the same multi-device source (loaded on first
+        use, then kept)."""
+        if device == self._lay.device:
+            return self
+        other = self._others.get(device)
+        if other is None:
+            if device not in self._devices or self._loader is None:
+                raise InputError(f"device {device!r} is not in the benchmark "
+                                 f"(devices: {', '.join(self._devices)})")
+            other = self._others[device] = self._loader(device)
+        return other
+
     # -- queries
-    def query(self, spec: Any, epochs: int = 108, repeat: Any = None) -> dict[str, Any]:
+    def query(self, spec: Any, epochs: int = 108, repeat: Any = None,
+              device: str | None = None) -> dict[str, Any]:
         """One training run's final metrics; charges the budget counters.
 
         ``repeat``: None draws a repeat with the benchmark's seeded generator, ``"mean"``
-        averages the repeats (NaN-aware), an int (1-based) picks one.
+        averages the repeats (NaN-aware), an int (1-based) picks one. ``device``: another
+        device of a multi-device bundle (default: the one the benchmark was loaded for).
         """
+        if device is not None and device != self._lay.device:
+            result = self.for_device(device).query(spec, epochs, repeat)
+            self._charge(result["training_time"], result["energy_j"])
+            return result
         a = self._arch_index(spec)
         b = self._budget(epochs)
         vals, row, rep = self._row(a, b, repeat)
         t, e = vals[_I_TIME], vals[_I_ENERGY]
+        if t < 0 or e < 0:
+            # a bundle's checksums prove only that its files are as written; a negative
+            # joule or second is never served as an answer
+            raise InputError(f"the benchmark holds {e} J, {t} s for {self._lay.arch_hash[a]} at "
+                             f"{epochs} epochs: corrupt data, not served ({self.path or 'table'})")
+        self._charge(t, e)
+        return self._result(a, row, rep, vals, spec)
+
+    def _charge(self, t: float, e: float) -> None:
         if t == t:
             self._time_spent += t
         if e == e:
             self._energy_spent += e
-        return self._result(a, row, rep, vals, spec)
 
     def _result(self, a: int, row: int, rep: Any, v: list[float], spec: Any) -> dict[str, Any]:
         lay = self._lay

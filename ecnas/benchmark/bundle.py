@@ -9,11 +9,16 @@ Folder (see docs/benchmark.md)::
     table.parquet             the energy table (contract columns, one row per checkpoint);
                               ``pandas.read_parquet`` reads it as it is
     archs.<device>.parquet    one row per architecture (hash, matrix, ops, params, FLOPs)
-    runs.<device>.parquet     one row per run (arch_index, budget, repeat, source code,
-                              estimated and ``layout.METRICS``), [arch, budget, repeat] C order
+    metrics.<device>.npy      float64 [arch × budget × repeat, len(layout.METRICS)], C order:
+                              every run's metrics, dense (NaN where a run is absent)
+    status.<device>.npy       int8 [arch × budget × repeat]: -1 absent, else the source code
+                              (index into SOURCES) + 16 when estimated
 
-``Benchmark.load`` reads the manifest and one device's two layout files (checksums verified
-while they are parsed); ``load_bundle`` returns the whole table; ``verify_bundle`` checks all.
+``Benchmark.load`` reads the manifest and the archs file and memory-maps the two ``.npy``
+files (nothing is copied or rebuilt); their SHA-256 is verified at every load, in parallel
+chunks the manifest lists, before anything is returned. ``load_bundle`` returns the whole
+table; ``verify_bundle`` checks every file, whole. Bundles of schema version 1 (a
+``runs.<device>.parquet`` per device instead of the two ``.npy``) are still read.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import mmap
+import os
 import re
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -31,10 +38,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from numpy.lib import format as npy
 
 from ecnas._version import __version__
 from ecnas.benchmark.layout import (
     METRICS,
+    Layout,
     devices_of,
     layout_from_frames,
     layout_from_table,
@@ -44,11 +53,14 @@ from ecnas.outputs import atomic_folder, check_target, dumps_json
 from ecnas.profiles import get_profile
 from ecnas.profiles.model import profile_to_dict
 from ecnas.tables import read_table, validate
+from ecnas.tables.checks import run_checks
 from ecnas.tables.metadata import KEY, get_metadata, merge_metadata, provenance_entry
-from ecnas.tables.schema import RUN_KEYS, SOURCES
+from ecnas.tables.schema import ROW_KEYS, RUN_KEYS, SOURCES
 
 FORMAT = "ecnas-benchmark-bundle"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: large files also get one SHA-256 per chunk of this size, so a load verifies them in parallel
+CHUNK_BYTES = 64 << 20
 MANIFEST = "manifest.json"
 TABLE = "table.parquet"
 DEFAULT_LICENSE = "CC-BY-4.0"
@@ -96,24 +108,60 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _sha256_range(path: Path, start: int, length: int) -> str:
+    h = hashlib.sha256()
+    buf = bytearray(min(length, 16 << 20))
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as fh:
+        fh.seek(start)
+        left = length
+        while left > 0:
+            n = fh.readinto(view[:min(left, len(buf))])
+            if not n:
+                break
+            h.update(view[:n])  # released GIL: the chunks of a file hash on several cores
+            left -= n
+    return h.hexdigest()
+
+
+def chunk_digests(path: Path, size: int = CHUNK_BYTES) -> list[str]:
+    """SHA-256 of each ``size``-byte chunk of ``path`` (the last one shorter)."""
+    n = path.stat().st_size
+    return [_sha256_range(path, i, min(size, n - i)) for i in range(0, max(n, 1), size)]
+
+
+def _file_entry(path: Path) -> dict[str, Any]:
+    entry: dict[str, Any] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    if entry["bytes"] > CHUNK_BYTES:
+        entry["chunks"] = {"bytes": CHUNK_BYTES, "sha256": chunk_digests(path, CHUNK_BYTES)}
+    return entry
+
+
 # ------------------------------------------------------------------ manifest parts
-def _profiles(device_ids: Iterable[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(devices, calibration): each device with its hardware profile embedded (null when
-    ecnas has no profile with that id) and whether it is calibrated."""
+def profile_entries(dev: str, profile: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(devices entry, calibration entry) of the manifest for ``dev`` and its profile (None:
+    ecnas has no profile with that id)."""
+
+    if profile is None:
+        return ({"id": dev, "profile": None, "note": "no ecnas hardware profile with this id"},
+                {"calibrated": False, "note": "no hardware profile"})
+    info = profile.calibration_info
+    return ({"id": dev, "profile": json.loads(json.dumps(profile_to_dict(profile), default=str))},
+            {"calibrated": bool(profile.calibrated), "reference": info.reference,
+             "date": info.date, "by": info.by, "method": info.method})
+
+
+def _profiles(device_ids: Iterable[str], embedded: Mapping[str, tuple[dict[str, Any], Any]]
+              ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(devices, calibration): each device with its hardware profile embedded (``embedded``
+    first: what a merged bundle or contribution carried; else ecnas's profile with that id,
+    null when none) and whether it is calibrated."""
+
     devices, calibration = [], {}
     for dev in device_ids:
-        profile = get_profile(dev)
-        if profile is None:
-            devices.append({"id": dev, "profile": None,
-                            "note": "no ecnas hardware profile with this id"})
-            calibration[dev] = {"calibrated": False, "note": "no hardware profile"}
-            continue
-        devices.append({"id": dev, "profile": json.loads(json.dumps(profile_to_dict(profile),
-                                                                     default=str))})
-        info = profile.calibration_info
-        calibration[dev] = {"calibrated": bool(profile.calibrated),
-                            "reference": info.reference, "date": info.date, "by": info.by,
-                            "method": info.method}
+        entry, cal = embedded[dev] if dev in embedded else profile_entries(dev, get_profile(dev))
+        devices.append(entry)
+        calibration[dev] = cal
     return devices, calibration
 
 
@@ -132,11 +180,11 @@ def _counts(table: Any) -> dict[str, Any]:
             "runs_by_source": {s: int(runs.get(s, 0)) for s in SOURCES}}
 
 
-def _layout_names(devices: list[str]) -> dict[str, tuple[str, str]]:
+def _layout_names(devices: list[str]) -> dict[str, tuple[str, str, str]]:
     out = {}
     for k, dev in enumerate(devices):
         tag = dev if _SAFE.match(dev) else f"device{k}"
-        out[dev] = (f"archs.{tag}.parquet", f"runs.{tag}.parquet")
+        out[dev] = (f"archs.{tag}.parquet", f"metrics.{tag}.npy", f"status.{tag}.npy")
     return out
 
 
@@ -150,24 +198,22 @@ def _write_arrow(columns: Mapping[str, Any], path: Path, *, dictionary: Iterable
                    row_group_size=max(arrow.num_rows, 1))
 
 
-def _write_layout(lay: Any, archs_path: Path, runs_path: Path) -> None:
+def status_codes(lay: Any) -> Any:
+    """The int8 status of each run of ``lay``: -1 absent, else source code + 16 if estimated."""
+
+    code = lay.source.astype("int8") | (lay.estimated.astype("int8") << 4)
+    return np.where(lay.present, code, np.int8(-1)).astype("int8").ravel()
+
+
+def _write_layout(lay: Any, archs_path: Path, metrics_path: Path, status_path: Path) -> None:
     _write_arrow({"arch_hash": lay.arch_hash.astype(str), "matrix": lay.matrix.astype(str),
                   "ops": lay.ops.astype(str), "trainable_params": lay.trainable_params,
                   "flops": lay.flops}, archs_path, dictionary=("ops",))
-    a, b, r = np.nonzero(lay.present)  # C order: [arch, budget, repeat]
-    rows = (a * len(lay.budgets) + b) * lay.repeats + r
-    cols: dict[str, Any] = {
-        "arch_index": a.astype("int32"),
-        "budget_epochs": np.asarray(lay.budgets, dtype="int32")[b],
-        "repeat": (r + 1).astype("int16"),
-        "source": lay.source[a, b, r],
-        "estimated": lay.estimated[a, b, r],
-    }
-    dense = rows.size == lay.metrics.shape[0]
-    for k, name in enumerate(METRICS):
-        cols[name] = lay.metrics[:, k] if dense else lay.metrics[rows, k]
-    # measurement floats barely compress and decoding would dominate the load time
-    _write_arrow(cols, runs_path, compression="none")
+    # the dense arrays as they sit in memory: a load memory-maps them instead of rebuilding
+    with open(metrics_path, "wb") as fh:
+        np.save(fh, np.ascontiguousarray(lay.metrics, dtype="<f8"), allow_pickle=False)
+    with open(status_path, "wb") as fh:
+        np.save(fh, status_codes(lay), allow_pickle=False)
 
 
 def _write_table(table: Any, meta: Mapping[str, Any], path: Path) -> None:
@@ -198,30 +244,67 @@ def owned_files(path: Path) -> list[str]:
     if not isinstance(files, dict):
         raise InputError(f"{mf}: 'files' is not a mapping; ecnas does not replace a folder "
                          "it cannot account for")
-    return [MANIFEST, *(n for n in files if isinstance(n, str) and _SAFE.match(n))]
+    # a listed file counts as ecnas's only when its bytes are the ones the manifest records:
+    # a manifest edited to list a user's file does not get that file deleted
+    return [MANIFEST, *(n for n, e in files.items()
+                        if isinstance(n, str) and _SAFE.match(n) and _unchanged(path / n, e))]
+
+
+def _unchanged(f: Path, entry: Any) -> bool:
+    if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str)):
+        return False
+    try:
+        if f.is_symlink() or not f.is_file():
+            return False
+        if _is_int(entry.get("bytes")) and f.stat().st_size != entry["bytes"]:
+            return False
+        return sha256_file(f) == entry["sha256"]
+    except OSError:
+        return False
 
 
 def check_out(out_dir: str | Path, *, force: bool = False, inputs: Iterable[str | Path] = ()
               ) -> Path:
-    """Check a bundle target before any work (see :func:`ecnas.outputs.check_target`)."""
+    """Check a bundle target before any work (see :func:`ecnas.outputs.check_target`); a
+    symbolic link is refused (a bundle is renamed into place: the link would be replaced by
+    a folder and what it points to left half-updated)."""
+
+    if Path(out_dir).is_symlink():
+        raise InputError(f"--out {out_dir}: is a symbolic link; ecnas writes a bundle folder "
+                         "in place of its target, so name the folder itself "
+                         f"({os.path.realpath(out_dir)})")
     return check_target(out_dir, folder=True, owned=owned_files, force=force, inputs=inputs)
 
 
 def write_bundle(table: Any, out_dir: str | Path, *, metadata: Mapping[str, Any] | None = None,
                  license: str = DEFAULT_LICENSE, citation: str = DEFAULT_CITATION,
-                 overwrite: bool = True) -> Path:
+                 overwrite: bool = True,
+                 embedded: Mapping[str, tuple[dict[str, Any], Any]] | None = None,
+                 extra: Mapping[str, Any] | None = None, profiles: Any = None) -> Path:
     """Write ``table`` (an energy table) as a bundle folder ``out_dir``; returns its path.
 
     The folder is built next to its destination and renamed into place, so readers never see
     half a bundle. An existing bundle is replaced when ``overwrite``, and only when everything
     in it is listed by its manifest: a folder that is not a bundle, or a bundle holding files
     ecnas did not write, is never replaced (``InputError`` names the foreign file).
-    ``metadata`` is merged over the table's ``df.attrs["ecnas"]``.
+    ``metadata`` is merged over the table's ``df.attrs["ecnas"]``. A table that fails an
+    error-level ``ecnas check`` is refused (``InputError`` naming the checks): a bundle serves
+    what it holds as a benchmark. ``embedded``: device id → (devices entry, calibration entry)
+    kept as given (a merge keeps the profiles its bundles carried); ``extra``: more manifest
+    fields (a merge's ``contributions``); ``profiles``: what the checks judge devices by
+    (default: ecnas's loaded profiles; a merge adds the contributed one).
     """
+
     out = check_out(out_dir, force=overwrite)
     full = validate(table)
     if full.empty:
         raise InputError("the table has no rows: nothing to put in a bundle")
+    report = run_checks(table, profiles=profiles)
+    if not report.ok:
+        failed = "; ".join(f"{r.name}: {r.explanation}" for r in report.failed
+                           if r.severity == "error")
+        raise InputError(f"the table fails ecnas check ({failed}); a bundle serves its rows as "
+                         "a benchmark: fix the table (ecnas check TABLE lists the rows)")
     meta = merge_metadata(get_metadata(table), metadata)
     meta["provenance"] = [*meta.get("provenance", []),
                           provenance_entry("ecnas export --format bundle", "energy table",
@@ -235,13 +318,14 @@ def write_bundle(table: Any, out_dir: str | Path, *, metadata: Mapping[str, Any]
         layouts = []
         for dev in devices:
             lay = layout_from_table(ordered, device=dev)
-            a_name, r_name = names[dev]
-            _write_layout(lay, tmp / a_name, tmp / r_name)
-            layouts.append({"device": dev, "archs": a_name, "runs": r_name,
+            a_name, m_name, s_name = names[dev]
+            _write_layout(lay, tmp / a_name, tmp / m_name, tmp / s_name)
+            layouts.append({"device": dev, "archs": a_name, "metrics": m_name, "status": s_name,
+                            "metric_columns": list(METRICS),
                             "architectures": lay.num_archs, "budgets": list(lay.budgets),
                             "repeats": lay.repeats, "runs_present": int(lay.present.sum())})
 
-        profiles, calibration = _profiles(devices)
+        profiles, calibration = _profiles(devices, embedded or {})
         manifest = {
             "format": FORMAT,
             "schema_version": SCHEMA_VERSION,
@@ -263,8 +347,10 @@ def write_bundle(table: Any, out_dir: str | Path, *, metadata: Mapping[str, Any]
             "data_licenses": {s: v for s, v in SOURCE_LICENSES.items()
                               if (ordered["source"] == s).any()},
             "citation": citation,
-            "files": {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-                      for p in sorted(tmp.iterdir())},
+            "checks": {"ok": True, "warnings": [f"{r.name}: {r.explanation}"
+                                                for r in report.failed]},
+            **dict(extra or {}),
+            "files": {p.name: _file_entry(p) for p in sorted(tmp.iterdir())},
         }
         (tmp / MANIFEST).write_text(dumps_json(manifest, indent=2) + "\n", encoding="utf-8")
     return out
@@ -318,10 +404,11 @@ def check_manifest_types(manifest: Mapping[str, Any], mf: Path) -> None:
     for i, entry in enumerate(layouts):
         if not isinstance(entry, dict):
             raise InputError(f"{mf}: layouts[{i}] is not an object")
-        for key in ("device", "archs", "runs"):
+        files_keys = ("archs", "metrics", "status") if "metrics" in entry else ("archs", "runs")
+        for key in ("device", *files_keys):
             if not isinstance(entry.get(key), str):
                 raise InputError(f"{mf}: layouts[{i}].{key} is {entry.get(key)!r}, not text")
-        for key in ("archs", "runs"):
+        for key in files_keys:
             if not _SAFE.match(entry[key]):
                 raise InputError(f"{mf}: layouts[{i}].{key} {entry[key]!r} is not a plain file "
                                  "name inside the bundle (refused)")
@@ -384,12 +471,122 @@ def _columns(path: Path) -> dict[str, Any]:
     return {name: tbl.column(name).to_numpy() for name in tbl.column_names}
 
 
+def _hash_jobs(p: Path, manifest: Mapping[str, Any], name: str) -> list[tuple[str, int, int, str]]:
+    """(name, start, length, expected SHA-256) for each piece of ``name`` a load verifies:
+    the chunks the manifest lists, else the whole file."""
+    entry = manifest["files"].get(name)
+    if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+        raise InputError(f"{p / MANIFEST}: no checksum for {name}")
+    f = p / name
+    if not f.is_file():
+        raise InputError(f"{f}: missing (listed in the bundle's manifest)")
+    size = f.stat().st_size
+    if _is_int(entry.get("bytes")) and entry["bytes"] != size:
+        raise InputError(f"{f}: {size} bytes, the manifest says {entry['bytes']}: the file "
+                         "changed after the bundle was written")
+    chunks = entry.get("chunks")
+    if isinstance(chunks, dict) and _is_int(chunks.get("bytes")) and chunks["bytes"] > 0:
+        step, digests = chunks["bytes"], chunks.get("sha256")
+        if (isinstance(digests, list) and all(isinstance(d, str) for d in digests)
+                and len(digests) == max(1, -(-size // step))):
+            return [(name, i * step, min(step, size - i * step), d)
+                    for i, d in enumerate(digests)]
+        raise InputError(f"{p / MANIFEST}: files[{name!r}].chunks does not match the file's "
+                         f"{size} bytes")
+    return [(name, 0, size, entry["sha256"])]
+
+
+def verify_pieces(p: Path, manifest: Mapping[str, Any], names: Iterable[str]) -> Any:
+    """Start verifying ``names`` (chunks in parallel threads); returns a function that waits
+    and raises ``InputError`` naming the first file whose SHA-256 does not match."""
+    jobs = [j for n in names for j in _hash_jobs(p, manifest, n)]
+    pool = ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1)))
+    futures = [pool.submit(_sha256_range, p / n, start, length) for n, start, length, _ in jobs]
+    pool.shutdown(wait=False)
+
+    def wait() -> None:
+        for (n, start, _, expected), fut in zip(jobs, futures, strict=True):
+            actual = fut.result()
+            if actual != expected:
+                where = f" at bytes {start}.." if start or len(jobs) > 1 else ""
+                for other in futures:
+                    other.cancel()
+                raise InputError(f"{p / n}: SHA-256 mismatch{where} (manifest {expected[:16]}..., "
+                                 f"file {actual[:16]}...): the file changed after the bundle "
+                                 "was written")
+    return wait
+
+
+def _map_npy(path: Path, dtype: str, shape: tuple[int, ...]) -> Any:
+    """A read-only array over the ``.npy`` file ``path``, memory-mapped (nothing is read
+    until used); its dtype, order and shape must be the ones given."""
+
+    with open(path, "rb") as fh:
+        try:
+            version = npy.read_magic(fh)
+            header = (npy.read_array_header_1_0 if version == (1, 0)
+                      else npy.read_array_header_2_0)(fh)
+        except (ValueError, OSError) as exc:
+            raise InputError(f"{path}: not a .npy array ({exc})") from None
+        got_shape, fortran, got_dtype = header
+        offset = fh.tell()
+        want = np.dtype(dtype)
+        if got_dtype != want or fortran or tuple(got_shape) != tuple(shape):
+            raise InputError(f"{path}: holds {got_dtype} {tuple(got_shape)}"
+                             f"{' (Fortran order)' if fortran else ''}, the manifest's layout "
+                             f"needs {want} {tuple(shape)}")
+        size = os.fstat(fh.fileno()).st_size
+        count = int(np.prod(shape))
+        if size != offset + count * want.itemsize:
+            raise InputError(f"{path}: {size} bytes, an array of {tuple(shape)} needs "
+                             f"{offset + count * want.itemsize}")
+        if count == 0:
+            return np.empty(shape, dtype=want)
+        mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    # frombuffer over the map: a plain read-only ndarray (np.memmap's subclass would slow
+    # every row a query reads); the map stays open as long as the array lives
+    return np.frombuffer(mm, dtype=want, count=count, offset=offset).reshape(shape)
+
+
+def _dense_layout(p: Path, entry: Mapping[str, Any], archs: Mapping[str, Any], device: str) -> Any:
+    if list(entry.get("metric_columns", [])) != list(METRICS):
+        raise InputError(f"{p / MANIFEST}: layout of {device!r} holds the metrics "
+                         f"{entry.get('metric_columns')!r}; this ecnas reads {list(METRICS)}")
+    budgets = tuple(int(b) for b in entry["budgets"])
+    n_a, n_b, n_r = len(archs["arch_hash"]), len(budgets), int(entry["repeats"])
+    if n_a != entry.get("architectures"):
+        raise InputError(f"{p / entry['archs']}: {n_a} architectures, the manifest says "
+                         f"{entry.get('architectures')!r}")
+    total = n_a * n_b * n_r
+    metrics = _map_npy(p / entry["metrics"], "<f8", (total, len(METRICS)))
+    status = np.load(p / entry["status"], allow_pickle=False, mmap_mode=None)
+    if status.dtype != np.int8 or status.shape != (total,):
+        raise InputError(f"{p / entry['status']}: holds {status.dtype} {status.shape}, the "
+                         f"manifest's layout needs int8 ({total},)")
+    present = status >= 0
+    code = status & 15
+    if int(code[present].max(initial=0)) >= len(SOURCES):
+        raise InputError(f"{p / entry['status']}: a source code beyond {list(SOURCES)}")
+    shape = (n_a, n_b, n_r)
+    return Layout(device=device, budgets=budgets, repeats=n_r,
+                  arch_hash=np.asarray(archs["arch_hash"], dtype=object),
+                  matrix=np.asarray(archs["matrix"], dtype=object),
+                  ops=np.asarray(archs["ops"], dtype=object),
+                  trainable_params=np.asarray(archs["trainable_params"], dtype="int64"),
+                  flops=np.asarray(archs["flops"], dtype="float64"),
+                  metrics=metrics, present=present.reshape(shape),
+                  source=np.where(present, code, 0).astype("int8").reshape(shape),
+                  estimated=(present & (status & 16 != 0)).reshape(shape))
+
+
 def load_bundle_layout(path: str | Path, *, device: str | None = None,
                        verify: bool = True) -> tuple[Any, dict[str, Any]]:
     """(Layout, manifest) of one device of the bundle (default: the device with most runs).
 
-    The two layout files' checksums are computed in a thread while they are parsed; a
-    mismatch raises ``InputError`` before anything is returned.
+    The dense arrays are memory-mapped; the checksums of the device's files are computed in
+    threads (one per chunk the manifest lists) while the architecture file is parsed, and a
+    mismatch raises ``InputError`` before anything is returned. The table file's footer is
+    read too (a few kB), so a corrupt ``table.parquet`` is refused here as well.
     """
     p = Path(path)
     manifest = read_manifest(p)
@@ -402,26 +599,31 @@ def load_bundle_layout(path: str | Path, *, device: str | None = None,
         raise InputError(f"device {device!r} is not in the bundle {p} "
                          f"(devices: {', '.join(layouts)})")
     entry = layouts[device]
-    names = (entry["archs"], entry["runs"])
+    dense = "metrics" in entry
+    names = (entry["archs"], entry["metrics"], entry["status"]) if dense else \
+        (entry["archs"], entry["runs"])
     for n in names:
         if not (p / n).is_file():
             raise InputError(f"{p / n}: missing (listed in the bundle's manifest)")
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        sums = [pool.submit(sha256_file, p / n) for n in names] if verify else []
-        try:
-            archs, runs = _columns(p / names[0]), _columns(p / names[1])
-            failure = None
-        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-            failure = exc
-        # a changed file is reported as such, even when it no longer parses
-        for n, fut in zip(names, sums, strict=False):
-            _check(p, manifest, n, fut.result())
+    if TABLE in manifest["files"]:
+        check_table_file(p, manifest)
+    wait = verify_pieces(p, manifest, names) if verify else (lambda: None)
+    try:
+        archs = _columns(p / names[0])
+        runs = None if dense else _columns(p / names[1])
+        failure = None
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        failure = exc
+    wait()  # a changed file is reported as such, even when it no longer parses
     if failure is not None:
         raise InputError(f"{p}: cannot read the layout of {device!r}: {failure}") from None
     try:
-        lay = layout_from_frames(archs, runs, device=device,
-                                 budgets=tuple(int(b) for b in entry["budgets"]),
-                                 repeats=int(entry["repeats"]))
+        if dense:
+            lay = _dense_layout(p, entry, archs, device)
+        else:
+            lay = layout_from_frames(archs, runs, device=device,
+                                     budgets=tuple(int(b) for b in entry["budgets"]),
+                                     repeats=int(entry["repeats"]))
     except KeyError as exc:
         raise InputError(f"{p}: layout of {device!r} lacks column {exc}") from None
     except (TypeError, ValueError, IndexError) as exc:
@@ -429,3 +631,26 @@ def load_bundle_layout(path: str | Path, *, device: str | None = None,
         raise InputError(f"{p}: layout of {device!r} is malformed ({type(exc).__name__}: "
                          f"{exc})") from None
     return lay, manifest
+
+
+def check_table_file(p: Path, manifest: Mapping[str, Any]) -> None:
+    """The bundle's ``table.parquet`` is a Parquet file with the manifest's row count and the
+    contract's columns (its footer only: milliseconds). A table rewritten together with its
+    checksum is refused here rather than served beside it."""
+
+    f = p / TABLE
+    try:
+        meta = pq.read_metadata(f)
+        names = set(meta.schema.names)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{f}: not a readable Parquet file ({exc}); the bundle is corrupt") \
+            from None
+    rows = manifest.get("row_counts", {}).get("rows") if isinstance(
+        manifest.get("row_counts"), dict) else None
+    if _is_int(rows) and meta.num_rows != rows:
+        raise InputError(f"{f}: {meta.num_rows} rows, the manifest says {rows}; the bundle is "
+                         "corrupt")
+    missing = [c for c in (*ROW_KEYS, "energy_j", "source", "estimated") if c not in names]
+    if missing:
+        raise InputError(f"{f}: lacks the contract column(s) {', '.join(missing)}; the bundle "
+                         "is corrupt")

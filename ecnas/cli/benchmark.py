@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from importlib import import_module
+from pathlib import Path
 from typing import Any
 
 from ecnas.cli._output import add_json_flag, emit
@@ -16,12 +17,16 @@ def register(sub: Any) -> None:
     p = sub.add_parser("export", help="export an energy table as a benchmark bundle or EC-NAS TFRecord",
                        description="Export TABLE (.parquet/.csv) as a versioned bundle folder "
                                    "(manifest + checksums) or as EC-NAS's TFRecord file.")
-    p.add_argument("table", metavar="TABLE", help="energy table (.parquet or .csv)")
+    p.add_argument("table", metavar="TABLE",
+                   help="energy table (.parquet or .csv), or a bundle folder (checksums verified)")
     p.add_argument("--format", choices=("bundle", "ecnas-tfrecord"), default="bundle",
                    help="bundle (folder) or ecnas-tfrecord (file); default bundle")
     p.add_argument("--out", required=True, metavar="PATH", help="bundle folder or .tfrecord file")
     p.add_argument("--license", default=None, help="license of the data (bundle manifest)")
     p.add_argument("--citation", default=None, help="how to cite the data (bundle manifest)")
+    p.add_argument("--device", default=None,
+                   help="export only this device's rows (EC-NAS's format holds one device: a "
+                        "multi-device table or bundle needs it for ecnas-tfrecord)")
     p.add_argument("--force", action="store_true",
                    help="replace an existing output (a bundle only when it holds nothing but "
                         "the files its manifest lists)")
@@ -43,6 +48,7 @@ def register(sub: Any) -> None:
     q.set_defaults(func=_query)
 
     import_module("ecnas.cli.benchmark_moo").register(sub)
+    import_module("ecnas.cli.contribution").register(sub)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -54,7 +60,24 @@ def _export(args: argparse.Namespace) -> int:
         check_out(args.out, force=args.force, inputs=[args.table])
     else:
         check_target(args.out, force=args.force, inputs=[args.table])
-    table = read_table(args.table)
+
+    if Path(args.table).is_dir():
+        from ecnas.benchmark.bundle import load_bundle
+
+        table = load_bundle(args.table)
+    else:
+        table = read_table(args.table)
+    devices = sorted(table["device"].astype(str).unique())
+    if args.device is not None:
+        if args.device not in devices:
+            raise InputError(f"--device {args.device}: not in {args.table} (devices: "
+                             f"{', '.join(devices)})")
+        attrs = table.attrs
+        table = table[table["device"].astype(str) == args.device].reset_index(drop=True)
+        table.attrs = attrs
+    elif args.format == "ecnas-tfrecord" and len(devices) > 1:
+        raise InputError(f"{args.table} holds devices {', '.join(devices)}; an EC-NAS TFRecord "
+                         "holds one: pass --device (one export per device)")
     if args.format == "bundle":
         from ecnas.benchmark.bundle import (
             DEFAULT_CITATION,

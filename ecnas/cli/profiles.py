@@ -114,6 +114,9 @@ def register(sub: Any) -> None:
     k.add_argument("--who", default="", help="contributor (name, lab)")
     k.add_argument("--notes", default="", help="free text for the maintainers")
     k.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    k.add_argument("--allow-estimated", action="store_true",
+                   help="bundle a table with estimated energy anyway (refused without it; "
+                        "recorded in the manifest)")
     add_json_flag(k)
     k.set_defaults(func=cmd_contribute)
 
@@ -307,7 +310,7 @@ def cmd_contribute(args: argparse.Namespace) -> int:
     from ecnas.tables.contribute import make_bundle
 
     result = make_bundle(args.profile, args.table, args.out, who=args.who, notes=args.notes,
-                         force=args.force)
+                         force=args.force, allow_estimated=args.allow_estimated)
     emit(args.json, result.to_dict(), _contribute_text)
     if not result.ok:
         raise CheckFailed(f"{args.table}: {len(result.failed_checks)} table check(s) failed: "

@@ -41,7 +41,7 @@ from ecnas.interop.record import (
 from ecnas.interop.tfrecord import EcnasRecord, write_records
 from ecnas.profiles import get_profile
 from ecnas.tables import get_metadata, validate
-from ecnas.tables.kwh import kwh_of, pue_of, to_kwh
+from ecnas.tables.kwh import kwh_of, pue_for, pue_of, to_kwh
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,9 @@ def export_ecnas_tfrecord(table: Any, path: str | Path) -> ExportReport:
     """Write ``table`` as an EC-NAS TFRecord file; the report says what was skipped."""
     df = validate(table)
     meta = get_metadata(table)
-    pue = pue_of(meta)
+    devs = df["device"].astype(str).unique()
+    # one device's table (a merged bundle records a facility factor per device)
+    pue = pue_for(meta, str(devs[0])) if len(devs) == 1 else pue_of(meta)
     skipped = {"extrapolated or surrogate": 0, "fewer than three checkpoints": 0}
     keep = df["source"].isin(("measured", "imported")).to_numpy()
     n = len(df)
@@ -177,16 +179,17 @@ def export_ecnas_tfrecord(table: Any, path: str | Path) -> ExportReport:
 
     count = 0
 
+    out = Path(path)
+
     def counted() -> Any:
         nonlocal count
         for r in records():
             count += 1
             yield r
+        if count == 0:
+            # raised inside the atomic write: the temp file goes, a previous output stays
+            raise InputError(f"{out}: no run can be written in EC-NAS's format (skipped: "
+                             f"{', '.join(f'{v} {k}' for k, v in skipped.items() if v)})")
 
-    out = Path(path)
     write_records(out, counted())
-    if count == 0:
-        out.unlink()
-        raise InputError(f"{out}: no run can be written in EC-NAS's format "
-                         f"(skipped: {', '.join(f'{v} {k}' for k, v in skipped.items() if v)})")
     return ExportReport(str(out), count, {k: v for k, v in skipped.items() if v}, dropped, pue)

@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
+from ecnas.errors import InputError
 from ecnas.meters.base import Meter
 from ecnas.monitor.monitor import Monitor, Snapshot
 from ecnas.monitor.report import EnergyReport
@@ -274,8 +275,6 @@ class measure:  # lower-case: used like a function, ``with measure():`` / ``@mea
     def peek(self) -> EnergyReport:
         """The report of the innermost open window until now; the window stays open."""
         if not self._stack:
-            from ecnas.errors import InputError
-
             raise InputError(f"measure({self.name!r}).peek(): no window is open")
         monitor, start, _ = self._stack[-1]
         return monitor.report(self.name, start, monitor.snapshot(self._sync_cuda),
@@ -312,13 +311,13 @@ class measure:  # lower-case: used like a function, ``with measure():`` / ``@mea
         # other tasks running meanwhile are in it too, as with any wall-clock window.
         @functools.wraps(fn)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            monitor, start = self._open()
+            window = self._open()
             report = None
             try:
                 return await fn(*args, **kwargs)
             finally:
                 try:
-                    report = self._close(monitor, start)
+                    report = self._close(window)
                 finally:
                     self.report = report
                     wrapper.energy_report = report  # type: ignore[attr-defined]

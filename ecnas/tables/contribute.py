@@ -5,8 +5,11 @@ not import tables): see docs/architecture.md.
 
 The bundle is a ``.tar.gz`` holding ``profile/<id>.toml``, ``table/<file>`` and
 ``manifest.json`` (versions, contributor, SHA-256 of each file, table summary and the
-consistency-check results). Nothing is bundled unless the profile validates, the table's
-``device`` column names the profile, and the table passes ``ecnas.tables`` checks.
+consistency-check results, the table's provenance and how its energy was obtained). Nothing
+is bundled unless the profile validates, the table's ``device`` column names the profile, the
+table passes ``ecnas.tables`` checks, and its energy was measured: a table with estimated
+rows is refused (``InputError``, exit 2, with the fix) unless ``allow_estimated``, which the
+manifest records. The maintainer's side (verify, merge) is ``ecnas.tables.contribution``.
 """
 
 from __future__ import annotations
@@ -23,9 +26,12 @@ from typing import Any
 from ecnas._version import __version__
 from ecnas.errors import InputError
 from ecnas.outputs import atomic_path, check_target
+from ecnas.profiles import load_profiles
 from ecnas.profiles.toml_io import validate_file
 from ecnas.tables import read_table
 from ecnas.tables.checks import run_checks
+from ecnas.tables.metadata import get_metadata
+from ecnas.tables.schema import SOURCES
 
 
 @dataclass(frozen=True)
@@ -74,21 +80,56 @@ def _check_rows(report: Any) -> list[dict]:
     ]
 
 
-def check_table(table: Path, profile_id: str) -> tuple[int, int, list[dict]]:
-    """Read the table through ecnas.tables and run its checks plus the device-id check."""
+def energy_summary(df: Any) -> dict[str, Any]:
+    """How the table's energy was obtained: rows by source, estimated rows, and the meter
+    columns' names where the table records them."""
+
+    by_source = df["source"].astype(str).value_counts()
+    return {"rows": len(df), "rows_estimated": int(df["estimated"].astype(bool).sum()),
+            "rows_by_source": {s: int(by_source.get(s, 0)) for s in SOURCES}}
+
+
+def with_profile(profile: Any) -> dict[str, Any]:
+    """ecnas's loaded profiles with ``profile`` in place of any of the same id: the checks
+    judge a contributed device by the profile it came with."""
+
+    return {**{p.id: p for p in load_profiles()}, **({profile.id: profile} if profile else {})}
+
+
+def check_table(table: Path, profile_id: str, profile: Any = None
+                ) -> tuple[int, int, list[dict], Any]:
+    """Read the table through ecnas.tables and run its checks plus the device-id check:
+    (rows, architectures, check rows, the table)."""
+
     df = read_table(table)
-    rows = _check_rows(run_checks(df))
+    rows = _check_rows(run_checks(df, profiles=with_profile(profile)))
     devices = sorted({str(d) for d in df["device"].dropna().unique()}) if "device" in df else []
     rows.append({
         "name": "device-matches-profile", "passed": devices == [profile_id],
         "detail": (f"device column holds {devices}, expected only {profile_id!r}"
                    if devices != [profile_id] else f"all rows measured on {profile_id}")})
     n_arch = int(df["arch_hash"].nunique()) if "arch_hash" in df else 0
-    return len(df), n_arch, rows
+    return len(df), n_arch, rows, df
+
+
+def refuse_estimated(energy: dict[str, Any], calibrated: bool, table: Path) -> None:
+    """``InputError`` when the table holds estimated energy (CONTRIBUTING: a contributed
+    device is measured), with the reason and the fix."""
+    n, est = energy["rows"], energy["rows_estimated"]
+    if est == 0:
+        return
+    what = "all" if est == n else f"{est} of {n}"
+    cal = "" if calibrated else " and the profile is uncalibrated"
+    raise InputError(
+        f"--table {table}: {what} rows hold estimated energy{cal}; a contributed device must "
+        "be measured. Fix: re-measure with a meter that reads the device (`ecnas hardware` "
+        "shows which are measured; see CONTRIBUTING.md 'Add your device'), or pass "
+        "--allow-estimated to contribute it as estimated (recorded in the manifest)")
 
 
 def make_bundle(profile_path: Path, table_path: Path, out: Path, *, who: str = "",
-                notes: str = "", force: bool = False) -> ContributionResult:
+                notes: str = "", force: bool = False,
+                allow_estimated: bool = False) -> ContributionResult:
     profile_path, table_path, out = Path(profile_path), Path(table_path), Path(out)
     if not out.name.endswith((".tar.gz", ".tgz")):
         raise InputError(f"--out: {out}: the bundle must end in .tar.gz")
@@ -97,7 +138,13 @@ def make_bundle(profile_path: Path, table_path: Path, out: Path, *, who: str = "
     if not table_path.is_file():
         raise InputError(f"--table: {table_path}: no such file")
     profile = validate_file(profile_path)
-    rows, n_arch, checks = check_table(table_path, profile.id)
+    rows, n_arch, checks, df = check_table(table_path, profile.id, profile)
+    energy = energy_summary(df)
+    if not allow_estimated:
+        refuse_estimated(energy, bool(profile.calibrated), table_path)
+
+    table_meta = get_metadata(df)
+    provenance = table_meta.get("provenance", [])
     failed = tuple(f"{c['name']}: {c['detail']}" if c["detail"] else c["name"]
                    for c in checks if not c["passed"])
     manifest = {
@@ -112,6 +159,11 @@ def make_bundle(profile_path: Path, table_path: Path, out: Path, *, who: str = "
         "table": {"file": f"table/{table_path.name}", "sha256": sha256_file(table_path),
                   "rows": rows, "architectures": n_arch},
         "checks": checks,
+        "energy": {**energy, "allow_estimated": bool(allow_estimated),
+                   "profile_calibrated": bool(profile.calibrated)},
+        "provenance": provenance if isinstance(provenance, list) else [],
+        # what produced the table and with which meters (ecnas train/run record it here)
+        "table_metadata": table_meta,
     }
     bundle = digest = None
     if not failed:

@@ -29,6 +29,15 @@ def pue_of(meta: Mapping[str, Any]) -> float:
     return f
 
 
+def pue_for(meta: Mapping[str, Any], device: str) -> float:
+    """The facility factor of ``device``: a merged multi-device bundle records one per device
+    (``pue_by_device``), as each lab's machine room has its own; else the table's."""
+    by_device = meta.get("pue_by_device") if isinstance(meta, Mapping) else None
+    if isinstance(by_device, Mapping) and device in by_device:
+        return pue_of({"pue": by_device[device]})
+    return pue_of(meta)
+
+
 def to_kwh(energy_j: float, pue: float) -> float:
     """Joules (PUE excluded) → kWh with the facility factor re-applied, as EC-NAS publishes.
 
