@@ -143,7 +143,7 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory):
         pytest.skip(reason)
     from ecnas.campaign import cluster as jq
 
-    spec = jq.ClusterSpec(kind="slurm", prologue=(_JOB_PATH,))
+    spec = jq.ClusterSpec(kind="slurm", prologue=(_JOB_PATH,), interface="lo")
     store = tmp_path_factory.mktemp("slurm") / "s.sqlite"
     cluster = jq.make_cluster(spec, **jq.cluster_kwargs(
         spec, gpu=False, name=jq.job_name(store), log_directory=str(store.parent)))
@@ -219,7 +219,7 @@ def test_slurm_campaign_end_to_end(benchmark, tmp_path: Path) -> None:
 
     def dispatch() -> None:
         summary = run_campaign(campaign, tmp_path / "e.sqlite", workers=2,
-                               cluster=ClusterSpec(kind="slurm", prologue=(_JOB_PATH,)),
+                               cluster=ClusterSpec(kind="slurm", prologue=(_JOB_PATH,), interface="lo"),
                                run_fn=trivial)
         assert summary.done == runs
 

@@ -89,8 +89,21 @@ def empty_queue_after(slurm):
     assert left == [], f"jobs left in squeue: {left}"
 
 
+#: the test cluster is this machine: its scheduler and workers talk over loopback only
+LOOPBACK = {"DASK_JOBQUEUE__SLURM__INTERFACE": "lo"}
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch):
+    """In-process coordinators (run_campaign here) keep their scheduler on loopback too."""
+    import dask
+
+    with dask.config.set({"jobqueue.slurm.interface": "lo"}):
+        yield
+
+
 def _env(marks: Path | None = None, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)])}
+    env = {**os.environ, **LOOPBACK, "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)])}
     if marks is not None:
         env["ECNAS_TEST_MARKS"] = str(marks)
     return {**env, **extra}
