@@ -48,7 +48,7 @@ if ! sinfo -h >/dev/null 2>&1; then
     && trap 'bash scripts/slurm/stop.sh >/dev/null 2>&1 || true' EXIT \
     || echo "note: no SLURM here; tests/test_campaign_slurm.py skips"
 fi
-python3 -m pytest -q tests
+python3 -m pytest -q --durations=15 tests
 # Each extra installed as users install it, one fresh venv each (a few minutes; own step so
 # that `pytest tests` stays quick: there these tests skip unless ECNAS_TEST_EXTRAS=1)
 ECNAS_TEST_EXTRAS=1 python3 -m pytest -q -p no:cacheprovider tests/test_extras_install.py
