@@ -268,3 +268,12 @@ def test_imports_inside_functions_stay_few() -> None:
                 inside |= {(path, n.lineno) for n in ast.walk(fn)
                            if isinstance(n, (ast.Import, ast.ImportFrom))}
     assert len(inside) < 120, f"{len(inside)} imports inside functions"
+
+
+def test_every_folder_of_modules_is_a_package() -> None:
+    """A wheel ships packages only: a folder of modules without ``__init__.py`` works in an
+    editable checkout (as a namespace package) and is missing once installed."""
+    loose = sorted(str(d.relative_to(PACKAGE.parent)) for d in PACKAGE.rglob("*")
+                   if d.is_dir() and d.name != "__pycache__" and any(d.glob("*.py"))
+                   and not (d / "__init__.py").is_file())
+    assert loose == [], f"folders of modules without __init__.py: {loose}"
