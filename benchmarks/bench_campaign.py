@@ -132,10 +132,12 @@ def _slurm_reason() -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def slurm_cluster(tmp_path_factory: pytest.TempPathFactory):
     """2 SLURM worker jobs, started as ``ecnas run --cluster slurm`` starts them, and waited
-    for: what follows is the dispatch cost with the workers up, as for the LocalCluster."""
+    for: what follows is the dispatch cost with the workers up, as for the LocalCluster.
+    Function-scoped: its jobs hold the node's CPUs, so the end-to-end benchmark's own jobs
+    would wait in the queue behind them for as long as the module ran."""
     import time
 
     reason = _slurm_reason()
