@@ -44,6 +44,7 @@ from ecnas._version import __version__
 from ecnas.benchmark.layout import (
     METRICS,
     Layout,
+    arch_fields,
     devices_of,
     layout_from_frames,
     layout_from_table,
@@ -569,11 +570,7 @@ def _dense_layout(p: Path, entry: Mapping[str, Any], archs: Mapping[str, Any], d
         raise InputError(f"{p / entry['status']}: a source code beyond {list(SOURCES)}")
     shape = (n_a, n_b, n_r)
     return Layout(device=device, budgets=budgets, repeats=n_r,
-                  arch_hash=np.asarray(archs["arch_hash"], dtype=object),
-                  matrix=np.asarray(archs["matrix"], dtype=object),
-                  ops=np.asarray(archs["ops"], dtype=object),
-                  trainable_params=np.asarray(archs["trainable_params"], dtype="int64"),
-                  flops=np.asarray(archs["flops"], dtype="float64"),
+                  **arch_fields(archs),
                   metrics=metrics, present=present.reshape(shape),
                   source=np.where(present, code, 0).astype("int8").reshape(shape),
                   estimated=(present & (status & 16 != 0)).reshape(shape))

@@ -67,6 +67,15 @@ class Layout:
         return self.metrics.reshape(self.num_archs, len(self.budgets), self.repeats, len(METRICS))
 
 
+def arch_fields(archs: Any) -> dict[str, np.ndarray]:
+    """A Layout's per-architecture arrays from a bundle's architecture columns (either schema)."""
+    return {"arch_hash": np.asarray(archs["arch_hash"], dtype=object),
+            "matrix": np.asarray(archs["matrix"], dtype=object),
+            "ops": np.asarray(archs["ops"], dtype=object),
+            "trainable_params": np.asarray(archs["trainable_params"], dtype="int64"),
+            "flops": np.asarray(archs["flops"], dtype="float64")}
+
+
 def devices_of(df: pd.DataFrame) -> list[str]:
     """Devices of a table, the one with the most rows first (ties: by name)."""
     counts = df["device"].value_counts()
@@ -178,10 +187,6 @@ def layout_from_frames(archs: pd.DataFrame | Any, runs: Any, *, device: str,
     estimated[row] = runs["estimated"]
     shape = (n_a, n_b, n_r)
     return Layout(device=device, budgets=tuple(budgets), repeats=n_r,
-                  arch_hash=np.asarray(archs["arch_hash"], dtype=object),
-                  matrix=np.asarray(archs["matrix"], dtype=object),
-                  ops=np.asarray(archs["ops"], dtype=object),
-                  trainable_params=np.asarray(archs["trainable_params"], dtype="int64"),
-                  flops=np.asarray(archs["flops"], dtype="float64"),
+                  **arch_fields(archs),
                   metrics=metrics, present=present.reshape(shape),
                   source=source.reshape(shape), estimated=estimated.reshape(shape))
