@@ -12,8 +12,13 @@ measure reports, contribution archives, plots, the profile cache). The rules (do
   and no half-written one; the temp is removed.
 * **Modes follow the umask**, like ``cp`` and ``tar``: files ``0666 & ~umask``, folders
   ``0777 & ~umask`` (``mkstemp``/``mkdtemp`` alone would give 0600/0700).
-* **Only what ecnas wrote is replaced.** A single file is replaced only with ``force`` (the
-  user named it). A folder output (a bundle) is replaced only when everything in it is listed
+* **Only what ecnas wrote is replaced.** A single file is replaced only with ``force`` and
+  only when ecnas wrote it and it is unchanged since: every file written here is entered in
+  the *written ledger* (its real path and SHA-256, one small file per output under
+  ``$ECNAS_STATE_DIR``, by default ``$XDG_STATE_HOME/ecnas/written`` or
+  ``~/.local/state/ecnas/written``), which ``force`` consults. Writers whose files carry their
+  own mark (a campaign store, a calibration run, the demo's folder) pass their own ``owner``
+  check instead. A folder output (a bundle) is replaced only when everything in it is listed
   by its own manifest: a foreign file inside it makes ecnas refuse, naming the file, so
   nothing a user added is ever deleted.
 
@@ -24,6 +29,7 @@ imports nothing), so every room may use it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -88,6 +94,72 @@ def dumps_json(value: Any, **kwargs: Any) -> str:
     return json.dumps(json_safe(value), allow_nan=False, **kwargs)
 
 
+
+# ------------------------------------------------------------------ the written ledger
+STATE_ENV = "ECNAS_STATE_DIR"
+
+
+def written_dir() -> Path:
+    """Where the written ledger lives: ``$ECNAS_STATE_DIR``, else ``$XDG_STATE_HOME/ecnas``,
+    else ``~/.local/state/ecnas`` (XDG's place for state that outlives a run)."""
+    explicit = os.environ.get(STATE_ENV)
+    if explicit:
+        return Path(explicit) / "written"
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local",
+                                                            "state")
+    return Path(base) / "ecnas" / "written"
+
+
+def _content_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(16 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _entry_path(path: Path) -> Path:
+    # one file per output, named by the output's real path: no lock, no shared file to corrupt
+    key = hashlib.sha256(os.fsencode(os.path.realpath(path))).hexdigest()[:40]
+    return written_dir() / key
+
+
+def record_written(path: PathLike) -> bool:
+    """Enter ``path`` (a regular file ecnas has just written) in the written ledger; False
+    when the ledger cannot be written (a read-only home): ``force`` then refuses to replace
+    the file later, saying where the ledger is, which is the safe side."""
+    p = Path(path)
+    try:
+        entry = {"path": os.fsdecode(os.path.realpath(p)), "sha256": _content_sha256(p),
+                 "bytes": p.stat().st_size}
+        folder = written_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".entry-", dir=folder)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(entry, fh)
+            os.replace(tmp, _entry_path(p))
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def wrote(path: PathLike) -> bool:
+    """Whether ecnas wrote ``path`` (a regular file) and it still holds exactly those bytes."""
+    p = Path(path)
+    try:
+        with open(_entry_path(p), encoding="utf-8") as fh:
+            entry = json.load(fh)
+        return (isinstance(entry, dict) and entry.get("path") == os.fsdecode(os.path.realpath(p))
+                and entry.get("bytes") == p.stat().st_size
+                and entry.get("sha256") == _content_sha256(p))
+    except (OSError, ValueError):
+        return False
+
+
 # ------------------------------------------------------------------ checks
 def _same(a: Path, b: Path) -> bool:
     try:
@@ -120,13 +192,16 @@ def _describe(path: Path) -> str:
 
 def check_target(path: PathLike, *, inputs: Iterable[PathLike] = (), force: bool = False,
                  folder: bool = False, owned: Callable[[Path], Iterable[str]] | None = None,
-                 option: str = "--out", companions: Iterable[PathLike] = ()) -> Path:
+                 option: str = "--out", companions: Iterable[PathLike] = (),
+                 owner: Callable[[Path], bool] = wrote) -> Path:
     """Check an output target before any work starts; return it as a Path.
 
     ``folder``: the output is a folder (a bundle) rather than a file. ``owned(path)`` names
     the entries of an existing output folder that ecnas wrote (its manifest's files); it
     raises ``InputError`` when the folder is not an ecnas output. ``companions`` are files
     written beside the target (a CSV table's metadata sidecar), checked the same way.
+    ``owner(path)`` says whether an existing single file is ecnas's own output, the only kind
+    ``force`` replaces (default: :func:`wrote`, the written ledger).
     Raises ``InputError`` (one line, naming the target) on every refusal.
     """
     p = Path(path)
@@ -151,19 +226,20 @@ def check_target(path: PathLike, *, inputs: Iterable[PathLike] = (), force: bool
         # a rename would replace the link, or --force write wherever it points (/dev/stdout)
         raise InputError(f"{option} {name}: is a symbolic link; ecnas does not write through "
                          "or over one (name the file itself)")
+    for c in companions:  # first: a link beside the target is the graver fault to name
+        cp = Path(c)
+        if cp.exists() or cp.is_symlink():
+            _check_existing_file(cp, _describe(cp), force=force, option=option, owner=owner)
     if p.exists():
         if folder:
             _check_existing_folder(p, name, force=force, owned=owned, option=option)
         else:
-            _check_existing_file(p, name, force=force, option=option)
-    for c in companions:
-        cp = Path(c)
-        if cp.exists():
-            _check_existing_file(cp, _describe(cp), force=force, option=option)
+            _check_existing_file(p, name, force=force, option=option, owner=owner)
     return p
 
 
-def _check_existing_file(p: Path, name: str, *, force: bool, option: str) -> None:
+def _check_existing_file(p: Path, name: str, *, force: bool, option: str,
+                         owner: Callable[[Path], bool]) -> None:
     if p.is_symlink():  # a companion (a CSV's sidecar) as much as the target itself
         raise InputError(f"{option} {name}: is a symbolic link; ecnas does not write through "
                          "or over one (name the file itself)")
@@ -175,6 +251,10 @@ def _check_existing_file(p: Path, name: str, *, force: bool, option: str) -> Non
         raise InputError(f"{option} {name}: is read-only; ecnas does not replace it")
     if not force:
         raise InputError(f"{option} {name}: exists (use --force to replace it)")
+    if not owner(p):
+        raise InputError(f"{option} {name}: exists and ecnas did not write it (or it changed "
+                         "since); --force replaces only ecnas's own outputs: move it away or "
+                         "name another file")
 
 
 def _check_existing_folder(p: Path, name: str, *, force: bool,
@@ -289,6 +369,7 @@ def atomic_path(path: PathLike, *, suffix: str = ".tmp") -> Iterator[Path]:
         yield tmp
         os.chmod(tmp, file_mode())
         os.replace(tmp, p)
+        record_written(p)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
 import tarfile
 from pathlib import Path
 
 import pytest
 
 DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _written_ledger(tmp_path_factory: pytest.TempPathFactory):
+    """The written ledger (what ``--force`` may replace) in a folder of the test session, not
+    the user's ~/.local/state; subprocesses inherit it through the environment."""
+    before = os.environ.get("ECNAS_STATE_DIR")
+    os.environ["ECNAS_STATE_DIR"] = str(tmp_path_factory.mktemp("ecnas-state"))
+    yield
+    if before is None:
+        os.environ.pop("ECNAS_STATE_DIR", None)
+    else:
+        os.environ["ECNAS_STATE_DIR"] = before
 
 
 @pytest.fixture(scope="session")

@@ -74,10 +74,38 @@ def test_measure_never_replaces_a_file_the_command_wrote(capsys, tmp_path):
     assert "the command wrote this file" in err and "Traceback" not in err
     assert out.read_text() == "mine\n"
     assert json.loads(stdout)["returncode"] == 0  # the report is not lost: it is on stdout
-    # an old report the command leaves alone is replaced with --force, as documented
+    # nor with --force: the command's file is not ecnas's output
     rc, _, err = cli(capsys, "measure", "--out", out, "--force", "--", "true")
-    assert rc == 0, err
-    assert json.loads(out.read_text())["returncode"] == 0
+    assert rc == 2 and "did not write it" in one_line(err)
+    assert out.read_text() == "mine\n"
+    # an old report of ecnas's that the command leaves alone is replaced with --force
+    out.unlink()
+    assert cli(capsys, "measure", "--out", out, "--", "true")[0] == 0
+    first = out.read_bytes()
+    rc, _, err = cli(capsys, "measure", "--out", out, "--force", "--", "sh", "-c", "exit 3")
+    assert rc == 3, err
+    assert out.read_bytes() != first and json.loads(out.read_text())["returncode"] == 3
+
+
+def test_force_replaces_only_what_ecnas_wrote(capsys, tmp_path):
+    """--force on a user's file (same name and format as an ecnas output) refuses, checksum
+    unchanged; on ecnas's own output it replaces; once the user edits that output, it is the
+    user's and --force refuses again."""
+    out = tmp_path / "report.json"
+    out.write_text('{"mine": true}\n')
+    before = sums(tmp_path)
+    rc, _, err = cli(capsys, "measure", "--out", out, "--force", "--", "true")
+    assert rc == 2 and "did not write it" in one_line(err) and "Traceback" not in err
+    assert sums(tmp_path) == before
+    out.unlink()
+    assert cli(capsys, "measure", "--out", out, "--", "true")[0] == 0
+    assert cli(capsys, "measure", "--out", out, "--force", "--", "true")[0] == 0
+    with open(out, "a") as fh:
+        fh.write(" ")  # the user's edit makes it theirs
+    before = sums(tmp_path)
+    rc, _, err = cli(capsys, "measure", "--out", out, "--force", "--", "true")
+    assert rc == 2 and "changed since" in one_line(err)
+    assert sums(tmp_path) == before
 
 
 # ---------------------------------------------------------------- demo --out

@@ -28,7 +28,7 @@ def add_json_flag(parser: Any) -> None:
 
 def add_force_flag(parser: Any, what: str = "--out") -> None:
     parser.add_argument("--force", action="store_true",
-                        help=f"replace the regular file named by {what} (never a symbolic link, "
-                             "a read-only file, the input, or a file the command itself wrote "
-                             "meanwhile; a bundle folder only when its manifest lists "
-                             "everything in it)")
+                        help=f"replace {what} if ecnas wrote it and it is unchanged since "
+                             "(never a user's file, a symbolic link, a read-only file or the "
+                             "input; a bundle folder only when its manifest lists everything "
+                             "in it); see docs/outputs.md")

@@ -234,7 +234,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             raise InputError(f"--out: {run_path} exists and is not a calibration run ecnas "
                              "wrote; move it away")
     if run_path is not None:
-        check_target(run_path, force=True, inputs=inputs)
+        check_target(run_path, force=True, inputs=inputs, owner=is_record_file)
     options = CalibrationOptions(idle_s=args.idle_s, probe_s=args.probe_s, load_s=args.load_s,
                                  steps_s=args.steps_s, poll_s=args.poll_s,
                                  profile_id=args.profile_id, who=args.who).check()
