@@ -71,6 +71,13 @@ def test_load(benchmark, bundle) -> None:
     benchmark.extra_info["runs"] = N_ARCHS * len(BUDGETS) * REPEATS
 
 
+def test_load_unverified(benchmark, bundle) -> None:
+    """``verify=False``: the difference to ``test_load`` is what checking the SHA-256 costs."""
+    bench = benchmark.pedantic(Benchmark.load, args=(bundle["path"],), kwargs={"verify": False},
+                               rounds=3, iterations=1)
+    assert len(bench) == N_ARCHS
+
+
 def test_memory_held(benchmark, bundle) -> None:
     """Bytes the loaded Benchmark holds (tracemalloc: numpy and Python objects)."""
     held = {}
