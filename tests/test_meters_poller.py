@@ -10,8 +10,10 @@ import threading
 import time
 
 import pytest
+from fakes.sysfs import FakePowercap
 
 from ecnas.meters.poller import EventLog, Poller, stopped
+from ecnas.meters.rapl import RaplMeter
 
 LONG = 30.0  # a bound no healthy run comes near, however loaded the machine
 
@@ -194,3 +196,28 @@ def test_events_from_the_polling_thread_reach_the_reader() -> None:
 def test_stopped_names_the_cause() -> None:
     assert stopped("rapl: wrap guard", KeyError("x")) == "rapl: wrap guard stopped (KeyError: 'x')"
 
+
+def test_a_rapl_guard_that_fails_marks_the_zones_dead_and_says_so(tmp_path, monkeypatch) -> None:
+    # the meters' own use: RAPL's wrap guard (a 1 J counter at 50 W: a read every 5 ms)
+    FakePowercap(tmp_path).package(0, dram=False, core=False, range_uj=1_000_000)
+    meter = RaplMeter(tmp_path, max_power_w=50.0)
+    t0 = time.monotonic()
+    meter.start()
+    failed = threading.Event()
+
+    def broken() -> None:
+        failed.set()
+        raise RuntimeError("driver gone")
+
+    monkeypatch.setattr(meter, "read", broken)  # the guard's next read fails
+    try:
+        assert failed.wait(LONG)
+        deadline = time.monotonic() + LONG
+        while not meter.events(t0) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert meter.events(t0) == ("rapl: wrap guard stopped (RuntimeError: driver gone); "
+                                    "energy after this point is missing",)
+        [zone] = meter.counters()
+        assert str(zone["dead"]).endswith(": wrap guard stopped (RuntimeError: driver gone)")
+    finally:
+        meter.close()

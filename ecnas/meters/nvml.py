@@ -30,18 +30,18 @@ slice must never be charged the whole board's energy.
 from __future__ import annotations
 
 import contextlib
-import math
+import functools
 import os
 import statistics
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from ecnas.errors import InputError, MeterUnavailable
 from ecnas.meters.base import DeviceInfo, Meter, MeterStatus, Reading, Status
+from ecnas.meters.poller import EventLog, Poller
 
 NVML_FI_DEV_POWER_INSTANT = 186  # pynvml.NVML_FI_DEV_POWER_INSTANT
 DEFAULT_POLL_INTERVAL_S = 0.05
@@ -192,10 +192,8 @@ class NvmlMeter(Meter):
         self._problem: tuple[str, str] | None = None  # (reason, fix) when unusable
         self._nvml: Any = None
         self._lock = threading.Lock()
-        self._events: deque[tuple[float, str]] = deque(maxlen=256)
-        self._last_event_t = -math.inf  # lets events() answer "none" without the lock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._log = EventLog()  # its own lock: events() never waits while NVML answers
+        self._poller: Poller | None = None
         self._background = background
         self._pass_s: float | None = None  # median seconds of one read of every GPU
         self._started = False
@@ -373,10 +371,6 @@ class NvmlMeter(Meter):
         return max(base, SAMPLER_DUTY_FACTOR * pass_s)
 
     # -- reading ---------------------------------------------------------------------------
-    def _event(self, t: float, message: str) -> None:
-        self._events.append((t, message))
-        self._last_event_t = max(self._last_event_t, t)
-
     def _power_w(self, g: Gpu) -> float:
         nv = self._nvml
         if g.mode == "instant":
@@ -398,8 +392,8 @@ class NvmlMeter(Meter):
             if g.last_t == 0.0:
                 g.base_mj = mj
             elif mj < g.last_mj:  # driver reloaded: the counter restarted
-                self._event(now, f"{g.domain}: energy counter went back "
-                                 f"({g.last_mj} -> {mj} mJ); counting on from 0")
+                self._log.add(f"{g.domain}: energy counter went back ({g.last_mj} -> {mj} "
+                              "mJ); counting on from 0", now)
                 g.base_mj -= g.last_mj
             g.last_mj = mj
             g.energy_j = (mj - g.base_mj) / 1000.0
@@ -428,8 +422,8 @@ class NvmlMeter(Meter):
         for g, value in zip(gpus, values, strict=True):
             if isinstance(value, BaseException):
                 g.failed = _text(value)
-                self._event(now, f"{g.domain}: NVML error ({g.failed}); energy after this "
-                                 "point is missing")
+                self._log.add(f"{g.domain}: NVML error ({g.failed}); energy after this point "
+                              "is missing", now)
             elif value is not None:
                 self._apply(g, value, now)
         return now, t1 - t0
@@ -448,8 +442,8 @@ class NvmlMeter(Meter):
             reading = Reading(now, {g.domain: g.energy_j for g in gpus})
             switch = self._count_slow(gpus, took)
             if switch:
-                self._event(now, f"nvml: reads slowed to {_ms(took / len(gpus))} each: "
-                                 "sampling in the background from now on")
+                self._log.add(f"nvml: reads slowed to {_ms(took / len(gpus))} each: "
+                              "sampling in the background from now on", now)
         if switch:
             self._start_background(gpus)
         return reading
@@ -480,13 +474,13 @@ class NvmlMeter(Meter):
             return latest  # the sampler published while this edge waited for the lock
         if not self._late:
             self._late = True
-            thread = self._thread
-            why = "late" if thread is not None and thread.is_alive() else "stopped"
+            poller = self._poller
+            why = "late" if poller is not None and poller.alive else "stopped"
             age = ("no sample yet" if latest is None else
                    f"newest sample {_ms(now - latest.timestamp)} old")
-            self._event(now, f"nvml: the background sampler {why} ({age}, more than "
-                             f"{_ms(self._stale_s)}): window edges read NVML themselves "
-                             "until it publishes again")
+            self._log.add(f"nvml: the background sampler {why} ({age}, more than "
+                          f"{_ms(self._stale_s)}): window edges read NVML themselves until "
+                          "it publishes again", now)
         self._late_reads += 1
         t, _ = self._pass(gpus)
         reading = Reading(t, {g.domain: g.energy_j for g in gpus})
@@ -504,10 +498,7 @@ class NvmlMeter(Meter):
         return 0.0
 
     def events(self, since: float) -> tuple[str, ...]:
-        if self._last_event_t < since:
-            return ()  # the usual window: no lock (the sampler holds it while NVML answers)
-        with self._lock:
-            return tuple(msg for t, msg in self._events if t >= since)
+        return self._log.since(since)
 
     # -- polling and sampling --------------------------------------------------------------
     def start(self) -> None:
@@ -515,7 +506,7 @@ class NvmlMeter(Meter):
         if not gpus:
             reason, fix = self._problem or ("no GPU", "")
             raise MeterUnavailable(f"nvml: {reason} (fix: {fix})")
-        if self._thread is not None:
+        if self._poller is not None:
             return
         if self._wants_background(gpus):
             self._start_background(gpus)  # its first pass takes the counters' bases
@@ -541,30 +532,29 @@ class NvmlMeter(Meter):
         self._start_thread(gpus, self._period_s, publish=True)
 
     def _start_thread(self, gpus: list[Gpu], period_s: float, *, publish: bool) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, args=(gpus, period_s, publish),
-                                        name="ecnas-nvml-sampler" if publish else
-                                        "ecnas-nvml-poll", daemon=True)
-        self._thread.start()
+        name, what, after = (
+            ("ecnas-nvml-sampler", "nvml: the background sampler",
+             "window edges read NVML themselves") if publish else
+            ("ecnas-nvml-poll", "nvml: the power poller",
+             "power is read only at window edges from now on"))
+        self._poller = Poller(name, functools.partial(self._poll, gpus, period_s, publish),
+                              period_s, self._log, what=what, after=after)
+        self._poller.start()
 
-    def _run(self, gpus: list[Gpu], period_s: float, publish: bool) -> None:
-        """Read ``gpus`` every ``period_s`` (start to start); with ``publish``, hand the edges
-        the newest reading. It waits on the stop event, so close() ends it within one pass."""
-        stop, lock = self._stop, self._lock
-        wait = period_s
-        while not stop.wait(wait):
-            with lock:
-                now, took = self._pass(gpus)
-                if publish:
-                    self._latest = Reading(now, {g.domain: g.energy_j for g in gpus})
-                    self._late = False
-            wait = max(0.0, period_s - took)
+    def _poll(self, gpus: list[Gpu], period_s: float, publish: bool) -> float:
+        """Read ``gpus`` once; with ``publish``, hand the edges the newest reading. Returns
+        the wait until the next pass, so passes start every ``period_s``."""
+        with self._lock:
+            now, took = self._pass(gpus)
+            if publish:
+                self._latest = Reading(now, {g.domain: g.energy_j for g in gpus})
+                self._late = False
+        return max(0.0, period_s - took)
 
     def _stop_thread(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            self._stop.set()
-            thread.join()
+        poller, self._poller = self._poller, None
+        if poller is not None:
+            poller.stop()
 
     def close(self) -> None:
         self._stop_thread()
@@ -576,7 +566,7 @@ class NvmlMeter(Meter):
             try:
                 self._nvml.nvmlShutdown()
             except self._nvml.NVMLError as exc:
-                self._event(time.monotonic(), f"nvmlShutdown failed: {_text(exc)}")
+                self._log.add(f"nvmlShutdown failed: {_text(exc)}")
             self._nvml = None
             self._gpus = None
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from typing import Any
 
 from ecnas.errors import MeterUnavailable
 from ecnas.meters.base import Meter, MeterStatus, Reading, Status
+from ecnas.meters.poller import EventLog
 
 
 def installed() -> bool:
@@ -35,7 +35,7 @@ class PyRaplMeter(Meter):
         self._base: list[float] | None = None
         self._last: list[float] | None = None
         self._lock = threading.Lock()
-        self._events: deque[tuple[float, str]] = deque(maxlen=64)
+        self._log = EventLog(maxlen=64)
 
     def _open(self) -> Any:
         if self._sensor is None and not self._problem:
@@ -81,8 +81,8 @@ class PyRaplMeter(Meter):
                 self._base = values
             if self._last is not None and any(
                     v < last for v, last in zip(values, self._last, strict=False) if v >= 0):
-                self._events.append((now, "pyrapl: a counter went backwards (a wrap pyRAPL "
-                                          "does not correct): this window is wrong"))
+                self._log.add("pyrapl: a counter went backwards (a wrap pyRAPL does not "
+                              "correct): this window is wrong", now)
             self._last = values
             out = {}
             for name, v, b in zip(self._names(values), values, self._base, strict=False):
@@ -94,5 +94,4 @@ class PyRaplMeter(Meter):
         return 0.001
 
     def events(self, since: float) -> tuple[str, ...]:
-        with self._lock:
-            return tuple(m for t, m in self._events if t >= since)
+        return self._log.since(since)
