@@ -317,9 +317,12 @@ class AmdSmiMeter(Meter):
         return None, f"{note}; power reads N/A"
 
     def domains(self) -> tuple[str, ...]:
+        """``gpu:<i>`` per metered board (its first visible GPU's ordinal)."""
         return tuple(b.domain for b in self._probe())
 
     def status(self) -> MeterStatus:
+        """Measured with how each board is read (counter or polled power, boards counted once),
+        else why not and the fix."""
         boards = self._probe()
         if not boards:
             reason, fix = self._problem or ("no GPU", "")
@@ -348,12 +351,15 @@ class AmdSmiMeter(Meter):
 
     @staticmethod
     def device(b: Board) -> DeviceInfo:
+        """What a profile is matched on for board ``b``: name, PCI device id, UUID, amdsmi index
+        and how it is read."""
         return DeviceInfo(domain=b.domain, kind="gpu", name=b.name,
                           pci_device_id=b.pci_device_id, uuid=b.uuid,
                           extra={"amdsmi_index": str(b.index), "mode": b.mode,
                                  "scope": b.scope, "hip_ordinals": ",".join(map(str, b.ordinals))})
 
     def boards(self) -> list[Board]:
+        """The metered boards (probing amdsmi on first use); a copy of the list."""
         return list(self._probe())
 
     # -- reading ---------------------------------------------------------------------------
@@ -403,6 +409,7 @@ class AmdSmiMeter(Meter):
         return acc
 
     def read(self) -> Reading:
+        """Every board read now (counters wrap-corrected, polled power integrated up to now)."""
         boards = self._probe()
         if not boards:
             raise MeterUnavailable(self.status().reason)
@@ -413,6 +420,8 @@ class AmdSmiMeter(Meter):
             return Reading(now, {b.domain: b.energy_j for b in boards})
 
     def min_window_s(self, domain: str) -> float:
+        """1 s for averaged power, two poll periods for polled current power, else 0 (the
+        counter)."""
         for b in self._probe():
             if b.domain == domain:
                 if b.mode == "average":
@@ -425,6 +434,8 @@ class AmdSmiMeter(Meter):
 
     # -- polling and the wrap guard --------------------------------------------------------
     def start(self) -> None:
+        """Take the counters' bases and start the poller: power every poll interval, or only the
+        counters' wrap guard."""
         boards = self._probe()
         if not boards:
             reason, fix = self._problem or ("no GPU", "")
@@ -448,6 +459,7 @@ class AmdSmiMeter(Meter):
                     self._sample(b, now)
 
     def close(self) -> None:
+        """Stop the poller and shut amdsmi down (a later use probes again)."""
         poller, self._poller = self._poller, None
         if poller is not None:
             poller.stop()

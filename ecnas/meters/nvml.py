@@ -303,9 +303,12 @@ class NvmlMeter(Meter):
         return "power"
 
     def domains(self) -> tuple[str, ...]:
+        """``gpu:<i>`` per visible GPU, i as torch numbers ``cuda:<i>``."""
         return tuple(g.domain for g in self._probe())
 
     def status(self) -> MeterStatus:
+        """Measured with how each GPU is read (counter or polled power, at the edges or sampled in
+        the background), else why not and the fix."""
         gpus = self._probe()
         if not gpus:
             reason, fix = self._problem or ("no GPU", "")
@@ -331,11 +334,14 @@ class NvmlMeter(Meter):
 
     @staticmethod
     def device(g: Gpu) -> DeviceInfo:
+        """What a profile is matched on for GPU ``g``: name, PCI device id, UUID, NVML index and
+        mode."""
         return DeviceInfo(domain=g.domain, kind="gpu", name=g.name,
                           pci_device_id=g.pci_device_id, uuid=g.uuid,
                           extra={"nvml_index": str(g.nvml_index), "mode": g.mode})
 
     def gpus(self) -> list[Gpu]:
+        """The metered GPUs (probing NVML on first use); a copy of the list."""
         return list(self._probe())
 
     @property
@@ -429,6 +435,8 @@ class NvmlMeter(Meter):
         return now, t1 - t0
 
     def read(self) -> Reading:
+        """Joules per GPU now: the sampler's newest reading in background mode while it is fresh,
+        else read from NVML here."""
         latest = self._latest
         if latest is not None and time.monotonic() - latest.timestamp <= self._stale_s:
             return latest  # background mode: the sampler's newest reading, no NVML call
@@ -488,6 +496,8 @@ class NvmlMeter(Meter):
         return reading
 
     def min_window_s(self, domain: str) -> float:
+        """The counter's 100 ms update, the averaged power's 1 s, or two poll periods for
+        instantaneous power."""
         for g in self._probe():
             if g.domain == domain:
                 if g.mode == "counter":
@@ -502,6 +512,8 @@ class NvmlMeter(Meter):
 
     # -- polling and sampling --------------------------------------------------------------
     def start(self) -> None:
+        """Take the counters' bases and start the thread the GPUs need: the background sampler, the
+        power poller, or none."""
         gpus = self._probe()
         if not gpus:
             reason, fix = self._problem or ("no GPU", "")
@@ -557,6 +569,8 @@ class NvmlMeter(Meter):
             poller.stop()
 
     def close(self) -> None:
+        """Stop the thread, forget the timing decisions and shut NVML down (a later use probes
+        again)."""
         self._stop_thread()
         self._sampling = self._started = self._late = False
         self._latest = None

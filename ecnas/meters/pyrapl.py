@@ -18,6 +18,7 @@ from ecnas.meters.poller import EventLog
 
 
 def installed() -> bool:
+    """Whether pyRAPL can be imported (checked without importing it)."""
     from importlib.util import find_spec
 
     return find_spec("pyRAPL") is not None
@@ -58,6 +59,7 @@ class PyRaplMeter(Meter):
                 for i, v in enumerate(values)]
 
     def domains(self) -> tuple[str, ...]:
+        """``cpu:<socket>/package`` and ``/dram`` for every counter pyRAPL reads."""
         sensor = self._open()
         if sensor is None:
             return ()
@@ -71,6 +73,8 @@ class PyRaplMeter(Meter):
                            reason="pyRAPL Sensor (no wraparound handling: prefer 'rapl')")
 
     def read(self) -> Reading:
+        """Joules per domain since the first read; a counter that went back is an event, not
+        corrected."""
         sensor = self._open()
         if sensor is None:
             raise MeterUnavailable(self._problem)
@@ -91,6 +95,7 @@ class PyRaplMeter(Meter):
         return Reading(now, out)
 
     def min_window_s(self, domain: str) -> float:
+        """RAPL counters update about every millisecond."""
         return 0.001
 
     def events(self, since: float) -> tuple[str, ...]:

@@ -228,9 +228,13 @@ class RaplMeter(Meter):
         return self._zones
 
     def domains(self) -> tuple[str, ...]:
+        """``cpu:<socket>/package`` and ``/dram`` (``/psys`` on request), each once however many
+        zones sum into it."""
         return tuple(dict.fromkeys(z.domain for z in self._scan()))
 
     def status(self) -> MeterStatus:
+        """Measured when every counter reads; else why not, with the exact ``chmod`` when access is
+        denied."""
         zones = self._scan()
         where = self.root / "sys" / "class" / "powercap"
         if not zones:
@@ -364,6 +368,7 @@ class RaplMeter(Meter):
         return self.max_power_w * 1e6 * (1.5 * (now - self._read_t) + 0.01)
 
     def read(self) -> Reading:
+        """Joules per domain now, wrap-corrected; zones of one domain summed."""
         zones = self._zones if self._zones is not None else self._scan()
         pread = os.pread
         with self._lock:
@@ -396,6 +401,7 @@ class RaplMeter(Meter):
         return _reading((now, out))
 
     def min_window_s(self, domain: str) -> float:
+        """One millisecond: RAPL counters update about that often."""
         return 0.001  # RAPL counters update about every millisecond
 
     def events(self, since: float) -> tuple[str, ...]:
@@ -418,6 +424,7 @@ class RaplMeter(Meter):
         return min(60.0, max(0.0005, period / 4.0))
 
     def start(self) -> None:
+        """Baseline every counter and start the wrap guard thread (idempotent)."""
         if self._guard is not None:
             return
         self.read()  # baseline every counter now
@@ -440,6 +447,7 @@ class RaplMeter(Meter):
                 z.ceiling_uj = -1
 
     def close(self) -> None:
+        """Stop the wrap guard and close the counter files (a later read reopens them)."""
         guard, self._guard = self._guard, None
         if guard is not None:
             guard.stop()
