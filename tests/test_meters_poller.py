@@ -221,3 +221,14 @@ def test_a_rapl_guard_that_fails_marks_the_zones_dead_and_says_so(tmp_path, monk
         assert str(zone["dead"]).endswith(": wrap guard stopped (RuntimeError: driver gone)")
     finally:
         meter.close()
+
+
+@pytest.mark.parametrize("bad", [0, -5.0, float("nan"), float("inf")])
+def test_rapl_refuses_a_max_power_that_is_not_positive(tmp_path, bad) -> None:
+    """The wrap guard's period divides by max_power_w: a bad one is refused at construction
+    with one line, not a ZeroDivisionError at start()."""
+    from ecnas.errors import InputError
+    from ecnas.meters.rapl import RaplMeter
+
+    with pytest.raises(InputError, match="max_power_w"):
+        RaplMeter(tmp_path, max_power_w=bad)

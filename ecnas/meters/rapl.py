@@ -17,6 +17,7 @@ several wraps still adds every one of them.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import re
 import stat
@@ -24,6 +25,7 @@ import threading
 import time
 from pathlib import Path
 
+from ecnas.errors import InputError
 from ecnas.meters.base import DeviceInfo, Meter, MeterStatus, Reading, Status, _reading
 from ecnas.meters.cpuinfo import cpu_models, sysfs_root
 from ecnas.meters.poller import EventLog, Poller, stopped
@@ -209,6 +211,9 @@ class RaplMeter(Meter):
         self.root = _root(sysfs_root)
         self.include_psys = include_psys
         self.max_power_w = float(max_power_w)
+        if not 0.0 < self.max_power_w < math.inf:  # the wrap guard's period divides by it
+            raise InputError(f"RaplMeter(max_power_w={max_power_w!r}): the most a zone can "
+                             "draw, in W, must be a positive finite number")
         self._zones: list[Zone] | None = None
         self._summed = False
         self._read_t = 0.0  # when read() last read every live zone (monotonic s)
