@@ -29,18 +29,19 @@ reads no power in a VM guest (SR-IOV virtual function): refused with that reason
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ecnas.errors import MeterUnavailable
 from ecnas.meters.base import DeviceInfo, Meter, MeterStatus, Reading, Status
 from ecnas.meters.nvml import loader_may_find
+from ecnas.meters.poller import EventLog, Poller
 
 LIBRARY = "libamd_smi.so"
 WHOLE_BOARD_ENV = "ECNAS_AMD_WHOLE_BOARD"  # "1": meter partly visible boards whole
@@ -198,9 +199,8 @@ class AmdSmiMeter(Meter):
         self._notes: list[str] = []
         self._smi: Any = None
         self._lock = threading.Lock()
-        self._events: deque[tuple[float, str]] = deque(maxlen=256)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._log = EventLog()
+        self._poller: Poller | None = None
 
     # -- discovery -------------------------------------------------------------------------
     def _probe(self) -> list[Board]:
@@ -317,9 +317,12 @@ class AmdSmiMeter(Meter):
         return None, f"{note}; power reads N/A"
 
     def domains(self) -> tuple[str, ...]:
+        """``gpu:<i>`` per metered board (its first visible GPU's ordinal)."""
         return tuple(b.domain for b in self._probe())
 
     def status(self) -> MeterStatus:
+        """Measured with how each board is read (counter or polled power, boards counted once),
+        else why not and the fix."""
         boards = self._probe()
         if not boards:
             reason, fix = self._problem or ("no GPU", "")
@@ -348,19 +351,22 @@ class AmdSmiMeter(Meter):
 
     @staticmethod
     def device(b: Board) -> DeviceInfo:
+        """What a profile is matched on for board ``b``: name, PCI device id, UUID, amdsmi index
+        and how it is read."""
         return DeviceInfo(domain=b.domain, kind="gpu", name=b.name,
                           pci_device_id=b.pci_device_id, uuid=b.uuid,
                           extra={"amdsmi_index": str(b.index), "mode": b.mode,
                                  "scope": b.scope, "hip_ordinals": ",".join(map(str, b.ordinals))})
 
     def boards(self) -> list[Board]:
+        """The metered boards (probing amdsmi on first use); a copy of the list."""
         return list(self._probe())
 
     # -- reading ---------------------------------------------------------------------------
     def _fail(self, b: Board, now: float, exc: BaseException) -> None:
         b.failed = _text(exc)
-        self._events.append((now, f"{b.domain}: amdsmi error ({b.failed}); energy after this "
-                                  "point is missing"))
+        self._log.add(f"{b.domain}: amdsmi error ({b.failed}); energy after this point is "
+                      "missing", now)
 
     def _sample(self, b: Board, now: float) -> None:
         if b.failed:
@@ -398,11 +404,12 @@ class AmdSmiMeter(Meter):
             wrapped = acc + 2**32 - b.last_acc
             if wrapped * b.res_uj * 1e-6 / elapsed <= MAX_PLAUSIBLE_W:
                 return wrapped
-        self._events.append((now, f"{b.domain}: energy counter went back ({b.last_acc} -> "
-                                  f"{acc}); counting on from 0"))
+        self._log.add(f"{b.domain}: energy counter went back ({b.last_acc} -> {acc}); "
+                      "counting on from 0", now)
         return acc
 
     def read(self) -> Reading:
+        """Every board read now (counters wrap-corrected, polled power integrated up to now)."""
         boards = self._probe()
         if not boards:
             raise MeterUnavailable(self.status().reason)
@@ -413,6 +420,8 @@ class AmdSmiMeter(Meter):
             return Reading(now, {b.domain: b.energy_j for b in boards})
 
     def min_window_s(self, domain: str) -> float:
+        """1 s for averaged power, two poll periods for polled current power, else 0 (the
+        counter)."""
         for b in self._probe():
             if b.domain == domain:
                 if b.mode == "average":
@@ -421,44 +430,44 @@ class AmdSmiMeter(Meter):
         return 0.0
 
     def events(self, since: float) -> tuple[str, ...]:
-        with self._lock:
-            return tuple(msg for t, msg in self._events if t >= since)
+        return self._log.since(since)
 
     # -- polling and the wrap guard --------------------------------------------------------
     def start(self) -> None:
+        """Take the counters' bases and start the poller: power every poll interval, or only the
+        counters' wrap guard."""
         boards = self._probe()
         if not boards:
             reason, fix = self._problem or ("no GPU", "")
             raise MeterUnavailable(f"amdsmi: {reason} (fix: {fix})")
-        if self._thread is not None:
+        if self._poller is not None:
             return
         self.read()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._poll, name="ecnas-amdsmi-poll",
-                                        daemon=True)
-        self._thread.start()
-
-    def _poll(self) -> None:
-        boards = self._probe()
         polled = any(b.mode != "counter" for b in boards)
-        interval = self.poll_interval_s if polled else self.guard_interval_s
-        while not self._stop.wait(interval):
-            with self._lock:
-                now = time.monotonic()
-                for b in boards:
-                    if b.mode != "counter" or now - b.last_t >= self.guard_interval_s:
-                        self._sample(b, now)
+        self._poller = Poller(
+            "ecnas-amdsmi-poll", functools.partial(self._poll, boards),
+            self.poll_interval_s if polled else self.guard_interval_s, self._log,
+            what="amdsmi: the poller", after="boards are read only at window edges from now on")
+        self._poller.start()
+
+    def _poll(self, boards: list[Board]) -> None:
+        """Sample polled boards, and counters not read for a guard interval (wraps)."""
+        with self._lock:
+            now = time.monotonic()
+            for b in boards:
+                if b.mode != "counter" or now - b.last_t >= self.guard_interval_s:
+                    self._sample(b, now)
 
     def close(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            self._stop.set()
-            thread.join()
+        """Stop the poller and shut amdsmi down (a later use probes again)."""
+        poller, self._poller = self._poller, None
+        if poller is not None:
+            poller.stop()
         if self._smi is not None:
             try:
                 self._smi.amdsmi_shut_down()
             except self._smi.AmdSmiException as exc:
-                self._events.append((time.monotonic(), f"amdsmi_shut_down failed: {_text(exc)}"))
+                self._log.add(f"amdsmi_shut_down failed: {_text(exc)}")
             self._smi = None
             self._boards = None
 

@@ -23,12 +23,14 @@ from typing import Any, ClassVar, Literal, NamedTuple
 
 
 class Status(str, enum.Enum):
+    """How a meter's numbers come about: measured, estimated, or not at all."""
     MEASURED = "measured"
     ESTIMATED = "estimated"
     UNAVAILABLE = "unavailable"
 
 
 class Component(str, enum.Enum):
+    """The energy table column a domain's joules go to."""
     GPU = "gpu"
     CPU = "cpu"
     DRAM = "dram"
@@ -61,6 +63,7 @@ class Calibration:
     calibrated: bool = False  # False: gain 1, offset 0, nobody compared it with a reference
 
     def apply(self, raw_j: float, duration_s: float) -> float:
+        """Calibrated joules for ``raw_j`` over ``duration_s`` seconds."""
         return self.gain * raw_j + self.offset_w * duration_s
 
 
@@ -106,6 +109,7 @@ class DomainProfile:
         self.reason = reason
 
     def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (the inverse of :meth:`from_json`)."""
         c = self.calibration
         return {"profile_id": self.profile_id, "gain": c.gain, "offset_w": c.offset_w,
                 "uncertainty_w": c.uncertainty_w, "calibrated": c.calibrated,
@@ -113,6 +117,7 @@ class DomainProfile:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> DomainProfile:
+        """The profile :meth:`to_json` wrote."""
         cal = Calibration(gain=float(d["gain"]), offset_w=float(d["offset_w"]),
                           uncertainty_w=d["uncertainty_w"], calibrated=bool(d["calibrated"]))
         return cls(d["profile_id"], cal, d["idle_w"], d["per_core_w"], d["reason"])
@@ -131,9 +136,11 @@ class MeterStatus:
 
     @property
     def usable(self) -> bool:
+        """False only when the meter cannot read at all (estimates are usable)."""
         return self.status is not Status.UNAVAILABLE
 
     def to_dict(self) -> dict:
+        """A JSON-ready dict (each meter's entry in ``ecnas hardware``)."""
         return {
             "meter": self.meter,
             "status": self.status.value,

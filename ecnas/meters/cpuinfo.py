@@ -63,5 +63,6 @@ def _parse(text: str) -> dict[int, str]:
 
 
 def cpu_model(socket: int = 0, root: str | os.PathLike[str] | None = None) -> str:
+    """The CPU model name of ``socket`` (the first socket's where that one is unknown)."""
     models = cpu_models(root)
     return models.get(socket) or next(iter(models.values()))

@@ -64,6 +64,8 @@ class EstimateMeter(Meter):
         return self._resolved
 
     def profile_device(self) -> DeviceInfo:
+        """This CPU: its per-core power is needed before status() can say what it estimates
+        with."""
         return self.device()
 
     def bind_profile(self, profile: DomainProfile | None, note: str = "") -> None:
@@ -87,6 +89,7 @@ class EstimateMeter(Meter):
                 f"({why})", profile.profile_id if profile is not None else None)
 
     def device(self, model: str | None = None) -> DeviceInfo:
+        """The CPU behind ``cpu:estimate``, named ``model`` or as ``/proc/cpuinfo`` names it."""
         return DeviceInfo(domain=DOMAIN, kind="cpu", name=model or cpu_model())
 
     # -- meter -----------------------------------------------------------------------------
@@ -100,6 +103,7 @@ class EstimateMeter(Meter):
             devices=(self.device(),))
 
     def domains(self) -> tuple[str, ...]:
+        """Only ``cpu:estimate``."""
         return (DOMAIN,)
 
     def cpu_seconds(self, now: float | None = None) -> float:
@@ -124,6 +128,7 @@ class EstimateMeter(Meter):
         return total
 
     def read(self) -> Reading:
+        """CPU seconds of the process tree so far × watts per busy core; never decreasing."""
         watts = self.per_core()[0]
         now = time.monotonic()
         with self._lock:
@@ -135,9 +140,11 @@ class EstimateMeter(Meter):
         return _reading((now, {DOMAIN: cpu_s * watts}))
 
     def min_window_s(self, domain: str) -> float:
+        """One clock tick: CPU times advance in ticks."""
         return self._tick_s  # CPU times advance in clock ticks
 
     def start(self) -> None:
+        """Resolve the per-core power now, so no window edge pays for it."""
         self.per_core()
 
 

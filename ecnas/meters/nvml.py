@@ -30,18 +30,18 @@ slice must never be charged the whole board's energy.
 from __future__ import annotations
 
 import contextlib
-import math
+import functools
 import os
 import statistics
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from ecnas.errors import InputError, MeterUnavailable
 from ecnas.meters.base import DeviceInfo, Meter, MeterStatus, Reading, Status
+from ecnas.meters.poller import EventLog, Poller
 
 NVML_FI_DEV_POWER_INSTANT = 186  # pynvml.NVML_FI_DEV_POWER_INSTANT
 DEFAULT_POLL_INTERVAL_S = 0.05
@@ -192,10 +192,8 @@ class NvmlMeter(Meter):
         self._problem: tuple[str, str] | None = None  # (reason, fix) when unusable
         self._nvml: Any = None
         self._lock = threading.Lock()
-        self._events: deque[tuple[float, str]] = deque(maxlen=256)
-        self._last_event_t = -math.inf  # lets events() answer "none" without the lock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._log = EventLog()  # its own lock: events() never waits while NVML answers
+        self._poller: Poller | None = None
         self._background = background
         self._pass_s: float | None = None  # median seconds of one read of every GPU
         self._started = False
@@ -305,9 +303,12 @@ class NvmlMeter(Meter):
         return "power"
 
     def domains(self) -> tuple[str, ...]:
+        """``gpu:<i>`` per visible GPU, i as torch numbers ``cuda:<i>``."""
         return tuple(g.domain for g in self._probe())
 
     def status(self) -> MeterStatus:
+        """Measured with how each GPU is read (counter or polled power, at the edges or sampled in
+        the background), else why not and the fix."""
         gpus = self._probe()
         if not gpus:
             reason, fix = self._problem or ("no GPU", "")
@@ -333,11 +334,14 @@ class NvmlMeter(Meter):
 
     @staticmethod
     def device(g: Gpu) -> DeviceInfo:
+        """What a profile is matched on for GPU ``g``: name, PCI device id, UUID, NVML index and
+        mode."""
         return DeviceInfo(domain=g.domain, kind="gpu", name=g.name,
                           pci_device_id=g.pci_device_id, uuid=g.uuid,
                           extra={"nvml_index": str(g.nvml_index), "mode": g.mode})
 
     def gpus(self) -> list[Gpu]:
+        """The metered GPUs (probing NVML on first use); a copy of the list."""
         return list(self._probe())
 
     @property
@@ -373,10 +377,6 @@ class NvmlMeter(Meter):
         return max(base, SAMPLER_DUTY_FACTOR * pass_s)
 
     # -- reading ---------------------------------------------------------------------------
-    def _event(self, t: float, message: str) -> None:
-        self._events.append((t, message))
-        self._last_event_t = max(self._last_event_t, t)
-
     def _power_w(self, g: Gpu) -> float:
         nv = self._nvml
         if g.mode == "instant":
@@ -398,8 +398,8 @@ class NvmlMeter(Meter):
             if g.last_t == 0.0:
                 g.base_mj = mj
             elif mj < g.last_mj:  # driver reloaded: the counter restarted
-                self._event(now, f"{g.domain}: energy counter went back "
-                                 f"({g.last_mj} -> {mj} mJ); counting on from 0")
+                self._log.add(f"{g.domain}: energy counter went back ({g.last_mj} -> {mj} "
+                              "mJ); counting on from 0", now)
                 g.base_mj -= g.last_mj
             g.last_mj = mj
             g.energy_j = (mj - g.base_mj) / 1000.0
@@ -428,13 +428,15 @@ class NvmlMeter(Meter):
         for g, value in zip(gpus, values, strict=True):
             if isinstance(value, BaseException):
                 g.failed = _text(value)
-                self._event(now, f"{g.domain}: NVML error ({g.failed}); energy after this "
-                                 "point is missing")
+                self._log.add(f"{g.domain}: NVML error ({g.failed}); energy after this point "
+                              "is missing", now)
             elif value is not None:
                 self._apply(g, value, now)
         return now, t1 - t0
 
     def read(self) -> Reading:
+        """Joules per GPU now: the sampler's newest reading in background mode while it is fresh,
+        else read from NVML here."""
         latest = self._latest
         if latest is not None and time.monotonic() - latest.timestamp <= self._stale_s:
             return latest  # background mode: the sampler's newest reading, no NVML call
@@ -448,8 +450,8 @@ class NvmlMeter(Meter):
             reading = Reading(now, {g.domain: g.energy_j for g in gpus})
             switch = self._count_slow(gpus, took)
             if switch:
-                self._event(now, f"nvml: reads slowed to {_ms(took / len(gpus))} each: "
-                                 "sampling in the background from now on")
+                self._log.add(f"nvml: reads slowed to {_ms(took / len(gpus))} each: "
+                              "sampling in the background from now on", now)
         if switch:
             self._start_background(gpus)
         return reading
@@ -480,13 +482,13 @@ class NvmlMeter(Meter):
             return latest  # the sampler published while this edge waited for the lock
         if not self._late:
             self._late = True
-            thread = self._thread
-            why = "late" if thread is not None and thread.is_alive() else "stopped"
+            poller = self._poller
+            why = "late" if poller is not None and poller.alive else "stopped"
             age = ("no sample yet" if latest is None else
                    f"newest sample {_ms(now - latest.timestamp)} old")
-            self._event(now, f"nvml: the background sampler {why} ({age}, more than "
-                             f"{_ms(self._stale_s)}): window edges read NVML themselves "
-                             "until it publishes again")
+            self._log.add(f"nvml: the background sampler {why} ({age}, more than "
+                          f"{_ms(self._stale_s)}): window edges read NVML themselves until "
+                          "it publishes again", now)
         self._late_reads += 1
         t, _ = self._pass(gpus)
         reading = Reading(t, {g.domain: g.energy_j for g in gpus})
@@ -494,6 +496,8 @@ class NvmlMeter(Meter):
         return reading
 
     def min_window_s(self, domain: str) -> float:
+        """The counter's 100 ms update, the averaged power's 1 s, or two poll periods for
+        instantaneous power."""
         for g in self._probe():
             if g.domain == domain:
                 if g.mode == "counter":
@@ -504,18 +508,17 @@ class NvmlMeter(Meter):
         return 0.0
 
     def events(self, since: float) -> tuple[str, ...]:
-        if self._last_event_t < since:
-            return ()  # the usual window: no lock (the sampler holds it while NVML answers)
-        with self._lock:
-            return tuple(msg for t, msg in self._events if t >= since)
+        return self._log.since(since)
 
     # -- polling and sampling --------------------------------------------------------------
     def start(self) -> None:
+        """Take the counters' bases and start the thread the GPUs need: the background sampler, the
+        power poller, or none."""
         gpus = self._probe()
         if not gpus:
             reason, fix = self._problem or ("no GPU", "")
             raise MeterUnavailable(f"nvml: {reason} (fix: {fix})")
-        if self._thread is not None:
+        if self._poller is not None:
             return
         if self._wants_background(gpus):
             self._start_background(gpus)  # its first pass takes the counters' bases
@@ -541,32 +544,33 @@ class NvmlMeter(Meter):
         self._start_thread(gpus, self._period_s, publish=True)
 
     def _start_thread(self, gpus: list[Gpu], period_s: float, *, publish: bool) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, args=(gpus, period_s, publish),
-                                        name="ecnas-nvml-sampler" if publish else
-                                        "ecnas-nvml-poll", daemon=True)
-        self._thread.start()
+        name, what, after = (
+            ("ecnas-nvml-sampler", "nvml: the background sampler",
+             "window edges read NVML themselves") if publish else
+            ("ecnas-nvml-poll", "nvml: the power poller",
+             "power is read only at window edges from now on"))
+        self._poller = Poller(name, functools.partial(self._poll, gpus, period_s, publish),
+                              period_s, self._log, what=what, after=after)
+        self._poller.start()
 
-    def _run(self, gpus: list[Gpu], period_s: float, publish: bool) -> None:
-        """Read ``gpus`` every ``period_s`` (start to start); with ``publish``, hand the edges
-        the newest reading. It waits on the stop event, so close() ends it within one pass."""
-        stop, lock = self._stop, self._lock
-        wait = period_s
-        while not stop.wait(wait):
-            with lock:
-                now, took = self._pass(gpus)
-                if publish:
-                    self._latest = Reading(now, {g.domain: g.energy_j for g in gpus})
-                    self._late = False
-            wait = max(0.0, period_s - took)
+    def _poll(self, gpus: list[Gpu], period_s: float, publish: bool) -> float:
+        """Read ``gpus`` once; with ``publish``, hand the edges the newest reading. Returns
+        the wait until the next pass, so passes start every ``period_s``."""
+        with self._lock:
+            now, took = self._pass(gpus)
+            if publish:
+                self._latest = Reading(now, {g.domain: g.energy_j for g in gpus})
+                self._late = False
+        return max(0.0, period_s - took)
 
     def _stop_thread(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            self._stop.set()
-            thread.join()
+        poller, self._poller = self._poller, None
+        if poller is not None:
+            poller.stop()
 
     def close(self) -> None:
+        """Stop the thread, forget the timing decisions and shut NVML down (a later use probes
+        again)."""
         self._stop_thread()
         self._sampling = self._started = self._late = False
         self._latest = None
@@ -576,7 +580,7 @@ class NvmlMeter(Meter):
             try:
                 self._nvml.nvmlShutdown()
             except self._nvml.NVMLError as exc:
-                self._event(time.monotonic(), f"nvmlShutdown failed: {_text(exc)}")
+                self._log.add(f"nvmlShutdown failed: {_text(exc)}")
             self._nvml = None
             self._gpus = None
 

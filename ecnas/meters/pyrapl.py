@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from typing import Any
 
 from ecnas.errors import MeterUnavailable
 from ecnas.meters.base import Meter, MeterStatus, Reading, Status
+from ecnas.meters.poller import EventLog
 
 
 def installed() -> bool:
+    """Whether pyRAPL can be imported (checked without importing it)."""
     from importlib.util import find_spec
 
     return find_spec("pyRAPL") is not None
@@ -35,7 +36,7 @@ class PyRaplMeter(Meter):
         self._base: list[float] | None = None
         self._last: list[float] | None = None
         self._lock = threading.Lock()
-        self._events: deque[tuple[float, str]] = deque(maxlen=64)
+        self._log = EventLog(maxlen=64)
 
     def _open(self) -> Any:
         if self._sensor is None and not self._problem:
@@ -58,6 +59,7 @@ class PyRaplMeter(Meter):
                 for i, v in enumerate(values)]
 
     def domains(self) -> tuple[str, ...]:
+        """``cpu:<socket>/package`` and ``/dram`` for every counter pyRAPL reads."""
         sensor = self._open()
         if sensor is None:
             return ()
@@ -71,6 +73,8 @@ class PyRaplMeter(Meter):
                            reason="pyRAPL Sensor (no wraparound handling: prefer 'rapl')")
 
     def read(self) -> Reading:
+        """Joules per domain since the first read; a counter that went back is an event, not
+        corrected."""
         sensor = self._open()
         if sensor is None:
             raise MeterUnavailable(self._problem)
@@ -81,8 +85,8 @@ class PyRaplMeter(Meter):
                 self._base = values
             if self._last is not None and any(
                     v < last for v, last in zip(values, self._last, strict=False) if v >= 0):
-                self._events.append((now, "pyrapl: a counter went backwards (a wrap pyRAPL "
-                                          "does not correct): this window is wrong"))
+                self._log.add("pyrapl: a counter went backwards (a wrap pyRAPL does not "
+                              "correct): this window is wrong", now)
             self._last = values
             out = {}
             for name, v, b in zip(self._names(values), values, self._base, strict=False):
@@ -91,8 +95,8 @@ class PyRaplMeter(Meter):
         return Reading(now, out)
 
     def min_window_s(self, domain: str) -> float:
+        """RAPL counters update about every millisecond."""
         return 0.001
 
     def events(self, since: float) -> tuple[str, ...]:
-        with self._lock:
-            return tuple(m for t, m in self._events if t >= since)
+        return self._log.since(since)

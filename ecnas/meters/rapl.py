@@ -17,16 +17,18 @@ several wraps still adds every one of them.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import re
 import stat
 import threading
 import time
-from collections import deque
 from pathlib import Path
 
+from ecnas.errors import InputError
 from ecnas.meters.base import DeviceInfo, Meter, MeterStatus, Reading, Status, _reading
 from ecnas.meters.cpuinfo import cpu_models, sysfs_root
+from ecnas.meters.poller import EventLog, Poller, stopped
 
 #: Highest plausible power of one RAPL zone (W). It paces the wrap guard and tells a wrap
 #: from a reset; too high only makes the guard read more often.
@@ -209,15 +211,17 @@ class RaplMeter(Meter):
         self.root = _root(sysfs_root)
         self.include_psys = include_psys
         self.max_power_w = float(max_power_w)
+        if not 0.0 < self.max_power_w < math.inf:  # the wrap guard's period divides by it
+            raise InputError(f"RaplMeter(max_power_w={max_power_w!r}): the most a zone can "
+                             "draw, in W, must be a positive finite number")
         self._zones: list[Zone] | None = None
         self._summed = False
         self._read_t = 0.0  # when read() last read every live zone (monotonic s)
         self._opened = False  # every zone's counter file is open (or marked dead)
         self._notes: list[str] = []
         self._lock = threading.Lock()
-        self._events: deque[tuple[float, str]] = deque(maxlen=256)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._log = EventLog()
+        self._guard: Poller | None = None
         self.guard_reads = 0  # how many times the wrap guard has read (for tests/diagnostics)
 
     # -- discovery -------------------------------------------------------------------------
@@ -229,9 +233,13 @@ class RaplMeter(Meter):
         return self._zones
 
     def domains(self) -> tuple[str, ...]:
+        """``cpu:<socket>/package`` and ``/dram`` (``/psys`` on request), each once however many
+        zones sum into it."""
         return tuple(dict.fromkeys(z.domain for z in self._scan()))
 
     def status(self) -> MeterStatus:
+        """Measured when every counter reads; else why not, with the exact ``chmod`` when access is
+        denied."""
         zones = self._scan()
         where = self.root / "sys" / "class" / "powercap"
         if not zones:
@@ -328,8 +336,8 @@ class RaplMeter(Meter):
             except (OSError, ValueError) as exc:
                 raw = self._died(z, exc)
         if raw is None:
-            self._events.append((now, f"{z.domain}: counter stopped reading ({z.dead}); "
-                                      "energy after this point is missing"))
+            self._log.add(f"{z.domain}: counter stopped reading ({z.dead}); energy after "
+                          "this point is missing", now)
             return
         if not z.started:
             z.last_uj = raw
@@ -348,15 +356,15 @@ class RaplMeter(Meter):
             else:
                 z.shift_uj += z.last_uj  # keep what was counted; the counter restarted at 0
                 z.resets += 1
-                self._events.append((now, f"{z.domain}: counter reset detected "
-                                          f"({z.last_uj} -> {raw} µJ); counting on from 0"))
+                self._log.add(f"{z.domain}: counter reset detected ({z.last_uj} -> {raw} "
+                              "µJ); counting on from 0", now)
         elif raw - z.last_uj > self._budget_uj(now):
             # more than the highest plausible power could deliver since the last read: a
             # counter written by something else, or a broken driver; counted, but flagged
             dt = now - self._read_t
-            self._events.append((now, f"{z.domain}: counter jumped {(raw - z.last_uj) * 1e-6:.6g} J "
-                                      f"in {dt:.3g} s, above {self.max_power_w:g} W, the most a "
-                                      "zone can draw; this energy is suspect"))
+            self._log.add(f"{z.domain}: counter jumped {(raw - z.last_uj) * 1e-6:.6g} J in "
+                          f"{dt:.3g} s, above {self.max_power_w:g} W, the most a zone can "
+                          "draw; this energy is suspect", now)
         z.last_uj = raw
 
     def _budget_uj(self, now: float) -> float:
@@ -365,6 +373,7 @@ class RaplMeter(Meter):
         return self.max_power_w * 1e6 * (1.5 * (now - self._read_t) + 0.01)
 
     def read(self) -> Reading:
+        """Joules per domain now, wrap-corrected; zones of one domain summed."""
         zones = self._zones if self._zones is not None else self._scan()
         pread = os.pread
         with self._lock:
@@ -397,13 +406,11 @@ class RaplMeter(Meter):
         return _reading((now, out))
 
     def min_window_s(self, domain: str) -> float:
+        """One millisecond: RAPL counters update about that often."""
         return 0.001  # RAPL counters update about every millisecond
 
     def events(self, since: float) -> tuple[str, ...]:
-        if not self._events:  # the usual case, checked without the lock: a window edge
-            return ()
-        with self._lock:
-            return tuple(msg for t, msg in self._events if t >= since)
+        return self._log.since(since)
 
     def counters(self) -> list[dict[str, object]]:
         """Per-zone bookkeeping (wraps, resets, why dead), for diagnostics and tests."""
@@ -422,34 +429,33 @@ class RaplMeter(Meter):
         return min(60.0, max(0.0005, period / 4.0))
 
     def start(self) -> None:
-        if self._thread is not None:
+        """Baseline every counter and start the wrap guard thread (idempotent)."""
+        if self._guard is not None:
             return
         self.read()  # baseline every counter now
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._guard, name="ecnas-rapl-guard",
-                                        daemon=True)
-        self._thread.start()
+        self._guard = Poller("ecnas-rapl-guard", self._guard_read, self.guard_interval_s(),
+                             self._log, what="rapl: wrap guard",
+                             after="energy after this point is missing",
+                             on_error=self._guard_failed)
+        self._guard.start()
 
-    def _guard(self) -> None:
-        try:
-            interval = self.guard_interval_s()
-            while not self._stop.wait(interval):
-                self.read()
-                self.guard_reads += 1
-        except Exception as exc:  # never die silently: wraps after this would be missed
-            why = f"wrap guard stopped ({type(exc).__name__}: {exc})"
-            with self._lock:
-                for z in self._zones or ():
-                    z.dead = z.dead or f"{z.path}: {why}"
-                    z.ceiling_uj = -1
-                self._events.append((time.monotonic(), f"rapl: {why}; energy after this "
-                                                       "point is missing"))
+    def _guard_read(self) -> None:
+        self.read()
+        self.guard_reads += 1
+
+    def _guard_failed(self, exc: Exception) -> None:
+        # every zone stops counting: wraps after this would be missed, so no number is right
+        why = stopped("wrap guard", exc)
+        with self._lock:
+            for z in self._zones or ():
+                z.dead = z.dead or f"{z.path}: {why}"
+                z.ceiling_uj = -1
 
     def close(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            self._stop.set()
-            thread.join()
+        """Stop the wrap guard and close the counter files (a later read reopens them)."""
+        guard, self._guard = self._guard, None
+        if guard is not None:
+            guard.stop()
         with self._lock:
             self._opened = False
             for z in self._zones or ():

@@ -43,6 +43,7 @@ class MeterEntry:
     origin: str  # "builtin", "extra: pyRAPL" or "entry point of <distribution>"
 
     def load(self) -> Callable[..., Meter | list[Meter]]:
+        """The object ``target`` names (a Meter class or a factory), imported now."""
         module, _, attr = self.target.partition(":")
         obj = import_module(module)
         for part in attr.split("."):
