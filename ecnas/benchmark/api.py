@@ -149,7 +149,8 @@ class Benchmark:
 
     @property
     def repeats(self) -> int:
-        """Training repeats held per architecture and budget; a query draws one of them."""
+        """Training repeats held per architecture and budget (``query``'s ``repeat`` picks one,
+        draws one, or averages them)."""
         return self._nr
 
     @property
