@@ -63,10 +63,12 @@ def current_umask() -> int:
 
 
 def file_mode() -> int:
+    """The mode of a new file under the current umask (``0o666 & ~umask``)."""
     return 0o666 & ~current_umask()
 
 
 def folder_mode() -> int:
+    """The mode of a new folder under the current umask (``0o777 & ~umask``)."""
     return 0o777 & ~current_umask()
 
 
@@ -384,12 +386,15 @@ def atomic_open(path: PathLike, mode: str = "wb", **kwargs: Any) -> Iterator[Any
 
 
 def write_bytes(path: PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (and enter it in the written ledger); returns the
+    path."""
     with atomic_open(path, "wb") as fh:
         fh.write(data)
     return Path(path)
 
 
 def write_text(path: PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` as UTF-8, atomically; returns the path."""
     return write_bytes(path, text.encode("utf-8"))
 
 

@@ -1,6 +1,7 @@
 """The import graph of docs/architecture.md: bottom up, no import running back up, lazy
 imports (inside functions) and lazy exports included, no cycle between the rooms of one layer,
-no cycle between the modules of one room, and no ``import_module`` this test cannot follow."""
+no cycle between the modules of one room, and no ``import_module`` this test cannot follow.
+Also read from the AST: every public function, method and class has a docstring."""
 
 from __future__ import annotations
 
@@ -277,3 +278,160 @@ def test_every_folder_of_modules_is_a_package() -> None:
                    if d.is_dir() and d.name != "__pycache__" and any(d.glob("*.py"))
                    and not (d / "__init__.py").is_file())
     assert loose == [], f"folders of modules without __init__.py: {loose}"
+
+
+# -- docstrings ------------------------------------------------------------------------------
+# Every public function, method and class of the package says what it does (issue 27, point
+# 7), read from the AST so that modules of optional extras need not import. Exempt: names
+# starting with "_" (and everything inside a private class), @overload stubs, a property's
+# @x.setter/@x.deleter (the property's docstring covers it), and a method that overrides a
+# documented method of an ecnas base class: inspect.getdoc (help(), Sphinx) shows that
+# docstring for it. A method overriding a base class outside ecnas (a framework's hook) needs
+# its own: a one-liner saying what ecnas does there.
+
+
+@cache
+def _tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"), str(path))
+
+
+def _decorator_names(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> list[str]:
+    names = []
+    for d in node.decorator_list:
+        d = d.func if isinstance(d, ast.Call) else d
+        names.append(d.id if isinstance(d, ast.Name) else d.attr if isinstance(d, ast.Attribute)
+                     else "")
+    return names
+
+
+@cache
+def _bindings(module: str) -> dict[str, str]:
+    """Name -> dotted target of what ``module`` binds at its top level: its classes, and what it
+    imports from ecnas (``from ecnas.x import Y as Z``, ``import ecnas.x as z``)."""
+    tree = _tree(modules()[module])
+    package = module if modules()[module].name == "__init__.py" else module.rpartition(".")[0]
+    out: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            out[node.name] = f"{module}.{node.name}"
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+            for a in node.names:
+                out[a.asname or a.name] = f"{base}.{a.name}"
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                head = a.asname or a.name.partition(".")[0]
+                out[head] = a.name if a.asname else head
+    return out
+
+
+@cache
+def _class_defs() -> dict[str, tuple[str, ast.ClassDef]]:
+    """Dotted name -> (module, node) of every class of the package (top level or in a class)."""
+    out: dict[str, tuple[str, ast.ClassDef]] = {}
+
+    def visit(body: list[ast.stmt], module: str, prefix: str) -> None:
+        for node in body:
+            if isinstance(node, ast.ClassDef):
+                out[f"{prefix}.{node.name}"] = (module, node)
+                visit(node.body, module, f"{prefix}.{node.name}")
+
+    for name, path in modules().items():
+        visit(_tree(path).body, name, name)
+    return out
+
+
+def _resolve_class(dotted: str, depth: int = 0) -> str | None:
+    """The dotted name where the class ``dotted`` is defined, following re-exports; None for a
+    class outside the package (or one this cannot follow)."""
+    if dotted in _class_defs():
+        return dotted
+    module, _, name = dotted.rpartition(".")
+    if depth > 5 or module not in modules() or name not in _bindings(module):
+        return None
+    return _resolve_class(_bindings(module)[name], depth + 1)
+
+
+def _bases(cls: str) -> list[str]:
+    """The ecnas classes ``cls`` derives from directly (bases outside ecnas left out)."""
+    module, node = _class_defs()[cls]
+    out = []
+    for base in node.bases:
+        parts: list[str] = []
+        while isinstance(base, ast.Attribute):  # base.Meter, ecnas.meters.base.Meter
+            parts.insert(0, base.attr)
+            base = base.value
+        head = _bindings(module).get(base.id) if isinstance(base, ast.Name) else None
+        found = _resolve_class(".".join([head, *parts])) if head else None
+        if found:
+            out.append(found)
+    return out
+
+
+def _inherits_doc(cls: str, method: str) -> bool:
+    """Whether an ecnas base class of ``cls`` (at any depth) documents ``method``."""
+    seen: set[str] = set()
+    todo = _bases(cls)
+    while todo:
+        base = todo.pop()
+        if base in seen:
+            continue
+        seen.add(base)
+        for node in _class_defs()[base][1].body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) \
+                    and node.name == method and ast.get_docstring(node):
+                return True
+        todo += _bases(base)
+    return False
+
+
+def public_callables() -> tuple[list[str], list[str]]:
+    """(every public function, method and class of the package, those without a docstring),
+    each as ``ecnas/file.py:line qualified.name``."""
+    found: list[str] = []
+    missing: list[str] = []
+
+    def visit(body: list[ast.stmt], path: Path, module: str, cls: str | None) -> None:
+        for node in body:
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) \
+                    or node.name.startswith("_"):
+                continue
+            decorators = _decorator_names(node)
+            if "overload" in decorators or "setter" in decorators or "deleter" in decorators:
+                continue
+            qual = f"{cls}.{node.name}" if cls else f"{module}.{node.name}"
+            where = f"ecnas/{path.relative_to(PACKAGE)}:{node.lineno} {qual[len(module) + 1:]}"
+            found.append(where)
+            if not ast.get_docstring(node) and not (
+                    cls is not None and not isinstance(node, ast.ClassDef)
+                    and _inherits_doc(cls, node.name)):
+                missing.append(where)
+            if isinstance(node, ast.ClassDef):
+                visit(node.body, path, module, qual)
+
+    for module, path in sorted(modules().items()):
+        visit(_tree(path).body, path, module, None)
+    return found, missing
+
+
+def test_public_callables_have_docstrings() -> None:
+    found, missing = public_callables()
+    assert len(found) > 900, "the walk over the package found too little: is it broken?"
+    assert missing == [], (f"{len(missing)} of {len(found)} public functions, methods and "
+                           "classes have no docstring (say what each returns or does, with "
+                           "units):\n" + "\n".join(missing))
+
+
+def test_the_docstring_walk_follows_ecnas_bases() -> None:
+    """An override of a documented ecnas method inherits its doc; a framework hook does not."""
+    # CampaignMetrics(CampaignObserver): the base, imported from another module, documents
+    # on_start; JobQueueExecutor(DaskExecutor) in the same module
+    assert _inherits_doc("ecnas.integrations.prometheus.CampaignMetrics", "on_start")
+    assert _bases("ecnas.campaign.executors.JobQueueExecutor") == [
+        "ecnas.campaign.executors.DaskExecutor"]
+    assert not _inherits_doc("ecnas.integrations.prometheus.CampaignMetrics", "collect")
+    assert _bases("ecnas.integrations.lightning.EnergyCallback") == [
+        "ecnas.integrations._run.RunResults"]

@@ -144,14 +144,18 @@ class Benchmark:
 
     @property
     def device(self) -> str:
+        """The hardware profile id this benchmark answers for (one of ``devices``)."""
         return self._lay.device
 
     @property
     def repeats(self) -> int:
+        """Training repeats held per architecture and budget (``query``'s ``repeat`` picks one,
+        draws one, or averages them)."""
         return self._nr
 
     @property
     def layout(self) -> Layout:
+        """The dense per-device arrays behind the queries (architecture × budget × repeat)."""
         return self._lay
 
     def __len__(self) -> int:

@@ -85,6 +85,7 @@ class FileCheck:
 
     @property
     def ok(self) -> bool:
+        """Whether the file's SHA-256 matches the manifest's."""
         return self.expected == self.actual
 
 
@@ -98,10 +99,13 @@ class BundleReport:
 
     @property
     def ok(self) -> bool:
+        """Whether every file's SHA-256 matches the manifest's."""
         return all(f.ok for f in self.files)
 
 
 def sha256_file(path: Path) -> str:
+    """The hex SHA-256 of a file, read in 16 MiB chunks so large tables never sit in memory
+    whole."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(16 << 20):

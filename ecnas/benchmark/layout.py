@@ -60,6 +60,7 @@ class Layout:
 
     @property
     def num_archs(self) -> int:
+        """The number of architectures ``A`` the layout holds."""
         return int(self.arch_hash.shape[0])
 
     def grid(self) -> np.ndarray:

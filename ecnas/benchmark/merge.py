@@ -25,6 +25,9 @@ from ecnas.tables.metadata import get_metadata, provenance_entry, set_metadata
 
 @dataclass(frozen=True)
 class MergeReport:
+    """What a merge wrote: the bundle's path, the contributed device, every device the bundle
+    now holds, and its row counts (added, in all)."""
+
     path: str
     device: str
     devices: tuple[str, ...]
@@ -32,12 +35,17 @@ class MergeReport:
     rows: int
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as plain data, for ``--json``."""
         return {"path": self.path, "device": self.device, "devices": list(self.devices),
                 "rows_added": self.rows_added, "rows": self.rows}
 
 
 def merge_contribution(contribution: str | Path, bundle: str | Path, out: str | Path, *,
                        force: bool = False) -> MergeReport:
+    """Merge the device contribution archive ``contribution`` into ``bundle`` and write the
+    result to the bundle folder ``out``. The contribution must pass every check and bring a
+    device the base lacks (else :class:`~ecnas.errors.InputError`); ``force`` replaces an
+    earlier output at ``out``."""
 
     from ecnas.benchmark.bundle import (
         DEFAULT_CITATION,

@@ -45,10 +45,13 @@ class FitResult:
 
     @property
     def calibration(self) -> Calibration:
+        """The fit as the profile's per-domain calibration; the RMS residual (W) becomes its
+        uncertainty."""
         return Calibration(gain=self.gain, offset_w=self.offset_w,
                            uncertainty_w=self.residual_w, calibrated=True)
 
     def to_dict(self) -> dict[str, Any]:
+        """The fit as plain data (the ``fit`` entry of ``--json`` and of the run's report)."""
         return {"gain": self.gain, "offset_w": self.offset_w, "gain_sd": self.gain_sd,
                 "offset_sd": self.offset_sd, "residual_w": self.residual_w, "n": self.n,
                 "interval_s": self.interval_s,

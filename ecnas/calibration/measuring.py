@@ -40,6 +40,8 @@ class Reader:
         self.wall_minus_mono = best[1]
 
     def read(self, phase: str) -> Sample:
+        """One reading of the domains, labelled with ``phase``; its host time is the reading's
+        own monotonic timestamp plus the offset measured once."""
         reading = self.meter.read()
         return Sample(reading.timestamp + self.wall_minus_mono, reading.timestamp,
                       {d: float(reading.energy_j[d]) for d in self.domains}, phase)
@@ -110,6 +112,9 @@ def _power_meter(meter: Meter, device: DeviceInfo) -> Meter:
 
 @dataclass(frozen=True)
 class Polled:
+    """The GPU's NVML power reading integrated over the load test: joules, or None with
+    ``problem`` saying why it could not be taken (polling failed, too few samples)."""
+
     energy_j: float | None
     problem: str
 

@@ -95,6 +95,9 @@ class CalibrationOptions:
     who: str = ""
 
     def check(self) -> CalibrationOptions:
+        """The options themselves when every duration is positive and finite (``steps_s`` may be
+        0) and no phase runs longer than 6 hours; else :class:`~ecnas.errors.InputError` naming
+        the flag."""
         for name in ("idle_s", "probe_s", "load_s", "poll_s"):
             if not 0 < getattr(self, name) < math.inf:  # NaN and inf too
                 raise InputError(f"--{name.replace('_', '-')}: must be > 0, got "
@@ -108,6 +111,8 @@ class CalibrationOptions:
         return self
 
     def durations(self) -> dict[str, float]:
+        """The phase lengths and poll period in seconds, by option name (as the record stores
+        them)."""
         return {"idle_s": self.idle_s, "probe_s": self.probe_s, "load_s": self.load_s,
                 "steps_s": self.steps_s, "poll_s": self.poll_s}
 
@@ -124,6 +129,9 @@ class FitOptions:
     instrument: str = ""
 
     def check(self) -> FitOptions:
+        """The options themselves when the interval and maximum shift are positive, a given
+        shift is finite and the reference's rows and scope are known; else
+        :class:`~ecnas.errors.InputError` naming the flag."""
         if not 0 < self.interval_s < math.inf:
             raise InputError(f"--interval-s: must be > 0, got {self.interval_s}")
         if self.time_shift_s is not None and not math.isfinite(self.time_shift_s):
@@ -166,6 +174,8 @@ class CalibrationRun:
     out_path: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The run as plain data for ``--json``: phases, probe, fit, time shift, reference, what
+        could not be calibrated, and the profile's id and path."""
         def phase(p: PhaseResult | None) -> dict | None:
             return None if p is None else p.to_dict()
         return {

@@ -43,12 +43,15 @@ class Sample:
 
 @dataclass(frozen=True)
 class PhaseResult:
+    """One phase's length (s), and each domain's energy (J) and mean power (W) over it."""
+
     name: str
     duration_s: float
     power_w: dict[str, float]  # mean power per domain over the phase (measured)
     energy_j: dict[str, float]
 
     def to_dict(self) -> dict[str, Any]:
+        """The phase as plain data, marked ``measured``."""
         return {"duration_s": self.duration_s, "power_w": self.power_w,
                 "energy_j": self.energy_j, "status": "measured"}
 
@@ -62,6 +65,8 @@ def phase_samples(samples: Sequence[Sample], name: str) -> list[Sample]:
 
 
 def phase_result(name: str, samples: Sequence[Sample]) -> PhaseResult:
+    """The energy and mean power per domain between a phase's first and last reading (NaN power
+    for a phase of no length)."""
     dt = samples[-1].mono_s - samples[0].mono_s
     energy = {d: samples[-1].energy_j[d] - samples[0].energy_j[d] for d in samples[0].energy_j}
     power = {d: (e / dt if dt > 0 else float("nan")) for d, e in energy.items()}
@@ -70,6 +75,9 @@ def phase_result(name: str, samples: Sequence[Sample]) -> PhaseResult:
 
 @dataclass(frozen=True)
 class ProbeResult:
+    """What the back-to-back probe found: the counter's update period (s) and smallest step (J),
+    None when it moved too seldom to tell, and how many reads and changes it saw in how long."""
+
     update_period_s: float | None
     resolution_j: float | None
     changes: int
@@ -77,6 +85,7 @@ class ProbeResult:
     duration_s: float
 
     def to_dict(self) -> dict[str, Any]:
+        """The probe's fields as plain data."""
         return dict(self.__dict__)
 
 
@@ -104,9 +113,12 @@ class CalibrationRecord:
 
     @property
     def kind(self) -> str:
+        """The device's kind (``gpu``, ``cpu``)."""
         return self.device.kind
 
     def phase(self, name: str) -> list[Sample]:
+        """The readings labelled with phase ``name`` (without the previous phase's last reading:
+        see :func:`phase_samples`)."""
         return [s for s in self.samples if s.phase == name]
 
     def result(self, name: str) -> PhaseResult | None:
@@ -121,6 +133,8 @@ class CalibrationRecord:
 
     # -- JSON ------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
+        """The record as the JSON object of ``X.run.json``: the readings stored column-wise
+        under ``series``."""
         d = self.device
         return {
             "format": FORMAT, "version": VERSION, "ecnas_version": self.ecnas_version,
@@ -146,6 +160,9 @@ class CalibrationRecord:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], where: str) -> CalibrationRecord:
+        """Read a record written by :meth:`to_json`. Anything that is not one, of another
+        version, or malformed (series of unequal length, non-finite or out-of-order readings) is
+        an :class:`~ecnas.errors.InputError` naming ``where``."""
         if not isinstance(data, Mapping) or data.get("format") != FORMAT:
             raise InputError(f"{where}: not an ecnas calibration run (no \"format\": "
                              f"\"{FORMAT}\"); 'ecnas calibrate --out X.toml' writes X.run.json")

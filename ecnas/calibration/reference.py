@@ -243,6 +243,8 @@ class ReferenceIntegral:
         self.end = float(self.t[-1])
 
     def energy(self, x: Any) -> Any:
+        """Joules from the log's start to host time(s) ``x``: exact for both row kinds (linear
+        for ``mean`` rows, quadratic between ``instant`` samples)."""
         if self.rows == "mean":  # a step function: its integral is linear between rows
             return np.interp(x, self.t, self.area)
         t, w = self.t, self.w
@@ -252,6 +254,8 @@ class ReferenceIntegral:
         return self.area[k] + h * w[k] + 0.5 * h * h * slope
 
     def power(self, x: Any) -> Any:
+        """Watts at host time(s) ``x``: the row whose period holds ``x`` for ``mean`` rows,
+        linear interpolation between ``instant`` samples."""
         if self.rows == "mean":
             k = np.clip(np.searchsorted(self.t, x, side="left"), 1, len(self.w) - 1)
             return self.w[k]

@@ -62,9 +62,12 @@ class ShiftEstimate:
 
     @classmethod
     def given(cls, shift_s: float) -> ShiftEstimate:
+        """A shift the user gave (``--time-shift-s``), with no uncertainty."""
         return cls(shift_s=float(shift_s), sd_s=None, source="given")
 
     def describe(self) -> str:
+        """The shift in words for the report: which clock is ahead, by how much, and how it was
+        found."""
         ahead = "ahead of" if self.shift_s < 0 else "behind"
         clock = f"reference clock {abs(self.shift_s):.3f} s {ahead} this host's"
         if self.source == "given":
@@ -74,6 +77,7 @@ class ShiftEstimate:
                 f"{self.interval_s:.2g} s, searched ±{self.search_s:g} s)")
 
     def to_dict(self) -> dict[str, Any]:
+        """The estimate's fields as plain data."""
         return dict(self.__dict__)
 
 

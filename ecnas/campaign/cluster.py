@@ -80,11 +80,14 @@ class ClusterSpec:
     log_directory: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The spec as plain data (part of :meth:`Campaign.to_dict`)."""
         d = dict(self.__dict__)
         d["extra_directives"], d["prologue"] = list(self.extra_directives), list(self.prologue)
         return d
 
     def with_kind(self, kind: str) -> ClusterSpec:
+        """A copy with ``kind`` set (``--cluster`` over the ``[cluster]`` table); an unknown
+        kind is an :class:`~ecnas.errors.InputError`."""
         if kind not in KINDS:
             raise InputError(f"--cluster {kind!r}: must be one of {', '.join(KINDS)}")
         return ClusterSpec(**{**self.__dict__, "kind": kind})
@@ -164,6 +167,8 @@ def list_jobs(kind: str, name: str) -> list[str]:
 
 
 def cancel_jobs(kind: str, ids: list[str]) -> None:
+    """Cancel the batch jobs ``ids`` (``scancel`` or ``qdel``), best effort: a failure is not
+    reported."""
     if ids:
         subprocess.run([*_CANCEL[kind], *ids], capture_output=True, text=True, timeout=60)
 
@@ -231,6 +236,9 @@ def cluster_kwargs(spec: ClusterSpec, *, gpu: bool, name: str,
 
 
 def make_cluster(spec: ClusterSpec, **kw: Any) -> Any:
+    """A dask-jobqueue ``SLURMCluster`` or ``PBSCluster`` for ``spec.kind`` built with ``kw``
+    (see :func:`cluster_kwargs`). Without dask-jobqueue, an :class:`~ecnas.errors.InputError`;
+    Ctrl-C stays a KeyboardInterrupt although importing dask-jobqueue replaces the handler."""
     main = threading.current_thread() is threading.main_thread()
     sigint = signal.getsignal(signal.SIGINT) if main else None
     try:

@@ -107,6 +107,8 @@ class Campaign:
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
+        """The campaign as plain data, as the store records it when bound: settings, recipe, run
+        count and cluster."""
         return {"name": self.name, "source": self.source, "hash": self.hash,
                 "dataset": self.dataset, "data_dir": self.data_dir, "seed": self.seed,
                 "repeats": self.repeats, "retries": self.retries, "devices": list(self.devices),
@@ -117,6 +119,9 @@ class Campaign:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "<python>",
                   base_dir: Path | None = None) -> Campaign:
+        """A campaign from the parsed contents of a campaign file (the same checks as
+        :func:`load_campaign`); ``source`` names it in errors and relative paths resolve against
+        ``base_dir`` (default: the working folder)."""
         return _parse(data, source, base_dir or Path.cwd())
 
 

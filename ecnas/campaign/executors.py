@@ -49,13 +49,17 @@ class InlineExecutor:
         self.label = f"inline on {device}"
 
     def submit(self, task: dict[str, Any]) -> None:
+        """Run ``task`` now, in this process, on the campaign's device; its result waits for
+        :meth:`next_result`."""
         self._done.append(execute_run({**task, "config": {**task["config"],
                                                           "device": self.device}}))
 
     def next_result(self) -> dict[str, Any]:
+        """The oldest result not yet handed back."""
         return self._done.popleft()
 
     def close(self) -> None:
+        """Drop results not handed back; there is nothing else to release."""
         self._done.clear()
 
 
@@ -107,6 +111,8 @@ class LocalExecutor:
                       f"{'/'.join(map(str, threads))} thread(s) each, {pinned}")
 
     def submit(self, task: dict[str, Any]) -> None:
+        """Start ``task`` in a fresh spawned process on a free slot, pinned to the slot's cores
+        and GPU; submitting with every slot busy is a RuntimeError."""
         slot = next((s for s in self._slots if s.proc is None), None)
         if slot is None:
             raise RuntimeError("submit() with every worker slot busy")
@@ -122,6 +128,8 @@ class LocalExecutor:
         slot.proc, slot.conn, slot.task = proc, parent, task
 
     def next_result(self) -> dict[str, Any]:
+        """Wait for any running task and return its result; a process that died without sending
+        one gives a failed result naming its exit status or signal."""
         busy = [s for s in self._slots if s.proc is not None]
         if not busy:
             raise RuntimeError("next_result() with nothing running")
@@ -148,6 +156,7 @@ class LocalExecutor:
         return result
 
     def close(self) -> None:
+        """Kill the processes still running; their runs stay unfinished in the store."""
         for s in self._slots:
             if s.proc is not None:
                 s.proc.kill()
@@ -204,6 +213,8 @@ class DaskExecutor:
         self._session = uuid.uuid4().hex[:12]
 
     def submit(self, task: dict[str, Any]) -> None:
+        """Send ``task`` to the scheduler under a key unique to this session, asking for
+        ``GPU=1`` on a GPU campaign; the run trains on the worker's ``cuda:0``."""
         task = {**task, "gpu": None,
                 "config": {**task["config"], "device": "cuda:0" if self._gpu else "cpu"}}
         key = f"ecnas-run-{task['run_key']}-{task['attempt']}-{self._session}"
@@ -213,6 +224,8 @@ class DaskExecutor:
         self._ac.add(fut)
 
     def next_result(self) -> dict[str, Any]:
+        """The result of whichever task finishes next; a task that raised or whose worker was
+        lost gives a failed result."""
         fut = next(self._ac)
         task = self._tasks.pop(fut.key)
         try:
@@ -224,6 +237,7 @@ class DaskExecutor:
             fut.release()
 
     def close(self) -> None:
+        """Close the client; the scheduler and its workers stay up."""
         self._client.close()
 
 
@@ -270,6 +284,9 @@ class JobQueueExecutor(DaskExecutor):
                       + (f", gres {gres}" if gres else "") + f"; job logs in {logs})")
 
     def next_result(self) -> dict[str, Any]:
+        """As :meth:`DaskExecutor.next_result`, checking the batch queue every 5 s while
+        waiting: jobs that end before their worker joins would otherwise leave the campaign
+        waiting forever (a :class:`ClusterError` once they stall)."""
         # wait as the Dask executor does, but look at the queue every few seconds: jobs that
         # end before their worker joins (a broken environment) are never replaced by
         # dask-jobqueue, and the campaign would wait for them forever
@@ -315,6 +332,8 @@ class JobQueueExecutor(DaskExecutor):
             self._signals.restore()
 
     def close(self) -> None:
+        """Close the client, then shut the cluster down and cancel every job this executor
+        submitted."""
         try:
             if hasattr(self, "_client"):
                 self._client.close()

@@ -79,6 +79,8 @@ class Plan:
 
     @classmethod
     def full(cls) -> Plan:
+        """The measuring plan: NAS-Bench-101's network and batch on 40,000 training and 10,000
+        evaluation images."""
         # NAS-Bench-101's full network and batch are the cifar10 defaults: only the warm-up
         return cls(quick=False, train_images=40_000, eval_images=10_000,
                    recipe=(("warmup_steps", 10),))
@@ -123,6 +125,8 @@ def five_v_cells(archive: str | Path = ARCHIVE) -> list[tuple[str, str, str]]:
 
 def build_campaign(plan: Plan, cells: Sequence[tuple[str, str, str]], data_dir: Path,
                    device: str) -> Any:
+    """The :class:`~ecnas.campaign.config.Campaign` of ``cells`` (hash, matrix, ops) at the
+    plan's budget, one repeat each, training on ``device`` with data from ``data_dir``."""
 
     return Campaign.from_dict({
         "campaign": {"name": f"{NAME}{'-quick' if plan.quick else ''} ({DATA_NOTE})",
@@ -264,6 +268,7 @@ class SessionReport:
     machine: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as plain data (one entry of the sessions file, and ``--json``)."""
         d = asdict(self)
         d["meters"], d["check_failed"] = list(self.meters), list(self.check_failed)
         return d
@@ -504,6 +509,8 @@ def _plan_text(quick: bool, archive: str | Path) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``campaign_5v`` command: measure (or with ``--dry-run`` only plan) one session of the
+    5V campaign. Returns the exit status: 0, or 2 on bad input."""
     p = argparse.ArgumentParser(
         prog="campaign_5v", description="Measure EC-NAS's 5V cells on this machine's GPU "
         "(NVML), resuming the campaign's store in --dir. See docs/campaigns.md.")

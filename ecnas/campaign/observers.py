@@ -31,5 +31,7 @@ class CampaignObserver:
 
 
 def notify(observers: Any, event: str, *args: Any) -> None:
+    """Call ``event`` (a :class:`CampaignObserver` method name) on every observer with ``args``,
+    in order."""
     for observer in observers:
         getattr(observer, event)(*args)

@@ -41,14 +41,19 @@ class Progress:
 
     @property
     def remaining(self) -> int:
+        """Runs neither in the store, done this session, nor given up."""
         return self.total - self.skipped - self.done - self.given_up
 
     def eta_s(self) -> float | None:
+        """Seconds until the remaining runs are done at this session's mean pace so far; None
+        before the first run finishes."""
         if self.done == 0:
             return None
         return (time.monotonic() - self.started) / self.done * self.remaining
 
     def add_run(self, energy_j: float, estimated: bool) -> None:
+        """Count a finished run and add its energy (J) to the measured or the estimated
+        total."""
         self.done += 1
         if estimated:
             self.estimated_j += energy_j
@@ -56,6 +61,8 @@ class Progress:
             self.measured_j += energy_j
 
     def line(self, event: str) -> str:
+        """The progress line printed after ``event``: runs done of total, energy so far (stored
+        runs included), failed attempts and ETA."""
         eta = self.eta_s()
         # "so far" is the campaign's, like the run count: stored runs included
         measured = self.stored_measured_j + self.measured_j

@@ -47,6 +47,7 @@ class CampaignSummary:
     left_for_later: int = 0  # runs not started: the session's RunLimit was reached
 
     def to_dict(self) -> dict[str, Any]:
+        """The summary as plain data (``--json``)."""
         d = dict(self.__dict__)
         d["meters"], d["failures"] = list(self.meters), list(self.failures)
         d["warnings"] = list(self.warnings)
@@ -65,6 +66,8 @@ class RunLimit:
     first_run_s: float = 0.0
 
     def allows(self, started: int, elapsed_s: float, longest_s: float | None) -> bool:
+        """Whether another run may start, given the runs started and seconds elapsed so far and
+        the longest run yet (None before one has finished)."""
         if self.runs is not None and started >= self.runs:
             return False
         if self.seconds is None:
@@ -76,6 +79,9 @@ class RunLimit:
 def make_executor(campaign: Campaign, workers: int, scheduler: str | None,
                   connect_timeout: float, cluster: ClusterSpec | None = None,
                   store_path: str | Path | None = None) -> Any:
+    """The executor the options ask for: a batch cluster (``cluster``), an existing Dask
+    scheduler (``scheduler``), local worker processes (``workers`` > 0) or inline (``workers`` =
+    0, one device only). Conflicting options are an :class:`~ecnas.errors.InputError`."""
     if cluster is not None:
         if cluster.kind is None:
             raise InputError("the cluster's kind is not set: --cluster slurm|pbs, or kind in "

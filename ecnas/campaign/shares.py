@@ -35,11 +35,13 @@ class WorkerShare:
     gpu: str | None  # CUDA_VISIBLE_DEVICES of the slot's runs; None on a CPU slot
 
     def to_dict(self) -> dict[str, Any]:
+        """The share as plain data, as it travels in a task to the worker process."""
         return {"slot": self.slot, "threads": self.threads,
                 "cpus": list(self.cpus) if self.cpus is not None else None, "gpu": self.gpu}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> WorkerShare | None:
+        """The share a task carries (None stays None: no local share)."""
         if data is None:
             return None
         cpus = data.get("cpus")
@@ -55,6 +57,8 @@ def gpu_index(device: str) -> str | None:
 
 
 def can_pin() -> bool:
+    """Whether this OS lets a process set and read its CPU affinity (Linux does; macOS and
+    Windows do not)."""
     return hasattr(os, "sched_setaffinity") and hasattr(os, "sched_getaffinity")
 
 

@@ -16,6 +16,9 @@ from typing import Any
 
 @dataclass(frozen=True)
 class CpuTimes:
+    """Busy CPU time in seconds (user + system) of this process tree and of the whole machine,
+    at one instant; two readings give a run's share of the socket."""
+
     own_s: float  # this process and its children, user + system
     socket_busy_s: float  # every CPU of the machine, user + system (all sockets summed)
 

@@ -113,6 +113,9 @@ def _check_foreign(db: sqlite3.Connection, path: Path) -> None:
 
 @dataclass(frozen=True)
 class Failure:
+    """One failed attempt of a run as the store keeps it: the run's key, the attempt number, the
+    error, the host (None if unknown) and its Unix time."""
+
     run_key: str
     attempt: int
     error: str

@@ -35,10 +35,14 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse with a one-line error and exit status 2 (no usage dump)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        """Exit with status 2 and a one-line message pointing to ``--help``, instead of
+        argparse's usage dump."""
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> ArgumentParser:
+    """The ``ecnas`` parser with every room's commands registered (argparse only: no room's
+    heavy imports)."""
     parser = ArgumentParser(
         prog="ecnas",
         description="Measure training energy and build energy-aware NAS benchmarks.",
@@ -51,6 +55,9 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``ecnas`` with ``argv`` (default: the process's arguments) and return its exit
+    status: 0 success, 1 a check or metered command failed, 2 bad usage or input, 70 a bug in
+    ecnas; no command prints the help and returns 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -12,6 +12,8 @@ from ecnas.errors import InputError
 
 
 def add_metrics_flags(p: argparse.ArgumentParser, what: str) -> None:
+    """Add ``--metrics-port`` and ``--metrics-addr`` (serve Prometheus metrics while the command
+    runs) to ``p``; ``what`` says in the help what is exported."""
     p.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
                    help=f"serve Prometheus metrics ({what}) on PORT while running "
                    "(needs ecnas[prometheus]; see docs/campaigns.md)")

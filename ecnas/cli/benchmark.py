@@ -14,6 +14,8 @@ from ecnas.outputs import check_target
 
 
 def register(sub: Any) -> None:
+    """Add ``ecnas export`` and ``ecnas query`` (and, through their modules, ``ecnas search``,
+    ``ecnas pareto`` and ``ecnas contribution``) to ``sub``."""
     p = sub.add_parser("export", help="export an energy table as a benchmark bundle or EC-NAS TFRecord",
                        description="Export TABLE (.parquet/.csv) as a versioned bundle folder "
                                    "(manifest + checksums) or as EC-NAS's TFRecord file.")

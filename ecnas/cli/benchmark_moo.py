@@ -13,6 +13,7 @@ from ecnas.outputs import check_target
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``ecnas search`` and ``ecnas pareto`` to ``sub``."""
     s = sub.add_parser("search", help="multi-objective search over a benchmark",
                        description="Run a search algorithm for several seeds under an "
                                    "evaluation budget; report hypervolume per seed and mean ± sd.")

@@ -15,6 +15,7 @@ from ecnas.errors import InputError
 
 
 def register(sub: Any) -> None:
+    """Add ``ecnas run`` and ``ecnas table`` to ``sub``."""
     p = sub.add_parser("run", help="run a measurement campaign into a results store",
                        description="Run every run of CAMPAIGN.toml not yet in the store; each "
                        "run in its own process (or on a Dask cluster), metered inside the run.")
@@ -99,6 +100,8 @@ def _summary_text(d: dict[str, Any]) -> str:
 
 
 def run_run(args: argparse.Namespace) -> int:
+    """``ecnas run``: run a campaign's missing runs into its store; exit status 1 when a run
+    failed after every retry."""
     from ecnas.campaign import load_campaign, run_campaign
 
     campaign = load_campaign(args.campaign)
@@ -126,6 +129,8 @@ def run_run(args: argparse.Namespace) -> int:
 
 
 def run_table(args: argparse.Namespace) -> int:
+    """``ecnas table``: export a campaign store's runs as an energy table, saying how many of
+    the campaign's runs are not in it."""
     from ecnas.campaign.store import ResultsStore, export_table
     from ecnas.tables.io import check_table_target
 

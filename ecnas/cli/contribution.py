@@ -10,6 +10,7 @@ from ecnas.errors import CheckFailed
 
 
 def register(sub: Any) -> None:
+    """Add ``ecnas contribution verify`` and ``ecnas contribution merge`` to ``sub``."""
     p = sub.add_parser("contribution", help="verify or merge a device contribution archive",
                        description="The maintainer's side of 'ecnas contribute': verify an "
                                    "archive, or merge it into a benchmark bundle as a new device.")

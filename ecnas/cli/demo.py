@@ -12,6 +12,7 @@ from ecnas.outputs import check_target
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``ecnas demo`` to ``sub``."""
     p = sub.add_parser(
         "demo",
         help="run the whole pipeline on the embedded default, end to end",

@@ -17,6 +17,7 @@ from ecnas.outputs import check_target
 
 
 def register(sub: Any) -> None:
+    """Add ``ecnas hardware`` and ``ecnas measure`` to ``sub``."""
     hw = sub.add_parser(
         "hardware", help="detected meters and matched profiles (measured/estimated/unavailable)",
         description="List every meter with its status (measured, estimated or unavailable), "
@@ -51,6 +52,8 @@ def register(sub: Any) -> None:
 
 
 def cmd_hardware(args: argparse.Namespace) -> int:
+    """``ecnas hardware``: every meter's status with its reason and fix, and each device's
+    matched profile."""
     summary = hardware_summary(include_psys=args.psys, profile_paths=args.profiles)
     emit(args.json, summary, _hardware_text)
     return 0
@@ -74,6 +77,8 @@ def _hardware_text(summary: dict[str, Any]) -> str:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
+    """``ecnas measure``: run a command under the meters and report its energy; returns the
+    command's exit status."""
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]

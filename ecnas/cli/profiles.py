@@ -26,6 +26,8 @@ def _add_profile_path(parser: argparse.ArgumentParser) -> None:
 
 
 def register(sub: Any) -> None:
+    """Add ``ecnas profile`` (validate, list, show, match), ``ecnas calibrate`` (and ``calibrate
+    fit``) and ``ecnas contribute`` to ``sub``."""
     prof = sub.add_parser("profile", help="check, list and match hardware profiles")
     psub = prof.add_subparsers(dest="profile_command", metavar="SUBCOMMAND",
                                parser_class=type(prof))
@@ -147,6 +149,8 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 # --------------------------------------------------------------------------- profile …
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """``ecnas profile validate``: check profile files; exit status 2 naming file, key and
+    reason when one is invalid."""
     report = validate_files(args.files)
     emit(args.json, report.to_dict(), _validate_text)
     if not args.json:
@@ -165,6 +169,7 @@ def _validate_text(d: dict) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    """``ecnas profile list``: the profiles ecnas loads, in precedence order."""
     profiles = load_profiles(args.profile_path)
     rows = [{"id": p.id, "kind": p.kind, "name": p.name, "tdp_w": p.tdp_w,
              "calibrated": p.calibrated,
@@ -177,6 +182,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    """``ecnas profile show``: one profile as loaded, in TOML (or JSON)."""
     profile = get_profile(args.id, args.profile_path)
     if profile is None:
         raise InputError(f"no profile with id {args.id!r} (see 'ecnas profile list')")
@@ -186,6 +192,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_match(args: argparse.Namespace) -> int:
+    """``ecnas profile match``: which profile a GPU or CPU of the given name and PCI id would
+    get, and why."""
     domain = "gpu:0" if args.kind == "gpu" else "cpu:0/package"
     device = DeviceInfo(domain=domain, kind=args.kind, name=args.name,
                         pci_device_id=args.pci_device_id)
@@ -220,6 +228,8 @@ def _progress(text: str) -> None:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    """``ecnas calibrate``: measure this machine's device (fitted against a reference log when
+    given), write its profile and keep the run beside it as ``X.run.json``."""
     from ecnas.calibration.procedure import CalibrationOptions, calibrate
     from ecnas.calibration.reference import check_reference_path
 
@@ -254,6 +264,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate_fit(args: argparse.Namespace) -> int:
+    """``ecnas calibrate fit``: fit a kept calibration run against a reference log exported
+    later and write the profile."""
     from ecnas.calibration.procedure import fit_record
 
     out = _profile_target(args.out, args.force, (args.run, args.reference))
@@ -307,6 +319,8 @@ def _maybe(value: float | None, unit: str) -> str:
 # --------------------------------------------------------------------------- contribute
 
 def cmd_contribute(args: argparse.Namespace) -> int:
+    """``ecnas contribute``: bundle a profile, a device table and a manifest for a pull request;
+    refused (exit status 1) when a table check fails."""
     from ecnas.tables.contribute import make_bundle
 
     result = make_bundle(args.profile, args.table, args.out, who=args.who, notes=args.notes,

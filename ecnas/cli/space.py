@@ -18,6 +18,7 @@ FLOPS_UNIT = "forward FLOPs per image (2 per multiply-add of convolutions and th
 
 
 def register(subparsers: Any) -> None:
+    """Add ``ecnas spec`` to ``subparsers``."""
     p = subparsers.add_parser(
         "spec",
         help="pruned cell, validity, arch_hash, trainable_params and FLOPs of a NAS-Bench-101 cell",
@@ -124,6 +125,7 @@ def _text(r: dict[str, Any]) -> str:
 
 
 def run_spec(args: argparse.Namespace) -> int:
+    """``ecnas spec``: a cell's pruned form, validity, hash, trainable parameters and FLOPs."""
     result = describe_spec(
         args.matrix, args.ops, stem_channels=args.stem_channels, num_stacks=args.stacks,
         cells_per_stack=args.cells_per_stack, num_classes=args.num_classes,

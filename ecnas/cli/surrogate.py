@@ -22,6 +22,7 @@ from ecnas.surrogate.transfer_eval import evaluate_transfer, summary_text
 
 
 def register(subparsers: Any) -> None:
+    """Add ``ecnas surrogate`` (fit, predict, evaluate, transfer) to ``subparsers``."""
     p = subparsers.add_parser(
         "surrogate", help="extrapolate short runs and predict untrained cells (fit/predict/evaluate/transfer)",
         description="Surrogates of training energy and time: extrapolation from short "
@@ -150,6 +151,8 @@ def _check_out(args: argparse.Namespace, *inputs: str, table: bool = False) -> N
 
 
 def run_fit(args: argparse.Namespace) -> int:
+    """``ecnas surrogate fit``: fit the extrapolator and the architecture surrogate on a table
+    and write the model file."""
     from ecnas.surrogate import ArchitectureSurrogate, SurrogateModel
 
     _check_level(args.level)
@@ -208,6 +211,8 @@ def _fit_text(r: dict[str, Any]) -> str:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    """``ecnas surrogate predict``: energy and time at ``--budget`` for every cell and repeat of
+    a table, written as a prediction table."""
     from ecnas.surrogate import SurrogateModel
     from ecnas.tables import write_table
     from ecnas.tables.metadata import get_metadata, provenance_entry
@@ -248,6 +253,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    """``ecnas surrogate evaluate``: held-out accuracy of both surrogates on one table, against
+    baselines."""
     from ecnas.surrogate import evaluate
 
     _check_level(args.level)
@@ -261,6 +268,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_transfer(args: argparse.Namespace) -> int:
+    """``ecnas surrogate transfer``: score transferring device A's architecture surrogate to
+    device B from a few of B's cells, against two baselines, for each number of cells in
+    ``--sizes``."""
     _check_level(args.level)
     if (args.target_table is None) == (not args.synthetic):
         raise InputError("give TABLE_B, or --synthetic to derive device B from TABLE_A")

@@ -12,6 +12,7 @@ from ecnas.errors import InputError
 
 
 def register(sub: Any) -> None:
+    """Add ``ecnas import-ecnas`` and ``ecnas check`` to ``sub``."""
     p = sub.add_parser("import-ecnas", help="import EC-NAS data (results tree or TFRecord) as a table",
                        description="Read an EC-NAS results tree (graphs JSON + train_model_results/"
                                    "…/results.json) or EC-NAS TFRecord file(s) and write an energy "

@@ -18,6 +18,7 @@ from ecnas.trainer.recipe import MAX_REPEATS
 
 
 def register(subparsers: Any) -> None:
+    """Add ``ecnas train`` to ``subparsers``."""
     p = subparsers.add_parser(
         "train",
         help="train one architecture with the meters and write its energy-table rows",
@@ -100,6 +101,8 @@ def _text(result: dict[str, Any]) -> str:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    """``ecnas train``: train one architecture under the meters (one or more repeats) and write
+    its checkpoint rows to a table."""
     from ecnas.tables.io import check_table_target
     from ecnas.tracker.rows import check_table_path, write_rows
     from ecnas.trainer.train import TrainConfig, run_training

@@ -15,6 +15,7 @@ _PHASE_NAMES = ("counter", "windows", "short", "overhead", "trainer", "selection
 
 
 def register(sub: Any) -> None:
+    """Add ``ecnas validate gpu`` to ``sub``."""
     p = sub.add_parser("validate", help="validate the meters on real hardware",
                        description="Validate the meters on real hardware and write a report.")
     kinds = p.add_subparsers(dest="what", metavar="WHAT", parser_class=type(p))

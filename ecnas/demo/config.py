@@ -43,4 +43,6 @@ class DemoConfig:
 
     @property
     def store_path(self) -> Path:
+        """The demo's campaign store, ``OUT/store.sqlite``: a second run with the same ``--out``
+        reuses its runs."""
         return self.out_dir / "store.sqlite"

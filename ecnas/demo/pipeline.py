@@ -67,6 +67,8 @@ def measure(config: DemoConfig, cells: list[Any], printer: StepPrinter) -> tuple
 
 
 def check(table: Any) -> Any:
+    """The consistency report of the measured table (``ecnas check``'s checks, default
+    thresholds)."""
     return run_checks(table)
 
 

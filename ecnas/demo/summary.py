@@ -14,15 +14,19 @@ from ecnas.outputs import write_text
 
 @dataclass(frozen=True)
 class SearchOutcome:
+    """One search algorithm's hypervolume for each seed of the demo's search."""
+
     algorithm: str
     hypervolumes: tuple[float, ...]
 
     @property
     def mean(self) -> float:
+        """The mean hypervolume over seeds (NaN without seeds)."""
         return sum(self.hypervolumes) / len(self.hypervolumes) if self.hypervolumes else math.nan
 
     @property
     def sd(self) -> float:
+        """The sample standard deviation of the hypervolumes (0 with fewer than two seeds)."""
         n = len(self.hypervolumes)
         if n < 2:
             return 0.0
@@ -68,6 +72,7 @@ class DemoResult:
     energy_origin: str = ""  # where the plotted energies come from (EnergyOrigin.text)
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as plain data, for ``ecnas demo --json``."""
         return {
             "out_dir": str(self.out_dir),
             "measured_runs": self.measured_runs,
@@ -115,6 +120,9 @@ def _rel(path: Path, base: Path) -> str:
 
 
 def render_markdown(r: DemoResult) -> str:
+    """``summary.md``'s text: what each row source means, whether energy was measured or
+    estimated and why, the runs and checks, the files written, the search's hypervolumes, the
+    Pareto front with its energy saving and knee, and the time per step."""
     base = r.out_dir
     kind = "estimated" if r.estimated else "measured"
     lines = [
@@ -193,10 +201,12 @@ def _capital(text: str) -> str:
 
 
 def write_summary(result: DemoResult, path: Path) -> Path:
+    """Write :func:`render_markdown`'s text to ``path`` atomically and return the path."""
     return write_text(path, render_markdown(result))
 
 
 def rows_by_source(sources: Sequence[str]) -> dict[str, int]:
+    """How many rows come from each source (``measured``, ``extrapolated``, ``surrogate``)."""
     out: dict[str, int] = {}
     for s in sources:
         out[s] = out.get(s, 0) + 1

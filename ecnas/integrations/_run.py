@@ -144,6 +144,7 @@ class TrackedRun:
     # -- hooks -----------------------------------------------------------------------------
     @property
     def started(self) -> bool:
+        """Whether metering has started (on this rank: the meters run on rank 0 only)."""
         return self.tracker is not None and self.tracker.started
 
     def start(self, **defaults: Any) -> None:
@@ -171,20 +172,27 @@ class TrackedRun:
 
     @property
     def evaluating(self) -> bool:
+        """Whether an evaluation interval is open."""
         return self._eval is not None
 
     def begin_eval(self) -> None:
+        """Open an evaluation interval: time from here to :meth:`end_eval` counts as evaluation,
+        not training. Does nothing when not metering or already open."""
         if self.started and self._eval is None:
             assert self.tracker is not None
             self._eval = self.tracker.evaluating()
             self._eval.__enter__()
 
     def end_eval(self) -> None:
+        """Close the evaluation interval :meth:`begin_eval` opened (nothing when none is
+        open)."""
         if self._eval is not None:
             cm, self._eval = self._eval, None
             cm.__exit__(None, None, None)
 
     def checkpoint(self, epoch: float, raw_metrics: Mapping[str, Any]) -> Checkpoint | None:
+        """Record a checkpoint at ``epoch`` with the framework's metrics mapped onto table
+        columns; None when this rank does not meter."""
         if not self.started:
             return None
         assert self.tracker is not None
@@ -194,6 +202,8 @@ class TrackedRun:
         return cp
 
     def stop(self) -> None:
+        """Close any open evaluation, note the device, meters and reasons, and stop the meters;
+        the checkpoints stay readable."""
         if self.started:
             assert self.tracker is not None
             self.end_eval()
@@ -217,6 +227,7 @@ class TrackedRun:
     # -- results ---------------------------------------------------------------------------
     @property
     def checkpoints(self) -> list[Checkpoint]:
+        """The checkpoints so far (empty before the run started)."""
         return self.tracker.checkpoints if self.tracker is not None else []
 
     @property
@@ -226,6 +237,9 @@ class TrackedRun:
         return self._reasons
 
     def rows(self, **static: Any) -> list[dict[str, Any]]:
+        """One energy-table row per checkpoint: the run's static columns, then ``static`` over
+        them (``matrix`` + ``ops`` fill the hash). Before a run started, an
+        :class:`~ecnas.errors.InputError`."""
         if self.tracker is None:
             raise InputError("no rows yet: the energy callback has not seen a training run "
                              "start (pass it in the trainer's callbacks and call fit/train)")
@@ -271,6 +285,7 @@ class RunResults:
 
     @property
     def checkpoints(self) -> list[Checkpoint]:
+        """The checkpoints so far, in order (empty before training started)."""
         return self._run.checkpoints
 
     @property
@@ -280,6 +295,8 @@ class RunResults:
 
     @property
     def tracker(self) -> EnergyTracker | None:
+        """The run's :class:`~ecnas.tracker.tracker.EnergyTracker` (None before training
+        started, and on ranks other than 0)."""
         return self._run.tracker
 
     @property

@@ -88,6 +88,8 @@ class EnergyCallback(RunResults, TrainerCallback):
     # -- Trainer hooks ---------------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None,
                        **kwargs: Any) -> None:
+        """Start metering (rank 0 only) with the run's budget and trainable parameters, and
+        checkpoint the start epoch, or open the evaluation that ``eval_on_start`` runs first."""
         if not state.is_world_process_zero:  # the meters see the whole machine
             return
         epochs = getattr(state, "num_train_epochs", None) or args.num_train_epochs
@@ -110,12 +112,16 @@ class EnergyCallback(RunResults, TrainerCallback):
         return self
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Queue the energy for the Trainer's next log at logging steps (``log_steps``), and
+        open the evaluation interval when the Trainer is about to evaluate."""
         if self._log_steps and self._log_energy and control.should_log:
             self._pending_log.update(self._run.log_scalars("step", None, self._log_prefix))
         if control.should_evaluate:  # the Trainer evaluates right after this hook
             self._run.begin_eval()
 
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Queue this epoch's energy for the Trainer's log; checkpoint the epoch now, or after
+        the evaluation the Trainer is about to run."""
         if not self._run.started:
             return
         if self._log_energy:
@@ -133,6 +139,8 @@ class EnergyCallback(RunResults, TrainerCallback):
 
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None,
                     **kwargs: Any) -> None:
+        """Close the evaluation interval, keep its metrics, and write the checkpoint that waited
+        for them."""
         self._run.end_eval()
         self._eval_metrics = dict(metrics or {})
         self._eval_step = state.global_step
@@ -142,6 +150,8 @@ class EnergyCallback(RunResults, TrainerCallback):
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Any = None,
                **kwargs: Any) -> None:
+        """Add the queued energy scalars to the Trainer's log dict (and ``log_history``), and
+        keep the training logs for the next checkpoint."""
         if self._pending_log and logs is not None:
             logs.update(self._pending_log)  # callbacks after this one log them
             if state.log_history:
@@ -153,6 +163,7 @@ class EnergyCallback(RunResults, TrainerCallback):
                 self._logs[key] = value
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Stop the meters (:meth:`close`)."""
         self.close()
 
     def close(self) -> None:

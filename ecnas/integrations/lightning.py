@@ -80,6 +80,8 @@ class EnergyCallback(RunResults, Callback):
 
     # -- Lightning hooks -------------------------------------------------------------------
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        """Start metering (rank 0 only, after the sanity check) with the run's budget and
+        trainable parameters, and checkpoint the start epoch."""
         if trainer.global_rank != 0:  # the meters see the whole machine; one rank reads them
             return
         max_epochs = trainer.max_epochs
@@ -88,18 +90,23 @@ class EnergyCallback(RunResults, Callback):
         self._run.checkpoint(trainer.current_epoch, {})  # 0, or the epoch a resumed run is at
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        """Note that this epoch has not been validated yet."""
         self._validated_this_epoch = False
 
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+        """Open the evaluation interval (not for the sanity check)."""
         if not trainer.sanity_checking:
             self._run.begin_eval()
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        """Close the evaluation interval and note that this epoch was validated."""
         if not trainer.sanity_checking and self._run.evaluating:
             self._run.end_eval()
             self._validated_this_epoch = True
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        """Checkpoint the epoch with the logged metrics (a previous epoch's validation metrics
+        left out) and log its energy through ``pl_module.log_dict``."""
         if not self._run.started:
             return
         metrics = {k: v for k, v in trainer.callback_metrics.items()
@@ -116,6 +123,8 @@ class EnergyCallback(RunResults, Callback):
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
+        """With ``log_steps``, log the energy at the Trainer's logging steps (names with a
+        ``_step`` suffix)."""
         # global_step counts optimizer steps: log where the Trainer's own step logs land
         if (self._log_steps and self._run.started
                 and trainer.global_step % max(trainer.log_every_n_steps, 1) == 0):
@@ -123,7 +132,9 @@ class EnergyCallback(RunResults, Callback):
                                on_step=True, on_epoch=False, rank_zero_only=True)
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        """Stop the meters; the rows are ready."""
         self._run.stop()
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        """Stop the meters when training raised; the checkpoints so far stay readable."""
         self._run.stop()  # close the meters; the checkpoints so far stay readable

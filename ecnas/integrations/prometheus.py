@@ -67,10 +67,14 @@ class MetricsServer:
 
     @property
     def url(self) -> str:
+        """The metrics endpoint's address, ``http://ADDR:PORT/metrics`` (an IPv6 address in
+        brackets)."""
         host = f"[{self.addr}]" if ":" in self.addr else self.addr
         return f"http://{host}:{self.port}/metrics"
 
     def start(self) -> MetricsServer:
+        """Listen on the address and port, serving the registry on a thread; a port that cannot
+        be bound is an :class:`~ecnas.errors.InputError`. Returns the server."""
         try:
             self._server, self._thread = start_http_server(self._port, addr=self.addr,
                                                            registry=self.registry)
@@ -80,6 +84,7 @@ class MetricsServer:
         return self
 
     def close(self) -> None:
+        """Stop serving and release the port (nothing when not started)."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -99,12 +104,15 @@ class LiveEnergyCollector:
         self._last: dict[str, tuple[float, float]] = {}  # domain -> (joules, duration_s)
 
     def start(self) -> LiveEnergyCollector:
+        """Start this host's meters and open the window the scrapes read; returns the
+        collector."""
         self._monitor = Monitor(self._meters, sync_cuda=False)
         self._monitor.start()
         self._monitor.begin(self._window)
         return self
 
     def close(self) -> None:
+        """Close the window and stop the meters; later scrapes yield nothing."""
         with self._lock:
             if self._monitor is not None:
                 self._monitor.end(self._window)
@@ -112,9 +120,13 @@ class LiveEnergyCollector:
                 self._monitor = None
 
     def describe(self) -> list[Any]:
+        """No metrics up front: they are generated at scrape time, so the registry has nothing
+        to check at registration."""
         return []  # generated at scrape time: nothing to check at registration
 
     def collect(self) -> Iterator[Any]:
+        """At each scrape: every domain's energy (J) since the exporter started, and its mean
+        power (W) since the previous scrape."""
         keys = [*self._labels, "device", "domain", "component", "meter", "status"]
         energy = CounterMetricFamily("ecnas_energy_joules", "Energy this host's meters read "
                                      "since the exporter started (PUE excluded)", labels=keys)
@@ -154,6 +166,7 @@ class CampaignMetrics(CampaignObserver):
 
     # -- observer --------------------------------------------------------------------------
     def on_start(self, campaign: Any, progress: Any, store: Any) -> None:
+        """Take the run counts and add the energy of the runs already in the store."""
         stored = _final_rows(store.rows()) if progress.skipped else []
         with self._lock:
             self._info = {"hash": campaign.hash, "store": str(getattr(store, "path", ""))}
@@ -164,11 +177,14 @@ class CampaignMetrics(CampaignObserver):
                 self._add(row, estimated)
 
     def on_submit(self, run: Any, in_flight: int) -> None:
+        """Update the runs in flight."""
         with self._lock:
             self._runs["in_flight"] = in_flight
 
     def on_run_done(self, run: Any, rows: list[dict[str, Any]], in_flight: int,
                     progress: Any) -> None:
+        """Add the run's final checkpoint's energy (estimated when any of its rows is) and
+        update the counts."""
         estimated = any(bool(r.get("estimated")) for r in rows)  # as the store flags a run
         with self._lock:
             self._add(rows[-1], estimated)
@@ -178,12 +194,14 @@ class CampaignMetrics(CampaignObserver):
 
     def on_run_failed(self, run: Any, error: str, will_retry: bool, in_flight: int,
                       progress: Any) -> None:
+        """Update failed attempts, runs given up and runs in flight."""
         with self._lock:
             self._failed_attempts = progress.failed_attempts
             self._runs.update(failed=progress.given_up, in_flight=in_flight)
             self._remaining = progress.remaining
 
     def on_end(self, progress: Any) -> None:
+        """Nothing is in flight any more; keep what remains for the ETA."""
         with self._lock:
             self._runs["in_flight"] = 0
             self._remaining = progress.remaining
@@ -200,9 +218,12 @@ class CampaignMetrics(CampaignObserver):
 
     # -- collector -------------------------------------------------------------------------
     def describe(self) -> list[Any]:
+        """No metrics up front: they are generated at scrape time."""
         return []
 
     def collect(self) -> Iterator[Any]:
+        """At each scrape: runs by state, failed attempts, ETA (s), the stored runs' energy (J)
+        in all and per component, and the campaign's info, all under one lock."""
         c = [self._label]
         runs = GaugeMetricFamily("ecnas_campaign_runs", "Runs of the campaign by state",
                                  labels=["campaign", "state"])
@@ -258,6 +279,8 @@ class Exporter:
 
     @property
     def observers(self) -> list[CampaignObserver]:
+        """The campaign observers to pass to :func:`ecnas.campaign.run_campaign` (empty for
+        ``ecnas measure``)."""
         return [self.campaign] if self.campaign is not None else []
 
     def __enter__(self) -> Exporter:
@@ -267,6 +290,7 @@ class Exporter:
         self.close()
 
     def close(self) -> None:
+        """Stop the HTTP server and the live meters."""
         self.server.close()
         self.live.close()
 

@@ -32,6 +32,7 @@ class EnergyProbe:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """Make room for the energy reports of this session's tests (pytest hook)."""
     config.stash[_REPORTS_KEY] = []
 
 
@@ -65,6 +66,8 @@ def energy(request: pytest.FixtureRequest) -> Iterator[EnergyProbe]:
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Print an ``ecnas energy`` section: each metered test's energy (J), duration (s) and
+    whether it was measured or estimated (pytest hook)."""
     reports = config.stash.get(_REPORTS_KEY, [])
     if not reports:
         return

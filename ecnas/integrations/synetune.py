@@ -183,6 +183,9 @@ class EcnasBundleRecipe(BlackboxRecipe):
         self.bundle, self.device, self.halfway = Path(bundle), device, halfway
 
     def generate(self, upload_on_hub: bool = False) -> None:
+        """Write the bundle into syne-tune's local blackbox repository; ``upload_on_hub`` is
+        refused with an :class:`~ecnas.errors.InputError` (an ecnas bundle is registered locally
+        only)."""
         if upload_on_hub:
             raise InputError(f"{self.name}: an ecnas bundle is registered locally, not uploaded")
         self._generate_on_disk()

@@ -30,6 +30,9 @@ _REPEAT = re.compile(r"^repeat_(\d+)$")
 
 
 def is_results_tree(path: Path) -> bool:
+    """Whether ``path`` is a folder of an EC-NAS results tree: its root
+    (``train_model_results/`` or ``graphs/`` inside), a budget or repeat folder, or one with a
+    repeat or budget folder inside."""
     return path.is_dir() and (
         (path / "train_model_results").is_dir() or (path / "graphs").is_dir()
         or any(_REPEAT.match(p.name) or _EPOCHS.match(p.name) for p in path.iterdir() if p.is_dir())

@@ -55,6 +55,7 @@ class ExportReport:
     pue: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as plain data, for ``ecnas export --json``."""
         return {"path": self.path, "format": "ecnas-tfrecord", "records": self.records,
                 "skipped_runs": dict(self.skipped_runs),
                 "checkpoints_dropped": self.checkpoints_dropped, "pue_reapplied": self.pue}

@@ -15,6 +15,8 @@ TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords")
 
 
 def import_tfrecords(paths: list[Path], **kwargs: Any) -> pd.DataFrame:
+    """The energy table of every record in the TFRecord files ``paths``, in order; ``kwargs`` go
+    to :func:`~ecnas.interop.tfrecord.records_to_table` (``source`` defaults to the paths)."""
     records = [r for p in paths for r in read_ecnas_records(p)]
     kwargs.setdefault("source", ", ".join(str(p) for p in paths))
     return records_to_table(records, **kwargs)

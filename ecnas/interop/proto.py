@@ -33,6 +33,8 @@ class DecodeError(InputError):
 
 
 def encode_varint(value: int) -> bytes:
+    """``value`` as a protobuf varint (little-endian groups of 7 bits); a negative number takes
+    10 bytes of two's complement, as proto2 writes int32 and int64."""
     if value < 0:
         value += 1 << 64  # proto2 int32/int64: negatives are 10-byte two's complement
     out = bytearray()
@@ -47,6 +49,8 @@ def encode_varint(value: int) -> bytes:
 
 
 def decode_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    """(value, position after it) of the varint at ``buf[pos:]``; a truncated or over-long
+    varint is a :class:`DecodeError`."""
     result = shift = 0
     while True:
         if pos >= len(buf):
@@ -84,6 +88,8 @@ class Message:
     FIELDS: ClassVar[tuple[_Field, ...]] = ()
 
     def to_bytes(self) -> bytes:
+        """The message in protobuf wire format, fields in ``FIELDS`` order; absent (None) fields
+        are not written."""
         out = bytearray()
         for f in self.FIELDS:
             value = getattr(self, f.name)
@@ -95,6 +101,8 @@ class Message:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Any:
+        """Decode a message of this class. Unknown fields are skipped, the last occurrence of a
+        non-repeated field wins, and malformed bytes are a :class:`DecodeError`."""
         by_number = {f.number: f for f in cls.FIELDS}
         values: dict[str, Any] = {f.name: [] if f.repeated else None for f in cls.FIELDS}
         buf = memoryview(bytes(data)).tobytes()
@@ -139,6 +147,8 @@ class Message:
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
+        """The message as nested plain data (sub-messages as dicts, repeated fields as
+        lists)."""
         out: dict[str, Any] = {}
         for f in fields(self):  # type: ignore[arg-type]
             v = getattr(self, f.name)
@@ -189,18 +199,26 @@ def _decode_field(owner: str, f: _Field, wire: int, payload: Any) -> list[Any]:
 
 @dataclass(frozen=True)
 class UsageW(Message):
+    """Mean power values in watts (``usage_w`` of a device usage), one per device or socket as
+    ecnas writes them."""
+
     avg_power_usage: tuple[float, ...] = ()
     FIELDS: ClassVar = (_Field(1, "avg_power_usage", "double", True),)
 
 
 @dataclass(frozen=True)
 class UsageJ(Message):
+    """Whole-run energy values in joules, PUE excluded (``usage_j`` of a device usage), one per
+    device or socket as ecnas writes them."""
+
     avg_power_usage: tuple[float, ...] = ()
     FIELDS: ClassVar = (_Field(1, "avg_power_usage", "double", True),)
 
 
 @dataclass(frozen=True)
 class Device(Message):
+    """A device's name as carbontracker saw it (a GPU model, a CPU package)."""
+
     name: str | None = None
     FIELDS: ClassVar = (_Field(1, "name", "string"),)
 
@@ -217,14 +235,18 @@ class DeviceUsage(Message):
 
     @property
     def watts(self) -> list[float]:
+        """Every mean power value (W) of the ``usage_w`` entries, flattened."""
         return [v for u in self.usage_w for v in u.avg_power_usage]
 
     @property
     def joules(self) -> list[float]:
+        """Every whole-run energy value (J) of the ``usage_j`` entries, flattened: one per
+        device or socket."""
         return [v for u in self.usage_j for v in u.avg_power_usage]
 
     @property
     def device_names(self) -> list[str]:
+        """The devices' names (empty string for a device without one)."""
         return [d.name or "" for d in self.devices]
 
     @classmethod
@@ -238,6 +260,8 @@ class DeviceUsage(Message):
 
 @dataclass(frozen=True)
 class PowerUsageData(Message):
+    """A run's power and energy per device kind: ``gpu`` and ``cpu`` (each optional)."""
+
     gpu: DeviceUsage | None = None
     cpu: DeviceUsage | None = None
     FIELDS: ClassVar = (_Field(1, "gpu", "DeviceUsage"), _Field(2, "cpu", "DeviceUsage"))
@@ -245,6 +269,9 @@ class PowerUsageData(Message):
 
 @dataclass(frozen=True)
 class EvaluationDataEnergy(Message):
+    """One checkpoint of an EC-NAS run: epoch, training time (s), accuracies (fractions), and
+    carbontracker's energy (kWh, PUE included), CO2eq and intensity, measured and predicted."""
+
     current_epoch: float | None = None
     training_time: float | None = None
     train_accuracy: float | None = None
@@ -274,6 +301,9 @@ class EvaluationDataEnergy(Message):
 
 @dataclass(frozen=True)
 class ModelMetricsEnergy(Message):
+    """EC-NAS's per-run record: its checkpoints, trainable parameters, total time (s), energy
+    (kWh, PUE included) and CO2eq, and each device's power and energy (``avg_power_usages``)."""
+
     evaluation_data_energy: tuple[EvaluationDataEnergy, ...] = ()
     trainable_parameters: int | None = None
     total_time: float | None = None

@@ -133,11 +133,15 @@ class EcnasRecord:
     metrics: ModelMetricsEnergy
 
     def to_bytes(self) -> bytes:
+        """The record as EC-NAS stores it in a TFRecord: the JSON list ``[hash, epochs,
+        adjacency, ops, base64 proto]``."""
         payload = base64.b64encode(self.metrics.to_bytes()).decode("ascii")
         return json.dumps([self.arch_hash, self.epochs, self.adjacency, self.ops, payload]).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes, *, where: str = "record") -> EcnasRecord:
+        """Parse one TFRecord entry written by EC-NAS (or :meth:`to_bytes`); anything else is an
+        :class:`~ecnas.errors.InputError` naming ``where``."""
         try:
             item = json.loads(data)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -39,6 +39,8 @@ class CommandResult:
 
 
 def exit_status(returncode: int) -> int:
+    """The shell's exit status for a subprocess return code: ``128 + N`` for a process killed by
+    signal N (return code ``-N``), the code itself otherwise."""
     return 128 - returncode if returncode < 0 else returncode
 
 

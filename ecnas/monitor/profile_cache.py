@@ -28,6 +28,8 @@ PROFILE_PATH_ENV = "ECNAS_PROFILE_PATH"  # as ecnas.profiles reads it (not impor
 
 
 def cache_dir() -> Path:
+    """The folder of the profile cache: ``$ECNAS_CACHE_DIR``, else ``$XDG_CACHE_HOME/ecnas``,
+    else ``~/.cache/ecnas``."""
     explicit = os.environ.get(CACHE_ENV)
     if explicit:
         return Path(explicit)

@@ -1,11 +1,16 @@
-"""What a metered window produced: :class:`EnergyReport` and its per-domain :class:`DomainEnergy`.
+"""What a metered window produced: :class:`EnergyReport`, its per-domain :class:`DomainEnergy`
+entries, and :class:`DomainMap`, the read-only mapping that builds those entries.
 
 ``EnergyReport`` is a frozen dataclass, ``DomainEnergy`` a named tuple; both have
-``to_dict()``, the report also ``to_json()``. A report's ``domains`` is a :class:`DomainMap`
-(built when first read, pickled and copied as a dict) when a Monitor made it. Every number
+``to_dict()``, the report also ``to_json()`` (what ``ecnas measure --json`` prints). A report
+a Monitor made has its total, flags and warnings from the moment the window ends; its
+``domains`` is a :class:`DomainMap` that builds the per-domain entries when first read (and
+pickles and copies as a plain dict); a report built by hand may hold a dict. Every number
 says whether it was measured or estimated and by which meter; calibration and idle
-subtraction are recorded beside the raw joules, never folded in silently. The arithmetic is
-:meth:`ecnas.monitor.Monitor.report`'s; this module only holds the results.
+subtraction are recorded beside the raw joules, never folded in silently. The arithmetic
+(calibration, the platform-domain rule, the warnings) is
+:meth:`ecnas.monitor.Monitor.report`'s; this module holds the results and the two figures
+read off them, :meth:`EnergyReport.component_j` and :attr:`EnergyReport.mean_power_w`.
 """
 
 from __future__ import annotations
@@ -26,9 +31,10 @@ DomainStatus = Literal["measured", "estimated"]
 class DomainEnergy(NamedTuple):
     """Energy of one domain (``gpu:0``, ``cpu:0/package`` …) over one window.
 
-    A named tuple (immutable, picklable, built at C speed): a Monitor builds one per domain at
-    every window edge, and on the window benchmark this beat a frozen dataclass and the
-    ``__dict__``-filling bypass the project used before (see docs/meters.md).
+    A named tuple (immutable, picklable, built at C speed): a Monitor builds one per domain
+    when a report's domains are first read (:class:`DomainMap`), and on the window benchmark
+    this beat a frozen dataclass and the ``__dict__``-filling bypass the project used before
+    (see docs/meters.md).
     """
 
     domain: str
@@ -45,9 +51,11 @@ class DomainEnergy(NamedTuple):
 
     @property
     def estimated(self) -> bool:
+        """Whether this domain's joules are an estimate rather than a meter's reading."""
         return self.status == "estimated"
 
     def to_dict(self) -> dict[str, Any]:
+        """The domain's figures as plain data (one entry of ``domain_details``)."""
         return {
             "domain": self.domain,
             "component": self.component,
@@ -137,6 +145,8 @@ class EnergyReport:
 
     @property
     def mean_power_w(self) -> float:
+        """Mean power over the window in watts, ``energy_j / duration_s`` (NaN for a window of
+        no length)."""
         return self.energy_j / self.duration_s if self.duration_s > 0 else math.nan
 
     def component_j(self, component: str | Component) -> float:
@@ -146,6 +156,9 @@ class EnergyReport:
         return math.fsum(values) if values else math.nan
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as plain data, as ``ecnas measure --json`` prints it: ``domains`` maps
+        each domain to its joules, ``domain_details`` holds each domain's figures,
+        ``components`` the GPU/CPU/DRAM sums, and ``extra`` is merged in."""
         return {
             "name": self.name,
             "energy_j": self.energy_j,
@@ -165,6 +178,8 @@ class EnergyReport:
         }
 
     def to_json(self, indent: int | None = 2) -> str:
+        """:meth:`to_dict` as JSON, NaN and infinities written as null so any reader can parse
+        it."""
         from ecnas.outputs import dumps_json  # JSON has no NaN: null, so anyone can parse it
 
         return dumps_json(self.to_dict(), indent=indent)

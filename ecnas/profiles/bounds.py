@@ -36,6 +36,8 @@ def gain_problem(gain: float) -> str | None:
 
 
 def offset_problem(offset_w: float) -> str | None:
+    """Why ``offset_w`` (watts) is outside the physical range: below it, power the counter saw
+    and nothing drew; above it, more than a whole node draws unmetered. None when inside."""
     lo, hi = OFFSET_RANGE_W
     if lo <= offset_w <= hi:
         return None

@@ -51,9 +51,12 @@ class ProfileMatch:
 
     @property
     def profile_id(self) -> str | None:
+        """The matched profile's id, or None when nothing matched."""
         return self.profile.id if self.profile else None
 
     def to_dict(self) -> dict:
+        """The match as plain data (``ecnas profile match --json``, ``ecnas hardware``): profile
+        id, rule, reason, whether calibrated, and the profile's file."""
         p = self.profile
         return {
             "profile": p.id if p else None,

@@ -95,22 +95,30 @@ class HardwareProfile:
     # Flat accessors for the meter facts, so callers need not know the nesting.
     @property
     def energy_counter(self) -> bool | None:
+        """Whether the device has a cumulative energy counter (NVML's total energy, RAPL's
+        ``energy_uj``); None when not known."""
         return self.meter.energy_counter
 
     @property
     def power_averaging_s(self) -> float | None:
+        """The window, in seconds, over which the device's power reading is averaged (0:
+        instantaneous; None: not known)."""
         return self.meter.power_averaging_s
 
     @property
     def counter_update_s(self) -> float | None:
+        """How often the energy counter moves, in seconds (None: not known)."""
         return self.meter.counter_update_s
 
     @property
     def rapl_domains(self) -> tuple[str, ...]:
+        """The RAPL domains the CPU package exposes (empty for a GPU)."""
         return self.meter.rapl_domains
 
     @property
     def calibrated(self) -> bool:
+        """Whether the device, or any of its domains, was calibrated against a reference
+        meter."""
         return self.calibration.calibrated or any(
             d.calibration.calibrated for d in self.domain_calibrations.values()
         )

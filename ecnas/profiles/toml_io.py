@@ -334,6 +334,8 @@ def normalize_pci_id(raw: str) -> str | None:
 
 def loads_profile(text: str, where: str = "<string>", source_path: Path | None = None
                   ) -> HardwareProfile:
+    """Parse and validate a profile from TOML text; broken TOML or an invalid profile is an
+    :class:`~ecnas.errors.InputError` prefixed with ``where``."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -396,6 +398,8 @@ def _write_table(lines: list[str], name: str, table: Mapping[str, Any]) -> None:
 
 
 def dumps_profile(profile: HardwareProfile) -> str:
+    """The profile as TOML text, with a comment line naming its id and schema;
+    :func:`loads_profile` reads it back."""
     lines = [f"# Hardware profile {profile.id} (schema {profile.schema_version}); "
              "see docs/profiles.md"]
     _write_table(lines, "", profile_to_dict(profile))

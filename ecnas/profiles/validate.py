@@ -14,15 +14,20 @@ from ecnas.profiles.toml_io import validate_file
 
 @dataclass(frozen=True)
 class ValidationReport:
+    """What checking a set of profile files found: the valid profiles, one error per bad file
+    (``FILE: key: reason``) and the files skipped with why."""
+
     valid: tuple[HardwareProfile, ...]
     errors: tuple[str, ...]  # "FILE: key: reason", one per bad file
     skipped: tuple[tuple[str, str], ...]  # (file, why): not .toml, e.g. __init__.py
 
     @property
     def ok(self) -> bool:
+        """True when no file was bad and at least one profile was valid."""
         return not self.errors and bool(self.valid)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as plain data, for ``ecnas profile validate --json``."""
         return {
             "ok": self.ok,
             "valid": [{"file": str(p.source_path), "id": p.id, "kind": p.kind,

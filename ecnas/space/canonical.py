@@ -46,18 +46,24 @@ class VertexTables:
 
     @property
     def num_bits(self) -> int:
+        """Bits of an edge code: the possible edges ``V(V-1)/2``."""
         return len(self.edges)
 
     @property
     def num_labelings(self) -> int:
+        """Labelings of the interior vertices: ``3^(V-2)``."""
         return int(self.label_codes.size)
 
 
 def bit_index(x: int, y: int) -> int:
+    """The bit of an edge code that stands for the edge x→y (x < y): ``y(y-1)/2 + x``."""
     return y * (y - 1) // 2 + x
 
 
 def vertex_tables(num_vertices: int) -> VertexTables:
+    """The renumbering tables for cells of ``num_vertices`` vertices: every permutation of the
+    interior vertices, how each moves the edge bits and the labelings, and each vertex's in- and
+    out-edge masks."""
     v = num_vertices
     edges = tuple((x, y) for y in range(1, v) for x in range(y))
     interior = list(range(1, v - 1))
@@ -100,6 +106,7 @@ def vertex_tables(num_vertices: int) -> VertexTables:
 
 
 def popcount(codes: np.ndarray, num_bits: int) -> np.ndarray:
+    """The number of set bits among the low ``num_bits`` bits of each code (edges per DAG)."""
     counts = np.zeros(codes.shape, dtype=np.int64)
     for b in range(num_bits):
         counts += (codes >> b) & 1

@@ -57,6 +57,8 @@ class NetworkShape:
 
     @property
     def final_channels(self) -> int:
+        """Channels of the last stack, which feed the classifier: the stem's, doubled at every
+        stack after the first."""
         return self.stem_channels * 2 ** (self.num_stacks - 1)
 
 

@@ -41,6 +41,8 @@ class CanonicalCells:
 
 
 def check_limits(max_vertices: object, max_edges: object) -> tuple[int, int]:
+    """``(max_vertices, max_edges)`` as ints when both are integers within the NAS-Bench-101
+    space (2..7 vertices, 1..9 edges); else an :class:`~ecnas.errors.InputError`."""
     for name, value, lo, hi in (
         ("max_vertices", max_vertices, 2, MAX_VERTICES),
         ("max_edges", max_edges, 1, MAX_EDGES),
@@ -82,6 +84,8 @@ def decode_matrices(codes: np.ndarray, t: VertexTables) -> np.ndarray:
 
 
 def decode_ops(label_code: int, num_vertices: int) -> tuple[str, ...]:
+    """The ops of a cell with ``num_vertices`` vertices from its labeling code (base 3, vertex 1
+    most significant), input and output included."""
     k = num_vertices - 2
     inner = []
     for _ in range(k):
@@ -91,6 +95,8 @@ def decode_ops(label_code: int, num_vertices: int) -> tuple[str, ...]:
 
 
 def specs_of(cells: CanonicalCells, t: VertexTables) -> list[ModelSpec]:
+    """The cells as :class:`ModelSpec` s, in order; each distinct DAG's matrix is decoded once
+    and shared, read-only, by its labelings."""
     dags, inverse = np.unique(cells.edge_codes, return_inverse=True)
     mats = decode_matrices(dags, t)
     mats.setflags(write=False)  # shared by every labeling of a DAG

@@ -146,22 +146,28 @@ class ModelSpec:
     # -- views used by the table contract and the CLI
     @property
     def num_vertices(self) -> int:
+        """Vertices of the pruned cell, input and output included."""
         return int(self.matrix.shape[0])
 
     @property
     def num_edges(self) -> int:
+        """Edges of the pruned cell."""
         return int(self.matrix.sum())
 
     @property
     def matrix_str(self) -> str:
+        """The pruned matrix as a row-major 0/1 string (the table's ``matrix`` column)."""
         return "".join(str(int(x)) for x in self.matrix.reshape(-1))
 
     @property
     def ops_str(self) -> str:
+        """The pruned ops joined by commas (the table's ``ops`` column)."""
         return ",".join(self.ops)
 
     @property
     def labels(self) -> list[int]:
+        """The pruned ops as NAS-Bench-101's integer labels (input -1, output -2, conv3x3 0,
+        conv1x1 1, max-pool 2), as the iso-hash and EC-NAS's graphs use them."""
         return [LABELS[o] for o in self.ops]
 
     def hash(self) -> str:

@@ -166,6 +166,10 @@ class ArchitectureSurrogate:
     notes: list[str] = field(default_factory=list)
 
     def fit(self, table: pd.DataFrame, budget: int | None = None) -> ArchitectureSurrogate:
+        """Learn log energy and log training time at ``budget`` (default: the budget with most
+        runs measured to it) from the table's cells, choosing ridge or the MLP ensemble on
+        held-out cells (ridge on fewer features below 30 cells). A target no cell holds is not
+        learned and stays NaN in predictions, with a note. Returns the surrogate."""
         if self.kind not in ("auto", "mlp", "linear"):
             raise InputError(f"surrogate kind must be auto, mlp or linear, got {self.kind!r}")
         ts = training_set(table, budget)
@@ -298,6 +302,8 @@ class ArchitectureSurrogate:
 
     # -- storage
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The fitted surrogate as (JSON-able settings, named arrays) for the model file;
+        :meth:`from_state` reads it back."""
         meta: dict[str, Any] = {
             "kind": self.kind, "level": self.level, "cal_fraction": self.cal_fraction,
             "seed": self.seed, "mlp_epochs": self.mlp_epochs, "mlp_members": self.mlp_members,
@@ -313,6 +319,8 @@ class ArchitectureSurrogate:
 
     @classmethod
     def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> ArchitectureSurrogate:
+        """A surrogate from :meth:`state`'s output; unknown features or learners whose input
+        width does not match the features are an :class:`~ecnas.errors.InputError`."""
         models = {}
         for name, m_meta in meta.get("models", {}).items():
             models[name] = learner_from_state(m_meta, model_arrays(arrays, name))

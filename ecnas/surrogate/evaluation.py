@@ -57,6 +57,10 @@ class Score:
 
 @dataclass(frozen=True)
 class EvaluationReport:
+    """What ``ecnas surrogate evaluate`` measured: the split (seed, fractions, architectures on
+    each side), every model's score on each target, the learner selection, fitting times (s) and
+    notes."""
+
     budget: int
     short_epoch: float
     seed: int
@@ -74,6 +78,8 @@ class EvaluationReport:
     notes: tuple[str, ...]
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as plain data for ``--json``, with a note on the energy basis (PUE
+        excluded except in ``mae_wh_pue``)."""
         d = asdict(self)
         d["scores"] = [asdict(s) for s in self.scores]
         d["notes"] = list(self.notes)
@@ -82,6 +88,7 @@ class EvaluationReport:
         return d
 
     def score(self, model: str, target: str = "energy_j") -> Score:
+        """The score of ``model`` on ``target``; a KeyError when there is none."""
         for s in self.scores:
             if s.model == model and s.target == target:
                 return s

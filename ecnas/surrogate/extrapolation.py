@@ -180,6 +180,10 @@ class Extrapolator:
 
     # -- fitting
     def fit(self, table: pd.DataFrame) -> Extrapolator:
+        """Learn each target from the table's runs measured to their full budget: the candidates
+        compete in grouped cross-validation (with fewer than ``min_runs`` such runs or 5 cells,
+        ``per-run`` alone), and CV+ intervals come from the out-of-fold errors. Returns the
+        extrapolator."""
         unknown = [c for c in self.candidates if c not in CANDIDATES]
         if unknown:
             raise InputError(f"unknown extrapolation candidate(s) {', '.join(unknown)}; "
@@ -433,6 +437,8 @@ class Extrapolator:
 
     # -- storage (see modelfile)
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The fitted extrapolator as (JSON-able settings, named arrays) for the model file,
+        fold models and residuals included; :meth:`from_state` reads it back."""
         meta: dict[str, Any] = {
             "min_runs": self.min_runs, "level": self.level, "folds": self.folds, "seed": self.seed,
             "candidates": list(self.candidates), "method": self.method,
@@ -464,6 +470,8 @@ class Extrapolator:
 
     @classmethod
     def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Extrapolator:
+        """An extrapolator from :meth:`state`'s output; one written by an older ecnas without
+        cross-validated targets is an :class:`~ecnas.errors.InputError` asking to refit."""
         if "targets" not in meta:  # written before the candidates were chosen by CV
             raise InputError("extrapolator written by an older ecnas (no cross-validated "
                              "targets): refit it with 'ecnas surrogate fit'")

@@ -41,6 +41,10 @@ class LinearModel:
     coef: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def fit(self, x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> LinearModel:
+        """Fit on features ``x`` (n, d) and targets ``y`` (n), optionally weighted per sample:
+        closed form for ``l2``, iteratively reweighted least squares for ``l1`` and ``huber``.
+        The ridge penalty ``alpha`` is scaled by n and spares the intercept. Returns the
+        model."""
         x = np.asarray(x, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
         if x.ndim != 2 or x.shape[0] != y.shape[0] or x.shape[0] == 0:
@@ -72,15 +76,18 @@ class LinearModel:
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
+        """The fitted values for features ``x`` (n, d)."""
         z = (np.asarray(x, dtype=np.float64) - self.mu) / self.sd
         return self.coef[0] + z @ self.coef[1:]
 
     def state(self) -> State:
+        """The model as (settings, arrays ``mu``, ``sd``, ``coef``) for a model file."""
         return ({"kind": "linear", "alpha": self.alpha, "loss": self.loss},
                 {"mu": self.mu, "sd": self.sd, "coef": self.coef})
 
     @classmethod
     def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> LinearModel:
+        """A model from :meth:`state`'s output; non-finite arrays are refused."""
         _finite("linear", arrays, ("mu", "sd", "coef"))
         return cls(alpha=float(meta["alpha"]), loss=str(meta["loss"]), mu=arrays["mu"],
                    sd=arrays["sd"], coef=arrays["coef"])
@@ -104,6 +111,8 @@ class MLPEnsemble:
     weights: list[list[np.ndarray]] = field(default_factory=list)
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> MLPEnsemble:
+        """Train ``members`` MLPs on standardized ``x`` (n ≥ 2, d) and ``y`` with torch on one
+        thread (small matrices run faster so), each with its own seed. Returns the ensemble."""
         import torch
 
         x = np.asarray(x, dtype=np.float64)
@@ -148,6 +157,8 @@ class MLPEnsemble:
         return [p.detach().numpy().astype(np.float32).copy() for p in net.parameters()]
 
     def predict(self, x: np.ndarray, chunk: int = 65536) -> np.ndarray:
+        """The members' mean prediction for ``x``, in numpy (no torch needed), ``chunk`` rows at
+        a time."""
         if not self.weights:
             raise InputError("MLP ensemble is not fitted")
         z = ((np.asarray(x, dtype=np.float64) - self.mu) / self.sd).astype(np.float32)
@@ -163,6 +174,8 @@ class MLPEnsemble:
         return out * self.y_sd + self.y_mu
 
     def state(self) -> State:
+        """The ensemble as (settings, arrays: input scaling and each member's six weight arrays)
+        for a model file."""
         meta = {"kind": "mlp", "width": self.width, "epochs": self.epochs, "members": len(self.weights),
                 "batch_size": self.batch_size, "lr": self.lr, "weight_decay": self.weight_decay,
                 "seed": self.seed, "y_mu": self.y_mu, "y_sd": self.y_sd}
@@ -174,6 +187,8 @@ class MLPEnsemble:
 
     @classmethod
     def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> MLPEnsemble:
+        """An ensemble from :meth:`state`'s output; non-finite arrays or target scaling are
+        refused."""
         members = int(meta["members"])
         _finite("mlp", arrays, ("mu", "sd", *(f"m{k}_p{j}" for k in range(members)
                                               for j in range(6))))
@@ -197,6 +212,9 @@ def _finite(kind: str, arrays: dict[str, np.ndarray], names: tuple[str, ...]) ->
 
 
 def learner_from_state(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> LinearModel | MLPEnsemble:
+    """The learner a model file's entry describes (``kind`` linear or mlp), checked by one probe
+    prediction; an unknown kind or arrays that do not fit together are an
+    :class:`~ecnas.errors.InputError`."""
     kind = meta.get("kind")
     if kind == "linear":
         learner: LinearModel | MLPEnsemble = LinearModel.from_state(meta, arrays)

@@ -22,11 +22,14 @@ def mape(pred: np.ndarray, true: np.ndarray) -> float:
 
 
 def mae(pred: np.ndarray, true: np.ndarray) -> float:
+    """Mean absolute error, in the values' unit."""
     p, t = _pair(pred, true)
     return float(np.mean(np.abs(p - t)))
 
 
 def r2(pred: np.ndarray, true: np.ndarray) -> float:
+    """Coefficient of determination of ``pred`` against ``true`` (NaN when ``true`` is
+    constant)."""
     p, t = _pair(pred, true)
     ss_tot = float(np.sum((t - t.mean()) ** 2))
     return float("nan") if ss_tot == 0 else 1.0 - float(np.sum((p - t) ** 2)) / ss_tot

@@ -24,6 +24,10 @@ from ecnas.tables.metadata import get_metadata
 
 @dataclass
 class SurrogateModel:
+    """The model ``ecnas surrogate fit`` writes: an :class:`Extrapolator` for runs with short
+    checkpoints, an :class:`ArchitectureSurrogate` for cells without, and ``info`` (notes, rows
+    fitted on, the table's PUE, whether any input row was estimated)."""
+
     extrapolator: Extrapolator | None = None
     architecture: ArchitectureSurrogate | None = None
     info: dict[str, Any] = field(default_factory=dict)
@@ -53,6 +57,8 @@ class SurrogateModel:
         return self
 
     def predict(self, table: pd.DataFrame, budget: float) -> pd.DataFrame:
+        """The prediction table at ``budget`` (epochs) for every cell and repeat of ``table``;
+        :meth:`predict_with_notes` also gives the notes."""
         return self.predict_with_notes(table, budget).table
 
     def predict_with_notes(self, table: pd.DataFrame, budget: float) -> Prediction:
@@ -102,6 +108,8 @@ class SurrogateModel:
         return Prediction(out, tuple(notes))
 
     def save(self, path: str | Path) -> Path:
+        """Write both parts to an ``.npz`` model file (arrays and JSON, no pickle), atomically;
+        returns the path."""
         meta: dict[str, Any] = {"info": self.info}
         arrays: dict[str, np.ndarray] = {}
         for key, part in (("extrapolator", self.extrapolator), ("architecture", self.architecture)):
@@ -115,6 +123,8 @@ class SurrogateModel:
 
     @classmethod
     def load(cls, path: str | Path) -> SurrogateModel:
+        """Read a model file written by :meth:`save`; a malformed one is an
+        :class:`~ecnas.errors.InputError`."""
         meta, arrays = read_model(path)
 
         def sub(prefix: str) -> dict[str, np.ndarray]:

@@ -30,6 +30,10 @@ from ecnas.surrogate.features import batch_from_strings, cell_features
 
 @dataclass(frozen=True)
 class SyntheticDevice:
+    """The transformation to device B (see the module doc): speed-up and its size exponent, idle
+    and dynamic power (W) and the power's size exponent, start-up share, relative per-run noise,
+    and the seed."""
+
     device_id: str = "synthetic-device-b"
     speedup: float = 2.5
     time_exponent: float = 0.12
@@ -42,6 +46,9 @@ class SyntheticDevice:
 
 
 def derive_device(table: pd.DataFrame, device: SyntheticDevice | None = None) -> pd.DataFrame:
+    """Device B's table from device A's ``table`` by ``device`` (default
+    :class:`SyntheticDevice`): new training and wall times and energy, components NaN, A's
+    record columns dropped, every row ``estimated``."""
     d = device or SyntheticDevice()
     t = table.copy()
     feats = cell_features(batch_from_strings(t["matrix"].astype(str).tolist(), t["ops"].astype(str).tolist()))

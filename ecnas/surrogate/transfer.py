@@ -57,6 +57,10 @@ class DeviceTransfer:
 
     def fit(self, target_table: pd.DataFrame, source_table: pd.DataFrame | None = None,
             budget: int | None = None) -> DeviceTransfer:
+        """Fit the map from device A to device B on the cells ``target_table`` (B) holds at
+        ``budget``: A's values come from ``source_table`` where it holds the cell, else from A's
+        surrogate. Fewer than ``min_cells`` cells is an :class:`~ecnas.errors.InputError`;
+        intervals come from leave-one-out errors. Returns the transfer."""
         ts = training_set(target_table, budget)
         if len(ts.matrix) < self.min_cells:
             raise InputError(f"device {ts.device}: {len(ts.matrix)} architecture(s) measured to "
@@ -89,6 +93,9 @@ class DeviceTransfer:
         return self
 
     def predict(self, specs_or_table: Any, budget: float) -> pd.DataFrame:
+        """Device B's energy and training time at ``budget`` (epochs) with intervals for cells
+        (specs or a table with ``matrix`` and ``ops``), as ``surrogate`` rows marked estimated;
+        a target B never measured is NaN."""
         if not self.models:
             raise InputError("DeviceTransfer is not fitted")
         batch, ids = _batch(specs_or_table)

@@ -81,6 +81,7 @@ class TransferEvaluation:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        """The evaluation as plain data for ``--json``, with :meth:`summary` added."""
         d = asdict(self)
         d["scores"] = [asdict(s) for s in self.scores]
         d["notes"] = list(self.notes)

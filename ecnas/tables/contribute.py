@@ -36,6 +36,10 @@ from ecnas.tables.schema import SOURCES
 
 @dataclass(frozen=True)
 class ContributionResult:
+    """What ``ecnas contribute`` checked and wrote: the profile and table, their size, every
+    check with the failed ones named, and the bundle with its SHA-256 and manifest (None when a
+    check failed: nothing written)."""
+
     profile_id: str
     profile_file: str
     table_file: str
@@ -49,9 +53,11 @@ class ContributionResult:
 
     @property
     def ok(self) -> bool:
+        """True when every table check passed (and so the bundle was written)."""
         return not self.failed_checks
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as plain data for ``ecnas contribute --json``."""
         return {"ok": self.ok, "profile_id": self.profile_id, "profile_file": self.profile_file,
                 "table_file": self.table_file, "rows": self.rows,
                 "architectures": self.architectures,
@@ -61,6 +67,7 @@ class ContributionResult:
 
 
 def sha256_file(path: Path) -> str:
+    """The hex SHA-256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -130,6 +137,11 @@ def refuse_estimated(energy: dict[str, Any], calibrated: bool, table: Path) -> N
 def make_bundle(profile_path: Path, table_path: Path, out: Path, *, who: str = "",
                 notes: str = "", force: bool = False,
                 allow_estimated: bool = False) -> ContributionResult:
+    """Bundle the profile at ``profile_path`` and the device table at ``table_path`` into the
+    ``.tar.gz`` ``out``, with a manifest. Refused with an :class:`~ecnas.errors.InputError` for
+    an invalid profile, a table of another device or with estimated energy (unless
+    ``allow_estimated``); with a failed table check nothing is written and the result says
+    why."""
     profile_path, table_path, out = Path(profile_path), Path(table_path), Path(out)
     if not out.name.endswith((".tar.gz", ".tgz")):
         raise InputError(f"--out: {out}: the bundle must end in .tar.gz")

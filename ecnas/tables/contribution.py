@@ -33,6 +33,9 @@ MAX_MEMBER_BYTES = 2 << 30
 
 @dataclass(frozen=True)
 class Check:
+    """One verification check of a contribution archive: its name, whether it passed, and why
+    not."""
+
     name: str
     passed: bool
     detail: str
@@ -52,6 +55,9 @@ class Contribution:
 
 @dataclass(frozen=True)
 class VerifyReport:
+    """The verification of one contribution archive: its device, every check in order, an energy
+    summary, and whether the profile is calibrated."""
+
     path: str
     device: str
     checks: tuple[Check, ...]
@@ -60,13 +66,16 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
+        """True when every check passed."""
         return all(c.passed for c in self.checks)
 
     @property
     def failures(self) -> tuple[str, ...]:
+        """``name: reason`` of every failed check."""
         return tuple(f"{c.name}: {c.detail}" for c in self.checks if not c.passed)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as plain data for ``ecnas contribution verify --json``."""
         return {"path": self.path, "ok": self.ok, "device": self.device,
                 "calibrated": self.calibrated, "energy": self.energy,
                 "checks": [{"name": c.name, "passed": c.passed, "detail": c.detail}

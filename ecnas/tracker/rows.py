@@ -138,6 +138,8 @@ def to_frame(rows: Sequence[Mapping[str, Any]]) -> Any:
 
 
 def check_table_path(path: str | Path) -> Path:
+    """``path`` as a Path when it ends in ``.parquet`` or ``.csv`` and its folder exists; else
+    an :class:`~ecnas.errors.InputError` (checked before training, not after)."""
     p = Path(path)
     if p.suffix.lower() not in TABLE_SUFFIXES:
         raise InputError(f"--out {p}: the table must end in .parquet or .csv")

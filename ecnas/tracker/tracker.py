@@ -61,6 +61,7 @@ class Checkpoint:
     metrics: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def to_dict(self) -> dict[str, Any]:
+        """The checkpoint as plain data."""
         return {
             "epoch": self.epoch, "training_time_s": self.training_time_s,
             "wall_time_s": self.wall_time_s, "evaluation_time_s": self.evaluation_time_s,
@@ -97,6 +98,7 @@ class WarmUp:
     meters: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
+        """The warm-up as plain data (it goes into the run's provenance, not its rows)."""
         return {"steps": self.steps, "time_s": self.time_s, "energy_j": self.energy_j,
                 "estimated": self.estimated, "meters": list(self.meters)}
 
@@ -147,6 +149,8 @@ class EnergyTracker:
     # -- lifecycle -------------------------------------------------------------------------
     @property
     def monitor(self) -> Any:
+        """The Monitor this run's window is on: the one given, one over the given meters (made
+        on first use), or the process's shared default Monitor."""
         if self._monitor is None:
             from ecnas.monitor import Monitor, default_monitor
 
@@ -155,6 +159,7 @@ class EnergyTracker:
 
     @property
     def started(self) -> bool:
+        """Whether the run is being metered: started and not yet stopped."""
         return self._t0 is not None and self._t_stop is None
 
     def start(self) -> EnergyTracker:
@@ -330,10 +335,12 @@ class EnergyTracker:
 
     @property
     def checkpoints(self) -> list[Checkpoint]:
+        """The checkpoints recorded so far, in order (a copy)."""
         return list(self._checkpoints)
 
     @property
     def epoch_marks(self) -> list[EpochMark]:
+        """What each epoch of :meth:`epochs` cost, in order (a copy)."""
         return list(self._marks)
 
     @property

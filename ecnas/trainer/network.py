@@ -76,6 +76,9 @@ class Cell(nn.Module):
         self.out_projection = ConvBnRelu(in_channels, out_channels, 1) if matrix[0][n - 1] else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The cell's output for ``x`` (N, C_in, H, W): vertex outputs fed forward along the
+        matrix, the vertices into the output concatenated, plus the input's projection when the
+        input feeds the output directly."""
         values: list[torch.Tensor] = [x]
         for v in range(1, self.num_vertices - 1):
             c = self.channels[v]
@@ -120,6 +123,8 @@ class Network(nn.Module):
         nn.init.zeros_(self.classifier.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits (N, classes) for NCHW images: stem, cells with pooling between stacks,
+        global average pool, linear classifier."""
         x = self.cells(self.stem(x))
         return self.classifier(x.mean(dim=(2, 3)))
 

@@ -25,6 +25,8 @@ class TFRMSprop(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        """One update of every parameter with a gradient, by the TF1 rule in the module doc;
+        returns the closure's loss when one is given."""
         loss = None
         if closure is not None:
             with torch.enable_grad():

@@ -135,6 +135,8 @@ class TrainConfig:
 
     @property
     def recipe(self) -> Recipe:
+        """The training recipe (NAS-Bench-101's RMSProp, schedule and augmentation) at this
+        run's learning rate and batch size."""
         assert self.batch_size is not None and self.learning_rate is not None
         return Recipe(learning_rate=self.learning_rate, batch_size=self.batch_size)
 
@@ -144,12 +146,15 @@ class TrainConfig:
         return int(np.random.SeedSequence([self.seed, self.repeat]).generate_state(1)[0])
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as plain, JSON-able data; :meth:`from_dict` reads it back."""
         d = asdict(self)
         d["checkpoints"] = list(self.checkpoints)
         return d
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """A config from plain data (as :meth:`to_dict` writes it); unknown or missing keys and
+        invalid values are an :class:`~ecnas.errors.InputError`."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

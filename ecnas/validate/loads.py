@@ -49,6 +49,7 @@ class TorchLoad:
 
     @property
     def description(self) -> str:
+        """The load in words for the report, e.g. ``CUDA matmul 8192x8192 bfloat16``."""
         kind = "CUDA" if self.cuda else "CPU (test mode)"
         return f"{kind} matmul {self.n}x{self.n} {str(self.dtype).replace('torch.', '')}"
 
@@ -76,6 +77,8 @@ class TorchLoad:
         return max(best, 1e-7)
 
     def count_for(self, seconds: float) -> int:
+        """How many multiplies take about ``seconds`` (at least one), from the timed multiply of the
+        constructor."""
         return max(1, round(seconds / self.matmul_s))
 
     def run_for(self, seconds: float) -> int:

@@ -22,6 +22,8 @@ def _str(value: Any) -> str:
 
 
 def nvml_versions(nv: Any) -> dict[str, Any]:
+    """The driver, NVML and CUDA-driver versions as strings (``cuda_driver`` as major.minor); a
+    field NVML cannot give reads ``unavailable (why)`` instead of failing the validation."""
     out: dict[str, Any] = {}
     for key, fn in (("driver", "nvmlSystemGetDriverVersion"),
                     ("nvml", "nvmlSystemGetNVMLVersion"),
@@ -64,6 +66,9 @@ class PowerTrace:
     watts: tuple[float, ...]
 
     def energy_j(self, t0: float, t1: float) -> float:
+        """Joules between monotonic times ``t0`` and ``t1``: the trapezoid integral of the samples
+        inside, stretched to the whole interval at their mean power; NaN with fewer than two samples
+        inside."""
         pts = [(t, w) for t, w in zip(self.times, self.watts, strict=True) if t0 <= t <= t1]
         if len(pts) < 2:
             return float("nan")
@@ -73,6 +78,7 @@ class PowerTrace:
         return e * (t1 - t0) / covered if covered > 0 else float("nan")
 
     def mean_w(self) -> float:
+        """The plain mean of the samples in watts (NaN without samples)."""
         return sum(self.watts) / len(self.watts) if self.watts else float("nan")
 
     def cv(self) -> float:
@@ -112,6 +118,7 @@ class PowerPoller:
         self._thread.join()
 
     def trace(self) -> PowerTrace:
+        """The samples taken so far (call after the ``with`` block for the whole run)."""
         return PowerTrace(tuple(self._times), tuple(self._watts))
 
 
@@ -148,6 +155,8 @@ class SmiSampler:
 
     @property
     def available(self) -> bool:
+        """Whether an ``nvidia-smi`` executable was found; without one the sampler records
+        nothing."""
         return self.exe is not None
 
     def __enter__(self) -> SmiSampler:
@@ -200,6 +209,8 @@ class SmiSampler:
         return PowerTrace(tuple(times), tuple(watts))
 
     def sample_period_s(self) -> float:
+        """The median time between nvidia-smi's samples in seconds (NaN with fewer than two): how
+        often it really reports, whatever ``interval_ms`` asked for."""
         tr = self.trace()
         gaps = sorted(b - a for a, b in pairwise(tr.times))
         return gaps[len(gaps) // 2] if gaps else float("nan")

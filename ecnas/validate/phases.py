@@ -54,6 +54,10 @@ UPDATE_PERIOD_SLACK_POLLS = 1.0
 
 @dataclass
 class Context:
+    """What the phases share: the plan, the output folder, the load, the nvidia-smi executable, and
+    the steady power the counter-vs-power phase measured (the short-windows phase compares with
+    it)."""
+
     plan: ValidationPlan
     out: Path
     test_mode: bool
@@ -62,6 +66,7 @@ class Context:
     steady_power_w: float = math.nan  # filled by the counter-vs-power phase
 
     def nvml_meter(self) -> Any:
+        """A fresh NVML meter polling at the plan's interval."""
         return NvmlMeter(poll_interval_s=self.plan.poll_interval_s)
 
     def gpu_monitor(self, *, sync: bool) -> Any:
@@ -71,6 +76,9 @@ class Context:
 
 
 def machine(ctx: Context) -> Phase:
+    """The machine phase: the NVML meter's status, NVML and driver versions, the boards, torch's
+    CUDA, the hardware summary and gpu:0's power profile; informational apart from the NVML meter
+    reading gpu:0."""
     meter = ctx.nvml_meter()
     status = meter.status()
     checks = [expect_true("machine", "NVML meter reads gpu:0", status.status.value == "measured",
@@ -108,6 +116,9 @@ def _gpu0_profile(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def counter_vs_power(ctx: Context) -> Phase:
+    """Under a steady load, the NVML meter's energy against NVML power polled on a thread and
+    against nvidia-smi's power samples (each within a stated percentage), and the energy counter's
+    update period against the meter's floor. Sets ``ctx.steady_power_w``."""
     plan = ctx.plan
     mon = ctx.gpu_monitor(sync=True).start()
     meter = mon.meters[0]
@@ -223,6 +234,9 @@ def window_semantics(ctx: Context) -> Phase:
 
 
 def short_windows(ctx: Context) -> Phase:
+    """Windows of a few milliseconds: each must be flagged ``short_window`` exactly when it is
+    shorter than the counter's update period, and the mean power of windows at least that long must
+    match the steady power of the counter-vs-power phase."""
     phase = "short windows"
     details: dict[str, Any] = {}
     checks: list[Check] = []
@@ -329,6 +343,9 @@ def overhead(ctx: Context) -> Phase:
 
 
 def trainer(ctx: Context) -> Phase:
+    """One epoch of the trainer at NAS-Bench-101's full width (stem 128) on synthetic CIFAR-10 under
+    the default Monitor: its rows must pass ``ecnas check`` and carry GPU energy measured by NVML.
+    Writes ``trainer-rows.parquet`` to the output folder."""
     plan, phase = ctx.plan, "trainer at full width"
     # the example cell of NAS-Bench-101's README: seven vertices, all five op kinds
     matrix = "0111010" "0000001" "0000001" "0000100" "0000001" "0000001" "0000000"

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ValidationPlan:
+    """Lengths and sizes of every phase of one validation run; the comments give each field's
+    meaning and unit."""
+
     name: str
     steady_load_s: float  # counter vs power: length of the steady load
     poll_interval_s: float  # NVML power polling period (the issue asks for ~10 ms)
@@ -30,6 +33,8 @@ class ValidationPlan:
 
     @classmethod
     def full(cls) -> ValidationPlan:
+        """The full plan: 30 s of steady load and one training epoch on 40,000 images (under 8
+        minutes on one H100)."""
         return cls("full", steady_load_s=30.0, poll_interval_s=0.01, update_probe_s=2.0,
                    async_work_s=2.0, short_windows_ms=(5.0, 20.0, 100.0),
                    short_window_repeats=20, loop_steps_ms=(5.0, 20.0, 50.0), loop_block_s=2.0,
@@ -38,6 +43,8 @@ class ValidationPlan:
 
     @classmethod
     def quick(cls) -> ValidationPlan:
+        """The quick plan: 10 s of steady load and one training epoch on 10,000 images (under 4
+        minutes on one H100)."""
         return cls("quick", steady_load_s=10.0, poll_interval_s=0.01, update_probe_s=1.0,
                    async_work_s=1.5, short_windows_ms=(5.0, 20.0, 100.0),
                    short_window_repeats=10, loop_steps_ms=(5.0, 20.0, 50.0), loop_block_s=1.0,

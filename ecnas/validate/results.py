@@ -27,11 +27,14 @@ class Check:
 
     @property
     def failed(self) -> bool:
+        """Whether the figure missed its expectation (``info`` and ``skipped`` never fail)."""
         return self.verdict == "fail"
 
 
 def expect_at_most(phase: str, name: str, value: float, limit: float, unit: str,
                    note: str = "") -> Check:
+    """A check that passes when ``value`` is finite and at most ``limit`` (both in ``unit``); NaN
+    fails."""
     ok = math.isfinite(value) and value <= limit
     return Check(phase, name, value, unit, f"<= {limit:g} {unit}".strip(),
                  "pass" if ok else "fail", note)
@@ -39,6 +42,8 @@ def expect_at_most(phase: str, name: str, value: float, limit: float, unit: str,
 
 def expect_at_least(phase: str, name: str, value: float, limit: float, unit: str,
                     note: str = "") -> Check:
+    """A check that passes when ``value`` is finite and at least ``limit`` (both in ``unit``); NaN
+    fails."""
     ok = math.isfinite(value) and value >= limit
     return Check(phase, name, value, unit, f">= {limit:g} {unit}".strip(),
                  "pass" if ok else "fail", note)
@@ -46,14 +51,17 @@ def expect_at_least(phase: str, name: str, value: float, limit: float, unit: str
 
 def expect_true(phase: str, name: str, ok: bool, value: Any, expectation: str,
                 note: str = "") -> Check:
+    """A check that passes when ``ok``; ``value`` and ``expectation`` are only shown."""
     return Check(phase, name, value, "", expectation, "pass" if ok else "fail", note)
 
 
 def info(phase: str, name: str, value: Any, unit: str = "", note: str = "") -> Check:
+    """A figure shown without an expectation: it never passes or fails."""
     return Check(phase, name, value, unit, "", "info", note)
 
 
 def skipped(phase: str, name: str, why: str, expectation: str = "") -> Check:
+    """A check that could not be taken, with ``why`` as its note."""
     return Check(phase, name, None, "", expectation, "skipped", why)
 
 
@@ -66,6 +74,9 @@ def relative_difference(a: float, b: float) -> float:
 
 @dataclass(frozen=True)
 class ValidationReport:
+    """The whole validation: the plan's name, when it started and how long it took (s), the machine,
+    every check in phase order and each phase's raw figures."""
+
     plan: str
     started: str  # ISO time
     duration_s: float
@@ -76,9 +87,12 @@ class ValidationReport:
 
     @property
     def passed(self) -> bool:
+        """True when no check failed (skipped and informational checks do not count)."""
         return not any(c.failed for c in self.checks)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as plain data (the contents of ``validation.json``), with the count of each
+        verdict."""
         return {"ecnas_validation": "gpu", "plan": self.plan, "started": self.started,
                 "duration_s": self.duration_s, "test_mode": self.test_mode,
                 "passed": self.passed,
@@ -88,9 +102,13 @@ class ValidationReport:
                 "details": self.details}
 
     def to_json(self) -> str:
+        """The report as indented JSON; NaN and infinities are written as strings (JSON has no
+        literal for them)."""
         return json.dumps(_finite(self.to_dict()), indent=2, sort_keys=False) + "\n"
 
     def to_markdown(self) -> str:
+        """The report as Markdown: the verdict counts, the machine, and a table of checks per
+        phase."""
         counts = self.to_dict()["counts"]
         lines = [f"# ecnas GPU validation ({self.plan} plan)", "",
                  f"- started: {self.started}, took {self.duration_s:.0f} s",

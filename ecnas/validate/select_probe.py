@@ -10,6 +10,8 @@ from ecnas.meters.nvml import NvmlMeter
 
 
 def main() -> None:
+    """Print one JSON line with the UUID of the NVML meter's gpu:0 and of torch's cuda:0 (None when
+    torch sees no CUDA), and NVML's status reason."""
     out: dict[str, object] = {}
     meter = NvmlMeter()
     gpus = meter.gpus()

@@ -85,6 +85,8 @@ class EnergyOrigin:
 
     @property
     def estimated(self) -> bool:
+        """True when any architecture's energy rests on estimated (not measured) figures, so a
+        reader must not take the front as measured."""
         return any(k in ("estimated", "imported-estimated") or k.endswith("-from-estimates")
                    for k, _ in self.counts)
 
@@ -95,11 +97,15 @@ class EnergyOrigin:
                 f"data set {self.dataset}")
 
     def to_dict(self) -> dict[str, Any]:
+        """The origin as plain data: device, data set, whether estimated, architectures per
+        origin key."""
         return {"device": self.device, "dataset": self.dataset, "estimated": self.estimated,
                 "architectures_by_origin": {k: n for k, n in self.counts}}
 
 
 def origin_label(key: str) -> str:
+    """The reader's words for an origin key of ``ORIGIN_LABELS``, with ``, from estimates`` for
+    a ``-from-estimates`` key."""
     if key.endswith("-from-estimates"):
         return ORIGIN_LABELS[key.removesuffix("-from-estimates")] + ", from estimates"
     return ORIGIN_LABELS[key]
@@ -132,6 +138,8 @@ def origin_keys(source: np.ndarray, estimated: np.ndarray, present: np.ndarray) 
 
 
 def count_origins(keys: Sequence[Any]) -> tuple[tuple[str, int], ...]:
+    """(origin key, architectures) for each key present in ``keys``, in the order of the labels;
+    keys absent from ``keys`` are left out."""
     order = [k for base in _ORDER for k in (base, base + "-from-estimates")]
     return tuple((k, n) for k in order if (n := sum(1 for x in keys if x == k)))
 

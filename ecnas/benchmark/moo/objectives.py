@@ -17,12 +17,17 @@ from ecnas.errors import InputError
 
 @dataclass(frozen=True)
 class Objective:
+    """One objective: its name, its key in a query's result and in ``Benchmark.arrays``, and
+    whether it is maximized (accuracy) rather than minimized."""
+
     name: str
     query_key: str  # key in Benchmark.query's result
     array_key: str  # key in Benchmark.arrays
     maximize: bool = False
 
     def minimized(self, values: np.ndarray) -> np.ndarray:
+        """``values`` as a quantity to minimize: ``1 - value`` for a maximized objective
+        (fractions), unchanged otherwise."""
         v = np.asarray(values, dtype=float)
         return 1.0 - v if self.maximize else v
 
@@ -38,6 +43,8 @@ REFERENCE = 1.1
 
 
 def objectives(names: tuple[str, ...] | list[str]) -> tuple[Objective, ...]:
+    """The :class:`Objective` of each name; two or three known names are required, else
+    :class:`~ecnas.errors.InputError`."""
     if not 2 <= len(names) <= 3:
         raise InputError(f"objectives: give 2 or 3 of {', '.join(OBJECTIVES)}, got {list(names)}")
     unknown = [n for n in names if n not in OBJECTIVES]
@@ -57,15 +64,21 @@ class Domain:
     high: np.ndarray
 
     def normalize(self, minimized: np.ndarray) -> np.ndarray:
+        """Minimized objective values scaled to [0, 1] by the domain's range (an objective with
+        no range is only shifted)."""
         span = np.where(self.high > self.low, self.high - self.low, 1.0)
         return (np.asarray(minimized, dtype=float) - self.low) / span
 
     @property
     def reference(self) -> np.ndarray:
+        """The hypervolume reference point: 1.1 in every normalized objective."""
         return np.full(self.values.shape[1], REFERENCE)
 
 
 def domain(bench: object, budget: int, objs: tuple[Objective, ...]) -> Domain:
+    """The architectures of ``bench`` with every objective of ``objs`` finite at ``budget``
+    (epochs), with their minimized values and range; fewer than two is an
+    :class:`~ecnas.errors.InputError`."""
     arrays = bench.arrays(budget)  # type: ignore[attr-defined]
     cols = np.column_stack([o.minimized(arrays[o.array_key]) for o in objs])
     ok = np.all(np.isfinite(cols), axis=1)

@@ -39,11 +39,14 @@ class FrontResult:
     origin: EnergyOrigin | None = None  # device, data set, architectures per origin
 
     def front_points(self) -> np.ndarray:
+        """The front's points (accuracy points, energy J) in ascending energy, as the plot draws
+        the line."""
         p = self.points[self.front]
         return p[np.argsort(p[:, 1])]
 
     @property
     def title(self) -> str:
+        """The figure's title, ``Pareto front: energy vs validation accuracy at N epochs``."""
         return front_title(self.budget)
 
 

@@ -35,6 +35,10 @@ MUTATION_TRIES = 20
 
 @dataclass(frozen=True)
 class SearchResult:
+    """One search run: the algorithm, seed, budget (epochs) and objectives, the architectures
+    evaluated in order with their normalized points, and the hypervolume of the final set and of
+    the initial population against ``reference``."""
+
     algorithm: str
     seed: int
     budget: int
@@ -49,9 +53,12 @@ class SearchResult:
 
     @property
     def front(self) -> np.ndarray:
+        """The non-dominated points among everything evaluated (normalized, minimized)."""
         return self.points[pareto_mask(self.points)]
 
     def to_dict(self) -> dict:
+        """The run as plain data for ``--json``: settings, hypervolumes and the front's size
+        (not the points)."""
         return {"algorithm": self.algorithm, "seed": self.seed, "budget": self.budget,
                 "objectives": list(self.objectives), "evaluations": self.evaluations,
                 "hypervolume": self.hypervolume, "initial_hypervolume": self.initial_hypervolume,

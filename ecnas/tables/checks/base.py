@@ -31,6 +31,8 @@ class CheckResult:
     worst: tuple[Mapping[str, Any], ...] = ()  # a few offenders with their values
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as plain data (numpy scalars as Python numbers), one entry of ``ecnas
+        check --json``."""
         d = asdict(self)
         d["offending_rows"] = [_plain(x) for x in self.offending_rows]
         d["worst"] = [{k: _plain(v) for k, v in w.items()} for w in self.worst]
@@ -53,19 +55,24 @@ class CheckReport:
 
     @property
     def ok(self) -> bool:
+        """True unless an error-level check failed (failed warnings do not count)."""
         return not any(r.severity == "error" and not r.passed for r in self.results)
 
     @property
     def failed(self) -> tuple[CheckResult, ...]:
+        """Every check that did not pass, whatever its severity."""
         return tuple(r for r in self.results if not r.passed)
 
     def get(self, name: str) -> CheckResult:
+        """The result of the check called ``name``; a KeyError when there is none."""
         for r in self.results:
             if r.name == name:
                 return r
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as plain data for ``ecnas check --json``: verdict, table size, error and
+        warning counts and every check."""
         return {
             "ok": self.ok,
             "rows": self.rows,
@@ -122,9 +129,11 @@ class Context:
     options: CheckOptions = CheckOptions()
 
     def col(self, name: str) -> np.ndarray:
+        """The column ``name`` as an array, in the table's row order."""
         return self.df[name].to_numpy()
 
     def sorted_col(self, name: str) -> np.ndarray:
+        """The column ``name`` as an array in (run, epoch) order (``order``)."""
         return self.df[name].to_numpy()[self.order]
 
 
@@ -140,6 +149,8 @@ def combined_codes(df: pd.DataFrame, keys: tuple[str, ...] | list[str]) -> np.nd
 
 def build_context(df: pd.DataFrame, *, metadata: Mapping[str, Any], profiles: Mapping[str, Any],
                   options: CheckOptions) -> Context:
+    """The context of ``df`` for the checks: each row's run id, the rows sorted by (run, epoch),
+    which sorted rows continue the run before and which end it, and the run count."""
     run_id = combined_codes(df, RUN_KEYS)
     epoch = df["epoch"].to_numpy(dtype="float64")
     order = np.lexsort((epoch, run_id))

@@ -18,6 +18,8 @@ NON_NEGATIVE = ("budget_epochs", "epoch", "training_time_s", "wall_time_s", "ene
 
 
 def non_negative(ctx: Context) -> CheckResult:
+    """Error check: no negative times, energies, accuracies, budgets, epochs or counts (NaN, not
+    metered, is not negative)."""
     bad = np.zeros(len(ctx.df), dtype=bool)
     which: list[str] = []
     for c in NON_NEGATIVE:
@@ -31,6 +33,9 @@ def non_negative(ctx: Context) -> CheckResult:
 
 
 def value_ranges(ctx: Context) -> CheckResult:
+    """Error check: accuracies at most 1, epoch within the budget, repeat and budget at least 1,
+    training time within wall time (plus ``time_slack_s``), hashes of 32 hex digits, epoch,
+    energy and measured times finite."""
     df, o = ctx.df, ctx.options
     problems: list[tuple[str, np.ndarray]] = []
     for c in ("train_accuracy", "validation_accuracy", "test_accuracy"):
@@ -85,6 +90,7 @@ def missing_times(ctx: Context) -> CheckResult:
 
 
 def duplicate_rows(ctx: Context) -> CheckResult:
+    """Error check: one row per (arch_hash, budget_epochs, repeat, device, epoch)."""
     dup = ctx.df.duplicated(list(ROW_KEYS), keep=False).to_numpy()
     return offending(ctx, np.nonzero(dup)[0], name="duplicate-rows", severity="error",
                      explanation_fail="several rows share one (arch_hash, budget_epochs, repeat, "
@@ -93,6 +99,8 @@ def duplicate_rows(ctx: Context) -> CheckResult:
 
 
 def energy_sum(ctx: Context) -> CheckResult:
+    """Error check: ``energy_j`` equals the sum of its present components (gpu + cpu + dram)
+    within the options' tolerances; rows without components pass."""
     parts = np.column_stack([ctx.col(c) for c in COMPONENT_COLUMNS]).astype("float64")
     present = ~np.isnan(parts)
     any_part = present.any(axis=1)
@@ -125,6 +133,8 @@ def published_kwh(ctx: Context) -> CheckResult:
 
 
 def hash_matches_spec(ctx: Context) -> CheckResult:
+    """Error check: every row's ``arch_hash`` is the iso-hash of its matrix and ops, which must
+    be a valid cell in pruned form."""
     df = ctx.df
     pairs = df[["arch_hash", "matrix", "ops"]].drop_duplicates()
     bad_pairs = []

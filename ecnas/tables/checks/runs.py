@@ -15,6 +15,8 @@ CUMULATIVE = ("training_time_s", "wall_time_s", "energy_j", *COMPONENT_COLUMNS)
 
 
 def monotone(ctx: Context) -> CheckResult:
+    """Error check: within a run, training time, wall time and cumulative energy (each component
+    too) never decrease from one checkpoint to the next."""
     bad_sorted = np.zeros(len(ctx.df), dtype=bool)
     which = []
     for c in CUMULATIVE:

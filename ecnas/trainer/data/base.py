@@ -49,4 +49,5 @@ class ImageData:
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
+        """One image's shape as (channels, height, width)."""
         return tuple(self.train.images.shape[1:])  # type: ignore[return-value]

@@ -55,6 +55,9 @@ class BatchUnpickler(pickle.Unpickler):
     """Unpickler that can rebuild numpy arrays and plain containers, and nothing else."""
 
     def find_class(self, module: str, name: str) -> Any:
+        """Allow only the numpy globals an array needs (and ``_codecs.encode`` with latin1,
+        which Python 3 pickles of arrays use); anything else is refused with an
+        UnpicklingError."""
         if (module, name) in _ALLOWED:
             return super().find_class(module, name)
         if (module, name) == ("_codecs", "encode"):
