@@ -50,7 +50,7 @@ from ecnas.benchmark.layout import (
     layout_from_table,
 )
 from ecnas.errors import InputError
-from ecnas.outputs import atomic_folder, check_target, dumps_json
+from ecnas.outputs import atomic_folder, check_target, dumps_json, sha256_file
 from ecnas.profiles import get_profile
 from ecnas.profiles.model import profile_to_dict
 from ecnas.tables import read_table, validate
@@ -101,16 +101,6 @@ class BundleReport:
     def ok(self) -> bool:
         """Whether every file's SHA-256 matches the manifest's."""
         return all(f.ok for f in self.files)
-
-
-def sha256_file(path: Path) -> str:
-    """The hex SHA-256 of a file, read in 16 MiB chunks so large tables never sit in memory
-    whole."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(16 << 20):
-            h.update(chunk)  # hashlib releases the GIL on large chunks: runs beside parsing
-    return h.hexdigest()
 
 
 def _sha256_range(path: Path, start: int, length: int) -> str:

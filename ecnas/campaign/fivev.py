@@ -46,7 +46,7 @@ from ecnas.errors import InputError
 from ecnas.meters.nvml import NvmlMeter, background_setting
 from ecnas.meters.rapl import RaplMeter
 from ecnas.monitor import Monitor
-from ecnas.outputs import check_target, dumps_json, write_json
+from ecnas.outputs import check_target, dumps_json, owned_by_caller, write_json
 from ecnas.space import ModelSpec
 from ecnas.tables import read_table
 from ecnas.tables.checks import run_checks
@@ -342,7 +342,7 @@ def _check_table_target(path: Path) -> None:
     if meta.get("producer") != "ecnas campaign" or not str(campaign.get("name", "")
                                                              ).startswith(NAME):
         raise InputError(f"{path}: exists and was not written by the 5V campaign; move it away")
-    check_target(path, force=True, owner=lambda _p: True)  # its metadata said whose it is
+    check_target(path, force=True, owner=owned_by_caller)  # its metadata said whose it is
 
 
 def gpu_identity(monitor: Any) -> tuple[str, str]:

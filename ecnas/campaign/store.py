@@ -24,7 +24,7 @@ from urllib.parse import quote
 import pandas as pd
 
 from ecnas.errors import InputError
-from ecnas.outputs import check_target
+from ecnas.outputs import check_target, owned_by_caller
 from ecnas.tables import empty_table, validate, write_table
 from ecnas.tables.metadata import provenance_entry, set_metadata
 
@@ -59,7 +59,7 @@ def _check_writable(path: Path) -> None:
     # a store is written in place, never replaced: a link to it (a store kept on another disk)
     # is checked as the file it names
     check_target(path.resolve() if path.is_symlink() else path, force=True, option="--store",
-                 owner=lambda _p: True)  # _open refuses a file that is not a store
+                 owner=owned_by_caller)  # _open refuses a file that is not a store
 
 
 def _connect(path: Path, readonly: bool) -> sqlite3.Connection:

@@ -8,7 +8,7 @@ from pathlib import Path
 from ecnas.cli._output import add_json_flag, emit
 from ecnas.demo.ledger import check_replaceable
 from ecnas.errors import InputError
-from ecnas.outputs import check_target
+from ecnas.outputs import check_target, owned_by_caller
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -78,7 +78,7 @@ def _check_out(out: Path) -> None:
                          "folder or a file")
     check_replaceable(out)
     # the demo's ledger (check_replaceable) has said which files are the demo's own
-    check_target(out / "summary.md", force=True, option="--out", owner=lambda _p: True)
+    check_target(out / "summary.md", force=True, option="--out", owner=owned_by_caller)
 
 
 def _text(result: object) -> str:

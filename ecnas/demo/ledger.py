@@ -8,24 +8,15 @@ foreign SQLite file is refused), the ``bundle`` folder by its own manifest.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from ecnas.errors import InputError
-from ecnas.outputs import write_json
+from ecnas.outputs import sha256_file, write_json
 
 LEDGER = ".ecnas-demo.json"
 #: entries each checked by their own rule (the store's format, the bundle's manifest)
 _SELF_CHECKED = {"store.sqlite", "store.sqlite-wal", "store.sqlite-shm", "bundle", LEDGER}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read(out_dir: Path) -> dict[str, str]:
@@ -50,7 +41,7 @@ def record(out_dir: Path, *paths: Path) -> None:
 
     files = read(out_dir)
     for p in paths:
-        files[p.name] = _sha256(p)
+        files[p.name] = sha256_file(p)
     write_json(out_dir / LEDGER, {"format": "ecnas-demo-ledger/1", "files": files}, indent=1)
 
 
@@ -65,6 +56,6 @@ def check_replaceable(out_dir: Path) -> None:
         if want is None or entry.is_symlink() or not entry.is_file():
             raise InputError(f"--out {out_dir}: holds {entry.name}, which the demo did not "
                              "write; move it away or choose a new folder")
-        if _sha256(entry) != want:
+        if sha256_file(entry) != want:
             raise InputError(f"--out {out_dir}: {entry.name} changed since the demo wrote it; "
                              "ecnas does not replace it (move it away or choose a new folder)")

@@ -15,7 +15,6 @@ manifest records. The maintainer's side (verify, merge) is ``ecnas.tables.contri
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import io
 import json
 import tarfile
@@ -25,7 +24,7 @@ from typing import Any
 
 from ecnas._version import __version__
 from ecnas.errors import InputError
-from ecnas.outputs import atomic_path, check_target
+from ecnas.outputs import atomic_path, check_target, sha256_file
 from ecnas.profiles import load_profiles
 from ecnas.profiles.toml_io import validate_file
 from ecnas.tables import read_table
@@ -64,15 +63,6 @@ class ContributionResult:
                 "failed_checks": list(self.failed_checks), "checks": list(self.checks),
                 "bundle": self.bundle, "bundle_sha256": self.bundle_sha256,
                 "manifest": self.manifest}
-
-
-def sha256_file(path: Path) -> str:
-    """The hex SHA-256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _check_rows(report: Any) -> list[dict]:
