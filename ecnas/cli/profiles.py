@@ -16,7 +16,7 @@ from ecnas.errors import CheckFailed, InputError
 from ecnas.meters.base import DeviceInfo
 from ecnas.outputs import check_target
 from ecnas.profiles import dumps_profile, get_profile, load_profiles, match_device, write_profile
-from ecnas.profiles.validate import validate_files
+from ecnas.profiles.check_files import validate_files
 
 
 def _add_profile_path(parser: argparse.ArgumentParser) -> None:
