@@ -10,7 +10,7 @@ import pytest
 from campaign_runfns import campaign_toml, loads_torch, trivial
 
 from ecnas.campaign import ResultsStore, load_campaign, run_campaign
-from ecnas.campaign.shares import (
+from ecnas.campaign.worker_slots import (
     GPU_WORKER_THREADS,
     can_pin,
     machine_cpus,

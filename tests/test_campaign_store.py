@@ -10,7 +10,7 @@ import pytest
 from campaign_runfns import _rows, campaign_toml
 
 from ecnas.campaign import ResultsStore, export_table, load_campaign
-from ecnas.campaign.sharing import CpuTimes, cpu_share, split_rows
+from ecnas.campaign.socket_split import CpuTimes, cpu_share, split_rows
 from ecnas.errors import InputError
 from ecnas.trainer.train import TrainConfig
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ecnas.campaign import cluster as jq
-from ecnas.campaign.shares import (
+from ecnas.campaign.worker_slots import (
     WorkerShare,
     machine_cpus,
     oversubscription,
@@ -91,7 +91,7 @@ class LocalExecutor:
     """``workers`` slots; each task runs in a fresh spawned process (one run per process, so a
     run's GPU pinning, memory and crashes stay its own). Slots are assigned the campaign's
     devices round-robin; a ``cuda:N`` slot's process sees only GPU N, as ``cuda:0``. Each slot
-    has its share of the CPU (:mod:`ecnas.campaign.shares`): its own cores and as many
+    has its share of the CPU (:mod:`ecnas.campaign.worker_slots`): its own cores and as many
     threads; ``oversubscribed`` says why, when there are more workers than cores."""
 
     def __init__(self, workers: int, devices: tuple[str, ...] = ("cpu",)) -> None:
