@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ecnas.campaign import cluster as jq
+from ecnas.campaign.worker import child_main, execute_run
 from ecnas.campaign.worker_slots import (
     WorkerShare,
     machine_cpus,
@@ -27,7 +28,6 @@ from ecnas.campaign.worker_slots import (
     pin,
     plan_shares,
 )
-from ecnas.campaign.worker import child_main, execute_run
 from ecnas.errors import InputError
 
 #: runs handed to a Dask scheduler at once, whatever the number of workers at connect time

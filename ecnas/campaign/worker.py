@@ -79,13 +79,13 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
     dict), campaign_hash, gpu (CUDA_VISIBLE_DEVICES value or None), split_socket (bool),
     run_fn (callable or None for :func:`train_run`), share (the local worker slot's
     :class:`~ecnas.campaign.worker_slots.WorkerShare` as a dict, or None)."""
+    from ecnas.campaign.socket_split import cpu_share, cpu_times, split_rows
     from ecnas.campaign.worker_slots import (
         WorkerShare,
         apply_share,
         observed,
         set_torch_threads,
     )
-    from ecnas.campaign.socket_split import cpu_share, cpu_times, split_rows
     from ecnas.trainer.train import TrainConfig
 
     slot = WorkerShare.from_dict(task.get("share"))
