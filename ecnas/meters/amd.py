@@ -39,6 +39,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ecnas.errors import MeterUnavailable
+from ecnas.meters.accumulator import CounterTotal, PowerIntegral
 from ecnas.meters.base import DeviceInfo, Meter, MeterStatus, Reading, Status
 from ecnas.meters.nvml import loader_may_find
 from ecnas.meters.poller import EventLog, Poller
@@ -65,8 +66,7 @@ class Board:
     (mutable, guarded by the meter's lock)."""
 
     __slots__ = ("domain", "handle", "index", "name", "uuid", "pci_device_id", "mode",
-                 "ordinals", "hidden", "scope", "note", "res_uj", "last_acc", "counts",
-                 "energy_j", "last_w", "last_t", "failed")
+                 "ordinals", "hidden", "scope", "note", "acc", "failed")
 
     def __init__(self, domain: str, handle: Any, index: int, name: str, uuid: str,
                  pci_device_id: str | None, mode: str, ordinals: tuple[int, ...],
@@ -82,13 +82,17 @@ class Board:
         self.hidden = hidden  # GPUs of the board this job cannot see (whole_board=True only)
         self.scope = scope  # "device" | "package" (MI250 dies) | "board" (partitions)
         self.note = note  # why the counter is not used, when it is not
-        self.res_uj = 0.0
-        self.last_acc = 0
-        self.counts = 0  # counter increments so far, wrap-corrected
-        self.energy_j = 0.0
-        self.last_w: float | None = None
-        self.last_t = 0.0
+        # joules so far: the 32-bit accumulator's counts, wrap-corrected (its resolution is
+        # set at the first read), or polled power integrated
+        self.acc: CounterTotal | PowerIntegral = (
+            CounterTotal(float("inf"), wrap_bits=32, max_plausible_w=MAX_PLAUSIBLE_W)
+            if mode == "counter" else PowerIntegral())
         self.failed = ""
+
+    @property
+    def energy_j(self) -> float:
+        """Joules so far (wrap-corrected counter or integrated power)."""
+        return self.acc.energy_j
 
 
 class _Gpu:
@@ -372,41 +376,24 @@ class AmdSmiMeter(Meter):
         if b.failed:
             return
         smi = self._smi
+        acc = b.acc
         try:
-            if b.mode == "counter":
+            if isinstance(acc, CounterTotal):
                 info = smi.amdsmi_get_energy_count(b.handle)
-                acc = int(info.get("energy_accumulator", info.get("power", 0)))
-                if b.last_t == 0.0:
-                    b.res_uj = float(info["counter_resolution"])
-                elif acc >= b.last_acc:
-                    b.counts += acc - b.last_acc
-                else:
-                    b.counts += self._decrease(b, acc, now)
-                b.last_acc = acc
-                b.energy_j = b.counts * b.res_uj * 1e-6
+                value = int(info.get("energy_accumulator", info.get("power", 0)))
+                if not acc.started:  # the first read: the board tells its resolution (µJ)
+                    res_uj = float(info["counter_resolution"])
+                    acc.units_per_j = 1e6 / res_uj if res_uj > 0 else float("inf")
             else:
-                value = smi.amdsmi_get_power_info(b.handle)[f"{b.mode}_socket_power"]
-                if value == NOT_AVAILABLE:
+                raw = smi.amdsmi_get_power_info(b.handle)[f"{b.mode}_socket_power"]
+                if raw == NOT_AVAILABLE:
                     raise MeterUnavailable(f"{b.mode} socket power reads N/A")
-                watts = float(value)
-                if b.last_w is not None:
-                    b.energy_j += 0.5 * (b.last_w + watts) * (now - b.last_t)
-                b.last_w = watts
-            b.last_t = now
+                value = float(raw)
+            note = acc.update(value, now)
+            if note:  # went back and no plausible 32-bit wrap explains it: a reset
+                self._log.add(f"{b.domain}: {note}", now)
         except (smi.AmdSmiException, MeterUnavailable, KeyError) as exc:
             self._fail(b, now, exc)
-
-    def _decrease(self, b: Board, acc: int, now: float) -> int:
-        """Counts since the last read when the accumulator went back: a 32-bit wrap if that
-        implies a plausible power, else a reset (the counter restarted from 0)."""
-        elapsed = max(now - b.last_t, 1e-9)
-        if b.last_acc < 2**32:
-            wrapped = acc + 2**32 - b.last_acc
-            if wrapped * b.res_uj * 1e-6 / elapsed <= MAX_PLAUSIBLE_W:
-                return wrapped
-        self._log.add(f"{b.domain}: energy counter went back ({b.last_acc} -> {acc}); "
-                      "counting on from 0", now)
-        return acc
 
     def read(self) -> Reading:
         """Every board read now (counters wrap-corrected, polled power integrated up to now)."""
@@ -417,7 +404,7 @@ class AmdSmiMeter(Meter):
             now = time.monotonic()
             for b in boards:
                 self._sample(b, now)
-            return Reading(now, {b.domain: b.energy_j for b in boards})
+            return Reading(now, {b.domain: b.acc.energy_j for b in boards})
 
     def min_window_s(self, domain: str) -> float:
         """1 s for averaged power, two poll periods for polled current power, else 0 (the
@@ -455,7 +442,7 @@ class AmdSmiMeter(Meter):
         with self._lock:
             now = time.monotonic()
             for b in boards:
-                if b.mode != "counter" or now - b.last_t >= self.guard_interval_s:
+                if b.mode != "counter" or now - b.acc.last_t >= self.guard_interval_s:
                     self._sample(b, now)
 
     def close(self) -> None:

@@ -40,6 +40,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from ecnas.errors import InputError, MeterUnavailable
+from ecnas.meters.accumulator import CounterTotal, PowerIntegral
 from ecnas.meters.base import DeviceInfo, Meter, MeterStatus, Reading, Status
 from ecnas.meters.poller import EventLog, Poller
 
@@ -92,7 +93,7 @@ class Gpu:
     """One metered GPU and its running total (mutable, guarded by the meter's lock)."""
 
     __slots__ = ("domain", "handle", "nvml_index", "name", "uuid", "pci_device_id", "mode",
-                 "base_mj", "last_mj", "energy_j", "last_w", "last_t", "failed")
+                 "acc", "failed")
 
     def __init__(self, domain: str, handle: Any, nvml_index: int, name: str, uuid: str,
                  pci_device_id: str | None, mode: NvmlMode) -> None:
@@ -103,12 +104,16 @@ class Gpu:
         self.uuid = uuid
         self.pci_device_id = pci_device_id
         self.mode = mode
-        self.base_mj = 0
-        self.last_mj = 0
-        self.energy_j = 0.0  # joules so far (counter difference or integrated power)
-        self.last_w: float | None = None
-        self.last_t = 0.0
+        # joules so far: the mJ counter's differences (64 bits: no wrap; a decrease is a
+        # driver reload), or polled power integrated
+        self.acc: CounterTotal | PowerIntegral = (
+            CounterTotal(1000.0, unit="mJ") if mode == "counter" else PowerIntegral())
         self.failed = ""
+
+    @property
+    def energy_j(self) -> float:
+        """Joules so far (counter difference or integrated power)."""
+        return self.acc.energy_j
 
 
 def visible_devices(environ: Mapping[str, str] | None = None) -> list[str] | None:
@@ -392,23 +397,6 @@ class NvmlMeter(Meter):
             return self._nvml.nvmlDeviceGetTotalEnergyConsumption(g.handle)
         return self._power_w(g)
 
-    def _apply(self, g: Gpu, value: float, now: float) -> None:
-        if g.mode == "counter":
-            mj = value
-            if g.last_t == 0.0:
-                g.base_mj = mj
-            elif mj < g.last_mj:  # driver reloaded: the counter restarted
-                self._log.add(f"{g.domain}: energy counter went back ({g.last_mj} -> {mj} "
-                              "mJ); counting on from 0", now)
-                g.base_mj -= g.last_mj
-            g.last_mj = mj
-            g.energy_j = (mj - g.base_mj) / 1000.0
-        else:
-            if g.last_w is not None:
-                g.energy_j += 0.5 * (g.last_w + value) * (now - g.last_t)
-            g.last_w = value
-        g.last_t = now
-
     def _pass(self, gpus: Sequence[Gpu]) -> tuple[float, float]:
         """Read ``gpus`` once and update their totals (the caller holds the lock): (time,
         seconds taken). The time is the pass's midpoint, the best estimate of when reads
@@ -431,7 +419,9 @@ class NvmlMeter(Meter):
                 self._log.add(f"{g.domain}: NVML error ({g.failed}); energy after this point "
                               "is missing", now)
             elif value is not None:
-                self._apply(g, value, now)
+                note = g.acc.update(value, now)  # the accumulator turns reads into joules
+                if note:  # the counter went back: the driver reloaded
+                    self._log.add(f"{g.domain}: {note}", now)
         return now, t1 - t0
 
     def read(self) -> Reading:
@@ -447,7 +437,7 @@ class NvmlMeter(Meter):
             if self._sampling:
                 return self._read_late(gpus)
             now, took = self._pass(gpus)
-            reading = Reading(now, {g.domain: g.energy_j for g in gpus})
+            reading = Reading(now, {g.domain: g.acc.energy_j for g in gpus})
             switch = self._count_slow(gpus, took)
             if switch:
                 self._log.add(f"nvml: reads slowed to {_ms(took / len(gpus))} each: "
@@ -491,7 +481,7 @@ class NvmlMeter(Meter):
                           "it publishes again", now)
         self._late_reads += 1
         t, _ = self._pass(gpus)
-        reading = Reading(t, {g.domain: g.energy_j for g in gpus})
+        reading = Reading(t, {g.domain: g.acc.energy_j for g in gpus})
         self._latest = reading  # under the lock, after the read: readings never go back
         return reading
 
@@ -538,7 +528,7 @@ class NvmlMeter(Meter):
             self._period_s = self._period(gpus, pass_s)
             self._stale_s = STALE_PERIODS * self._period_s + pass_s
             now, _ = self._pass(gpus)
-            self._latest = Reading(now, {g.domain: g.energy_j for g in gpus})
+            self._latest = Reading(now, {g.domain: g.acc.energy_j for g in gpus})
             self._sampling = True
         self._started = True
         self._start_thread(gpus, self._period_s, publish=True)
@@ -559,7 +549,7 @@ class NvmlMeter(Meter):
         with self._lock:
             now, took = self._pass(gpus)
             if publish:
-                self._latest = Reading(now, {g.domain: g.energy_j for g in gpus})
+                self._latest = Reading(now, {g.domain: g.acc.energy_j for g in gpus})
                 self._late = False
         return max(0.0, period_s - took)
 
