@@ -24,7 +24,7 @@ from ecnas.surrogate.architecture import training_set
 from ecnas.surrogate.learners import LinearModel
 from ecnas.surrogate.metrics import kendall_tau, mape
 from ecnas.surrogate.synthetic import derive_device
-from ecnas.tables import validate
+from ecnas.tables import check_schema
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_extrapolator_falls_back_on_tiny_tables_and_goes_to_longer_budgets(table
     assert (at108["energy_j"] > 20 * at4["energy_j"]).all()
     assert (at108["energy_j_low"] <= at108["energy_j"]).all()
     assert (at108["source"] == "extrapolated").all() and at108["estimated"].all()
-    validate(at108.reset_index())
+    check_schema(at108.reset_index())
     with pytest.raises(InputError):
         ext.predict(short, -1)
     none = Extrapolator().fit(few[few["epoch"] < 4])  # nothing measured to full budget
@@ -139,7 +139,7 @@ def test_predict_mixes_extrapolated_surrogate_and_measured_rows(table, arch_mode
     assert pred["arch_hash"].nunique() == 12
     measured = pred[pred["source"] == "imported"]
     assert (measured["energy_j_low"] == measured["energy_j"]).all()
-    validate(pred)
+    check_schema(pred)
 
 
 def test_transfer_to_a_synthetic_device_from_ten_cells(table, arch_model):

@@ -120,7 +120,7 @@ def load_table(path: str, *, contract: bool = True) -> Any:
     columns a table lacks (energy-only data such as EC-NAS's surrogate set) are read as
     unknown (NaN): the surrogates learn each target from the rows that hold it."""
     from ecnas.interop import import_ecnas
-    from ecnas.tables import read_table, validate
+    from ecnas.tables import check_schema, read_table
 
     p = Path(path)
     if not p.exists():
@@ -132,7 +132,7 @@ def load_table(path: str, *, contract: bool = True) -> Any:
     for col in ("training_time_s", "wall_time_s"):
         if col not in table.columns:
             table[col] = float("nan")
-    return validate(table) if contract else table
+    return check_schema(table) if contract else table
 
 
 def _check_level(level: float) -> None:
@@ -225,9 +225,9 @@ def run_predict(args: argparse.Namespace) -> int:
     if not {"matrix", "ops"} <= set(table.columns):
         raise InputError(f"{args.table}: needs at least the columns 'matrix' and 'ops'")
     if "epoch" in table.columns:
-        from ecnas.tables import validate
+        from ecnas.tables import check_schema
 
-        table = validate(table)  # a table with checkpoints must follow the contract
+        table = check_schema(table)  # a table with checkpoints must follow the contract
     prediction = model.predict_with_notes(table, args.budget)
     pred, notes = prediction.table, list(prediction.notes)
     meta = get_metadata(table)

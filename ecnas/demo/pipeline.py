@@ -33,7 +33,7 @@ from ecnas.outputs import write_text
 from ecnas.space import sample_cells
 from ecnas.space.cost import NetworkShape
 from ecnas.surrogate import ArchitectureSurrogate, SurrogateModel
-from ecnas.tables import get_metadata, set_metadata, validate, write_table
+from ecnas.tables import check_schema, get_metadata, set_metadata, write_table
 from ecnas.tables.checks import run_checks
 
 STEPS = 8
@@ -202,7 +202,7 @@ def _export_step(config: DemoConfig, table: Any, extrapolated: Any, surrogate: A
                  steps: _Steps) -> _Exported:
     out = config.out_dir
     steps.printer.start("Exporting the benchmark (bundle + EC-NAS TFRecord)")
-    full = validate(pd.concat([table, extrapolated, surrogate], ignore_index=True))
+    full = check_schema(pd.concat([table, extrapolated, surrogate], ignore_index=True))
     # the data set travels with the table and the bundle (`ecnas pareto` names it from there)
     set_metadata(full, {**get_metadata(full), "dataset": "embedded"})
     table_path = write_table(full, out / "table.parquet") or out / "table.parquet"

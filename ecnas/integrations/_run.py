@@ -256,12 +256,12 @@ class TrackedRun:
         return self.tracker.rows(**columns)
 
     def table(self, **static: Any) -> Any:
-        """The rows as a validated pandas DataFrame (``ecnas.tables.validate``), with the
+        """The rows as a validated pandas DataFrame (``ecnas.tables.check_schema``), with the
         meters and the reasons for estimating in its metadata."""
-        from ecnas.tables import set_metadata, validate
+        from ecnas.tables import check_schema, set_metadata
         from ecnas.tracker.rows import to_frame
 
-        df = validate(to_frame(self.rows(**static)), compute_hash=False)
+        df = check_schema(to_frame(self.rows(**static)), compute_hash=False)
         return set_metadata(df, {"producer": self.producer,
                                  "meters": list(self._meter_names),
                                  "estimated_because": list(self._reasons),
@@ -280,7 +280,7 @@ class RunResults:
         return self._run.rows(**static)
 
     def table(self, **static: Any) -> Any:
-        """The rows as a pandas DataFrame checked by ``ecnas.tables.validate``."""
+        """The rows as a pandas DataFrame checked by ``ecnas.tables.check_schema``."""
         return self._run.table(**static)
 
     @property

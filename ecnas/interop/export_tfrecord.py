@@ -40,7 +40,7 @@ from ecnas.interop.record import (
 )
 from ecnas.interop.tfrecord import EcnasRecord, write_records
 from ecnas.profiles import get_profile
-from ecnas.tables import get_metadata, validate
+from ecnas.tables import check_schema, get_metadata
 from ecnas.tables.kwh import kwh_of, pue_for, pue_of, to_kwh
 
 
@@ -135,7 +135,7 @@ def _run_metrics(rows: Sequence[int], epoch: np.ndarray, view: _Rows, pue: float
 
 def export_ecnas_tfrecord(table: Any, path: str | Path) -> ExportReport:
     """Write ``table`` as an EC-NAS TFRecord file; the report says what was skipped."""
-    df = validate(table)
+    df = check_schema(table)
     meta = get_metadata(table)
     devs = df["device"].astype(str).unique()
     # one device's table (a merged bundle records a facility factor per device)

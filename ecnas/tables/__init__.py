@@ -18,12 +18,13 @@ from ecnas.tables.schema import (
     RUN_KEYS,
     SOURCES,
     Column,
+    check_schema,
     empty_table,
     validate,
 )
 
 __all__ = [
     "COLUMNS", "COLUMN_NAMES", "COMPONENT_COLUMNS", "ROW_KEYS", "RUN_KEYS", "SOURCES", "Column",
-    "empty_table", "get_metadata", "read_table", "set_metadata", "validate",
+    "check_schema", "empty_table", "get_metadata", "read_table", "set_metadata", "validate",
     "write_table",
 ]

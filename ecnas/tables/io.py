@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from ecnas.errors import InputError
 from ecnas.outputs import atomic_path, check_target, dumps_json, write_json
 from ecnas.tables.metadata import KEY, get_metadata, merge_metadata, set_metadata
-from ecnas.tables.schema import COLUMNS, validate
+from ecnas.tables.schema import COLUMNS, check_schema
 
 SUFFIXES = (".parquet", ".csv")
 
@@ -140,7 +140,7 @@ def read_table(path: str | Path, *, validate_schema: bool = True) -> pd.DataFram
     if not validate_schema:
         return df
     try:
-        return validate(df)
+        return check_schema(df)
     except InputError as exc:
         raise InputError(f"{p}: {exc}") from None
 
@@ -155,7 +155,7 @@ def write_table(df: pd.DataFrame, path: str | Path,
     kind = _kind(p)
     if not p.parent.exists():
         raise InputError(f"{p}: folder {p.parent} does not exist")
-    table = validate(df)
+    table = check_schema(df)
     meta = merge_metadata(get_metadata(df), metadata)
     set_metadata(table, meta)
     with atomic_path(p) as tmp:

@@ -1,7 +1,7 @@
 """The energy-table contract (docs/architecture.md) as a validated schema.
 
 ``COLUMNS`` lists the contract's columns in order with their dtype, unit and whether a table
-must carry them. ``validate`` normalizes a DataFrame to those dtypes, fills what can be derived
+must carry them. ``check_schema`` normalizes a DataFrame to those dtypes, fills what can be derived
 (``arch_hash`` from matrix + ops, NaN for absent optional columns) and raises ``InputError``
 naming the column and the value on anything it cannot accept. Columns beyond the contract
 (``cpu_share``, ``energy_j_low``, ``eval_time_s`` …) are kept as they are, after the contract's.
@@ -154,7 +154,7 @@ def _hashes(matrix: pd.Series, ops: pd.Series) -> pd.Series:
     return pd.Series([lookup[k] for k in keys], index=matrix.index, name="arch_hash", dtype=object)
 
 
-def validate(df: pd.DataFrame, *, compute_hash: bool = True) -> pd.DataFrame:
+def check_schema(df: pd.DataFrame, *, compute_hash: bool = True) -> pd.DataFrame:
     """The table with contract dtypes, contract columns first (others kept after them).
 
     Missing optional float columns are filled with NaN; a missing ``arch_hash`` is computed
@@ -200,3 +200,7 @@ def validate(df: pd.DataFrame, *, compute_hash: bool = True) -> pd.DataFrame:
 def column(name: str) -> Column:
     """The contract column called ``name`` (KeyError if it is not in the contract)."""
     return _BY_NAME[name]
+
+
+#: the former name of :func:`check_schema`, kept for existing callers; deprecated
+validate = check_schema
