@@ -41,6 +41,7 @@ if ! command -v prometheus >/dev/null; then
     || echo "note: Debian's prometheus package not installable here; the Prometheus server test skips"
 fi
 python3 -m ruff check ecnas tests benchmarks
+python3 -m mypy ecnas
 # A single-node SLURM for the cluster-campaign tests (they skip, saying why, where it cannot be
 # installed or started: not root, no apt-get); stopped at the end if it was started here
 if ! sinfo -h >/dev/null 2>&1; then

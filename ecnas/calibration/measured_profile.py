@@ -50,7 +50,7 @@ def new_match(device: DeviceInfo) -> MatchRules:
     """Match rules for a profile of a device no packaged profile matched: its exact name, plus
     its PCI device id for a GPU or an anchored CPU-model pattern for a CPU."""
     if device.kind == "gpu":
-        pci = (device.pci_device_id,) if device.pci_device_id else ()
+        pci: tuple[str, ...] = (device.pci_device_id,) if device.pci_device_id else ()
         pci = tuple(p for p in (normalize_pci_id(x) for x in pci) if p)
         return MatchRules(names=(device.name,), pci_device_ids=pci)
     pattern = "^" + re.escape(device.name).replace("\\ ", " ") + "$"

@@ -30,14 +30,14 @@ class Reader:
     def __init__(self, meter: Meter, domains: Sequence[str]) -> None:
         self.meter = meter
         self.domains = tuple(domains)
-        best = None
+        best: tuple[float, float] | None = None
         for _ in range(5):
             m0 = time.monotonic()
             wall = time.time()
             m1 = time.monotonic()
             if best is None or m1 - m0 < best[0]:
                 best = (m1 - m0, wall - 0.5 * (m0 + m1))
-        self.wall_minus_mono = best[1]
+        self.wall_minus_mono = best[1] if best is not None else time.time() - time.monotonic()
 
     def read(self, phase: str) -> Sample:
         """One reading of the domains, labelled with ``phase``; its host time is the reading's

@@ -13,6 +13,7 @@ campaign measures and stays out of the campaign's hash.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import hashlib
 import math
@@ -120,7 +121,7 @@ def parse_cluster(data: Any, error: Callable[[str, str], InputError],
             if not isinstance(value, str) or not value.strip() or "\n" in value:
                 raise error(where, f"must be a one-line non-empty string, got {value!r}")
             if key == "memory":
-                _check_memory(value, lambda r, w=where: error(w, r))
+                _check_memory(value, functools.partial(error, where))
             if key == "log_directory" and not Path(value).is_absolute():
                 value = str(base_dir / value)
         out[key] = value

@@ -7,6 +7,7 @@ and, with every key, in examples/demo-campaign.toml.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import re
@@ -168,7 +169,7 @@ class _Where:
                              f"unknown key (allowed: {', '.join(allowed)})")
         return value
 
-    def budgets(self, key: str, value: Any) -> tuple[int, ...]:
+    def budgets(self, key: str, value: Any) -> tuple[builtins.int, ...]:  # int: the method above
         if isinstance(value, int) and not isinstance(value, bool):
             value = [value]
         if not isinstance(value, list) or not value:

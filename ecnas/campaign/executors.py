@@ -123,6 +123,7 @@ class LocalExecutor:
                                  daemon=True,
                                  name=f"ecnas-run-{task['run_key']}")
         _start_without_sigint(proc)
+        assert proc.pid is not None  # started above
         pin(proc.pid, slot.share)
         child.close()
         slot.proc, slot.conn, slot.task = proc, parent, task
@@ -220,7 +221,7 @@ class DaskExecutor:
         key = f"ecnas-run-{task['run_key']}-{task['attempt']}-{self._session}"
         fut = self._client.submit(execute_run, task, key=key, pure=False,
                                   resources={"GPU": 1} if self._gpu else None)
-        self._tasks[fut.key] = task
+        self._tasks[key] = task  # fut.key is key
         self._ac.add(fut)
 
     def next_result(self) -> dict[str, Any]:

@@ -183,7 +183,7 @@ def run_campaign(campaign: Campaign, store_path: str | Path, *, workers: int = 1
         energy_j=prog.measured_j, estimated_energy_j=prog.estimated_j,
         meters=tuple(sorted(meters)), wall_time_s=time.monotonic() - t_start,
         executor="none" if not len(runs) - have else
-        (cluster.kind if cluster else "dask" if scheduler else "inline" if workers == 0
+        ((cluster.kind or "cluster") if cluster else "dask" if scheduler else "inline" if workers == 0
          else "local"),
         failures=tuple(given_up), warnings=tuple(warned), left_for_later=len(pending))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from ecnas.cli._output import add_json_flag, emit
 from ecnas.demo.ledger import check_replaceable
@@ -41,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 #: what --quick changes in DemoConfig (the docs test runs `ecnas demo` this way)
-QUICK = {"quick": True, "stem_channels": 4, "num_stacks": 1, "max_train_images": 128,
+QUICK: dict[str, Any] = {"quick": True, "stem_channels": 4, "num_stacks": 1, "max_train_images": 128,
          "full_budget_runs": 1, "search_seeds": 2}
 
 

@@ -43,7 +43,7 @@ try:
     from lightning.pytorch import Callback
 except ImportError:
     try:
-        from pytorch_lightning import Callback
+        from pytorch_lightning import Callback  # type: ignore[assignment, unused-ignore]
     except ImportError:
         raise ImportError(INSTALL_HINT) from None
 

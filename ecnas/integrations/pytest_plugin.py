@@ -51,6 +51,7 @@ def energy(request: pytest.FixtureRequest) -> Iterator[EnergyProbe]:
         probe = EnergyProbe(metered)
         yield probe
     report = probe.report = metered.report
+    assert report is not None  # the window has ended: measure() set its report
     request.node.user_properties.append(("energy_j", report.energy_j))
     request.node.user_properties.append(("energy_estimated", report.estimated))
     request.config.stash[_REPORTS_KEY].append((window, report))

@@ -42,7 +42,7 @@ from ecnas.interop.record import (
     checkpoint_values,
     run_values,
 )
-from ecnas.meters.base import DeviceInfo
+from ecnas.meters.base import DeviceInfo, DeviceKind
 from ecnas.profiles import load_profiles, match_profile, normalize_device_name
 from ecnas.space import ModelSpec
 from ecnas.tables.kwh import KWH_J
@@ -80,10 +80,11 @@ def _ts(text: str | None) -> _dt.datetime | None:
         return None
 
 
-def _match_device(name: str, kind: str, cache: dict[tuple[str, str], str]) -> str:
+def _match_device(name: str, kind: DeviceKind, cache: dict[tuple[str, str], Any]) -> str:
     key = (kind, name)
     if key not in cache:
-        profiles = cache.setdefault(("_profiles", ""), load_profiles())  # type: ignore[arg-type]
+        # the profiles are loaded once per import, kept in the same cache as the answers
+        profiles = cache.setdefault(("_profiles", ""), load_profiles())
         match = match_profile(DeviceInfo(domain=f"{kind}:0", kind=kind, name=name), profiles)
         if match.profile is not None:
             cache[key] = match.profile.id
@@ -142,7 +143,7 @@ def _resolve(runs: Sequence[RunInput], *, device: str | None, keep_bad_hashes: b
         gpu_j = sum(p.gpu.joules) if p and p.gpu else None
         cpu_j = sum(p.cpu.joules) if p and p.cpu else None
         # the profile of the GPU; of the CPU for a run without one (a CPU-only ecnas export)
-        kind = "gpu" if p and p.gpu and p.gpu.device_names else "cpu"
+        kind: DeviceKind = "gpu" if p and p.gpu and p.gpu.device_names else "cpu"
         names = [n for n in (getattr(p, kind).device_names if p and getattr(p, kind) else []) if n]
         dev = device or (_match_device(names[0].strip(), kind, dev_cache) if names else None)
         if dev is None:

@@ -27,7 +27,7 @@ TABLE = _make_table()
 _TABLE_LIST = [int(x) for x in TABLE]
 
 try:  # optional accelerator, same results
-    import google_crc32c as _google  # type: ignore[import-not-found]
+    import google_crc32c as _google
 except ImportError:
     _google = None
 

@@ -107,7 +107,7 @@ def _power_from_components(final: Mapping[str, Any], comp: float, name: str) -> 
     return PowerUsageData(gpu=DeviceUsage((), (UsageJ((comp,)),), (Device(name),)))
 
 
-def _run_metrics(rows: Sequence[int], epoch: np.ndarray, view: _Rows, pue: float,
+def _run_metrics(rows: Sequence[int] | np.ndarray, epoch: np.ndarray, view: _Rows, pue: float,
                  devices: Mapping[str, int], gpu_name: str) -> ModelMetricsEnergy:
     first, final = rows[0], rows[-1]
     inner = rows[1:-1]

@@ -223,5 +223,5 @@ def run_message(final: Mapping[str, Any], evaluations: Sequence[EvaluationDataEn
     params = final.get("trainable_params")
     return ModelMetricsEnergy(
         evaluation_data_energy=tuple(evaluations),
-        trainable_parameters=int(params) if present(params) else None,
+        trainable_parameters=int(params) if params is not None and present(params) else None,
         avg_power_usages=power, **values)

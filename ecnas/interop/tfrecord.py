@@ -41,8 +41,8 @@ def frame_records(records: Iterable[bytes]) -> bytes:
     """The TFRecord bytes of ``records`` (CRCs computed in vectorized batches)."""
     datas = [bytes(r) for r in records]
     headers = [_U64.pack(len(d)) for d in datas]
-    hcrc = mask(crc32c_many(headers))
-    dcrc = mask(crc32c_many(datas))
+    hcrc = np.asarray(mask(crc32c_many(headers)))
+    dcrc = np.asarray(mask(crc32c_many(datas)))
     out = bytearray()
     for h, hc, d, dc in zip(headers, hcrc, datas, dcrc, strict=True):
         out += h + _U32.pack(int(hc)) + d + _U32.pack(int(dc))
@@ -68,7 +68,7 @@ def write_records(path: str | Path, records: Iterable[bytes]) -> Path:
 
 
 def _verify(name: str, offsets: list[int], datas: list[bytes], dcrcs: list[int]) -> None:
-    bad_d = np.nonzero(mask(crc32c_many(datas)) != np.array(dcrcs, dtype=np.uint32))[0]
+    bad_d = np.nonzero(np.asarray(mask(crc32c_many(datas))) != np.array(dcrcs, dtype=np.uint32))[0]
     if bad_d.size:
         i = int(bad_d[0])
         raise InputError(f"{name}: record at byte {offsets[i]}: data CRC mismatch "

@@ -380,7 +380,7 @@ class AmdSmiMeter(Meter):
         try:
             if isinstance(acc, CounterTotal):
                 info = smi.amdsmi_get_energy_count(b.handle)
-                value = int(info.get("energy_accumulator", info.get("power", 0)))
+                value: float = int(info.get("energy_accumulator", info.get("power", 0)))
                 if not acc.started:  # the first read: the board tells its resolution (µJ)
                     res_uj = float(info["counter_resolution"])
                     acc.units_per_j = 1e6 / res_uj if res_uj > 0 else float("inf")

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ecnas.errors import InputError
 from ecnas.meters.base import Meter
@@ -72,7 +73,7 @@ def run_command(command: Sequence[str], *, meters: Sequence[Meter] | None = None
             monitor.end(label)
             hint = " (a script needs a '#!' line)" if exc.errno == errno.ENOEXEC else ""
             raise InputError(f"cannot run {cmd[0]}: {exc.strerror or exc}{hint}") from exc
-        previous = {}
+        previous: dict[int, Any] = {}  # what signal.signal returned: a handler, SIG_DFL, None
 
         def forward(signum: int, _frame: object) -> None:
             # ProcessLookupError: the command has already exited; nothing left to signal.

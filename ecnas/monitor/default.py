@@ -285,7 +285,7 @@ class measure:  # lower-case: used like a function, ``with measure():`` / ``@mea
         if not callable(fn):
             raise TypeError(f"@measure decorates a function, not {type(fn).__name__}")
         if not self._named:  # @measure / @measure(): the window is named after the function
-            self.name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "measure")
+            self.name = str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "measure"))
         if inspect.iscoroutinefunction(fn):
             return self._wrap_coroutine(fn)
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 
@@ -44,11 +45,12 @@ def _as_matrix(matrix: object) -> np.ndarray:
 
 
 def _as_ops(ops: object) -> list[str]:
+    out: list[Any]  # checked against LABELS below
     if isinstance(ops, str):
         out = [o.strip() for o in ops.split(",")]
     else:
-        out = [OP_OF_LABEL[o] if isinstance(o, (int, np.integer)) and o in OP_OF_LABEL else o
-               for o in ops]  # type: ignore[union-attr]
+        out = [OP_OF_LABEL[int(o)] if isinstance(o, (int, np.integer)) and o in OP_OF_LABEL
+               else o for o in cast("Iterable[object]", ops)]
     for op in out:
         if op not in LABELS:
             raise InputError(

@@ -280,6 +280,7 @@ class Extrapolator:
             if ok.sum() < 3:
                 return None
             return LinearModel(alpha=1e-3, loss="l1").fit(x_phys[ok], y[ok])
+        assert columns is not None  # the rate candidates always name their columns
         x = x_rate[:, columns]
         ok = np.isfinite(x).all(axis=1) & np.isfinite(future)
         if ok.sum() < len(columns) + 2:
@@ -421,7 +422,8 @@ class Extrapolator:
         x_phys = _features(p, rows)
 
         def blend(models: dict[str, LinearModel | None]) -> np.ndarray:
-            return sum(w * self._predict_one(c, models.get(c), p, rows, budget, name, x_rate,
+            # a sum of arrays: weights is never empty, so never sum()'s start value 0
+            return sum(w * self._predict_one(c, models.get(c), p, rows, budget, name, x_rate,  # type: ignore[return-value]
                                              x_phys, t.columns.get(c))
                        for c, w in weights.items())
 
@@ -461,9 +463,9 @@ class Extrapolator:
             for c, m in t.models.items():
                 models[f"{name}/{c}"] = m
             for c, fm in t.fold_models.items():
-                for f, m in enumerate(fm):
-                    if m is not None:
-                        models[f"{name}/{c}/{f}"] = m
+                for f, fold_model in enumerate(fm):
+                    if fold_model is not None:
+                        models[f"{name}/{c}/{f}"] = fold_model
         meta["models"], packed = pack_models(models)
         arrays.update({f"m/{k}": v for k, v in packed.items()})
         return meta, arrays

@@ -31,7 +31,7 @@ def write_model(path: str | Path, meta: dict[str, Any], arrays: dict[str, np.nda
     if _META in arrays:
         raise InputError(f"array name {_META!r} is reserved")
     header = dict(meta, format=FORMAT)
-    payload = {_META: np.frombuffer(json.dumps(header, allow_nan=False).encode(), dtype=np.uint8)}
+    payload: dict[str, Any] = {_META: np.frombuffer(json.dumps(header, allow_nan=False).encode(), dtype=np.uint8)}
     for name, arr in arrays.items():
         a = np.asarray(arr)
         if a.dtype == object:

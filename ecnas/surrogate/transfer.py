@@ -73,9 +73,9 @@ class DeviceTransfer:
             except InputError:
                 src = None  # A has no run at B's budget: its surrogate (scaled) stands in
             if src is not None:
-                for m, o, e, t in zip(src.matrix, src.ops, src.y["energy_j"], src.y["training_time_s"],
-                                      strict=True):
-                    self.lookup[(m, o)] = (float(np.exp(e)), float(np.exp(t)))
+                for mat, o, e, t in zip(src.matrix, src.ops, src.y["energy_j"],
+                                        src.y["training_time_s"], strict=True):
+                    self.lookup[(mat, o)] = (float(np.exp(e)), float(np.exp(t)))
         batch, _ = _batch(pd.DataFrame({"matrix": ts.matrix, "ops": ts.ops}))
         x = self._source_values(batch, list(zip(ts.matrix, ts.ops, strict=True)))
         for name in TARGETS:

@@ -99,7 +99,7 @@ def record_columns(checkpoints: Sequence[Any], *, started_unix: float, final: An
     out = []
     previous = 0.0
     for cp in checkpoints:
-        row = {"started_at": timestamp(started_unix + previous),
+        row: dict[str, Any] = {"started_at": timestamp(started_unix + previous),
                "stopped_at": timestamp(started_unix + cp.wall_time_s)}
         previous = cp.wall_time_s
         if intensity is not None:

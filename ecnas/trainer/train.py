@@ -87,7 +87,7 @@ class TrainConfig:
     bn_decay: float | None = None  # BatchNorm moving-average decay, TF convention
     #: the grid's gCO2/kWh for the rows' CO2 columns (None: no CO2, never a guess)
     carbon_intensity_g_per_kwh: float | None = None
-    warmup_steps: int = 0  # unmetered steps before the run (campaigns: 3); cost in provenance
+    warmup_steps: int = 0  # unmetered steps before the run (campaigns: 10); cost in provenance
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASET_DEFAULTS:
@@ -331,9 +331,11 @@ class _RunData:
                        "test_accuracy": tensors(data.test, config.max_eval_images)},
             batch=batch, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
             ckpt_steps=frozenset(checkpoint_steps(config.checkpoints, total_steps)),
-            net_kw=dict(stem_channels=config.stem_channels, num_stacks=config.num_stacks,
-                        cells_per_stack=config.cells_per_stack, num_classes=data.num_classes,
-                        in_channels=data.image_shape[0]),
+            # the shape fields are filled from the dataset's defaults in __post_init__
+            net_kw=dict(stem_channels=int(config.stem_channels or 0),
+                        num_stacks=int(config.num_stacks or 0),
+                        cells_per_stack=int(config.cells_per_stack or 0),
+                        num_classes=data.num_classes, in_channels=data.image_shape[0]),
             image_size=data.image_shape[1])
 
     def batch_at(self, order: Any, i: int, gen: Any) -> tuple[Any, Any]:
@@ -352,7 +354,7 @@ def _build(config: TrainConfig, run: _RunData) -> tuple[Any, Any]:
     model = build_network(run.spec, **run.net_kw).to(run.device)
     for module in model.modules():
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.momentum = 1.0 - config.bn_decay  # PyTorch weights the new statistic
+            module.momentum = 1.0 - float(config.bn_decay or 0.0)  # filled in; PyTorch weights the new statistic
     return model, _optimizer(model, run.recipe)
 
 

@@ -417,7 +417,7 @@ def device_selection(ctx: Context) -> Phase:
     checks = [expect_true(phase, "NVML meter: index and UUID select the same board", same,
                           f"{seen['index'].get('nvml_uuid')} / {seen['uuid'].get('nvml_uuid')}",
                           f"both {board['uuid']}")]
-    torch_ids = [seen[h].get("torch_uuid") for h in ("index", "uuid")]
+    torch_ids = [str(seen[h].get("torch_uuid") or "") for h in ("index", "uuid")]
     if all(torch_ids):
         checks.append(expect_true(phase, "torch: index and UUID select the same board",
                                   torch_ids[0] == torch_ids[1] == board["uuid"],

@@ -137,7 +137,7 @@ def origin_keys(source: np.ndarray, estimated: np.ndarray, present: np.ndarray) 
     return keys
 
 
-def count_origins(keys: Sequence[Any]) -> tuple[tuple[str, int], ...]:
+def count_origins(keys: Sequence[Any] | np.ndarray) -> tuple[tuple[str, int], ...]:
     """(origin key, architectures) for each key present in ``keys``, in the order of the labels;
     keys absent from ``keys`` are left out."""
     order = [k for base in _ORDER for k in (base, base + "-from-estimates")]

@@ -174,8 +174,8 @@ def plot_front(bench: Any, path: str | Path, *, budget: int | None = None,
     ax.set_xlabel(f"energy ({unit}) per architecture at {res.budget} epochs"
                   + (" — ESTIMATED, not measured" if res.origin and res.origin.estimated else ""))
     ax.set_ylabel("validation accuracy (%)")
-    top = ax.secondary_xaxis("top", functions=(lambda x: x * scale / 3600,
-                                               lambda wh: wh * 3600 / scale))
+    top = ax.secondary_xaxis("top", functions=(lambda x: np.multiply(x, scale / 3600),
+                                               lambda wh: np.multiply(wh, 3600 / scale)))
     top.set_xlabel("energy (Wh)", fontsize=8)
     top.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
     top.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))

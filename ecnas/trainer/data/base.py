@@ -50,4 +50,4 @@ class ImageData:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """One image's shape as (channels, height, width)."""
-        return tuple(self.train.images.shape[1:])  # type: ignore[return-value]
+        return tuple(self.train.images.shape[1:])
