@@ -23,6 +23,7 @@ from ecnas.calibration.procedure import (
     numpy_burn,
 )
 from ecnas.errors import InputError
+from ecnas.meters.base import calibrated_energy
 from ecnas.meters.rapl import RaplMeter
 from ecnas.profiles import get_profile, load_profiles, validate_file
 
@@ -56,7 +57,8 @@ def test_fit_recovers_gain_and_offset_within_uncertainty(seed):
     assert 0 < fit.gain_sd < 0.02 and 0 < fit.offset_sd < 2.0
     assert fit.n == 89 and 1.0 < fit.residual_w < 4.0
     cal = fit.calibration
-    assert cal.calibrated and cal.apply(100.0, 2.0) == pytest.approx(fit.gain * 100 + fit.offset_w * 2)
+    gross = calibrated_energy(cal, 100.0, 2.0, idle_w=None, subtract_idle=False)[0]
+    assert cal.calibrated and gross == pytest.approx(fit.gain * 100 + fit.offset_w * 2)
 
 
 def test_fit_accepts_watts_and_csv(tmp_path):
@@ -266,7 +268,8 @@ def test_wall_fit_shares_the_offset_and_pins_the_other_domains():
                    units=2, other_domains=("cpu:0/dram", "cpu:1/dram"))
     # Two packages fitted together: each carries the gain and half the machine's offset...
     assert cal.calibration_for("cpu:1/package") == Calibration(1.15, 20.0, 1.0, True)
-    both = sum(cal.calibration_for(d).apply(100.0, 10.0)
+    both = sum(calibrated_energy(cal.calibration_for(d), 100.0, 10.0, idle_w=None,
+                                 subtract_idle=False)[0]
                for d in ("cpu:0/package", "cpu:1/package"))
     assert both == pytest.approx(1.15 * 200.0 + 40.0 * 10.0)  # ...so it is added once
     assert not cal.calibration_for("cpu:0/dram").calibrated  # DRAM was not in the fit

@@ -8,6 +8,7 @@ pruned (matrix, ops) strings, so the MD5 iso-hash is never recomputed on the hot
 
 from __future__ import annotations
 
+import math
 import random
 import warnings
 from collections.abc import Iterator, Mapping
@@ -216,24 +217,24 @@ class Benchmark:
                              f"(budgets: {', '.join(map(str, self.budgets))})")
         return b
 
-    def _row(self, a: int, b: int, repeat: Any) -> tuple[list[float], int, Any]:
-        base = (a * self._nb + b) * self._nr
+    def _row(self, arch: int, budget: int, repeat: Any) -> tuple[list[float], int, Any]:
+        base = (arch * self._nb + budget) * self._nr
         present = self._lay.present
         if repeat is None:
             if self._full:
                 r = self._rng.randrange(self._nr)
             else:
-                reps = np.flatnonzero(present[a, b])
+                reps = np.flatnonzero(present[arch, budget])
                 if reps.size == 0:
-                    raise InputError(self._no_runs(a, b))
+                    raise InputError(self._no_runs(arch, budget))
                 r = int(reps[self._rng.randrange(reps.size)])
             return self._metrics[base + r].tolist(), base + r, r + 1
         if isinstance(repeat, str):
             if repeat != "mean":
                 raise InputError(f"repeat {repeat!r}: use an integer, None or 'mean'")
-            mask = present[a, b]
+            mask = present[arch, budget]
             if not mask.any():
-                raise InputError(self._no_runs(a, b))
+                raise InputError(self._no_runs(arch, budget))
             block = self._metrics[base:base + self._nr][mask]
             with np.errstate(invalid="ignore"), _quiet():
                 vals = np.nanmean(block, axis=0) if block.shape[0] > 1 else block[0]
@@ -241,15 +242,15 @@ class Benchmark:
         if isinstance(repeat, bool) or not isinstance(repeat, (int, np.integer)):
             raise InputError(f"repeat {repeat!r}: use an integer, None or 'mean'")
         r = int(repeat)
-        if not 1 <= r <= self._nr or not present[a, b, r - 1]:
-            have = (np.flatnonzero(present[a, b]) + 1).tolist()
-            raise InputError(f"repeat {r} is not in the benchmark for {self._lay.arch_hash[a]} at "
-                             f"{self.budgets[b]} epochs (repeats: {have or 'none'})")
+        if not 1 <= r <= self._nr or not present[arch, budget, r - 1]:
+            have = (np.flatnonzero(present[arch, budget]) + 1).tolist()
+            raise InputError(f"repeat {r} is not in the benchmark for {self._lay.arch_hash[arch]} at "
+                             f"{self.budgets[budget]} epochs (repeats: {have or 'none'})")
         return self._metrics[base + r - 1].tolist(), base + r - 1, r
 
-    def _no_runs(self, a: int, b: int) -> str:
-        return (f"{self._lay.arch_hash[a]} has no run at {self.budgets[b]} epochs "
-                f"(budgets with runs: {[self.budgets[i] for i in np.flatnonzero(self._lay.present[a].any(axis=1))]})")
+    def _no_runs(self, arch: int, budget: int) -> str:
+        return (f"{self._lay.arch_hash[arch]} has no run at {self.budgets[budget]} epochs "
+                f"(budgets with runs: {[self.budgets[i] for i in np.flatnonzero(self._lay.present[arch].any(axis=1))]})")
 
     # -- devices
     def for_device(self, device: str) -> Benchmark:
@@ -291,30 +292,30 @@ class Benchmark:
         return self._result(a, row, rep, vals, spec)
 
     def _charge(self, t: float, e: float) -> None:
-        if t == t:
+        if not math.isnan(t):  # a NaN (not recorded) is charged nothing
             self._time_spent += t
-        if e == e:
+        if not math.isnan(e):
             self._energy_spent += e
 
-    def _result(self, a: int, row: int, rep: Any, v: list[float], spec: Any) -> dict[str, Any]:
+    def _result(self, arch: int, row: int, repeat: Any, values: list[float], spec: Any) -> dict[str, Any]:
         lay = self._lay
         b, r = (row // self._nr) % self._nb, row % self._nr
-        src = SOURCES[lay.source[a, b, r]]
+        src = SOURCES[lay.source[arch, b, r]]
         matrix = getattr(spec, "matrix", None)
         ops = getattr(spec, "ops", None)
-        epoch, time_s, wall_s, e, gpu, cpu, dram, low, high, train, valid, test, kwh = _QUERY_METRICS(v)
+        epoch, time_s, wall_s, e, gpu, cpu, dram, low, high, train, valid, test, kwh = _QUERY_METRICS(values)
         return {
-            "module_adjacency": matrix if matrix is not None else lay.matrix[a],
-            "module_operations": list(ops) if ops is not None else lay.ops[a].split(","),
-            "trainable_parameters": int(lay.trainable_params[a]),
+            "module_adjacency": matrix if matrix is not None else lay.matrix[arch],
+            "module_operations": list(ops) if ops is not None else lay.ops[arch].split(","),
+            "trainable_parameters": int(lay.trainable_params[arch]),
             "training_time": time_s,
             "train_accuracy": train,
             "validation_accuracy": valid,
             "test_accuracy": test,
             "energy (kWh)": kwh_of(kwh, e, self.pue),
-            "arch_hash": lay.arch_hash[a],
+            "arch_hash": lay.arch_hash[arch],
             "epochs": self.budgets[b],
-            "repeat": rep,
+            "repeat": repeat,
             "epoch": epoch,
             "energy_j": e,
             "gpu_energy_j": gpu,
@@ -324,7 +325,7 @@ class Benchmark:
             "energy_j_high": high,
             "wall_time_s": wall_s,
             "source": src,
-            "estimated": bool(lay.estimated[a, b, r]),
+            "estimated": bool(lay.estimated[arch, b, r]),
             "device": lay.device,
         }
 

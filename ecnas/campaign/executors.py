@@ -314,11 +314,6 @@ class JobQueueExecutor(DaskExecutor):
                 + (f"; last job log line: {why}" if why else f"; see the job logs in "
                    f"{self._logs}"))
 
-    def job_ids(self) -> list[str]:
-        """Ids of the jobs this executor has submitted and not yet seen end."""
-        return [str(j.job_id) for j in list(self.cluster.workers.values())
-                if getattr(j, "job_id", None)]
-
     def _shutdown(self) -> None:
         try:
             if self.cluster is not None:

@@ -1,5 +1,6 @@
-"""``ecnas export`` and ``ecnas query`` (the benchmark room); ``search``/``pareto`` live in
-``ecnas.cli.benchmark_moo`` and are registered from here when that module exists."""
+"""``ecnas export`` and ``ecnas query`` (the benchmark room); ``search``/``pareto``
+(``ecnas.cli.benchmark_moo``) and the contribution commands (``ecnas.cli.contribution``) are
+registered from here too."""
 
 from __future__ import annotations
 

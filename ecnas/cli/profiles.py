@@ -1,6 +1,7 @@
 """``ecnas profile validate|list|show|match``, ``ecnas calibrate`` and ``ecnas contribute``.
 
-Registering is argparse only; each handler imports its part of ecnas.profiles when it runs.
+Registering is argparse only. The profiles room (light) is imported with this module; the
+calibration procedure and the bundle maker only when their command runs.
 """
 
 from __future__ import annotations

@@ -62,10 +62,6 @@ class Calibration:
     uncertainty_w: float | None = None
     calibrated: bool = False  # False: gain 1, offset 0, nobody compared it with a reference
 
-    def apply(self, raw_j: float, duration_s: float) -> float:
-        """Calibrated joules for ``raw_j`` over ``duration_s`` seconds."""
-        return self.gain * raw_j + self.offset_w * duration_s
-
 
 UNCALIBRATED = Calibration()
 
@@ -81,7 +77,7 @@ def calibrated_energy(cal: Calibration, raw_j: float, duration_s: float, *,
     gross = gain × raw + offset_w × duration. The net (only with ``subtract_idle``) is gross
     minus idle_w × duration; an estimate counts busy CPU time only (nothing idle in it), and
     an unknown idle power subtracts nothing: net = gross, with ``note`` saying so. The one
-    definition: the Monitor's report and the calibration summaries use it.
+    definition of a calibrated energy: the Monitor's report uses it.
     """
     gross = cal.gain * raw_j + cal.offset_w * duration_s
     if not subtract_idle:

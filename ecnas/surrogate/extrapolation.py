@@ -48,7 +48,6 @@ from ecnas.surrogate.learners import LinearModel, model_arrays, pack_models
 from ecnas.surrogate.runs import TARGETS, Prefixes, prefix_lines
 from ecnas.tables import empty_table
 
-N_FEATURES = 7
 CANDIDATES = ("per-run", "physics", "least-squares", "least-squares-relative", "huber-relative")
 _LEAST_SQUARES = {"least-squares": "l2", "least-squares-relative": "l2", "huber-relative": "huber"}
 #: up to this many cells, every cell is its own fold (jackknife+); above, ``folds`` folds (CV+)

@@ -36,8 +36,6 @@ MAX_REPEATS = 100
 #: the most unmetered warm-up steps before a run
 MAX_WARMUP_STEPS = 100_000
 
-#: the budgets NAS-Bench-101 and EC-NAS trained for, each a separate run and schedule
-NASBENCH101_BUDGETS = (4, 12, 36, 108)
 DEFAULT_CHECKPOINTS = (0.0, 0.5, 1.0)
 
 
