@@ -15,8 +15,8 @@ import pytest
 from fakes.env import isolated_cache  # noqa: F401  (autouse: a private ECNAS_CACHE_DIR)
 from fakes.nvml import FakeGpu, build_stub, compiler, write_state
 
-from ecnas.validate.nvml_probe import PowerTrace
-from ecnas.validate.results import expect_at_most, relative_difference
+from ecnas.gpucheck.nvml_probe import PowerTrace
+from ecnas.gpucheck.results import expect_at_most, relative_difference
 
 FAKES = Path(__file__).parent / "fakes"
 BOARDS = [FakeGpu("GPU-aaaa-1111", pci=0x2330, energy_mj=1000, power_mw=250_000,
@@ -163,7 +163,7 @@ def test_trapezoid_over_an_interval() -> None:
 
 
 def test_update_period_passes_within_one_poll_of_the_floor() -> None:
-    from ecnas.validate.phases import update_period_check
+    from ecnas.gpucheck.phases import update_period_check
 
     # as measured on an H200 in a VM: 0.10001 s by polling every 4.4 ms
     h200 = {"update_period_s": 0.10001, "changes": 20, "polls": 457, "poll_period_s": 0.00438}

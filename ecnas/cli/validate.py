@@ -49,7 +49,7 @@ def _text(result: dict[str, Any]) -> str:
 
 
 def _run_gpu(args: argparse.Namespace) -> int:
-    from ecnas.validate import ValidationPlan, run_gpu_validation
+    from ecnas.gpucheck import ValidationPlan, run_gpu_validation
 
     if args.test_mode:
         plan = ValidationPlan.test()

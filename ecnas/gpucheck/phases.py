@@ -17,17 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ecnas.meters.nvml import COUNTER_UPDATE_S, NvmlMeter
-from ecnas.monitor import Monitor
-from ecnas.monitor.hardware import hardware_summary
-from ecnas.tables.checks import run_checks
-from ecnas.tracker.rows import to_frame, write_rows
-from ecnas.trainer.data.synthetic import write_synthetic_cifar10
-from ecnas.trainer.train import TrainConfig, train_architecture
-from ecnas.validate import nvml_probe as probe
-from ecnas.validate.loads import TorchLoad
-from ecnas.validate.plan import ValidationPlan
-from ecnas.validate.results import (
+from ecnas.gpucheck import nvml_probe as probe
+from ecnas.gpucheck.loads import TorchLoad
+from ecnas.gpucheck.plan import ValidationPlan
+from ecnas.gpucheck.results import (
     Check,
     expect_at_least,
     expect_at_most,
@@ -36,6 +29,13 @@ from ecnas.validate.results import (
     relative_difference,
     skipped,
 )
+from ecnas.meters.nvml import COUNTER_UPDATE_S, NvmlMeter
+from ecnas.monitor import Monitor
+from ecnas.monitor.hardware import hardware_summary
+from ecnas.tables.checks import run_checks
+from ecnas.tracker.rows import to_frame, write_rows
+from ecnas.trainer.data.synthetic import write_synthetic_cifar10
+from ecnas.trainer.train import TrainConfig, train_architecture
 
 Phase = tuple[list[Check], dict[str, Any]]
 
@@ -431,7 +431,7 @@ def device_selection(ctx: Context) -> Phase:
 
 def _probe_selection(value: str) -> dict[str, Any]:
     env = dict(os.environ, CUDA_VISIBLE_DEVICES=value)
-    proc = subprocess.run([sys.executable, "-m", "ecnas.validate.select_probe"], env=env,
+    proc = subprocess.run([sys.executable, "-m", "ecnas.gpucheck.select_probe"], env=env,
                           capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from ecnas.errors import InputError
+from ecnas.gpucheck.loads import TorchLoad
+from ecnas.gpucheck.phases import PHASES, Context
+from ecnas.gpucheck.plan import ValidationPlan
+from ecnas.gpucheck.results import Check, ValidationReport
 from ecnas.meters.nvml import NvmlMeter
 from ecnas.outputs import folder_mode, is_writable, write_text
-from ecnas.validate.loads import TorchLoad
-from ecnas.validate.phases import PHASES, Context
-from ecnas.validate.plan import ValidationPlan
-from ecnas.validate.results import Check, ValidationReport
 
 OUTPUTS = ("validation.json", "validation.md", "trainer-rows.parquet")
 

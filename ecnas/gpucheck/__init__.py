@@ -15,8 +15,8 @@ readings the meters are compared with), :mod:`.phases` (the seven phases), :mod:
 
 from __future__ import annotations
 
-from ecnas.validate.plan import ValidationPlan
-from ecnas.validate.results import Check, ValidationReport
-from ecnas.validate.runner import run_gpu_validation
+from ecnas.gpucheck.plan import ValidationPlan
+from ecnas.gpucheck.results import Check, ValidationReport
+from ecnas.gpucheck.runner import run_gpu_validation
 
 __all__ = ["Check", "ValidationPlan", "ValidationReport", "run_gpu_validation"]

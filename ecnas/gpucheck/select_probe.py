@@ -1,4 +1,4 @@
-"""Run as ``python -m ecnas.validate.select_probe`` with CUDA_VISIBLE_DEVICES set: prints, as
+"""Run as ``python -m ecnas.gpucheck.select_probe`` with CUDA_VISIBLE_DEVICES set: prints, as
 one JSON line, the UUID of the board the NVML meter calls gpu:0 and the one torch calls
 cuda:0 (when torch sees CUDA). The device-selection phase compares them."""
 
