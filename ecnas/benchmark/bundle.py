@@ -160,8 +160,9 @@ def _profiles(device_ids: Iterable[str], embedded: Mapping[str, tuple[dict[str, 
     return devices, calibration
 
 
-def _spaces(table: Any) -> list[str]:
-    # EC-NAS names a space by its vertex limit and NAS-Bench-101's 9-edge limit (e.g. 5V9E)
+def space_names(table: Any) -> list[str]:
+    """The search space of a table with an ``ops`` column, as EC-NAS names it: the vertex
+    limit and NAS-Bench-101's 9-edge limit (e.g. ``["5V9E"]``)."""
     longest = int(table["ops"].astype(str).str.count(",").max()) + 1
     return [f"{longest}V9E"]
 
@@ -326,7 +327,7 @@ def write_bundle(table: Any, out_dir: str | Path, *, metadata: Mapping[str, Any]
             "schema_version": SCHEMA_VERSION,
             "ecnas_version": __version__,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "spaces": _spaces(ordered),
+            "spaces": space_names(ordered),
             "budgets": sorted(int(b) for b in ordered["budget_epochs"].unique()),
             "devices": profiles,
             "calibration": calibration,

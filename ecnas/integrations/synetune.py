@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from ecnas.benchmark import Benchmark
-from ecnas.benchmark.bundle import DEFAULT_CITATION, _spaces
+from ecnas.benchmark.bundle import DEFAULT_CITATION, space_names
 from ecnas.benchmark.layout import METRIC_INDEX
 from ecnas.errors import InputError
 from ecnas.outputs import atomic_folder
@@ -151,7 +151,7 @@ def to_blackbox(bundle: Any, *, device: str | None = None, halfway: bool = True)
                                          strict=True)]
     top = int(np.ceil(fids[-1][0]))
 
-    space = "nasbench101-" + _spaces(pd.DataFrame({"ops": bench.layout.ops}))[0]
+    space = "nasbench101-" + space_names(pd.DataFrame({"ops": bench.layout.ops}))[0]
     return EcnasBlackbox(
         bench,
         # "space" has one value: syne-tune's tabular lookup needs two or more hyperparameters
