@@ -22,6 +22,11 @@ class InputError(EcnasError, ValueError):
     exit_status = 2
 
 
+class NotFittedError(InputError):
+    """A model (surrogate, extrapolator, transfer, learner) used before ``fit()``; scikit-learn's
+    ``NotFittedError`` in ecnas's terms (an :class:`InputError`: exit status 2)."""
+
+
 class CheckFailed(EcnasError):
     """A consistency check or a metered command failed (exit status 1)."""
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ecnas.errors import InputError
+from ecnas.errors import InputError, NotFittedError
 from ecnas.space.cost import NetworkShape
 from ecnas.space.spec import ModelSpec
 from ecnas.surrogate.features import (
@@ -154,16 +154,18 @@ class ArchitectureSurrogate:
     #: the network the table's runs trained (tables do not record it; the demo's is smaller)
     shape: NetworkShape = field(default_factory=NetworkShape)
     image_size: int = 32
-    budget: int = 0
-    device: str = ""
-    features: tuple[int, ...] = ALL_FEATURES
-    models: dict[str, Learner] = field(default_factory=dict)
-    quantile: dict[str, float] = field(default_factory=dict)
-    startup_share: dict[str, float] = field(default_factory=dict)
-    wall_per_train_s: float = 1.0
-    selection: dict[str, dict[str, float]] = field(default_factory=dict)
-    n_archs: int = 0
-    notes: list[str] = field(default_factory=list)
+    # Learned by fit() (or read by from_state), never passed to __init__: the constructor takes
+    # hyperparameters only, as in scikit-learn.
+    budget: int = field(default=0, init=False)
+    device: str = field(default="", init=False)
+    features: tuple[int, ...] = field(default=ALL_FEATURES, init=False)
+    models: dict[str, Learner] = field(default_factory=dict, init=False)
+    quantile: dict[str, float] = field(default_factory=dict, init=False)
+    startup_share: dict[str, float] = field(default_factory=dict, init=False)
+    wall_per_train_s: float = field(default=1.0, init=False)
+    selection: dict[str, dict[str, float]] = field(default_factory=dict, init=False)
+    n_archs: int = field(default=0, init=False)
+    notes: list[str] = field(default_factory=list, init=False)
 
     def fit(self, table: pd.DataFrame, budget: int | None = None) -> ArchitectureSurrogate:
         """Learn log energy and log training time at ``budget`` (default: the budget with most
@@ -258,7 +260,7 @@ class ArchitectureSurrogate:
     def predict_arrays(self, batch: CellBatch, budget: float) -> dict[str, np.ndarray]:
         """Predictions (and bounds) as arrays, in the order of ``batch``."""
         if not self.models:
-            raise InputError("ArchitectureSurrogate is not fitted: call fit(table) first")
+            raise NotFittedError("ArchitectureSurrogate is not fitted: call fit(table) first")
         if not budget > 0:
             raise InputError(f"budget must be positive, got {budget!r}")
         feats = cell_features(batch, shape=self.shape, image_size=self.image_size)
@@ -331,15 +333,18 @@ class ArchitectureSurrogate:
             if np.asarray(m.mu).shape != (len(meta["features"]),):
                 raise InputError(f"model file: learner {name!r} takes {np.asarray(m.mu).shape} "
                                  f"inputs, the model names {len(meta['features'])} features")
-        return cls(kind=str(meta["kind"]), level=float(meta["level"]),
-                   cal_fraction=float(meta["cal_fraction"]), seed=int(meta["seed"]),
-                   mlp_epochs=int(meta["mlp_epochs"]), mlp_members=int(meta["mlp_members"]),
-                   shape=NetworkShape(**{k: int(v) for k, v in meta["network"].items()}),
-                   image_size=int(meta["image_size"]),
-                   budget=int(meta["budget"]), device=str(meta["device"]),
-                   features=tuple(PHYSICS.index(f) for f in meta["features"]), models=models,
-                   quantile={k: (math.inf if v is None else float(v)) for k, v in meta["quantile"].items()},
-                   startup_share={k: float(v) for k, v in meta["startup_share"].items()},
-                   wall_per_train_s=float(meta["wall_per_train_s"]),
-                   selection=meta.get("selection", {}), n_archs=int(meta["n_archs"]),
-                   notes=list(meta.get("notes", [])))
+        out = cls(kind=str(meta["kind"]), level=float(meta["level"]),
+                  cal_fraction=float(meta["cal_fraction"]), seed=int(meta["seed"]),
+                  mlp_epochs=int(meta["mlp_epochs"]), mlp_members=int(meta["mlp_members"]),
+                  shape=NetworkShape(**{k: int(v) for k, v in meta["network"].items()}),
+                  image_size=int(meta["image_size"]))
+        out.budget, out.device = int(meta["budget"]), str(meta["device"])
+        out.features = tuple(PHYSICS.index(f) for f in meta["features"])
+        out.models = models
+        out.quantile = {k: (math.inf if v is None else float(v))
+                        for k, v in meta["quantile"].items()}
+        out.startup_share = {k: float(v) for k, v in meta["startup_share"].items()}
+        out.wall_per_train_s = float(meta["wall_per_train_s"])
+        out.selection = meta.get("selection", {})
+        out.n_archs, out.notes = int(meta["n_archs"]), list(meta.get("notes", []))
+        return out

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ecnas.errors import InputError
+from ecnas.errors import InputError, NotFittedError
 from ecnas.surrogate.features import batch_from_strings, params_and_flops
 from ecnas.surrogate.intervals import bounds, conformal_quantile
 from ecnas.surrogate.learners import LinearModel, model_arrays, pack_models
@@ -169,13 +169,15 @@ class Extrapolator:
     folds: int = 10
     seed: int = 0
     candidates: tuple[str, ...] = CANDIDATES
-    method: str = "unfitted"
-    startup_epochs: dict[str, float] = field(default_factory=dict)
-    quantile: dict[str, float] = field(default_factory=dict)
-    trained_horizon: tuple[float, float] = (math.nan, math.nan)
-    n_full_runs: int = 0
-    targets: dict[str, _Target] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
+    # Learned by fit() (or read by from_state), never passed to __init__: the constructor takes
+    # hyperparameters only, as in scikit-learn. method: "learned" or "per-run"; "" before fit.
+    method: str = field(default="", init=False)
+    startup_epochs: dict[str, float] = field(default_factory=dict, init=False)
+    quantile: dict[str, float] = field(default_factory=dict, init=False)
+    trained_horizon: tuple[float, float] = field(default=(math.nan, math.nan), init=False)
+    n_full_runs: int = field(default=0, init=False)
+    targets: dict[str, _Target] = field(default_factory=dict, init=False)
+    notes: list[str] = field(default_factory=list, init=False)
 
     # -- fitting
     def fit(self, table: pd.DataFrame) -> Extrapolator:
@@ -350,8 +352,8 @@ class Extrapolator:
 
     def predict_with_notes(self, table: pd.DataFrame, budget: float) -> Prediction:
         """``predict`` plus notes on this prediction; the fitted model is left unchanged."""
-        if self.method == "unfitted":
-            raise InputError("Extrapolator is not fitted: call fit(table) first")
+        if not self.method:
+            raise NotFittedError("Extrapolator is not fitted: call fit(table) first")
         if not budget > 0:
             raise InputError(f"budget must be positive, got {budget!r}")
         p = prefix_lines(table, self.startup_epochs)
@@ -496,14 +498,19 @@ class Extrapolator:
                 chosen=str(tm["chosen"]), n_examples=int(tm["n_examples"]),
                 n_cells=int(tm["n_cells"]), n_folds=int(tm["n_folds"]))
         horizon = tuple(math.nan if v is None else float(v) for v in meta["trained_horizon"])
-        return cls(min_runs=int(meta["min_runs"]), level=float(meta["level"]),
-                   folds=int(meta["folds"]), seed=int(meta["seed"]),
-                   candidates=tuple(str(c) for c in meta.get("candidates", CANDIDATES)),
-                   method=str(meta["method"]),
-                   startup_epochs={k: float(v) for k, v in meta["startup_epochs"].items()},
-                   quantile={k: (math.inf if v is None else float(v)) for k, v in meta["quantile"].items()},
-                   trained_horizon=(horizon[0], horizon[1]), n_full_runs=int(meta["n_full_runs"]),
-                   targets=targets, notes=list(meta.get("notes", [])))
+        out = cls(min_runs=int(meta["min_runs"]), level=float(meta["level"]),
+                  folds=int(meta["folds"]), seed=int(meta["seed"]),
+                  candidates=tuple(str(c) for c in meta.get("candidates", CANDIDATES)))
+        # files written before issue 38 say "unfitted" for an extrapolator never fitted
+        method = str(meta["method"])
+        out.method = "" if method == "unfitted" else method
+        out.startup_epochs = {k: float(v) for k, v in meta["startup_epochs"].items()}
+        out.quantile = {k: (math.inf if v is None else float(v))
+                        for k, v in meta["quantile"].items()}
+        out.trained_horizon = (horizon[0], horizon[1])
+        out.n_full_runs = int(meta["n_full_runs"])
+        out.targets, out.notes = targets, list(meta.get("notes", []))
+        return out
 
 
 def _startup_epochs(p: Prefixes) -> dict[str, float]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ecnas.errors import InputError
+from ecnas.errors import InputError, NotFittedError
 
 State = tuple[dict[str, Any], dict[str, np.ndarray]]
 
@@ -160,7 +160,7 @@ class MLPEnsemble:
         """The members' mean prediction for ``x``, in numpy (no torch needed), ``chunk`` rows at
         a time."""
         if not self.weights:
-            raise InputError("MLP ensemble is not fitted")
+            raise NotFittedError("MLP ensemble is not fitted")
         z = ((np.asarray(x, dtype=np.float64) - self.mu) / self.sd).astype(np.float32)
         out = np.empty(len(z), dtype=np.float64)
         for start in range(0, len(z), chunk):

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ecnas.errors import InputError
+from ecnas.errors import InputError, NotFittedError
 from ecnas.surrogate.architecture import ArchitectureSurrogate
 from ecnas.surrogate.extrapolation import Extrapolator, Prediction
 from ecnas.surrogate.modelfile import read_model, write_model
@@ -65,7 +65,7 @@ class SurrogateModel:
         """``predict`` plus the notes of this prediction (the model's own notes first); the
         fitted model is left unchanged."""
         if self.extrapolator is None and self.architecture is None:
-            raise InputError("SurrogateModel is not fitted")
+            raise NotFittedError("SurrogateModel is not fitted")
         notes = [str(n) for n in self.info.get("notes", [])]
         parts = []
         done: set[tuple[str, int]] = set()

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ecnas.errors import InputError
+from ecnas.errors import InputError, NotFittedError
 from ecnas.surrogate.architecture import TARGETS, ArchitectureSurrogate, _batch, training_set
 from ecnas.surrogate.features import PHYSICS, CellBatch, cell_features
 from ecnas.surrogate.intervals import bounds, conformal_quantile
@@ -34,12 +34,13 @@ class DeviceTransfer:
     alpha: float = 0.05
     level: float = 0.9
     min_cells: int = MIN_CELLS
-    budget: int = 0
-    device: str = ""
-    startup_share: dict[str, float] = field(default_factory=dict)
-    models: dict[str, LinearModel] = field(default_factory=dict)
-    quantile: dict[str, float] = field(default_factory=dict)
-    lookup: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
+    # learned by fit(), never passed to __init__ (scikit-learn's convention)
+    budget: int = field(default=0, init=False)
+    device: str = field(default="", init=False)
+    startup_share: dict[str, float] = field(default_factory=dict, init=False)
+    models: dict[str, LinearModel] = field(default_factory=dict, init=False)
+    quantile: dict[str, float] = field(default_factory=dict, init=False)
+    lookup: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict, init=False)
 
     def _source_values(self, batch: CellBatch, keys: list[tuple[str, str]]) -> np.ndarray:
         a = self.source.predict_arrays(batch, self.budget)
@@ -97,7 +98,7 @@ class DeviceTransfer:
         (specs or a table with ``matrix`` and ``ops``), as ``surrogate`` rows marked estimated;
         a target B never measured is NaN."""
         if not self.models:
-            raise InputError("DeviceTransfer is not fitted")
+            raise NotFittedError("DeviceTransfer is not fitted")
         batch, ids = _batch(specs_or_table)
         keys = list(zip(ids["matrix"].astype(str), ids["ops"].astype(str), strict=True))
         x = self._source_values(batch, keys)
