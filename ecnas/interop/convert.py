@@ -25,6 +25,7 @@ Decisions, recorded in the table's metadata so nothing is hidden:
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -215,7 +216,7 @@ def _contract_rows(r: _Run, factor: float, cols: dict[str, list[Any]],
                 ("arch_hash", r.arch), ("matrix", r.spec.matrix_str), ("ops", r.spec.ops_str),
                 ("budget_epochs", int(r.run.budget_epochs)), ("epoch", _nan(ev.current_epoch)),
                 ("repeat", int(r.run.repeat)), ("device", r.device), ("training_time_s", train),
-                ("wall_time_s", max(wall, train) if wall == wall else wall), ("energy_j", e),
+                ("wall_time_s", max(wall, train) if not math.isnan(wall) else wall), ("energy_j", e),
                 ("gpu_energy_j", g), ("cpu_energy_j", c), ("dram_energy_j", float("nan")),
                 ("estimated", False), ("source", "imported"),
                 ("train_accuracy", _nan(ev.train_accuracy)),

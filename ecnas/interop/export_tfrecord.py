@@ -128,7 +128,7 @@ def _run_metrics(rows: Sequence[int] | np.ndarray, epoch: np.ndarray, view: _Row
         power = PowerUsageData(**parts)
     else:
         power = _power_from_components(fin, comp, gpu_name)
-    return run_message(fin, evals, total_energy_kwh=_opt(total_kwh if total_kwh == total_kwh
+    return run_message(fin, evals, total_energy_kwh=_opt(total_kwh if not math.isnan(total_kwh)
                                                           else to_kwh(comp, pue)),
                        power=power)
 

@@ -68,6 +68,6 @@ def kwh_of(published: float, energy_j: float, pue: float) -> float:
     The published value is used only while it still agrees with ``energy_j`` (a table whose
     energies were edited after import must not answer with stale kWh).
     """
-    if published == published and abs(published * KWH_J / pue - energy_j) <= 1e-9 * abs(energy_j):
+    if not math.isnan(published) and abs(published * KWH_J / pue - energy_j) <= 1e-9 * abs(energy_j):
         return published
     return to_kwh(energy_j, pue)
