@@ -81,7 +81,7 @@ class ShiftEstimate:
         return dict(self.__dict__)
 
 
-def _corr(x: Any, y: Any) -> float:
+def _corr(x: np.ndarray, y: np.ndarray) -> float:
 
     xc, yc = x - x.mean(), y - y.mean()
     den = math.sqrt(float(xc @ xc) * float(yc @ yc))
@@ -93,7 +93,7 @@ def _refuse(ref: ReferenceSeries, why: str) -> InputError:
                       "pass --time-shift-s if you know it")
 
 
-def _sd_from(x: Any, y: Any, dres: Any, *, times_gain: bool) -> float:
+def _sd_from(x: np.ndarray, y: np.ndarray, dres: np.ndarray, *, times_gain: bool) -> float:
     """1-sd of the shift from the joint model ``y = gain × x + offset``'s covariance: columns
     ``x`` and 1 for gain and offset, ``dres`` for the shift (the residual's derivative in it,
     times the gain when ``x`` is what moves); the variance scaled up when residuals are
@@ -118,20 +118,20 @@ class _Alignment:
     """Measured intervals against a reference log (rows read as samples) moved by a
     candidate shift: the log is integrated over each measured interval."""
 
-    def __init__(self, t: Any, e: Any, step_s: float, ref: ReferenceSeries) -> None:
+    def __init__(self, t: np.ndarray, e: np.ndarray, step_s: float, ref: ReferenceSeries) -> None:
         self.a, self.b, self.x = _intervals(t, e, step_s)
         self.ref = ReferenceIntegral(ref)
         self.n = len(self.x)
 
-    def covered(self, lo: float, hi: float) -> Any:
+    def covered(self, lo: float, hi: float) -> np.ndarray:
         """Intervals the log covers for every shift in [lo, hi]."""
         return (self.a - hi >= self.ref.start) & (self.b - lo <= self.ref.end)
 
-    def corr(self, d: float, mask: Any) -> float:
+    def corr(self, d: float, mask: np.ndarray) -> float:
         y = self.ref.mean_power(self.a[mask] - d, self.b[mask] - d)
         return _corr(self.x[mask], y)
 
-    def sd(self, d: float, mask: Any) -> float:
+    def sd(self, d: float, mask: np.ndarray) -> float:
         a, b, x = self.a[mask], self.b[mask], self.x[mask]
         y = self.ref.mean_power(a - d, b - d)
         # res = gain·x + offset - y(d), and dy/dd = -(p(b - d) - p(a - d)) / (b - a)
@@ -146,7 +146,7 @@ class _RowAlignment:
     window cut across rows would assume the power flat within each row, which a coarse
     (1 Hz) log is not at a load step, and would bias the shift."""
 
-    def __init__(self, t: Any, e: Any, step_s: float, ref: ReferenceSeries) -> None:
+    def __init__(self, t: np.ndarray, e: np.ndarray, step_s: float, ref: ReferenceSeries) -> None:
         self.t, self.e = t, e
         integral = ReferenceIntegral(ref)
         period = float(np.median(np.diff(integral.t)))
@@ -155,21 +155,21 @@ class _RowAlignment:
         self.slope = np.diff(e) / np.diff(t)  # measured power between samples
         self.n = max(int((t[-1] - t[0]) / step_s), 1)
 
-    def covered(self, lo: float, hi: float) -> Any:
+    def covered(self, lo: float, hi: float) -> np.ndarray:
         return (self.a + lo >= self.t[0]) & (self.b + hi <= self.t[-1])
 
-    def _x(self, d: float, mask: Any) -> Any:
+    def _x(self, d: float, mask: np.ndarray) -> np.ndarray:
         a, b = self.a[mask] + d, self.b[mask] + d
         return (np.interp(b, self.t, self.e) - np.interp(a, self.t, self.e)) / (b - a)
 
-    def corr(self, d: float, mask: Any) -> float:
+    def corr(self, d: float, mask: np.ndarray) -> float:
         return _corr(self._x(d, mask), self.y[mask])
 
-    def _power(self, x: Any) -> Any:
+    def _power(self, x: np.ndarray) -> np.ndarray:
         k = np.clip(np.searchsorted(self.t, x, side="right") - 1, 0, len(self.slope) - 1)
         return self.slope[k]
 
-    def sd(self, d: float, mask: Any) -> float:
+    def sd(self, d: float, mask: np.ndarray) -> float:
         a, b = self.a[mask] + d, self.b[mask] + d
         dx = (self._power(b) - self._power(a)) / (b - a)
         return _sd_from(self._x(d, mask), self.y[mask], dx, times_gain=True)

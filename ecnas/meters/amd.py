@@ -36,6 +36,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from types import ModuleType
 from typing import Any
 
 from ecnas.errors import MeterUnavailable
@@ -201,7 +202,7 @@ class AmdSmiMeter(Meter):
         self._boards: list[Board] | None = None
         self._problem: tuple[str, str] | None = None  # (reason, fix) when unusable
         self._notes: list[str] = []
-        self._smi: Any = None
+        self._smi: Any = None  # the amdsmi module once initialized (Any: attributes untyped)
         self._lock = threading.Lock()
         self._log = EventLog()
         self._poller: Poller | None = None
@@ -253,7 +254,7 @@ class AmdSmiMeter(Meter):
             self._smi = None
         return self._boards
 
-    def _build(self, smi: Any) -> list[Board]:
+    def _build(self, smi: ModuleType) -> list[Board]:
         gpus = [_describe(smi, i, h) for i, h in enumerate(smi.amdsmi_get_processor_handles())]
         if not gpus:
             return []
@@ -297,7 +298,7 @@ class AmdSmiMeter(Meter):
         boards.sort(key=lambda b: b.ordinals[0])
         return boards
 
-    def _mode(self, smi: Any, g: _Gpu) -> tuple[str | None, str]:
+    def _mode(self, smi: ModuleType, g: _Gpu) -> tuple[str | None, str]:
         note = ""
         try:
             smi.amdsmi_get_energy_count(g.handle)
@@ -460,7 +461,7 @@ class AmdSmiMeter(Meter):
 
 
 # -- probe helpers (plain functions) -----------------------------------------------------------
-def _import_amdsmi() -> Any:
+def _import_amdsmi() -> ModuleType | str:
     """The amdsmi module, or why it does not import. Its wrapper prints to stdout and raises
     KeyError when the library is missing, AttributeError when the library is older than the
     bindings: any exception means "does not load"."""
@@ -474,7 +475,7 @@ def _import_amdsmi() -> Any:
     return amdsmi
 
 
-def _optional(smi: Any, name: str, handle: Any) -> Any:
+def _optional(smi: ModuleType, name: str, handle: Any) -> Any:
     """amdsmi's ``name(handle)``, or None where this amdsmi or this board lacks it."""
     fn = getattr(smi, name, None)
     if fn is None:
@@ -485,7 +486,7 @@ def _optional(smi: Any, name: str, handle: Any) -> Any:
         return None
 
 
-def _describe(smi: Any, index: int, handle: Any) -> _Gpu:
+def _describe(smi: ModuleType, index: int, handle: Any) -> _Gpu:
     g = _Gpu(index, handle)
     g.uuid = smi.amdsmi_get_gpu_device_uuid(handle)
     asic = smi.amdsmi_get_gpu_asic_info(handle)
@@ -566,7 +567,7 @@ def _pci(g: _Gpu) -> str:
     return g.bdf.rsplit(".", 1)[0] if g.bdf else ""
 
 
-def _reader(smi: Any, members: list[_Gpu], scope: str) -> _Gpu:
+def _reader(smi: ModuleType, members: list[_Gpu], scope: str) -> _Gpu:
     """The GPU of a board that reads its power: the first partition; the die that reports
     power (the second die of an MI250 package reads 0 W); else the first."""
     if scope == "board":
@@ -599,7 +600,7 @@ def _partial(members: list[_Gpu], seen: list[_Gpu], scope: str, prefix: str,
             "pass AmdSmiMeter(whole_board=True)) to charge the whole board on purpose")
 
 
-def _rocm_version(smi: Any) -> str:
+def _rocm_version(smi: ModuleType) -> str:
     fn = getattr(smi, "amdsmi_get_rocm_version", None)
     if fn is None:
         return ""
@@ -607,7 +608,7 @@ def _rocm_version(smi: Any) -> str:
     return version if ok else ""
 
 
-def _broken_counter(g: _Gpu, smi: Any) -> str:
+def _broken_counter(g: _Gpu, smi: ModuleType) -> str:
     """Why the energy counter of this board cannot be trusted here ("" when it can)."""
     if g.devid not in MI100_DEVICE_IDS and "MI100" not in g.name:
         return ""

@@ -37,6 +37,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from types import ModuleType
 from typing import Any, Literal
 
 from ecnas.errors import InputError, MeterUnavailable
@@ -195,7 +196,7 @@ class NvmlMeter(Meter):
         self.poll_interval_s = float(poll_interval_s)
         self._gpus: list[Gpu] | None = None
         self._problem: tuple[str, str] | None = None  # (reason, fix) when unusable
-        self._nvml: Any = None
+        self._nvml: Any = None  # the pynvml module once initialized (Any: attributes untyped)
         self._lock = threading.Lock()
         self._log = EventLog()  # its own lock: events() never waits while NVML answers
         self._poller: Poller | None = None
@@ -256,7 +257,7 @@ class NvmlMeter(Meter):
             self._problem = ("NVML sees no GPU", "check 'nvidia-smi -L'")
         return self._gpus
 
-    def _handles(self, nv: Any) -> list[Gpu]:
+    def _handles(self, nv: ModuleType) -> list[Gpu]:
         count = nv.nvmlDeviceGetCount()
         uuids = {}
         for i in range(count):
@@ -291,7 +292,7 @@ class NvmlMeter(Meter):
                             pci_device_id=pci_id, mode=self._mode(nv, handle)))
         return gpus
 
-    def _mode(self, nv: Any, handle: Any) -> NvmlMode:
+    def _mode(self, nv: ModuleType, handle: Any) -> NvmlMode:
         if self._source is not None:
             return self._source
         try:
@@ -575,7 +576,7 @@ class NvmlMeter(Meter):
             self._gpus = None
 
 
-def _str(value: Any) -> str:
+def _str(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
