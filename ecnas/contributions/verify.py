@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ecnas.contributions.make import check_table, energy_summary
 from ecnas.errors import InputError
 from ecnas.profiles.toml_io import validate_file
 from ecnas.space import ModelSpec
 from ecnas.tables import read_table
-from ecnas.tables.contribute import check_table, energy_summary
 
 FORMAT = "ecnas-device-contribution/1"
 #: the largest archive member read (a device table of NAS-Bench-101's size is ~100 MB)

@@ -1,15 +1,12 @@
 """Bundle a device contribution: its profile, a device table measured on it, a manifest.
 
-It lives with the tables (which may use profiles) rather than with the profiles (which must
-not import tables): see docs/architecture.md.
-
 The bundle is a ``.tar.gz`` holding ``profile/<id>.toml``, ``table/<file>`` and
 ``manifest.json`` (versions, contributor, SHA-256 of each file, table summary and the
 consistency-check results, the table's provenance and how its energy was obtained). Nothing
 is bundled unless the profile validates, the table's ``device`` column names the profile, the
 table passes ``ecnas.tables`` checks, and its energy was measured: a table with estimated
 rows is refused (``InputError``, exit 2, with the fix) unless ``allow_estimated``, which the
-manifest records. The maintainer's side (verify, merge) is ``ecnas.tables.contribution``.
+manifest records. The maintainer's side is ``ecnas.contributions.verify`` and ``.merge``.
 """
 
 from __future__ import annotations

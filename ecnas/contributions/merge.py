@@ -1,6 +1,6 @@
 """Merge a verified device contribution into a benchmark bundle: a new multi-device bundle.
 
-The contribution is verified first (``ecnas.tables.contribution``) and refused with every
+The contribution is verified first (``ecnas.contributions.verify``) and refused with every
 failed check's reason; the base bundle's checksums are verified as it is read. The merged
 bundle holds the base's rows and the contribution's, the base's embedded profiles and the
 contributed one, each device's facility factor (``pue_by_device``: a lab's table carries its
@@ -16,9 +16,19 @@ from typing import Any
 
 import pandas as pd
 
+from ecnas.benchmark.bundle import (
+    DEFAULT_CITATION,
+    DEFAULT_LICENSE,
+    check_out,
+    load_bundle,
+    profile_entries,
+    read_manifest,
+    sha256_file,
+    write_bundle,
+)
+from ecnas.contributions.make import with_profile
+from ecnas.contributions.verify import read_contribution, verify_contribution
 from ecnas.errors import InputError
-from ecnas.tables.contribute import with_profile
-from ecnas.tables.contribution import read_contribution, verify_contribution
 from ecnas.tables.kwh import pue_for, pue_of
 from ecnas.tables.metadata import get_metadata, provenance_entry, set_metadata
 
@@ -46,17 +56,6 @@ def merge_contribution(contribution: str | Path, bundle: str | Path, out: str | 
     result to the bundle folder ``out``. The contribution must pass every check and bring a
     device the base lacks (else :class:`~ecnas.errors.InputError`); ``force`` replaces an
     earlier output at ``out``."""
-
-    from ecnas.benchmark.bundle import (
-        DEFAULT_CITATION,
-        DEFAULT_LICENSE,
-        check_out,
-        load_bundle,
-        profile_entries,
-        read_manifest,
-        sha256_file,
-        write_bundle,
-    )
 
     check_out(out, force=force, inputs=[contribution, bundle])
     report, table, profile = verify_contribution(contribution)
