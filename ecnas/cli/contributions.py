@@ -41,6 +41,7 @@ def register(sub: Any) -> None:
                      description="Checksums, schema, 'ecnas check', profile valid, hashes in the "
                                  "space, measured vs estimated. Exit 1 when a check fails.")
     v.add_argument("archive", metavar="ARCHIVE.tar.gz")
+    _add_max_bytes(v)
     add_json_flag(v)
     v.set_defaults(func=_verify)
     m = s.add_parser("merge", help="add a verified contribution's device to a bundle",
@@ -52,14 +53,27 @@ def register(sub: Any) -> None:
     m.add_argument("--out", required=True, metavar="FOLDER", help="the merged bundle to write")
     m.add_argument("--force", action="store_true",
                    help="replace --out when it is a bundle ecnas wrote (files unchanged)")
+    _add_max_bytes(m)
     add_json_flag(m)
     m.set_defaults(func=_merge)
+
+
+def _add_max_bytes(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-bytes", type=int, default=None, metavar="N",
+                        help="refuse an archive that unpacks to more than N bytes, on its "
+                             "headers, before reading (default 1 GiB: ten times a table of "
+                             "NAS-Bench-101's whole space)")
+
+
+def _caps(args: argparse.Namespace) -> dict[str, int]:
+    """``--max-bytes`` when given (the default lives with the room: MAX_TOTAL_BYTES)."""
+    return {} if args.max_bytes is None else {"max_bytes": args.max_bytes}
 
 
 def _verify(args: argparse.Namespace) -> int:
     from ecnas.contributions.verify import verify_contribution
 
-    report, _, _ = verify_contribution(args.archive)
+    report, _, _ = verify_contribution(args.archive, **_caps(args))
 
     def text(o: dict[str, Any]) -> str:
         lines = [f"{o['path']}: device {o['device']} "
@@ -81,10 +95,12 @@ def _verify(args: argparse.Namespace) -> int:
 def _merge(args: argparse.Namespace) -> int:
     from ecnas.contributions.merge import merge_contribution
 
-    r = merge_contribution(args.archive, args.into, args.out, force=args.force)
+    r = merge_contribution(args.archive, args.into, args.out, force=args.force,
+                           **_caps(args))
     emit(args.json, r.to_dict(),
-         lambda o: f"wrote {o['path']}: device {o['device']} added ({o['rows_added']} rows); "
-                   f"devices {', '.join(o['devices'])}; {o['rows']} rows in all")
+         lambda o: "\n".join([f"wrote {o['path']}: device {o['device']} added ({o['rows_added']} "
+                              f"rows); devices {', '.join(o['devices'])}; {o['rows']} rows in all",
+                              *(f"note: {n}" for n in o["notes"])]))
     return 0
 
 
