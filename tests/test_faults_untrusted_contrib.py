@@ -446,3 +446,13 @@ def test_transfer_names_each_dropped_cell_of_b(work: Path, capsys, device_b: Pat
     notes = json.loads(out)["notes"]
     assert f"cell {cell} of B: 1 run(s) at {budget} epochs dropped, energy_j infinite" in notes
     assert digests(work) == before
+
+
+def test_make_bundle_takes_allow_estimated_as_a_real_bool(work: Path) -> None:
+    from ecnas.contributions import make_bundle
+    from ecnas.errors import InputError
+
+    before = digests(work)
+    with pytest.raises(InputError, match="allow_estimated must be True or False, got 'no'"):
+        make_bundle(RTX, work / "rtx.parquet", work / "x.tar.gz", allow_estimated="no")
+    assert digests(work) == before
