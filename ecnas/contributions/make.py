@@ -153,7 +153,7 @@ def make_bundle(profile_path: Path, table_path: Path, out: Path, *, who: str = "
     provenance = table_meta.get("provenance", [])
     failed = tuple(f"{c['name']}: {c['detail']}" if c["detail"] else c["name"]
                    for c in checks if not c["passed"])
-    manifest = {
+    manifest: dict[str, Any] = {
         "format": FORMAT,
         "ecnas_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
