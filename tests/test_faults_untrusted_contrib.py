@@ -117,10 +117,13 @@ def zero_bomb(out: Path, names: list[str], size: int, head: list[tuple[str, byte
     return out
 
 
-RSS_RUNNER = ("import resource, sys\nfrom ecnas.cli import main\n"
+# VmHWM: the peak resident set of this process's own memory since exec (ru_maxrss would
+# carry over the forking parent's, pytest's, across exec)
+RSS_RUNNER = ("import sys\nfrom ecnas.cli import main\n"
               "try:\n    rc = main(sys.argv[2:])\nfinally:\n"
-              "    open(sys.argv[1], 'w').write(str(resource.getrusage("
-              "resource.RUSAGE_SELF).ru_maxrss))\nsys.exit(rc)\n")
+              "    hwm = next(ln.split()[1] for ln in open('/proc/self/status') "
+              "if ln.startswith('VmHWM:'))\n"
+              "    open(sys.argv[1], 'w').write(hwm)\nsys.exit(rc)\n")
 
 
 def run_measured(tmp: Path, *argv: object) -> tuple[subprocess.CompletedProcess, float]:

@@ -81,13 +81,13 @@ def implausible_rows(energy: np.ndarray, wall: np.ndarray, min_window_s: float
 
 
 def power_bounds(ctx: Context) -> CheckResult:
-    """Mean power of every row from the run's start, per component: the GPU component (or the
-    whole energy of a GPU-only table) within [idle × f, max × margin] of the device's profile ×
-    GPU count, the CPU component within the CPU profile × sockets, and every row, profile or
-    not, below :data:`~ecnas.profiles.bounds.MAX_ROW_POWER_W`. A window shorter than
-    ``min_window_s`` is meter noise, so its power is taken over ``min_window_s`` (the energy
-    could have come from that long) and only the upper bound applies to it; a device whose
-    measured rows after the start all read 0 J measured nothing.
+    """Mean power from the run's start, per component: for windows of ``min_window_s`` and
+    more, the GPU component (or the whole energy of a GPU-only table) within [idle × f, max ×
+    margin] of the device's profile × GPU count, the CPU component within the CPU profile ×
+    sockets; every row, however short its window and whatever its device (profile or none),
+    below :data:`~ecnas.profiles.bounds.MAX_ROW_POWER_W`, its power taken over at least
+    ``min_window_s`` (a short window is meter granularity: its energy could have come from
+    that long). A device whose measured rows after the start all read 0 J measured nothing.
 
     Estimated rows get the upper bound only: the CPU-time estimate counts the busy CPU time of
     the metered processes and deliberately leaves idle power out, so it can honestly fall below
@@ -113,7 +113,7 @@ def power_bounds(ctx: Context) -> CheckResult:
             if lim is None:
                 continue
             prof, n = lim["profile"], lim["count"]
-            rows = (devices == dev) & timed
+            rows = (devices == dev) & window
             lo, hi = prof.idle_w * n * o.power_idle_fraction, prof.max_w * n * o.power_margin
             if prof.kind == "gpu":
                 own = gpu_e  # the device's own component
@@ -122,7 +122,7 @@ def power_bounds(ctx: Context) -> CheckResult:
             else:
                 own = np.where(np.isnan(cpu_e), total, cpu_e)
             p = own / span
-            out = rows & ((p > hi) | ((p < lo) & measured & window))
+            out = rows & ((p > hi) | ((p < lo) & measured))
             bad |= out
             worst_ratio = np.maximum(worst_ratio, np.where(out, np.maximum(p / hi, lo / p), 0))
             notes.append(f"{dev}: {lo:.0f}–{hi:.0f} W")
@@ -152,9 +152,9 @@ def power_bounds(ctx: Context) -> CheckResult:
                     explanation_fail="mean power outside the device profile's bounds "
                                      f"({bounds}){unk}"
                                      + "".join(f"; {e}" for e in extra),
-                    explanation_pass=(f"mean power of every row within bounds ({bounds}; "
-                                      f"windows under {o.min_window_s:g} s and estimated rows "
-                                      f"against the upper bound only){unk}"),
+                    explanation_pass=(f"mean power within bounds ({bounds} for windows ≥ "
+                                      f"{o.min_window_s:g} s, estimated rows against the upper "
+                                      f"bound only; every row ≤ {MAX_ROW_POWER_W:g} W){unk}"),
                     values={"mean_power_w": power}, rank=worst_ratio)
     if res.passed and unknown and len(unknown) == len(np.unique(devices)):
         return CheckResult("power-bounds", "warning", False, 0,
