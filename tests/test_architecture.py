@@ -24,7 +24,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"space", "tables", "calibration"}),  # cells; the data contract; ecnas calibrate
     frozenset({"interop", "tracker"}),  # EC-NAS's format both ways; EnergyTracker (no torch)
     frozenset({"trainer", "surrogate", "benchmark"}),
-    frozenset({"campaign", "integrations", "demo", "gpucheck"}),
+    frozenset({"campaign", "integrations", "demo", "gpucheck", "contributions"}),
     frozenset({"cli", "__main__"}),
 )
 LAYER_OF = {room: i for i, layer in enumerate(LAYERS) for room in layer}

@@ -213,3 +213,38 @@ def test_a_source_checkout_run_without_installing_finds_the_packaged_profiles():
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == sorted(p.id for p in packaged_profiles())
+
+
+@pytest.mark.parametrize("pattern", ["(a+)+$", "(a*)*", r"(\w+\s?)+", "([a-z]+)*",
+                                     "(?:a{2,})+", "(a(b)*)+", "(x+){2,}"])
+def test_nested_quantifiers_are_refused_statically(pattern):
+    from ecnas.profiles.bounds import pattern_problem
+
+    assert "nested quantifiers" in pattern_problem(pattern)
+
+
+@pytest.mark.parametrize("pattern", ["AMD EPYC", r"Intel\(R\) Xeon", r"\bCore\(TM\) i[3579]",
+                                     r"(\d{2})?x", "(ab|cd)+", "[+*]+", r"EPYC 7\d{3}",
+                                     "(?i)ryzen (5|7|9)"])
+def test_ordinary_patterns_pass(pattern):
+    from ecnas.profiles.bounds import pattern_problem
+
+    assert pattern_problem(pattern) is None
+
+
+def test_every_seed_pattern_passes_the_backtracking_check():
+    from ecnas.profiles.bounds import pattern_problem
+
+    patterns = [p for prof in packaged_profiles() for p in prof.match.cpu_model_patterns]
+    assert patterns and all(pattern_problem(p) is None for p in patterns)
+
+
+@pytest.mark.parametrize(("key", "value"), [("tdp_w", "1e300"), ("max_w", "6000")])
+def test_watts_no_device_draws_are_refused(tmp_path, key, value):
+    path = tmp_path / "p.toml"
+    lines = [ln for ln in GOOD.splitlines() if not ln.startswith(f"{key} =")]
+    at = lines.index("[power]") + 1
+    lines.insert(at, f"{key} = {value}")
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=rf"power\.{key}: .* W is above 5000 W"):
+        validate_file(path)

@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "ecnas.cli.tables",
     "ecnas.cli.surrogate",
     "ecnas.cli.benchmark",
+    "ecnas.cli.contributions",
     "ecnas.cli.demo",
     "ecnas.cli.validate",
 )

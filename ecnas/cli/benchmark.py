@@ -15,8 +15,8 @@ from ecnas.outputs import check_target
 
 
 def register(sub: Any) -> None:
-    """Add ``ecnas export`` and ``ecnas query`` (and, through their modules, ``ecnas search``,
-    ``ecnas pareto`` and ``ecnas contribution``) to ``sub``."""
+    """Add ``ecnas export`` and ``ecnas query`` (and, through its module, ``ecnas search`` and
+    ``ecnas pareto``) to ``sub``."""
     p = sub.add_parser("export", help="export an energy table as a benchmark bundle or EC-NAS TFRecord",
                        description="Export TABLE (.parquet/.csv) as a versioned bundle folder "
                                    "(manifest + checksums) or as EC-NAS's TFRecord file.")
@@ -51,7 +51,6 @@ def register(sub: Any) -> None:
     q.set_defaults(func=_query)
 
     import_module("ecnas.cli.benchmark_moo").register(sub)
-    import_module("ecnas.cli.contribution").register(sub)
 
 
 def _export(args: argparse.Namespace) -> int:

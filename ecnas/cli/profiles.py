@@ -1,4 +1,4 @@
-"""``ecnas profile validate|list|show|match``, ``ecnas calibrate`` and ``ecnas contribute``.
+"""``ecnas profile validate|list|show|match`` and ``ecnas calibrate``.
 
 Registering is argparse only. The profiles room (light) is imported with this module; the
 calibration procedure and the bundle maker only when their command runs.
@@ -13,7 +13,7 @@ from typing import Any
 
 from ecnas.calibration.recording import is_record_file, read_record, run_path_for
 from ecnas.cli._output import add_json_flag, emit
-from ecnas.errors import CheckFailed, InputError
+from ecnas.errors import InputError
 from ecnas.meters.base import DeviceInfo
 from ecnas.outputs import check_target
 from ecnas.profiles import dumps_profile, get_profile, load_profiles, match_device, write_profile
@@ -27,8 +27,8 @@ def _add_profile_path(parser: argparse.ArgumentParser) -> None:
 
 
 def register(sub: Any) -> None:
-    """Add ``ecnas profile`` (validate, list, show, match), ``ecnas calibrate`` (and ``calibrate
-    fit``) and ``ecnas contribute`` to ``sub``."""
+    """Add ``ecnas profile`` (validate, list, show, match) and ``ecnas calibrate`` (and
+    ``calibrate fit``) to ``sub``."""
     prof = sub.add_parser("profile", help="check, list and match hardware profiles")
     psub = prof.add_subparsers(dest="profile_command", metavar="SUBCOMMAND",
                                parser_class=type(prof))
@@ -107,21 +107,6 @@ def register(sub: Any) -> None:
     f.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     add_json_flag(f)
     f.set_defaults(func=cmd_calibrate_fit)
-
-    k = sub.add_parser("contribute",
-                       help="bundle a profile, a device table and a manifest for a pull request")
-    k.add_argument("--profile", required=True, type=Path, metavar="PROFILE.toml")
-    k.add_argument("--table", required=True, type=Path, metavar="TABLE",
-                   help="energy table (Parquet or CSV) measured on that device")
-    k.add_argument("--out", required=True, type=Path, metavar="BUNDLE.tar.gz")
-    k.add_argument("--who", default="", help="contributor (name, lab)")
-    k.add_argument("--notes", default="", help="free text for the maintainers")
-    k.add_argument("--force", action="store_true", help="overwrite --out if it exists")
-    k.add_argument("--allow-estimated", action="store_true",
-                   help="bundle a table with estimated energy anyway (refused without it; "
-                        "recorded in the manifest)")
-    add_json_flag(k)
-    k.set_defaults(func=cmd_contribute)
 
 
 def _add_fit_options(parser: argparse.ArgumentParser) -> None:
@@ -315,30 +300,3 @@ def _calibrate_text(d: dict) -> str:
 
 def _maybe(value: float | None, unit: str) -> str:
     return "unknown" if value is None else f"{value:.6g} {unit}"
-
-
-# --------------------------------------------------------------------------- contribute
-
-def cmd_contribute(args: argparse.Namespace) -> int:
-    """``ecnas contribute``: bundle a profile, a device table and a manifest for a pull request;
-    refused (exit status 1) when a table check fails."""
-    from ecnas.tables.contribute import make_bundle
-
-    result = make_bundle(args.profile, args.table, args.out, who=args.who, notes=args.notes,
-                         force=args.force, allow_estimated=args.allow_estimated)
-    emit(args.json, result.to_dict(), _contribute_text)
-    if not result.ok:
-        raise CheckFailed(f"{args.table}: {len(result.failed_checks)} table check(s) failed: "
-                          + "; ".join(result.failed_checks) + " (no bundle written)")
-    return 0
-
-
-def _contribute_text(d: dict) -> str:
-    lines = [f"profile {d['profile_id']}: valid ({d['profile_file']})",
-             f"table {d['table_file']}: {d['rows']} rows, {d['architectures']} architectures, "
-             f"checks {'passed' if d['ok'] else 'FAILED'}"]
-    lines += [f"  failed: {c}" for c in d["failed_checks"]]
-    if d["bundle"]:
-        lines.append(f"wrote {d['bundle']} (sha256 {d['bundle_sha256'][:16]}…); "
-                     "attach it to a pull request as CONTRIBUTING.md describes")
-    return "\n".join(lines)

@@ -18,7 +18,7 @@ from ecnas.errors import InputError
 from ecnas.outputs import check_target
 from ecnas.surrogate import ArchitectureSurrogate
 from ecnas.surrogate.synthetic import derive_device
-from ecnas.surrogate.transfer_eval import evaluate_transfer, summary_text
+from ecnas.surrogate.transfer_eval import evaluate_transfer, screen, summary_text
 
 
 def register(subparsers: Any) -> None:
@@ -282,6 +282,9 @@ def run_transfer(args: argparse.Namespace) -> int:
         raise InputError("--sizes: give at least one size, such as 10,20")
     table_a = load_table(args.source)
     table_b = derive_device(table_a) if args.synthetic else load_table(args.target_table)
+    # refuse implausible tables before minutes of fitting (evaluate_transfer screens again)
+    screen(table_a, "device A's table")
+    screen(table_b, "device B's table")
     _progress(f"fitting device A's architecture surrogate on {len(table_a)} rows")
     source = ArchitectureSurrogate(kind=args.kind, level=args.level, seed=args.seed).fit(
         table_a, args.budget)

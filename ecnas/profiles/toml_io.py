@@ -21,7 +21,13 @@ from typing import Any
 from ecnas.errors import InputError
 from ecnas.meters.base import Calibration
 from ecnas.outputs import write_text
-from ecnas.profiles.bounds import date_problem, gain_problem, offset_problem
+from ecnas.profiles.bounds import (
+    date_problem,
+    gain_problem,
+    offset_problem,
+    pattern_problem,
+    watts_problem,
+)
 from ecnas.profiles.model import (
     KINDS,
     RAPL_DOMAINS,
@@ -177,6 +183,10 @@ def parse_profile(data: Mapping[str, Any], where: str, source_path: Path | None 
     max_w = c.number(power, "power", "max_w", positive=True)
     per_core = c.number(power, "power", "per_core_w", positive=True)
     assert tdp is not None and idle is not None  # required above
+    for key, watts in (("tdp_w", tdp), ("idle_w", idle), ("max_w", max_w), ("per_core_w", per_core)):
+        problem = watts_problem(watts) if watts is not None else None
+        if problem:  # the bounds ecnas check and contribution verify judge tables by
+            raise c.fail(f"power.{key}", problem)
     if idle >= tdp:
         raise c.fail("power.idle_w", f"idle power {_num(idle)} W must be below tdp_w {_num(tdp)} W")
     if max_w is None:
@@ -214,6 +224,9 @@ def _parse_match(c: _Checker, data: Mapping[str, Any], kind: str) -> MatchRules:
         except re.error as exc:
             raise c.fail(f"match.cpu_model_patterns[{i}]",
                          f"invalid regular expression {pattern!r}: {exc}") from None
+        problem = pattern_problem(pattern)
+        if problem:  # matched against every CPU's name: must not hang on a crafted one
+            raise c.fail(f"match.cpu_model_patterns[{i}]", problem)
     fallback = bool(c.boolean(match, "match", "fallback"))
     if kind == "gpu" and patterns:
         raise c.fail("match.cpu_model_patterns", "a gpu profile cannot match CPU model names")

@@ -14,6 +14,11 @@ seeded draws, k of B's cells are "measured" (fitted on) and the rest of B's cell
   cells is ridge on three features with leave-one-out intervals).
 
 Truth is B's measured value (geometric mean over repeats) of each held-out cell.
+
+Both tables are screened first with the bounds ``ecnas check`` uses
+(:func:`ecnas.tables.checks.runs.implausible_rows`): a table with a row no machine could have
+drawn (energies ×1e30) is refused, naming the rows; a run of B at the budget whose energy is not
+a finite positive number is left out, and each such cell is named with why in the notes.
 """
 
 from __future__ import annotations
@@ -30,9 +35,12 @@ from ecnas.surrogate.architecture import TARGETS, ArchitectureSurrogate, trainin
 from ecnas.surrogate.intervals import bounds, conformal_quantile
 from ecnas.surrogate.metrics import coverage, kendall_tau, mape
 from ecnas.surrogate.transfer import MIN_CELLS, DeviceTransfer
+from ecnas.tables.checks.runs import implausible_rows
 
 METHODS = ("transfer", "scale", "target-only")
 MIN_TEST_CELLS = 3
+#: windows shorter than this are judged as if they lasted this long (as ``ecnas check`` does)
+_MIN_WINDOW_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -112,8 +120,11 @@ def evaluate_transfer(table_a: pd.DataFrame, table_b: pd.DataFrame, *,
         raise InputError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
     if draws < 1:
         raise InputError(f"draws must be at least 1, got {draws}")
+    screen(table_a, "device A's table")
+    screen(table_b, "device B's table")
     tb = training_set(table_b, budget)
     budget = tb.budget
+    dropped = dropped_cells(table_b, budget, tb.device)
     keys = list(zip(tb.matrix, tb.ops, strict=True))
     truth = tb.y[target]
     have = np.flatnonzero(np.isfinite(truth))
@@ -140,7 +151,7 @@ def evaluate_transfer(table_a: pd.DataFrame, table_b: pd.DataFrame, *,
     ya = np.array([measured_a.get(kk, a_pred[i]) for i, kk in enumerate(keys)])
     from_surrogate = sum(1 for kk in keys if not np.isfinite(measured_a.get(kk, np.nan)))
     ya = np.where(np.isfinite(ya), ya, a_pred)
-    notes = []
+    notes = list(dropped)
     if from_surrogate:
         notes.append(f"{from_surrogate} of B's cells are not measured on A: A's surrogate "
                      "stands in for them (scale baseline and transfer)")
@@ -175,6 +186,41 @@ def evaluate_transfer(table_a: pd.DataFrame, table_b: pd.DataFrame, *,
         source_device=model_a.device, target_device=tb.device, target=target, budget=budget,
         target_cells=n, level=level, seed=seed, synthetic=synthetic, scores=tuple(scores),
         notes=tuple(notes))
+
+
+def screen(table: pd.DataFrame, label: str) -> None:
+    """``InputError`` naming the rows when ``table`` holds energy no machine could have drawn
+    (the bounds of ``ecnas check``'s power-bounds; rows with no finite energy are left to
+    :func:`dropped_cells`)."""
+    if "energy_j" not in table.columns:
+        return
+    energy = pd.to_numeric(table["energy_j"], errors="coerce").to_numpy(float)
+    wall = (pd.to_numeric(table["wall_time_s"], errors="coerce").to_numpy(float)
+            if "wall_time_s" in table.columns else np.full(len(table), np.nan))
+    mask, reasons = implausible_rows(np.where(np.isfinite(energy), energy, 0.0), wall,
+                                     _MIN_WINDOW_S)
+    if mask.any():
+        first = int(np.flatnonzero(mask)[0])
+        cell = str(table["arch_hash"].iloc[first]) if "arch_hash" in table.columns else "?"
+        raise InputError(f"{label}: {int(mask.sum())} of {len(table)} rows implausible, refused "
+                         f"(first: cell {cell}, {reasons[first]}); 'ecnas check' names them all")
+
+
+def dropped_cells(table: pd.DataFrame, budget: int, device: str) -> list[str]:
+    """One note per cell of B whose runs at ``budget`` are left out, with why: an energy that is
+    not a finite positive number (the surrogates learn from finite, positive energies)."""
+    rows = _full_rows(table, budget, device)
+    rows = rows[np.isclose(rows["epoch"].to_numpy(float), float(budget))]
+    energy = pd.to_numeric(rows["energy_j"], errors="coerce").to_numpy(float)
+    bad = ~(np.isfinite(energy) & (energy > 0))
+    notes = []
+    key = "arch_hash" if "arch_hash" in rows.columns else "matrix"
+    for cell, values in pd.Series(energy[bad], index=rows[key].to_numpy()[bad]).groupby(level=0):
+        why = ", ".join(sorted({"infinite" if np.isinf(v) else "missing (NaN)" if np.isnan(v)
+                                else "zero" if v == 0 else "negative" for v in values}))
+        notes.append(f"cell {cell} of B: {len(values)} run(s) at {budget} epochs dropped, "
+                     f"energy_j {why}")
+    return notes
 
 
 def _full_rows(table: pd.DataFrame, budget: int, device: str) -> pd.DataFrame:

@@ -29,6 +29,7 @@ from ecnas.tables.checks.rows import (
     duplicate_rows,
     energy_sum,
     hash_matches_spec,
+    missing_accuracy,
     missing_times,
     non_negative,
     published_kwh,
@@ -42,6 +43,7 @@ from ecnas.tables.schema import validate
 CHECKS: tuple[tuple[str, Callable[[Context], CheckResult]], ...] = (
     ("value-ranges", value_ranges),
     ("missing-times", missing_times),
+    ("missing-accuracy", missing_accuracy),
     ("non-negative", non_negative),
     ("duplicate-rows", duplicate_rows),
     ("hash-matches-spec", hash_matches_spec),

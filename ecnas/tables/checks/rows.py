@@ -89,6 +89,28 @@ def missing_times(ctx: Context) -> CheckResult:
                      explanation_pass="every row has its training and wall time")
 
 
+def missing_accuracy(ctx: Context) -> CheckResult:
+    """Warning: trained rows (measured or imported; at epoch 0 only where the table evaluates
+    its start rows) without a validation accuracy in a table that records it elsewhere: the benchmark's accuracy objective is missing there
+    (a lost evaluation, or NaN written in place of a number). A table with no validation
+    accuracy at all (energy only) passes, saying so."""
+    acc = ctx.col("validation_accuracy").astype("float64")
+    if not np.isfinite(acc).any():
+        return CheckResult("missing-accuracy", "warning", True, 0,
+                           "no validation accuracy in this table (energy only): accuracy "
+                           "objectives are not available")
+    trained = ~_unmeasured(ctx) | (ctx.df["source"].astype(str).to_numpy() == "imported")
+    start = ctx.col("epoch").astype("float64") == 0
+    # a start row (before training) counts only where the table evaluates its start rows
+    judged = ~start | bool(np.isfinite(acc[start]).any())
+    gone = trained & judged & np.isnan(acc)
+    return offending(ctx, np.nonzero(gone)[0], name="missing-accuracy", severity="warning",
+                     explanation_fail=f"{int(gone.sum())} trained row(s) have no validation "
+                                      "accuracy (NaN) where the rest of the table has one: "
+                                      "queries and searches there have no accuracy",
+                     explanation_pass="every trained row has its validation accuracy")
+
+
 def duplicate_rows(ctx: Context) -> CheckResult:
     """Error check: one row per (arch_hash, budget_epochs, repeat, device, epoch)."""
     dup = ctx.df.duplicated(list(ROW_KEYS), keep=False).to_numpy()

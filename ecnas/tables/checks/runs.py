@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ecnas.profiles.bounds import MAX_ROW_ENERGY_J, MAX_ROW_POWER_W
 from ecnas.tables.checks.base import CheckResult, Context, offending
 from ecnas.tables.schema import COMPONENT_COLUMNS
 
@@ -55,10 +56,38 @@ def _device_power_limits(ctx: Context, device: str) -> Mapping[str, Any] | None:
     return {"profile": prof, "count": n_dev}
 
 
+def implausible_rows(energy: np.ndarray, wall: np.ndarray, min_window_s: float
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, reason per row) of rows whose energy no device could have drawn, whatever its
+    profile: mean power over ``max(wall, min_window_s)`` above
+    :data:`~ecnas.profiles.bounds.MAX_ROW_POWER_W`, or, without a wall time, energy above
+    :data:`~ecnas.profiles.bounds.MAX_ROW_ENERGY_J`. Used by ``ecnas check`` (and so by
+    ``contribution verify``) and by ``ecnas surrogate transfer``'s input check."""
+    energy = np.asarray(energy, dtype="float64")
+    wall = np.asarray(wall, dtype="float64")
+    timed = np.isfinite(wall)
+    # a short window is meter granularity, not power: judge it as if it lasted min_window_s
+    span = np.where(timed, np.maximum(wall, min_window_s), np.nan)
+    with np.errstate(invalid="ignore"):
+        power = energy / span
+        over_p = timed & (power > MAX_ROW_POWER_W)
+        over_e = ~timed & (energy > MAX_ROW_ENERGY_J)
+    reasons = np.full(len(energy), "", dtype=object)
+    reasons[over_p] = [f"mean power {w:.3g} W above {MAX_ROW_POWER_W:g} W, more than any "
+                       "machine draws" for w in power[over_p]]
+    reasons[over_e] = [f"energy {e:.3g} J above {MAX_ROW_ENERGY_J:.3g} J with no time"
+                       for e in energy[over_e]]
+    return over_p | over_e, reasons
+
+
 def power_bounds(ctx: Context) -> CheckResult:
-    """Mean power of every checkpoint window from the start (≥ min_window_s) per component:
-    the GPU component (or the whole energy of a GPU-only table) within [idle × f, max × margin]
-    of the device's profile × GPU count, the CPU component within the CPU profile × sockets.
+    """Mean power from the run's start, per component: for windows of ``min_window_s`` and
+    more, the GPU component (or the whole energy of a GPU-only table) within [idle × f, max ×
+    margin] of the device's profile × GPU count, the CPU component within the CPU profile ×
+    sockets; every row, however short its window and whatever its device (profile or none),
+    below :data:`~ecnas.profiles.bounds.MAX_ROW_POWER_W`, its power taken over at least
+    ``min_window_s`` (a short window is meter granularity: its energy could have come from
+    that long). A device whose measured rows after the start all read 0 J measured nothing.
 
     Estimated rows get the upper bound only: the CPU-time estimate counts the busy CPU time of
     the metered processes and deliberately leaves idle power out, so it can honestly fall below
@@ -67,6 +96,9 @@ def power_bounds(ctx: Context) -> CheckResult:
     measured = ~df["estimated"].to_numpy(dtype=bool)
     wall = ctx.col("wall_time_s").astype("float64")
     window = wall >= o.min_window_s
+    timed = np.isfinite(wall)
+    # every timed row gets the upper bound, over at least min_window_s
+    span = np.where(timed, np.maximum(wall, o.min_window_s), np.nan)
     devices = df["device"].to_numpy()
     bad = np.zeros(len(df), dtype=bool)
     worst_ratio = np.zeros(len(df))
@@ -74,45 +106,75 @@ def power_bounds(ctx: Context) -> CheckResult:
     notes = []
     cpu_prof, cpu_n, cpu_how = _cpu_bound(ctx)
     gpu_e, cpu_e = ctx.col("gpu_energy_j"), ctx.col("cpu_energy_j")
-    total = ctx.col("energy_j")
-    for dev in np.unique(devices):
-        lim = _device_power_limits(ctx, dev)
-        if lim is None:
-            continue
-        prof, n = lim["profile"], lim["count"]
-        rows = (devices == dev) & window
-        lo, hi = prof.idle_w * n * o.power_idle_fraction, prof.max_w * n * o.power_margin
-        if prof.kind == "gpu":
-            own = gpu_e  # the device's own component
-            no_parts = np.isnan(gpu_e) & np.isnan(cpu_e) & np.isnan(ctx.col("dram_energy_j"))
-            own = np.where(no_parts, total, own)  # a GPU-only table: energy_j is the GPU's
-        else:
-            own = np.where(np.isnan(cpu_e), total, cpu_e)
-        p = own / np.where(wall > 0, wall, np.nan)
-        out = rows & ((p > hi) | ((p < lo) & measured))
-        bad |= out
-        worst_ratio = np.maximum(worst_ratio, np.where(out, np.maximum(p / hi, lo / p), 0))
-        notes.append(f"{dev}: {lo:.0f}–{hi:.0f} W")
-        if prof.kind == "gpu" and cpu_prof is not None:
-            pc = cpu_e / np.where(wall > 0, wall, np.nan)
-            hi_c = cpu_prof.max_w * cpu_n * o.power_margin
-            out_c = rows & (pc > hi_c)
-            bad |= out_c
-            worst_ratio = np.maximum(worst_ratio, np.where(out_c, pc / hi_c, 0))
-            notes.append(f"cpu ≤ {hi_c:.0f} W ({cpu_how})")
+    total = ctx.col("energy_j").astype("float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for dev in np.unique(devices):
+            lim = _device_power_limits(ctx, dev)
+            if lim is None:
+                continue
+            prof, n = lim["profile"], lim["count"]
+            rows = (devices == dev) & window
+            lo, hi = prof.idle_w * n * o.power_idle_fraction, prof.max_w * n * o.power_margin
+            if prof.kind == "gpu":
+                own = gpu_e  # the device's own component
+                no_parts = np.isnan(gpu_e) & np.isnan(cpu_e) & np.isnan(ctx.col("dram_energy_j"))
+                own = np.where(no_parts, total, own)  # a GPU-only table: energy_j is the GPU's
+            else:
+                own = np.where(np.isnan(cpu_e), total, cpu_e)
+            p = own / span
+            out = rows & ((p > hi) | ((p < lo) & measured))
+            bad |= out
+            worst_ratio = np.maximum(worst_ratio, np.where(out, np.maximum(p / hi, lo / p), 0))
+            notes.append(f"{dev}: {lo:.0f}–{hi:.0f} W")
+            if prof.kind == "gpu" and cpu_prof is not None:
+                pc = cpu_e / span
+                hi_c = cpu_prof.max_w * cpu_n * o.power_margin
+                out_c = rows & (pc > hi_c)
+                bad |= out_c
+                worst_ratio = np.maximum(worst_ratio, np.where(out_c, pc / hi_c, 0))
+                notes.append(f"cpu ≤ {hi_c:.0f} W ({cpu_how})")
+        wild, _ = implausible_rows(total, wall, o.min_window_s)
+        bad |= wild
+        worst_ratio = np.maximum(worst_ratio, np.where(wild, np.inf, 0))
+        zero = _measured_nothing(ctx, devices, measured, total)
+        power = total / np.where(wall > 0, wall, np.nan)
     unk = f"; no profile for device(s) {', '.join(unknown)}: not checked" if unknown else ""
-    power = total / np.where(wall > 0, wall, np.nan)
+    extra = []
+    if wild.any():
+        extra.append(f"{int(wild.sum())} row(s) above {MAX_ROW_POWER_W:g} W, more than any "
+                     "machine draws")
+    if zero:
+        bad |= np.isin(devices, zero) & measured
+        extra.append(f"device(s) {', '.join(zero)}: every measured row after the start reads "
+                     "0 J (the meter measured nothing)")
+    bounds = "; ".join(dict.fromkeys(notes)) or "no device profile"
     res = offending(ctx, np.nonzero(bad)[0], name="power-bounds", severity="error",
                     explanation_fail="mean power outside the device profile's bounds "
-                                     f"({'; '.join(dict.fromkeys(notes))}){unk}",
-                    explanation_pass=(f"mean power of every window ≥ {o.min_window_s:g} s within "
-                                      f"bounds ({'; '.join(dict.fromkeys(notes))}){unk}"),
+                                     f"({bounds}){unk}"
+                                     + "".join(f"; {e}" for e in extra),
+                    explanation_pass=(f"mean power within bounds ({bounds} for windows ≥ "
+                                      f"{o.min_window_s:g} s, estimated rows against the upper "
+                                      f"bound only; every row ≤ {MAX_ROW_POWER_W:g} W){unk}"),
                     values={"mean_power_w": power}, rank=worst_ratio)
     if res.passed and unknown and len(unknown) == len(np.unique(devices)):
         return CheckResult("power-bounds", "warning", False, 0,
                            f"no hardware profile for device(s) {', '.join(unknown)}: power "
-                           "bounds not checked (write one with 'ecnas calibrate')")
+                           f"bounds not checked beyond {MAX_ROW_POWER_W:g} W per row (write "
+                           "one with 'ecnas calibrate')")
     return res
+
+
+def _measured_nothing(ctx: Context, devices: np.ndarray, measured: np.ndarray,
+                      total: np.ndarray) -> list[str]:
+    """Devices whose measured rows past epoch 0 all read exactly 0 J: a meter that read
+    nothing (a counter not advancing, a wrong domain), not a device that drew nothing."""
+    after = measured & (ctx.col("epoch").astype("float64") > 0)
+    out = []
+    for dev in np.unique(devices[after]):
+        rows = after & (devices == dev)
+        if rows.any() and np.all(total[rows] == 0):
+            out.append(str(dev))
+    return out
 
 
 def power_coherence(ctx: Context) -> CheckResult:

@@ -1,15 +1,12 @@
 """Bundle a device contribution: its profile, a device table measured on it, a manifest.
 
-It lives with the tables (which may use profiles) rather than with the profiles (which must
-not import tables): see docs/architecture.md.
-
 The bundle is a ``.tar.gz`` holding ``profile/<id>.toml``, ``table/<file>`` and
 ``manifest.json`` (versions, contributor, SHA-256 of each file, table summary and the
 consistency-check results, the table's provenance and how its energy was obtained). Nothing
 is bundled unless the profile validates, the table's ``device`` column names the profile, the
 table passes ``ecnas.tables`` checks, and its energy was measured: a table with estimated
 rows is refused (``InputError``, exit 2, with the fix) unless ``allow_estimated``, which the
-manifest records. The maintainer's side (verify, merge) is ``ecnas.tables.contribution``.
+manifest records. The maintainer's side is ``ecnas.contributions.verify`` and ``.merge``.
 """
 
 from __future__ import annotations
@@ -31,6 +28,11 @@ from ecnas.tables import read_table
 from ecnas.tables.checks import run_checks
 from ecnas.tables.metadata import get_metadata
 from ecnas.tables.schema import SOURCES
+
+FORMAT = "ecnas-device-contribution/1"
+#: the manifest's name, first in the archive: verify refuses members it does not name on
+#: their header, before reading them
+MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,8 @@ def make_bundle(profile_path: Path, table_path: Path, out: Path, *, who: str = "
     an invalid profile, a table of another device or with estimated energy (unless
     ``allow_estimated``); with a failed table check nothing is written and the result says
     why."""
+    if not isinstance(allow_estimated, bool):  # "no" would be truthy
+        raise InputError(f"allow_estimated must be True or False, got {allow_estimated!r}")
     profile_path, table_path, out = Path(profile_path), Path(table_path), Path(out)
     if not out.name.endswith((".tar.gz", ".tgz")):
         raise InputError(f"--out: {out}: the bundle must end in .tar.gz")
@@ -150,7 +154,7 @@ def make_bundle(profile_path: Path, table_path: Path, out: Path, *, who: str = "
     failed = tuple(f"{c['name']}: {c['detail']}" if c["detail"] else c["name"]
                    for c in checks if not c["passed"])
     manifest: dict[str, Any] = {
-        "format": "ecnas-device-contribution/1",
+        "format": FORMAT,
         "ecnas_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "contributor": who, "notes": notes,
@@ -172,12 +176,12 @@ def make_bundle(profile_path: Path, table_path: Path, out: Path, *, who: str = "
         # atomic (a failed write leaves the previous bundle whole); dereference: a symlinked
         # profile or table goes in as its data, the data the manifest's SHA-256 is of
         with atomic_path(out) as tmp, tarfile.open(tmp, "w:gz", dereference=True) as tar:
-            tar.add(profile_path, arcname=manifest["profile"]["file"], recursive=False)
-            tar.add(table_path, arcname=manifest["table"]["file"], recursive=False)
             data = json.dumps(manifest, indent=2).encode()
-            info = tarfile.TarInfo("manifest.json")
+            info = tarfile.TarInfo(MANIFEST)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
+            tar.add(profile_path, arcname=manifest["profile"]["file"], recursive=False)
+            tar.add(table_path, arcname=manifest["table"]["file"], recursive=False)
         bundle, digest = str(out), sha256_file(out)
     return ContributionResult(profile.id, str(profile_path), str(table_path), rows, n_arch,
                               failed, tuple(checks), bundle, digest, manifest)
