@@ -245,6 +245,12 @@ class ResultsStore:
             self._db.execute("INSERT INTO failures (run_key, attempt, error, host, at) "
                              "VALUES (?, ?, ?, ?, ?)", (run_key, attempt, error, host, time.time()))
 
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the store file and empty it (``PRAGMA
+        wal_checkpoint(TRUNCATE)``): the file alone then holds every committed run, for a copy
+        taken while this store is open or after its process was killed."""
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
     # -- reading -------------------------------------------------------------------------------
     def done_keys(self) -> set[str]:
         """The keys of the runs stored complete."""
