@@ -34,6 +34,7 @@ from ecnas._version import __version__
 from ecnas.campaign.config import Campaign
 from ecnas.campaign.observers import CampaignObserver
 from ecnas.campaign.runner import CampaignSummary, RunLimit, run_campaign
+from ecnas.campaign.tasks import RunOutput
 from ecnas.errors import InputError
 from ecnas.outputs import write_json
 
@@ -120,9 +121,8 @@ def time_runs(run_fn: Callable[[Any], Any], timings: list[RunTiming]) -> Callabl
         t0 = time.perf_counter()
         out = run_fn(config)
         total = time.perf_counter() - t0
-        rows = out["rows"] if isinstance(out, dict) else out
-        warmup = (out.get("warmup") if isinstance(out, dict) else None) or {}
-        last = rows[-1]
+        read = RunOutput.of(out)
+        warmup, last = read.warmup or {}, read.rows[-1]
         timings.append(RunTiming(arch_hash=str(last["arch_hash"]), call_s=total,
                                  metered_wall_s=float(last["wall_time_s"]),
                                  training_s=float(last["training_time_s"]),
