@@ -357,7 +357,7 @@ def _finish(session: TimedSession, files: _Files, sessions: SessionsFile, campai
     failed: tuple[str, ...] = ()
     if in_store:
         export_table(store, table_path)
-        report = run_checks(read_table(table_path))
+        report = run_checks(read_table(table_path), validated=True)  # read_table validated it
         check_ok = report.ok
         failed = tuple(r.name for r in report.failed if r.severity == "error")
     costs = session.costs
