@@ -94,6 +94,17 @@ def test_execute_run_returns_a_typed_result_that_round_trips(campaign) -> None:
         RunResult.from_dict({**result.to_dict(), "extra": 1})
 
 
+def test_the_store_keeps_a_result(campaign, tmp_path: Path) -> None:
+    ok, bad = execute_run(_task(campaign)), execute_run(_task(campaign, always_fails, 2))
+    with ResultsStore(tmp_path / "s.sqlite", create=True) as store:
+        assert store.commit_result(ok) is True and store.commit_result(ok) is False
+        assert store.commit_result(bad) is False
+        assert store.done_keys() == {ok.run_key}
+        assert store.provenance()[ok.run_key]["run_key"] == ok.run_key
+        assert [(f.run_key, f.attempt, f.host) for f in store.failures()] == \
+            [(bad.run_key, 2, bad.host)]
+
+
 def test_a_failed_run_is_a_result_not_an_exception(campaign) -> None:
     result = execute_run(_task(campaign, run_fn=always_fails))
     assert not result.ok and result.rows == () and "RuntimeError" in str(result.error)

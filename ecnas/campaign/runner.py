@@ -287,7 +287,7 @@ class CampaignSession:
         assert self.store is not None
         run = self._by_key[result.run_key]
         rows, prov = list(result.rows), dict(result.provenance)
-        self.store.commit_run(result.run_key, rows, prov)
+        self.store.commit_result(result)
         self.progress.add_run(result.energy_j, result.estimated)
         self.meters.update(prov.get("meters", []))
         notify(self.observers, "on_run_done", run, rows, self._in_flight, self.progress)
@@ -302,7 +302,7 @@ class CampaignSession:
         key, error = result.run_key, str(result.error)
         run = self._by_key[key]
         self.progress.failed_attempts += 1
-        self.store.record_failure(key, self._attempts[key], error, result.host)
+        self.store.commit_result(result)  # the attempt's failure, kept
         retry = self._attempts[key] <= self.campaign.retries
         if not retry:
             self.progress.given_up += 1

@@ -80,7 +80,7 @@ def execute_run(task: RunTask) -> RunResult:
     slot = WorkerShare.from_dict(task.share)
     apply_share(slot)  # before torch loads: its pools start at the slot's size
     started = time.time()
-    where = {"host": socket.gethostname(), "pid": os.getpid()}
+    host, pid = socket.gethostname(), os.getpid()
     config = task.config
     fn: RunFn = task.run_fn or train_run
     try:
@@ -99,9 +99,9 @@ def execute_run(task: RunTask) -> RunResult:
             raise
         tb = traceback.extract_tb(exc.__traceback__)
         at = f" at {tb[-1].filename}:{tb[-1].lineno}" if tb else ""
-        return RunResult.failed(task, f"{type(exc).__name__}: {exc}{at}", **where)
+        return RunResult.failed(task, f"{type(exc).__name__}: {exc}{at}", host=host, pid=pid)
     provenance = {
-        "run_key": task.run_key, "attempt": task.attempt, **where,
+        "run_key": task.run_key, "attempt": task.attempt, "host": host, "pid": pid,
         "campaign_hash": task.campaign_hash, "started": started,
         "finished": time.time(), "torch_device": config.device, "devices": list(out.hardware),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
@@ -117,7 +117,7 @@ def execute_run(task: RunTask) -> RunResult:
         "warmup": out.warmup,
     }
     return RunResult(run_key=task.run_key, attempt=task.attempt, ok=True, rows=tuple(rows),
-                     provenance=provenance, **where)
+                     provenance=provenance, host=host, pid=pid)
 
 
 def child_main(task: RunTask, conn: Any, coordinator_pid: int | None = None) -> None:
