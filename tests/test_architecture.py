@@ -280,6 +280,62 @@ def test_every_folder_of_modules_is_a_package() -> None:
     assert loose == [], f"folders of modules without __init__.py: {loose}"
 
 
+#: folders of the repository beside the package: a path into one of them means something only in
+#: a checkout, run from its root, which an installed ecnas never is
+REPOSITORY_FOLDERS = frozenset({"tests", "campaigns", "experiments", "scripts", "benchmarks",
+                                "examples", "docs", "hardware_profiles"})
+#: (file, string): a repository folder the package may name, and why
+REPOSITORY_PATH_SITES = {
+    ("profiles/loading.py", "hardware_profiles"):
+        "the packaged profiles in a source checkout run without installing, found beside the "
+        "package's own file (Path(__file__).parents[2]), never from the working folder",
+}
+
+
+def _docstring_nodes(tree: ast.Module) -> set[int]:
+    return {id(node.body[0].value) for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef,
+                                 ast.AsyncFunctionDef))
+            and node.body and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)}
+
+
+def _repository_strings(tree: ast.Module) -> list[ast.Constant]:
+    """String literals (docstrings aside) that name a repository folder, alone or as the head
+    of a relative path (``"tests/data/x.tar.gz"``, ``Path("campaigns")``)."""
+    docs = _docstring_nodes(tree)
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and id(node) not in docs:
+            text = node.value.strip().removeprefix("./")
+            head = text.split("/")[0]
+            if head in REPOSITORY_FOLDERS and (text == head or "/" in text):
+                out.append(node)
+    return out
+
+
+def test_no_module_reads_a_repository_relative_path() -> None:
+    """The library works installed, from any folder: a path into the checkout (its tests' data,
+    a campaign folder) belongs to an experiment (``experiments/``) or a script (``scripts/``)."""
+    found = []
+    for path in modules().values():
+        rel = str(path.relative_to(PACKAGE))
+        found += [f"{rel}:{n.lineno}: {n.value!r}"
+                  for n in _repository_strings(ast.parse(path.read_text(encoding="utf-8")))
+                  if (rel, n.value.strip()) not in REPOSITORY_PATH_SITES]
+    assert found == []
+
+
+def test_the_repository_path_rule_sees_paths() -> None:
+    """The rule finds what it is meant to find, in code as ecnas would write it."""
+    tree = ast.parse('"""tests/data in a docstring is prose"""\n'
+                     'ARCHIVE = Path("tests/data/ec-nas-5v.tar.gz")\nDIR = Path("campaigns")\n'
+                     'X = "testsuite/a"\nY = "tests are run"\n')
+    assert [n.value for n in _repository_strings(tree)] == ["tests/data/ec-nas-5v.tar.gz",
+                                                            "campaigns"]
+
+
 # -- docstrings ------------------------------------------------------------------------------
 # Every public function, method and class of the package says what it does (issue 27, point
 # 7), read from the AST so that modules of optional extras need not import. Exempt: names

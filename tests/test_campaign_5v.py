@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -23,7 +24,17 @@ from ecnas.campaign.runner import RunLimit
 from ecnas.tables import read_table
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # the experiment's driver lives in experiments/, beside ecnas
+    sys.path.insert(0, str(ROOT))
+from experiments.campaign_5v.driver import (  # noqa: E402
+    ARCHIVE,
+    Plan,
+    build_campaign,
+    five_v_cells,
+)
+
 SCRIPT = ROOT / "scripts" / "campaign_5v.py"
+DEVICE_SCRIPT = ROOT / "scripts" / "campaign_5v_device.sh"
 H200 = FakeGpu("GPU-h200-0001", pci=0x2335, energy_mj=1000, power_mw=300_000,
                instant_mw=300_000, name="NVIDIA H200")
 # the campaign's first cells: the order is part of the store's identity and must never change
@@ -61,12 +72,11 @@ def test_dry_run_prints_the_fixed_seeded_order() -> None:
 
 
 def test_full_plan_is_nas_bench_101_at_full_width(tmp_path: Path) -> None:
-    from ecnas.campaign.fivev import ARCHIVE, Plan, build_campaign, five_v_cells
     from ecnas.trainer.data.synthetic import write_synthetic_cifar10
     from ecnas.trainer.train import TrainConfig
 
     write_synthetic_cifar10(tmp_path, 8, 4)
-    cells = five_v_cells(ROOT / ARCHIVE)
+    cells = five_v_cells(ARCHIVE)
     campaign = build_campaign(Plan.full(), cells, tmp_path, "cuda:0")
     assert [r.arch_hash for r in campaign.runs()[:3]] == FIRST and len(campaign.runs()) == 2532
     config = TrainConfig.from_dict(campaign.train_config(campaign.runs()[0], "cuda:0"))
@@ -153,7 +163,7 @@ def test_refusals_are_one_line_and_touch_nothing(stub_dir: Path, h200_state: Pat
     foreign = tmp_path / "nvidia-h200-quick.sessions.json"
     foreign.write_text("my notes\n")
     proc = campaign_5v(stub_dir, h200_state, "--dir", str(tmp_path), "--quick")
-    assert proc.returncode == 2 and "not a 5V campaign sessions file" in proc.stderr
+    assert proc.returncode == 2 and "not a sessions file of ecnas-5v-campaign-sessions/1" in proc.stderr
     assert foreign.read_text() == "my notes\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == [foreign.name]  # no store made
     missing = campaign_5v(stub_dir, h200_state, "--dir", str(tmp_path / "nope"), "--quick")
@@ -177,3 +187,109 @@ def test_run_limit_expects_the_longest_run_so_far() -> None:
     assert limit.allows(3, 60.0, 40.0) and not limit.allows(3, 61.0, 40.0)
     assert RunLimit().allows(10**6, math.inf, None)  # no limit: never stops
     assert not RunLimit(runs=2).allows(2, 0.0, None)
+
+
+# -- the device call (scripts/campaign_5v_device.sh), as a lent machine runs it ---------------
+
+def _device_env(stub: Path, state: Path, out: Path, source: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    for key in ("CUDA_VISIBLE_DEVICES", "PYTHONPATH"):
+        env.pop(key, None)  # the script sets the PYTHONPATH route itself
+    env.update(LD_LIBRARY_PATH=str(stub), FAKE_NVML_STATE=str(state),
+               FAKE_NVML_LIVE=f"{time.time() - 5:.3f} 1.0 20", OUT=str(out),
+               CAMPAIGN_5V_FROM=str(source))
+    return env
+
+
+def _other_kind(source: Path) -> list[str]:
+    """A store, table and sessions record of another GPU kind (an H100) beside the H200's."""
+    from ecnas.campaign.store import ResultsStore
+
+    with ResultsStore(source / "nvidia-h100-quick.sqlite", create=True) as store:
+        store.bind("0" * 16, {"name": "5v-gpu-quick"})
+    (source / "nvidia-h100-quick.parquet").write_bytes(b"PAR1")
+    (source / "nvidia-h100-quick.sessions.json").write_text(
+        '{"format": "ecnas-5v-campaign-sessions/1", "sessions": []}\n')
+    return sorted(p.name for p in source.iterdir())
+
+
+def _cells(store_file: Path) -> int:
+    """Committed cells in a store file read alone, as a repository keeps it (no -wal)."""
+    import sqlite3
+
+    uri = f"file:{store_file}?mode=ro&immutable=1"  # immutable: a -wal would be ignored
+    with sqlite3.connect(uri, uri=True) as db:
+        return int(db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+
+
+@pytest.fixture(scope="module")
+def killed_call(stub_dir: Path, h200_state: Path, tmp_path_factory: pytest.TempPathFactory
+                ) -> tuple[Path, Path]:
+    """A device call killed (SIGKILL, the whole process group, as a call's time limit does)
+    once its log says 2 cells are done. (source folder, $OUT)"""
+    source, out = tmp_path_factory.mktemp("from"), tmp_path_factory.mktemp("out")
+    _other_kind(source)
+    proc = subprocess.Popen(["bash", str(DEVICE_SCRIPT), "--quick", "--time-budget", "0"],
+                            cwd=tmp_path_factory.getbasetemp(), start_new_session=True,
+                            env=_device_env(stub_dir, h200_state, out, source),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = out / "log.txt"
+    deadline = time.monotonic() + 600
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            text = log.read_text() if log.exists() else ""
+            if sum(1 for line in text.splitlines() if " done " in line) >= 2:
+                break
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, 9)
+        proc.wait(timeout=60)
+    assert sum(1 for line in log.read_text().splitlines() if " done " in line) >= 2, \
+        log.read_text()
+    return source, out
+
+
+def test_killed_device_call_keeps_every_cell_in_the_store_file(killed_call: tuple[Path, Path]
+                                                               ) -> None:
+    source, out = killed_call
+    names = sorted(p.name for p in out.iterdir())
+    # this kind's files alone, inside the 8 a call returns; the H100's stayed where they were
+    assert len(names) <= 8 and not any("h100" in n for n in names), names
+    assert "nvidia-h200-quick.sqlite" in names
+    # the store file alone (its -wal git-ignored and never copied) holds both cells
+    kept = source.parent / "kept"
+    kept.mkdir()
+    shutil.copyfile(out / "nvidia-h200-quick.sqlite", kept / "nvidia-h200-quick.sqlite")
+    assert _cells(kept / "nvidia-h200-quick.sqlite") >= 2
+
+
+def test_device_call_resumes_read_only_returned_files(stub_dir: Path, h200_state: Path,
+                                                      killed_call: tuple[Path, Path],
+                                                      tmp_path: Path) -> None:
+    source, killed = killed_call
+    # the returned store, copied back into the campaign folder as a lent machine returns files:
+    # read-only, without its -wal, beside another GPU kind's files
+    store = source / "nvidia-h200-quick.sqlite"
+    shutil.copyfile(killed / "nvidia-h200-quick.sqlite", store)
+    before = _cells(store)
+    for f in source.iterdir():
+        f.chmod(0o444)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.run(["bash", str(DEVICE_SCRIPT), "--quick", "--max-cells", "1"],
+                          cwd=tmp_path, env=_device_env(stub_dir, h200_state, out, source),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + (out / "log.txt").read_text()
+    report = json.loads((out / "session.json").read_text())
+    assert (report["cells_done"], report["cells_in_store"]) == (1, before + 1)
+    assert report["resumed_from"] == str(source)
+    names = sorted(p.name for p in out.iterdir())
+    # the store and table of this call's kind, its sessions record, and the call's three notes
+    assert names == ["log.txt", "nvidia-h200-quick.parquet", "nvidia-h200-quick.sessions.json",
+                     "nvidia-h200-quick.sqlite", "nvidia-smi.txt", "session.json"], names
+    assert _cells(out / "nvidia-h200-quick.sqlite") == before + 1  # no -wal needed
+    assert len(read_table(out / "nvidia-h200-quick.parquet")["arch_hash"].unique()) == before + 1
+    assert store.stat().st_mode & 0o777 == 0o444 and _cells(store) == before  # input untouched
+    costs = report["fixed_costs"]
+    # timed in a fresh interpreter, not the nothing between two clock reads it was before
+    assert costs["import_torch_s"] is not None and costs["import_torch_s"] > 0.01

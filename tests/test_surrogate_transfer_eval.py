@@ -14,7 +14,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ecnas.campaign.fivev import five_v_cells
 from ecnas.errors import InputError
 from ecnas.interop.ecnas_tree import import_results_tree
 from ecnas.surrogate.architecture import ArchitectureSurrogate
@@ -23,6 +22,9 @@ from ecnas.surrogate.transfer_eval import evaluate_transfer, summary_text
 from ecnas.tables import write_table
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # the 5V campaign's cell order lives in experiments/, beside ecnas
+    sys.path.insert(0, str(ROOT))
+from experiments.campaign_5v.driver import five_v_cells  # noqa: E402
 
 
 @pytest.fixture(scope="module")

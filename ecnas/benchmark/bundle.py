@@ -295,7 +295,7 @@ def write_bundle(table: Any, out_dir: str | Path, *, metadata: Mapping[str, Any]
     full = validate(table)
     if full.empty:
         raise InputError("the table has no rows: nothing to put in a bundle")
-    report = run_checks(table, profiles=profiles)
+    report = run_checks(full, profiles=profiles, validated=True)  # the schema: just above
     if not report.ok:
         failed = "; ".join(f"{r.name}: {r.explanation}" for r in report.failed
                            if r.severity == "error")

@@ -23,6 +23,7 @@ from ecnas.errors import InputError
 from ecnas.space import ModelSpec, enumerate_cells, sample_cells
 from ecnas.tables import read_table
 from ecnas.tracker.carbon import check_carbon_intensity
+from ecnas.trainer.config import TrainConfig
 from ecnas.trainer.recipe import (
     DATASET_DEFAULTS,
     MAX_BUDGET_EPOCHS,
@@ -97,7 +98,7 @@ class Campaign:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def train_config(self, run: RunSpec, device: str = "cpu") -> dict[str, Any]:
-        """The run's :class:`ecnas.trainer.train.TrainConfig` as a plain dict (JSON-able)."""
+        """The run's :class:`ecnas.trainer.config.TrainConfig` as a plain dict (JSON-able)."""
         cfg: dict[str, Any] = {"matrix": run.matrix, "ops": run.ops,
                                "budget_epochs": run.budget_epochs, "repeat": run.repeat,
                                "seed": self.seed, "dataset": self.dataset,
@@ -339,9 +340,8 @@ def _parse(data: Mapping[str, Any], source: str, base_dir: Path) -> Campaign:
 
 
 def _check_recipe(where: _Where, campaign: Campaign) -> None:
-    """Build one TrainConfig so that recipe values TrainConfig refuses fail here, not in a run."""
-    from ecnas.trainer.train import TrainConfig
-
+    """Build one TrainConfig so that recipe values TrainConfig refuses fail here, not in a run
+    (:mod:`ecnas.trainer.config` imports no torch: checking a campaign file stays light)."""
     if not campaign.run_specs:
         raise where.error("architectures", "selects no architecture")
     try:

@@ -1,8 +1,8 @@
 """Where runs execute: local worker processes, a Dask cluster, or (workers=0) inline.
 
-Every executor takes plain-dict tasks and hands back the plain-dict results of
-:func:`ecnas.campaign.worker.execute_run`; the coordinator does not know which one it
-drives. A run whose process dies (segfault, OOM kill, ``os._exit``) comes back as a failed
+Every executor takes :class:`~ecnas.campaign.tasks.RunTask` s and hands back the
+:class:`~ecnas.campaign.tasks.RunResult` s of :func:`ecnas.campaign.worker.execute_run`; the
+coordinator does not know which one it drives. A run whose process dies (segfault, OOM kill, ``os._exit``) comes back as a failed
 result naming the exit status, like a run that raised.
 """
 
@@ -28,6 +28,8 @@ from ecnas.campaign.worker_slots import (
     pin,
     plan_shares,
 )
+from ecnas.campaign.tasks import RunResult, RunTask
+from ecnas.campaign.worker import child_main, execute_run
 from ecnas.errors import InputError
 
 #: runs handed to a Dask scheduler at once, whatever the number of workers at connect time
@@ -44,17 +46,16 @@ class InlineExecutor:
     oversubscribed: str | None = None
 
     def __init__(self, device: str = "cpu") -> None:
-        self._done: deque[dict[str, Any]] = deque()
+        self._done: deque[RunResult] = deque()
         self.device = device  # the campaign's device: inline runs train there, not on the CPU
         self.label = f"inline on {device}"
 
-    def submit(self, task: dict[str, Any]) -> None:
+    def submit(self, task: RunTask) -> None:
         """Run ``task`` now, in this process, on the campaign's device; its result waits for
         :meth:`next_result`."""
-        self._done.append(execute_run({**task, "config": {**task["config"],
-                                                          "device": self.device}}))
+        self._done.append(execute_run(task.placed(self.device)))
 
-    def next_result(self) -> dict[str, Any]:
+    def next_result(self) -> RunResult:
         """The oldest result not yet handed back."""
         return self._done.popleft()
 
@@ -69,7 +70,7 @@ class _Slot:
     device: str  # what the run's TrainConfig.device becomes
     proc: Any = None
     conn: Any = None
-    task: dict[str, Any] | None = None
+    task: RunTask | None = None
 
 
 def _start_without_sigint(proc: Any) -> None:
@@ -110,25 +111,24 @@ class LocalExecutor:
         self.label = (f"{workers} local worker process(es), "
                       f"{'/'.join(map(str, threads))} thread(s) each, {pinned}")
 
-    def submit(self, task: dict[str, Any]) -> None:
+    def submit(self, task: RunTask) -> None:
         """Start ``task`` in a fresh spawned process on a free slot, pinned to the slot's cores
         and GPU; submitting with every slot busy is a RuntimeError."""
         slot = next((s for s in self._slots if s.proc is None), None)
         if slot is None:
             raise RuntimeError("submit() with every worker slot busy")
-        task = {**task, "gpu": slot.share.gpu, "share": slot.share.to_dict(),
-                "config": {**task["config"], "device": slot.device}}
+        task = task.placed(slot.device, gpu=slot.share.gpu, share=slot.share.to_dict())
         parent, child = self._ctx.Pipe(duplex=False)
         proc = self._ctx.Process(target=child_main, args=(task, child, os.getpid()),
                                  daemon=True,
-                                 name=f"ecnas-run-{task['run_key']}")
+                                 name=f"ecnas-run-{task.run_key}")
         _start_without_sigint(proc)
         assert proc.pid is not None  # started above
         pin(proc.pid, slot.share)
         child.close()
         slot.proc, slot.conn, slot.task = proc, parent, task
 
-    def next_result(self) -> dict[str, Any]:
+    def next_result(self) -> RunResult:
         """Wait for any running task and return its result; a process that died without sending
         one gives a failed result naming its exit status or signal."""
         busy = [s for s in self._slots if s.proc is not None]
@@ -137,7 +137,7 @@ class LocalExecutor:
         waitables = {s.conn: s for s in busy} | {s.proc.sentinel: s for s in busy}
         ready = wait(list(waitables))
         slot = waitables[ready[0]]
-        result: dict[str, Any] | None = None
+        result: RunResult | None = None
         try:
             if slot.conn.poll():
                 result = slot.conn.recv()
@@ -145,15 +145,15 @@ class LocalExecutor:
             result = None  # the process died before or while sending
         slot.proc.join()
         code = slot.proc.exitcode
-        task = slot.task or {}
+        task = slot.task
         slot.conn.close()
         slot.proc.close()
         slot.proc = slot.conn = slot.task = None
         if result is None:
+            assert task is not None  # a busy slot holds its task
             how = f"killed by signal {-code}" if code is not None and code < 0 else \
                 f"exit status {code}"
-            result = {"run_key": task.get("run_key"), "attempt": task.get("attempt"),
-                      "ok": False, "error": f"worker process died ({how}) before returning"}
+            result = RunResult.failed(task, f"worker process died ({how}) before returning")
         return result
 
     def close(self) -> None:
@@ -208,23 +208,22 @@ class DaskExecutor:
         self.split_socket = True
         self.oversubscribed: str | None = None  # Dask workers' threads are set where they start
         self.label = f"Dask scheduler {address} ({len(self._client.nthreads())} workers)"
-        self._tasks: dict[str, dict[str, Any]] = {}
+        self._tasks: dict[str, RunTask] = {}
         # Dask treats equal keys as the same result: two coordinators sharing a cluster (other
         # recipes, other stores) must never get each other's runs
         self._session = uuid.uuid4().hex[:12]
 
-    def submit(self, task: dict[str, Any]) -> None:
+    def submit(self, task: RunTask) -> None:
         """Send ``task`` to the scheduler under a key unique to this session, asking for
         ``GPU=1`` on a GPU campaign; the run trains on the worker's ``cuda:0``."""
-        task = {**task, "gpu": None,
-                "config": {**task["config"], "device": "cuda:0" if self._gpu else "cpu"}}
-        key = f"ecnas-run-{task['run_key']}-{task['attempt']}-{self._session}"
+        task = task.placed("cuda:0" if self._gpu else "cpu", gpu=None)
+        key = f"ecnas-run-{task.run_key}-{task.attempt}-{self._session}"
         fut = self._client.submit(execute_run, task, key=key, pure=False,
                                   resources={"GPU": 1} if self._gpu else None)
         self._tasks[key] = task  # fut.key is key
         self._ac.add(fut)
 
-    def next_result(self) -> dict[str, Any]:
+    def next_result(self) -> RunResult:
         """The result of whichever task finishes next; a task that raised or whose worker was
         lost gives a failed result."""
         fut = next(self._ac)
@@ -232,8 +231,7 @@ class DaskExecutor:
         try:
             return fut.result()
         except Exception as exc:  # noqa: BLE001 - a lost worker or task becomes a failed run
-            return {"run_key": task["run_key"], "attempt": task["attempt"], "ok": False,
-                    "error": f"Dask task failed: {type(exc).__name__}: {exc}"}
+            return RunResult.failed(task, f"Dask task failed: {type(exc).__name__}: {exc}")
         finally:
             fut.release()
 
@@ -284,7 +282,7 @@ class JobQueueExecutor(DaskExecutor):
                       f"({spec.cores} core(s), {spec.memory}"
                       + (f", gres {gres}" if gres else "") + f"; job logs in {logs})")
 
-    def next_result(self) -> dict[str, Any]:
+    def next_result(self) -> RunResult:
         """As :meth:`DaskExecutor.next_result`, checking the batch queue every 5 s while
         waiting: jobs that end before their worker joins would otherwise leave the campaign
         waiting forever (a :class:`ClusterError` once they stall)."""

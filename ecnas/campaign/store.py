@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from ecnas.campaign.tasks import RunResult
 from ecnas.errors import InputError
 from ecnas.outputs import check_target, owned_by_caller
 from ecnas.tables import empty_table, validate, write_table
@@ -238,12 +239,27 @@ class ResultsStore:
                  time.time()))
         return cur.rowcount == 1
 
+    def commit_result(self, result: RunResult) -> bool:
+        """Keep what came back of one attempt: an ok result's rows and provenance as a
+        completed run (:meth:`commit_run`; False when it was already there), a failed one as a
+        failure (:meth:`record_failure`; False)."""
+        if result.ok:
+            return self.commit_run(result.run_key, list(result.rows), dict(result.provenance))
+        self.record_failure(result.run_key, result.attempt, str(result.error), result.host)
+        return False
+
     def record_failure(self, run_key: str, attempt: int, error: str,
                        host: str | None = None) -> None:
         """Keep a failed attempt of a run (its error and host); the run stays to do."""
         with self._transaction():
             self._db.execute("INSERT INTO failures (run_key, attempt, error, host, at) "
                              "VALUES (?, ?, ?, ?, ?)", (run_key, attempt, error, host, time.time()))
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the store file and empty it (``PRAGMA
+        wal_checkpoint(TRUNCATE)``): the file alone then holds every committed run, for a copy
+        taken while this store is open or after its process was killed."""
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     # -- reading -------------------------------------------------------------------------------
     def done_keys(self) -> set[str]:

@@ -1,9 +1,9 @@
 """What runs one campaign run, wherever it runs: a local worker process or a Dask worker.
 
-:func:`execute_run` takes a plain-dict task and returns a plain-dict result (JSON-able), so the
-same function serves both executors. It never touches the store: results go back to the
-coordinator, which alone writes. A run function's exception becomes an ``ok: false`` result
-with the error; a crash of the whole process is detected by the executor.
+:func:`execute_run` takes a :class:`~ecnas.campaign.tasks.RunTask` and returns a
+:class:`~ecnas.campaign.tasks.RunResult` (both picklable), so the same function serves every
+executor. It never touches the store: results go back to the coordinator, which alone writes.
+A run function's exception becomes a result that is not ok, with the error; a crash of the whole process is detected by the executor.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import sys
 import time
 import traceback
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 from ecnas._version import __version__
+from ecnas.campaign.worker_slots import WorkerShare, apply_share, observed, set_torch_threads
+from ecnas.campaign.socket_split import cpu_share, cpu_times, split_rows
+from ecnas.campaign.tasks import RunFn, RunOutput, RunResult, RunTask
 
-#: run_fn(config) -> rows, or {"rows": rows, "meters": [...], "estimate_reasons": [...],
-#: "hardware": [{"meter", "domain", "kind", "name"}, ...]}
-RunFn = Callable[[Any], Any]
+__all__ = ["RunFn", "child_main", "cluster_job", "execute_run", "train_run"]
 #: meters whose CPU/DRAM reading covers the whole socket, not one process
 SOCKET_METERS = ("rapl", "pyrapl")
 
@@ -74,73 +74,53 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def execute_run(task: dict[str, Any]) -> dict[str, Any]:
-    """Run one task; see the module doc. ``task`` keys: run_key, attempt, config (TrainConfig
-    dict), campaign_hash, gpu (CUDA_VISIBLE_DEVICES value or None), split_socket (bool),
-    run_fn (callable or None for :func:`train_run`), share (the local worker slot's
-    :class:`~ecnas.campaign.worker_slots.WorkerShare` as a dict, or None)."""
-    from ecnas.campaign.socket_split import cpu_share, cpu_times, split_rows
-    from ecnas.campaign.worker_slots import (
-        WorkerShare,
-        apply_share,
-        observed,
-        set_torch_threads,
-    )
-    from ecnas.trainer.train import TrainConfig
-
-    slot = WorkerShare.from_dict(task.get("share"))
+def execute_run(task: RunTask) -> RunResult:
+    """Run one task; see the module doc. The local worker slot's share (``task.share``) is
+    applied first, before the run loads torch."""
+    slot = WorkerShare.from_dict(task.share)
     apply_share(slot)  # before torch loads: its pools start at the slot's size
     started = time.time()
-    base = {"run_key": task["run_key"], "attempt": task["attempt"], "host": socket.gethostname(),
-            "pid": os.getpid()}
+    host, pid = socket.gethostname(), os.getpid()
+    config = task.config
+    fn: RunFn = task.run_fn or train_run
     try:
-        config = TrainConfig.from_dict(task["config"])
-        fn: RunFn = task.get("run_fn") or train_run
         if slot is not None and fn is train_run:  # the trainer loads torch: size it now
             set_torch_threads(slot.threads)
-        split = bool(task.get("split_socket"))
-        t0 = cpu_times() if split else None
-        out = fn(config)
-        t1 = cpu_times() if split else None
-        if isinstance(out, dict):
-            rows, meters = list(out["rows"]), list(out.get("meters", []))
-            reasons = list(out.get("estimate_reasons", []))
-            hardware = list(out.get("hardware", []))
-            warmup = out.get("warmup")
-        else:
-            rows, meters, reasons, hardware, warmup = list(out), [], [], [], None
-        if not rows:
-            raise RuntimeError("the run function returned no rows")
+        t0 = cpu_times() if task.split_socket else None
+        out = RunOutput.of(fn(config))
+        t1 = cpu_times() if task.split_socket else None
         # only socket-wide CPU meters (RAPL) see the other runs; the estimate meter already
         # counts this process's own CPU time
-        socket_wide = any(m in SOCKET_METERS for m in meters)
+        socket_wide = any(m in SOCKET_METERS for m in out.meters)
         share = cpu_share(t0, t1) if t0 and t1 and socket_wide else 1.0
-        rows = split_rows(rows, share)
+        rows = split_rows(list(out.rows), share)
     except BaseException as exc:  # noqa: BLE001 - any failure of the run is reported, not raised
         if isinstance(exc, KeyboardInterrupt):
             raise
         tb = traceback.extract_tb(exc.__traceback__)
-        where = f" at {tb[-1].filename}:{tb[-1].lineno}" if tb else ""
-        return {**base, "ok": False, "error": f"{type(exc).__name__}: {exc}{where}"}
+        at = f" at {tb[-1].filename}:{tb[-1].lineno}" if tb else ""
+        return RunResult.failed(task, f"{type(exc).__name__}: {exc}{at}", host=host, pid=pid)
     provenance = {
-        **base, "campaign_hash": task.get("campaign_hash"), "started": started,
-        "finished": time.time(), "torch_device": config.device, "devices": hardware,
+        "run_key": task.run_key, "attempt": task.attempt, "host": host, "pid": pid,
+        "campaign_hash": task.campaign_hash, "started": started,
+        "finished": time.time(), "torch_device": config.device, "devices": list(out.hardware),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         # on a batch cluster: which job on which node ran it, with which GPUs
         "cluster_job": cluster_job(),
         "matched_profiles": sorted({str(r.get("device")) for r in rows}),
-        "meters": meters, "estimate_reasons": reasons, "cpu_share": share,
-        "software": _versions(), "platform": platform.platform(),
+        "meters": list(out.meters), "estimate_reasons": list(out.estimate_reasons),
+        "cpu_share": share, "software": _versions(), "platform": platform.platform(),
         "run_fn": f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', '?')}",
         # what the run had (threads, affinity: read back, not assumed), what its slot was
         # given (None: inline or on Dask, where the worker's own settings hold), its warm-up
         **observed(), "share": slot.to_dict() if slot is not None else None,
-        "warmup": warmup,
+        "warmup": out.warmup,
     }
-    return {**base, "ok": True, "rows": rows, "provenance": provenance}
+    return RunResult(run_key=task.run_key, attempt=task.attempt, ok=True, rows=tuple(rows),
+                     provenance=provenance, host=host, pid=pid)
 
 
-def child_main(task: dict[str, Any], conn: Any, coordinator_pid: int | None = None) -> None:
+def child_main(task: RunTask, conn: Any, coordinator_pid: int | None = None) -> None:
     """Entry point of a local worker process: pin the GPU, run, send the result, exit."""
     _die_with_parent()
     # the coordinator may have died while this process was still starting up, before the
@@ -153,8 +133,8 @@ def child_main(task: dict[str, Any], conn: Any, coordinator_pid: int | None = No
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):  # started with SIGINT blocked: see executors
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    if task.get("gpu") is not None:  # before torch is imported, so the run sees only its GPU
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(task["gpu"])
+    if task.gpu is not None:  # before torch is imported, so the run sees only its GPU
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(task.gpu)
     result = execute_run(task)
     try:
         conn.send(result)

@@ -12,7 +12,7 @@ from ecnas._lazy import lazy_exports
 
 _EXPORTS = {
     "Recipe": "ecnas.trainer.recipe",
-    "TrainConfig": "ecnas.trainer.train",
+    "TrainConfig": "ecnas.trainer.config",
     "EpochProgress": "ecnas.trainer.train",
     "train_architecture": "ecnas.trainer.train",
     "run_training": "ecnas.trainer.train",

@@ -71,9 +71,12 @@ def _profiles(profiles: Any) -> Mapping[str, Any]:
 
 
 def run_checks(df: pd.DataFrame, *, profiles: Any = None,
-               options: CheckOptions | Mapping[str, Any] | None = None) -> CheckReport:
+               options: CheckOptions | Mapping[str, Any] | None = None,
+               validated: bool = False) -> CheckReport:
     """Check a table. ``profiles``: HardwareProfiles (list or id → profile; default: the loaded
-    ones); ``options``: CheckOptions or a dict of its fields."""
+    ones); ``options``: CheckOptions or a dict of its fields. ``validated``: ``df`` is what
+    :func:`ecnas.tables.validate` returned (the caller checked the schema where the table
+    entered): trusted, not converted again."""
     if isinstance(options, Mapping):
         try:
             options = CheckOptions(**options)
@@ -81,7 +84,7 @@ def run_checks(df: pd.DataFrame, *, profiles: Any = None,
             raise InputError(f"check options: {exc}") from None
     options = options or CheckOptions()
     try:
-        table = validate(df)
+        table = df if validated else validate(df)
     except InputError as exc:
         res = CheckResult("schema", "error", False, len(df) if hasattr(df, "__len__") else 0, str(exc))
         return CheckReport((res,), len(df) if hasattr(df, "__len__") else 0, 0, 0)

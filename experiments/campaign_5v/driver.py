@@ -11,19 +11,16 @@ every window edge. It stops starting cells when the next one would overrun ``tim
 The store (``DIR/<profile>.sqlite``), its table (``DIR/<profile>.parquet``) and a record of
 every session (``DIR/<profile>.sessions.json``: machine, software, fixed costs, per-cell
 times) live in the repository, so a later loan resumes where this one stopped. See
-docs/campaigns.md, "The 5V GPU campaign".
+docs/campaigns.md, "The 5V GPU campaign". What is not particular to this campaign (the time
+budget, the store checkpointed after every cell, fixed costs, the sessions file) is
+:mod:`ecnas.campaign.timed`.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
-import os
-import platform
-import statistics
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -37,16 +34,25 @@ from typing import Any
 import numpy as np
 import torch
 
-import ecnas
-from ecnas._version import __version__
 from ecnas.campaign.config import Campaign
-from ecnas.campaign.runner import RunLimit, run_campaign
 from ecnas.campaign.store import ResultsStore, export_table
+from ecnas.campaign.timed import (
+    FixedCosts,
+    RunTiming,
+    SessionsFile,
+    TimedSession,
+    import_seconds,
+    machine_info,
+    per_run_summary,
+    software_versions,
+    time_runs,
+    writable_copies,
+)
 from ecnas.errors import InputError
 from ecnas.meters.nvml import NvmlMeter, background_setting
 from ecnas.meters.rapl import RaplMeter
 from ecnas.monitor import Monitor
-from ecnas.outputs import check_target, dumps_json, owned_by_caller, write_json
+from ecnas.outputs import check_target, dumps_json, owned_by_caller
 from ecnas.space import ModelSpec
 from ecnas.tables import read_table
 from ecnas.tables.checks import run_checks
@@ -56,9 +62,12 @@ from ecnas.trainer.data import load_dataset
 from ecnas.trainer.data.synthetic import write_synthetic_cifar10
 from ecnas.trainer.train import run_training
 
-ARCHIVE = Path("tests/data/ec-nas-5v.tar.gz")
+#: the repository this experiment lives in: its data and its results folder are found from here,
+#: not from the working folder
+ROOT = Path(__file__).resolve().parents[2]
+ARCHIVE = ROOT / "tests" / "data" / "ec-nas-5v.tar.gz"
 GRAPHS = "ec-nas-5v/graphs/generated_graphs_5V9E.json"
-DIR = Path("campaigns/5v-gpu")
+DIR = ROOT / "campaigns" / "5v-gpu"
 ORDER_SEED = 0  # the cells' order: a permutation of the sorted hashes by this seed
 SESSIONS_FORMAT = "ecnas-5v-campaign-sessions/1"
 NAME = "5v-gpu"
@@ -105,8 +114,8 @@ def five_v_cells(archive: str | Path = ARCHIVE) -> list[tuple[str, str, str]]:
                 raise KeyError(GRAPHS)
             graphs = json.loads(member.read())
     except FileNotFoundError:
-        raise InputError(f"{path}: EC-NAS 5V archive not found (it ships in tests/data/; run "
-                         "from the repository root or pass --archive)") from None
+        raise InputError(f"{path}: EC-NAS 5V archive not found (it ships in tests/data/; "
+                         "pass --archive)") from None
     except (tarfile.TarError, KeyError, OSError, ValueError) as exc:
         raise InputError(f"{path}: not EC-NAS's 5V archive ({type(exc).__name__}: {exc})"
                          ) from None
@@ -157,12 +166,10 @@ def campaign_monitor() -> Any:
     return Monitor(meters).start()
 
 
-def make_run_fn(monitor: Any, profile: str,
-                timings: list[dict[str, Any]]) -> Callable[[Any], dict[str, Any]]:
-    """The campaign's run function: the trainer on ``monitor``; each call's seconds outside
-    the metered training (data to the device, network, warm-up, rows) go to ``timings``.
-    Rows name the metered GPU's profile (``profile``) as their device, also in ``--quick``
-    on a CPU, where the energy is still the (stand-in) GPU's."""
+def make_run_fn(monitor: Any, profile: str) -> Callable[[Any], dict[str, Any]]:
+    """The campaign's run function: the trainer on ``monitor``. Rows name the metered GPU's
+    profile (``profile``) as their device, also in ``--quick`` on a CPU, where the energy is
+    still the (stand-in) GPU's."""
 
     statuses = monitor.statuses()
     meters = [s.meter for s in statuses]
@@ -171,21 +178,13 @@ def make_run_fn(monitor: Any, profile: str,
                 for s in statuses if s.usable for d in s.devices]
 
     def run(config: Any) -> dict[str, Any]:
-        t0 = time.perf_counter()
         result = run_training(config, monitor=monitor)
-        total = time.perf_counter() - t0
         for row in result.rows:
             row["device"] = profile
             # trained and evaluated on random images: the evaluations cost what CIFAR-10's
             # would (their energy stays in the rows), their accuracies mean nothing
             for name in ACCURACIES:
                 row[name] = math.nan
-        metered = float(result.rows[-1]["wall_time_s"])
-        timings.append({"arch_hash": result.rows[-1]["arch_hash"], "call_s": total,
-                        "metered_wall_s": metered,
-                        "training_s": float(result.rows[-1]["training_time_s"]),
-                        "warmup_s": result.warmup.time_s if result.warmup else 0.0,
-                        "fixed_s": total - metered})
         return {"rows": result.rows, "meters": meters, "estimate_reasons": reasons,
                 "hardware": hardware,
                 "warmup": result.warmup.to_dict() if result.warmup else None}
@@ -195,34 +194,9 @@ def make_run_fn(monitor: Any, profile: str,
 
 # -- fixed costs -----------------------------------------------------------------------------
 
-def process_age_s() -> float | None:
-    """Seconds since this process was created (Linux /proc), or None elsewhere."""
-    try:
-        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
-        start_ticks = int(fields[19])  # field 22 of stat(5), counted after "pid (comm)"
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-        return max(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 0.0)
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-@dataclass
-class FixedCosts:
-    """Seconds spent once per process (what one process per cell would pay per cell)."""
-
-    process_start_s: float | None = None  # interpreter start and imports up to main()
-    import_torch_s: float = 0.0
-    cuda_init_s: float | None = None  # None: not on a GPU
-    meters_start_s: float = 0.0
-    write_data_s: float = 0.0
-    load_data_s: float = 0.0  # first read of the batch files (cached in-process after)
-    cells_s: float = 0.0  # the 5V cells from the archive, the campaign built
-
-    @property
-    def per_process_s(self) -> float:
-        """What a fresh process per cell would pay before its training (data written once)."""
-        return ((self.process_start_s or 0.0) + self.import_torch_s + (self.cuda_init_s or 0.0)
-                + self.meters_start_s + self.load_data_s)
+#: what a fresh process per cell would pay again before its training (the data is written once)
+PER_PROCESS = ("process_start_s", "import_torch_s", "cuda_init_s", "meters_start_s",
+               "load_data_s")
 
 
 def _cuda_init(device: str) -> float | None:
@@ -266,65 +240,13 @@ class SessionReport:
     check_failed: tuple[str, ...]
     software: dict[str, str]
     machine: dict[str, Any] = field(default_factory=dict)
+    resumed_from: str | None = None  # the folder the store was copied from (None: in place)
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain data (one entry of the sessions file, and ``--json``)."""
         d = asdict(self)
         d["meters"], d["check_failed"] = list(self.meters), list(self.check_failed)
         return d
-
-
-def _stats(values: list[float]) -> dict[str, float] | None:
-    if not values:
-        return None
-    return {"median": statistics.median(values), "min": min(values), "max": max(values),
-            "mean": statistics.fmean(values)}
-
-
-def _software() -> dict[str, str]:
-    out = {"python": platform.python_version(), "ecnas": __version__, "torch": torch.__version__,
-           "numpy": np.__version__}
-    if torch.version.cuda:
-        out["cuda"] = str(torch.version.cuda)
-    if torch.backends.cudnn.is_available():
-        out["cudnn"] = str(torch.backends.cudnn.version())
-    return out
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def _source_digest() -> str:
-    """SHA-256 over ecnas's own source files: names the code that measured, also on a machine
-    that got a copy of the working tree without its git history."""
-
-    root = Path(ecnas.__file__).resolve().parent
-    digest = hashlib.sha256()
-    for f in sorted(root.rglob("*.py")):
-        digest.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
-    return digest.hexdigest()
-
-
-def _check_sessions_file(path: Path) -> list[dict[str, Any]]:
-    """The sessions recorded so far; a file there that this campaign did not write is refused
-    before any work."""
-    if not path.exists():
-        return []
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a 5V campaign sessions file ({exc}); move it away") from None
-    if not isinstance(data, dict) or data.get("format") != SESSIONS_FORMAT \
-            or not isinstance(data.get("sessions"), list):
-        raise InputError(f"{path}: not a 5V campaign sessions file (format "
-                         f"{SESSIONS_FORMAT}); move it away")
-    return list(data["sessions"])
 
 
 def _check_table_target(path: Path) -> None:
@@ -353,148 +275,106 @@ def gpu_identity(monitor: Any) -> tuple[str, str]:
 
 
 @dataclass
-class _Session:
-    """A session's state between measuring and the report."""
+class _Files:
+    """Where one GPU kind's files of the campaign lie: ``<profile>[-quick].<suffix>``."""
 
-    profile: str
-    gpu_name: str
-    device: str
-    quick: bool
     folder: Path
-    started: str
-    t0: float
-    age0: float | None
-    time_budget_s: float | None
-    costs: FixedCosts
-    cells: int
-    sessions: list[dict[str, Any]] = field(default_factory=list)
+    stem: str
 
     def path(self, suffix: str) -> Path:
-        return self.folder / f"{self.profile}{'-quick' if self.quick else ''}{suffix}"
-
-    def elapsed_s(self) -> float:
-        """Seconds since the process started (since the session started where unknown)."""
-        return (self.age0 or 0.0) + time.perf_counter() - self.t0
+        return self.folder / f"{self.stem}{suffix}"
 
 
 def run_session(*, directory: str | Path = DIR, archive: str | Path = ARCHIVE,
                 time_budget_s: float | None = 480.0, max_cells: int | None = None,
                 quick: bool = False, device: str | None = None,
+                resume_from: str | Path | None = None,
                 progress: Callable[[str], None] | None = None) -> SessionReport:
     """Measure cells until ``time_budget_s`` (counted from this process's start) or
-    ``max_cells`` is reached; export the table, check it, record the session."""
-    age0, t0 = process_age_s(), time.perf_counter()
+    ``max_cells`` is reached; export the table, check it, record the session.
+
+    ``resume_from``: a folder of earlier sessions (read-only files welcome) whose store and
+    sessions record *of this GPU kind* are copied, as writable files, into ``directory`` (which
+    must not hold them yet) before the session resumes them there; other kinds' files are left
+    where they are."""
+    session = TimedSession(time_budget_s, max_cells)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     say = progress or (lambda _line: None)
     folder = Path(directory)
     if not folder.is_dir():
         raise InputError(f"--dir {folder}: no such folder")
-    if time_budget_s is not None and time_budget_s <= 0:
-        raise InputError(f"--time-budget {time_budget_s:g}: must be positive seconds")
-    if max_cells is not None and max_cells < 1:
-        raise InputError(f"--max-cells {max_cells}: must be at least 1")
-    costs = FixedCosts(process_start_s=age0)
+    source = Path(resume_from) if resume_from is not None else None
+    if source is not None and not source.is_dir():
+        raise InputError(f"--resume-from {source}: no such folder")
+    costs: FixedCosts = session.costs
+    costs.per_process = PER_PROCESS
     plan = Plan.quick_plan() if quick else Plan.full()
-    t = time.perf_counter()
-    cells = five_v_cells(archive)
-    costs.cells_s = time.perf_counter() - t
-    t = time.perf_counter()
-
-    costs.import_torch_s = time.perf_counter() - t
+    with costs.timed("cells_s"):
+        cells = five_v_cells(archive)
     device = device or ("cuda:0" if torch.cuda.is_available() else "cpu")
-    costs.cuda_init_s = _cuda_init(device)
-    t = time.perf_counter()
-    monitor = campaign_monitor()
-    costs.meters_start_s = time.perf_counter() - t
+    costs.seconds["cuda_init_s"] = _cuda_init(device)
+    with costs.timed("meters_start_s"):
+        monitor = campaign_monitor()
     try:
         profile, gpu_name = gpu_identity(monitor)
-        ses = _Session(profile=profile, gpu_name=gpu_name, device=device, quick=quick,
-                       folder=folder, started=started, t0=t0, age0=age0,
-                       time_budget_s=time_budget_s, costs=costs, cells=len(cells))
-        ses.sessions = _check_sessions_file(ses.path(".sessions.json"))  # before any work
-        _check_table_target(ses.path(".parquet"))
+        files = _Files(folder, f"{profile}{'-quick' if quick else ''}")
+        if source is not None:
+            writable_copies(source, folder, (files.stem + ".sqlite",
+                                             files.stem + ".sessions.json"))
+        sessions = SessionsFile(files.path(".sessions.json"), SESSIONS_FORMAT).load()
+        _check_table_target(files.path(".parquet"))  # before any work
         say(f"5V campaign on {gpu_name} ({profile}), torch device {device}; "
-            f"store {ses.path('.sqlite')}")
+            f"store {files.path('.sqlite')}")
         with tempfile.TemporaryDirectory(prefix="ecnas-5v-cifar-") as tmp:
-            t = time.perf_counter()
-            write_synthetic_cifar10(Path(tmp), plan.train_images, plan.eval_images)
-            costs.write_data_s = time.perf_counter() - t
-            t = time.perf_counter()
-            load_dataset("cifar10", tmp)  # kept in-process: every cell reuses it
-            costs.load_data_s = time.perf_counter() - t
-            t = time.perf_counter()
-            campaign = build_campaign(plan, cells, Path(tmp), device)
-            costs.cells_s += time.perf_counter() - t
-            timings: list[dict[str, Any]] = []
-            summary = _measure(ses, campaign, monitor, timings, max_cells, say)
+            with costs.timed("write_data_s"):
+                write_synthetic_cifar10(Path(tmp), plan.train_images, plan.eval_images)
+            with costs.timed("load_data_s"):
+                load_dataset("cifar10", tmp)  # kept in-process: every cell reuses it
+            with costs.timed("cells_s"):
+                campaign = build_campaign(plan, cells, Path(tmp), device)
+            timings: list[RunTiming] = []
+            summary = session.run(campaign, files.path(".sqlite"),
+                                  time_runs(make_run_fn(monitor, profile), timings), say)
     finally:
         monitor.close()
-    return _finish(ses, campaign.hash, summary, timings, say)
+    # what a fresh process per cell would pay to import torch, measured in one (this process
+    # imported it at its start, among everything else process_start_s holds)
+    costs.seconds["import_torch_s"] = import_seconds("torch")
+    return _finish(session, files, sessions, campaign, summary, timings, say,
+                   device=device, gpu_name=gpu_name, profile=profile, quick=quick,
+                   started=started, source=source)
 
 
-def _measure(ses: _Session, campaign: Any, monitor: Any, timings: list[dict[str, Any]],
-             max_cells: int | None, say: Callable[[str], None]) -> Any:
-
-    limit = None
-    if ses.time_budget_s is not None or max_cells is not None:
-        left = None if ses.time_budget_s is None else ses.time_budget_s - ses.elapsed_s()
-        # before the first cell ends, assume one costs a tenth of what is left, at least 30 s
-        first = 0.0 if left is None else min(max(30.0, left / 10), max(left, 0.0))
-        limit = RunLimit(seconds=left, runs=max_cells, first_run_s=first)
-    return run_campaign(campaign, ses.path(".sqlite"), workers=0, resume=True, progress=say,
-                        run_fn=make_run_fn(monitor, ses.profile, timings), limit=limit)
-
-
-def _per_cell(timings: list[dict[str, Any]], costs: FixedCosts) -> dict[str, Any]:
-    fixed = [x["fixed_s"] for x in timings]
-    out: dict[str, Any] = {
-        "cells": len(timings),
-        "call_s": _stats([x["call_s"] for x in timings]),
-        "metered_wall_s": _stats([x["metered_wall_s"] for x in timings]),
-        "training_s": _stats([x["training_s"] for x in timings]),
-        "warmup_s": _stats([x["warmup_s"] for x in timings]),
-        # data to the device, network, warm-up, rows: paid per cell even in one process
-        "fixed_in_process_s": _stats(fixed),
-        # the first cell also settles cuDNN's kernel choices and the allocator
-        "first_cell_fixed_s": fixed[0] if fixed else None,
-    }
-    if timings:
-        call = statistics.median(x["call_s"] for x in timings)
-        out["one_process_per_cell_extra_pct"] = 100.0 * costs.per_process_s / call
-    return out
-
-
-def _finish(ses: _Session, campaign_hash: str, summary: Any, timings: list[dict[str, Any]],
-            say: Callable[[str], None]) -> SessionReport:
-
-    store, table_path = ses.path(".sqlite"), ses.path(".parquet")
+def _finish(session: TimedSession, files: _Files, sessions: SessionsFile, campaign: Campaign,
+            summary: Any,
+            timings: list[RunTiming], say: Callable[[str], None], *, device: str,
+            gpu_name: str, profile: str, quick: bool, started: str,
+            source: Path | None) -> SessionReport:
+    store, table_path = files.path(".sqlite"), files.path(".parquet")
     with ResultsStore(store, readonly=True) as st:
         in_store = st.count()
     check_ok: bool | None = None
     failed: tuple[str, ...] = ()
     if in_store:
         export_table(store, table_path)
-        report = run_checks(read_table(table_path))
+        report = run_checks(read_table(table_path), validated=True)  # read_table validated it
         check_ok = report.ok
         failed = tuple(r.name for r in report.failed if r.severity == "error")
+    costs = session.costs
     rep = SessionReport(
-        device=ses.profile, gpu_name=ses.gpu_name, torch_device=ses.device, quick=ses.quick,
-        campaign_hash=campaign_hash, store=str(store),
+        device=profile, gpu_name=gpu_name, torch_device=device, quick=quick,
+        campaign_hash=campaign.hash, store=str(store),
         table=str(table_path) if in_store else None,
-        sessions_file=str(ses.path(".sessions.json")), started_utc=ses.started,
-        wall_s=ses.elapsed_s(), time_budget_s=ses.time_budget_s, cells_done=summary.done,
-        cells_in_store=in_store, cells_total=ses.cells, failed=summary.failed,
-        energy_j=summary.energy_j,
-        fixed_costs={**asdict(ses.costs), "per_process_s": ses.costs.per_process_s},
-        per_cell=_per_cell(timings, ses.costs), meters=summary.meters, check_ok=check_ok,
-        check_failed=failed, software=_software(),
-        machine={"host": platform.node(), "platform": platform.platform(),
-                 "cpus": os.cpu_count(), "git_commit": _git_commit(),
-                 "ecnas_source_sha256": _source_digest()})
-    write_json(ses.path(".sessions.json"),
-               {"format": SESSIONS_FORMAT, "sessions": [*ses.sessions, rep.to_dict()]})
-    say(f"session: {rep.cells_done} cell(s) measured, {in_store} of {ses.cells} in the store; "
-        f"one process per cell would add {ses.costs.per_process_s:.1f} s a cell")
+        sessions_file=str(files.path(".sessions.json")), started_utc=started,
+        wall_s=session.elapsed_s(), time_budget_s=session.time_budget_s,
+        cells_done=summary.done, cells_in_store=in_store, cells_total=len(campaign.run_specs),
+        failed=summary.failed, energy_j=summary.energy_j, fixed_costs=costs.to_dict(),
+        per_cell=per_run_summary(timings, costs), meters=summary.meters, check_ok=check_ok,
+        check_failed=failed, software=software_versions(), machine=machine_info(ROOT),
+        resumed_from=str(source) if source is not None else None)
+    sessions.append(rep.to_dict())
+    say(f"session: {rep.cells_done} cell(s) measured, {in_store} of {rep.cells_total} in the "
+        f"store; one process per cell would add {costs.per_process_s:.1f} s a cell")
     return rep
 
 
@@ -515,6 +395,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="campaign_5v", description="Measure EC-NAS's 5V cells on this machine's GPU "
         "(NVML), resuming the campaign's store in --dir. See docs/campaigns.md.")
     p.add_argument("--dir", default=str(DIR), help="campaign folder (store, table, sessions)")
+    p.add_argument("--resume-from", default=None, metavar="FOLDER",
+                   help="copy this GPU kind's store and sessions record from FOLDER (read-only "
+                        "files welcome) into --dir first, and resume them there")
     p.add_argument("--archive", default=str(ARCHIVE), help="EC-NAS 5V archive (the cells)")
     p.add_argument("--time-budget", type=float, default=480.0, metavar="S",
                    help="stop starting cells when the next would end after S seconds of this "
@@ -533,6 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = run_session(directory=args.dir, archive=args.archive,
                              time_budget_s=args.time_budget or None, max_cells=args.max_cells,
                              quick=args.quick, device=args.device,
+                             resume_from=args.resume_from,
                              progress=lambda line: print(line, file=sys.stderr, flush=True))
     except InputError as exc:
         print(f"campaign_5v: error: {exc}", file=sys.stderr)
