@@ -48,7 +48,7 @@ def test_cluster_table_is_read_and_stays_out_of_the_hash(tmp_path: Path) -> None
                                     account="nas-lab", walltime="02:00:00",
                                     extra_directives=("--constraint=a100",),
                                     prologue=("module load cuda",),
-                                    log_directory=str(tmp_path / "logs"))
+                                    log_directory="logs")
     assert c.to_dict()["cluster"]["cores"] == 4 and plain.cluster is None
 
 

@@ -253,8 +253,8 @@ class JobQueueExecutor(DaskExecutor):
         self.kind = spec.kind
         self.name = jq.job_name(store_path)
         gpu = any(d != "cpu" for d in devices)
-        logs = spec.log_directory or str(Path(store_path).with_name(Path(store_path).name
-                                                                     + ".jobs"))
+        logs = str(jq.job_log_directory(spec, store_path))
+        jq.check_here(spec)  # sbatch/qsub missing, an unknown interface: one line, at once
         Path(logs).mkdir(parents=True, exist_ok=True)
         self.notes: list[str] = []
         self._logs = logs
@@ -271,6 +271,7 @@ class JobQueueExecutor(DaskExecutor):
         try:
             self.cluster = jq.make_cluster(spec, **jq.cluster_kwargs(
                 spec, gpu=gpu, name=self.name, log_directory=logs))
+            jq.submit_check(self.cluster, spec.kind)  # the scheduler's refusal, at once
             # adaptive with minimum = maximum: the cluster resubmits a job that ended
             # (scancel, node failure, walltime) instead of running on with fewer workers
             self.cluster.adapt(minimum_jobs=jobs, maximum_jobs=jobs)
