@@ -1,0 +1,156 @@
+"""Fault injection, untrusted input stays harmless (issue 36): a campaign file's ``[cluster]``
+table, a bundle, the written ledger, a profile path, an EC-NAS import and a RAPL counter from
+someone else (or an attacker). Each case runs the exact command and checks the exit status,
+the one-line message and that no file outside the intended output changed."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from campaign_runfns import campaign_toml
+from faults import cli, one_line, run_limited
+
+pytest.importorskip("dask_jobqueue", reason="dask-jobqueue is not installed")
+
+
+def sums(*folders: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``folders`` (by path): what must not change."""
+    out: dict[str, str] = {}
+    for folder in folders:
+        for p in sorted(folder.rglob("*")) if folder.is_dir() else []:
+            if p.is_file() and not p.is_symlink():
+                try:
+                    out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
+                except OSError:
+                    out[str(p)] = "unreadable"
+    return out
+
+
+def _campaign(tmp_path: Path, table: str) -> Path:
+    toml = campaign_toml(tmp_path / "c.toml", count=2, repeats=1)
+    toml.write_text(toml.read_text() + "\n[cluster]\n" + table + "\n")
+    return toml
+
+
+# ----- [cluster]: injection, bounds, log_directory (points 2, 3, 7, 16) -----
+
+@pytest.mark.parametrize(("table", "key", "reason"), [
+    ('python = "python3; touch X;"', "cluster.python", "path or an executable name"),
+    ('python = "$(touch X)"', "cluster.python", "path or an executable name"),
+    ('account = "lab -A other --uid=0"', "cluster.account", "account name"),
+    ('partition = "gpu;touch X"', "cluster.partition", "partition name"),
+    ('memory = "1e99GB"', "cluster.memory", "amount of memory"),
+    ('memory = "' + "9" * 100 + 'GB"', "cluster.memory", "amount of memory"),
+    ('memory = "999999TB"', "cluster.memory", "between 64MB and 64TB"),
+    ('walltime = "abc"', "cluster.walltime", "HH:MM:SS"),
+    ('walltime = "-01:00:00"', "cluster.walltime", "HH:MM:SS"),
+    ('walltime = "00:00:00"', "cluster.walltime", "positive"),
+    ('walltime = "999-00:00:00"', "cluster.walltime", "at most 365 days"),
+    ('gres = "gpu:999"', "cluster.gres", "between 1 and 64"),
+    ('gres = "gpu:1 --uid=0"', "cluster.gres", "NAME[:TYPE][:COUNT]"),
+    ("cores = 999999", "cluster.cores", "≤ 1024"),
+    ('extra_directives = ["--constraint=a100 --uid=0"]', "cluster.extra_directives",
+     "one option per entry"),
+    ('extra_directives = ["-A x; touch X"]', "cluster.extra_directives", "one option"),
+    ('interface = "eth0; touch X"', "cluster.interface", "network interface name"),
+    ('log_directory = "../../../../etc"', "cluster.log_directory", "under the store's folder"),
+    ('log_directory = "jobs dir"', "cluster.log_directory", "under the store's folder"),
+])
+def test_cluster_table_value_refused_up_front(capsys, tmp_path, table, key, reason):
+    toml = _campaign(tmp_path, 'kind = "slurm"\n' + table)
+    before = sums(tmp_path)
+    rc, _, err = cli(capsys, "run", toml, "--workers", "1", "--quiet")
+    line = one_line(err)
+    assert rc == 2 and f"{key}:" in line and reason in line, line
+    assert sums(tmp_path) == before and not (tmp_path / "X").exists()
+
+
+def test_pbs_bounds_refused_up_front(capsys, tmp_path):
+    """PBS's -l select=...:mem=...:ngpus=... is built from the same checked values."""
+    for table, key in (('memory = "' + "1" * 100 + 'GB"', "cluster.memory"),
+                       ('gres = "gpu:999"', "cluster.gres"), ("cores = 99999", "cluster.cores")):
+        toml = _campaign(tmp_path, 'kind = "pbs"\n' + table)
+        rc, _, err = cli(capsys, "run", toml, "--workers", "1", "--quiet")
+        assert rc == 2 and key in one_line(err)
+
+
+def test_absolute_log_directory_outside_the_store_folder_refused(capsys, tmp_path):
+    toml = _campaign(tmp_path, 'kind = "slurm"\nlog_directory = "/etc/cron.d"')
+    watched = Path("/etc/cron.d")
+    before = sums(tmp_path, watched), sorted(watched.iterdir()) if watched.is_dir() else []
+    rc, _, err = cli(capsys, "run", toml, "--workers", "1", "--quiet")
+    line = one_line(err)
+    assert rc == 2 and "cluster.log_directory" in line and "--log-directory" in line
+    after = sums(tmp_path, watched), sorted(watched.iterdir()) if watched.is_dir() else []
+    assert after == before
+
+
+def test_log_directory_through_a_symlink_out_of_the_store_folder_refused(capsys, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "logs").symlink_to(outside)
+    toml = _campaign(tmp_path / "run", 'kind = "slurm"\nlog_directory = "logs/jobs"')
+    rc, _, err = cli(capsys, "run", toml, "--workers", "1", "--quiet")
+    assert rc == 2 and "job logs stay under the store's folder" in one_line(err)
+    assert list(outside.iterdir()) == []
+
+
+def test_relative_command_line_log_directory_refused(capsys, tmp_path):
+    toml = _campaign(tmp_path, 'kind = "slurm"')
+    before = sums(tmp_path)
+    rc, _, err = cli(capsys, "run", toml, "--log-directory", "logs", "--quiet")
+    assert rc == 2 and "--log-directory 'logs': must be an absolute folder" in one_line(err)
+    assert sums(tmp_path) == before
+
+
+def test_sbatch_not_found(capsys, tmp_path, monkeypatch):
+    toml = _campaign(tmp_path, 'kind = "slurm"')
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    before = sums(tmp_path)
+    rc, _, err = cli(capsys, "run", toml, "--workers", "1", "--quiet")
+    assert rc == 2 and "sbatch not found" in one_line(err)
+    assert sums(tmp_path) == before  # refused before the store was made
+
+
+def test_qsub_not_found(capsys, tmp_path, monkeypatch):
+    toml = _campaign(tmp_path, 'kind = "pbs"')
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    rc, _, err = cli(capsys, "run", toml, "--workers", "1", "--quiet")
+    assert rc == 2 and "qsub not found" in one_line(err)
+
+
+def test_unknown_interface_names_the_key(capsys, tmp_path):
+    if shutil.which("sbatch") is None:
+        pytest.skip("sbatch is not installed: the interface is checked after it")
+    toml = _campaign(tmp_path, 'kind = "slurm"\ninterface = "nosuch9"')
+    before = sums(tmp_path)
+    rc, _, err = cli(capsys, "run", toml, "--workers", "1", "--quiet")
+    line = one_line(err)
+    assert rc == 2 and "cluster.interface 'nosuch9': no such network interface" in line
+    assert "internal error" not in line and sums(tmp_path) == before
+
+
+def _slurm_up() -> bool:
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        return False
+    out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True,
+                         timeout=30)
+    return out.returncode == 0 and bool(out.stdout.strip())
+
+
+@pytest.mark.skipif(not _slurm_up(), reason="no running SLURM (sinfo): scripts/slurm/start.sh")
+def test_scheduler_refusal_is_shown_at_once(tmp_path):
+    """A partition SLURM does not have: sbatch's own message, status 1, no 60 s wait."""
+    toml = _campaign(tmp_path, 'kind = "slurm"\nmemory = "1GB"\npartition = "nosuch"')
+    proc = run_limited("run", toml, "--workers", "1", "--quiet", cwd=tmp_path,
+                       env={"DASK_JOBQUEUE__SLURM__INTERFACE": "lo"}, timeout=60)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 1, proc.stderr
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "SLURM refuses the worker job" in lines[0] and "nosuch" in lines[0], lines[0]
+    assert "before their worker starts" not in proc.stderr
