@@ -45,8 +45,8 @@ from ecnas.campaign.cluster_config import (
 from ecnas.errors import EcnasError, InputError
 
 __all__ = ["CLUSTER_KEYS", "KINDS", "ClusterError", "ClusterSpec", "check_here", "cluster_kwargs",
-           "job_log_directory", "job_name", "job_script", "make_cluster", "parse_cluster",
-           "submit_check"]
+           "cluster_class", "job_log_directory", "job_name", "job_script", "make_cluster",
+           "parse_cluster", "submit_check"]
 
 #: seconds a worker waits for a vanished coordinator before it exits (its job then ends)
 DEATH_TIMEOUT_S = 30
@@ -216,23 +216,29 @@ def submit_check(cluster: Any, kind: str) -> None:
         raise ClusterError(f"SLURM refuses the worker job: {said[:500]}")
 
 
-def make_cluster(spec: ClusterSpec, **kw: Any) -> Any:
-    """A dask-jobqueue ``SLURMCluster`` or ``PBSCluster`` for ``spec.kind`` built with ``kw``
-    (see :func:`cluster_kwargs`). Without dask-jobqueue, an :class:`~ecnas.errors.InputError`;
-    Ctrl-C stays a KeyboardInterrupt although importing dask-jobqueue replaces the handler."""
+def cluster_class(kind: str | None) -> Any:
+    """dask-jobqueue's ``SLURMCluster`` or ``PBSCluster``. Without dask-jobqueue, an
+    :class:`~ecnas.errors.InputError`; Ctrl-C stays a KeyboardInterrupt although importing
+    dask-jobqueue replaces the handler."""
     main = threading.current_thread() is threading.main_thread()
     sigint = signal.getsignal(signal.SIGINT) if main else None
     try:
         from dask_jobqueue import PBSCluster, SLURMCluster
     except ImportError as exc:
-        raise InputError(f"--cluster {spec.kind} needs dask-jobqueue (pip install "
+        raise InputError(f"--cluster {kind} needs dask-jobqueue (pip install "
                          f"'ecnas[jobqueue]'): {exc}") from None
     finally:
         # importing dask_jobqueue makes Ctrl-C a silent sys.exit() (status 0, as if the
         # campaign had finished): Ctrl-C stays KeyboardInterrupt, "interrupted", status 130
         if main and sigint is not None:
             signal.signal(signal.SIGINT, sigint)
-    cls = SLURMCluster if spec.kind == "slurm" else PBSCluster
+    return SLURMCluster if kind == "slurm" else PBSCluster
+
+
+def make_cluster(spec: ClusterSpec, **kw: Any) -> Any:
+    """A dask-jobqueue ``SLURMCluster`` or ``PBSCluster`` for ``spec.kind`` built with ``kw``
+    (see :func:`cluster_kwargs`); what dask-jobqueue refuses is an InputError."""
+    cls = cluster_class(spec.kind)
     try:
         return cls(**kw)
     except ValueError as exc:  # what dask-jobqueue refuses of the arguments
@@ -264,12 +270,15 @@ class _Signals:
         self.old.clear()
 
 
-def job_script(spec: ClusterSpec, *, gpu: bool, store_path: str | Path) -> str:
-    """The batch script one worker job runs (for ``--dry-run``-style inspection and tests)."""
-    cluster = make_cluster(spec, **cluster_kwargs(
-        spec, gpu=gpu, name=job_name(store_path),
-        log_directory=job_log_directory(spec, store_path)))
+def job_script(spec: ClusterSpec, *, gpu: bool, store_path: str | Path,
+               scheduler: str = "tcp://127.0.0.1:8786") -> str:
+    """The batch script one worker job runs, built as the coordinator builds it but without
+    starting a scheduler (``scheduler`` stands in for its address): for inspection and tests.
+    Creates the job log folder, as the coordinator would."""
+    kw = cluster_kwargs(spec, gpu=gpu, name=job_name(store_path),
+                        log_directory=job_log_directory(spec, store_path))
+    kw.pop("scheduler_options", None)  # the scheduler's, not the job's
     try:
-        return str(cluster.job_script())
-    finally:
-        cluster.close()
+        return str(cluster_class(spec.kind).job_cls(scheduler=scheduler, **kw).job_script())
+    except ValueError as exc:
+        raise InputError(f"[cluster]: {str(exc).splitlines()[0][:300]}") from None
