@@ -6,6 +6,7 @@ the one-line message and that no file outside the intended output changed."""
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -154,3 +155,70 @@ def test_scheduler_refusal_is_shown_at_once(tmp_path):
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "SLURM refuses the worker job" in lines[0] and "nosuch" in lines[0], lines[0]
     assert "before their worker starts" not in proc.stderr
+
+
+# ----- the written ledger (point 5) -----
+
+def _entry(out: Path) -> Path:
+    from ecnas.outputs import _entry_path
+
+    return _entry_path(out)
+
+
+@pytest.mark.parametrize("swap", ["fifo", "dev-zero", "huge", "junk"])
+def test_a_replaced_ledger_entry_neither_hangs_nor_exhausts_force(tmp_path, swap):
+    """An entry replaced by a FIFO (used to block until killed), linked to /dev/zero (used to
+    read until memory ran out), a huge file or junk: --force refuses at once, naming the
+    ledger; the output is left as it was."""
+    state = tmp_path / "state"
+    env = {"ECNAS_STATE_DIR": str(state)}
+    out = tmp_path / "r.json"
+    assert run_limited("measure", "--out", out, "--", "true", env=env).returncode == 0
+    entry = state / "written" / _entry(out).name
+    assert entry.is_file()
+    entry.unlink()
+    if swap == "fifo":
+        os.mkfifo(entry)
+    elif swap == "dev-zero":
+        entry.symlink_to("/dev/zero")
+    elif swap == "huge":
+        with open(entry, "wb") as fh:
+            fh.truncate(1 << 30)  # sparse: 1 GiB that costs no disk
+    else:
+        entry.write_bytes(b"\xff\x00not json")
+    before = out.read_bytes()
+    proc = run_limited("measure", "--out", out, "--force", "--", "true", env=env, timeout=60)
+    line = one_line(proc.stderr)
+    assert proc.returncode == 2 and "did not write it" in line, proc.stderr
+    assert f"not in the written ledger {state / 'written'}" in line
+    assert out.read_bytes() == before
+
+
+@pytest.mark.parametrize("kind", ["file", "devnull", "readonly"])
+def test_an_unusable_ledger_still_writes_warns_and_names_itself_later(capsys, tmp_path,
+                                                                      monkeypatch, kind):
+    if kind == "file":
+        state = tmp_path / "state"
+        state.write_text("not a folder")
+    elif kind == "devnull":
+        state = Path("/dev/null")
+    else:
+        state = tmp_path / "state"
+        (state / "written").mkdir(parents=True)
+        (state / "written").chmod(0o555)
+    monkeypatch.setenv("ECNAS_STATE_DIR", str(state))
+    out = tmp_path / "r.json"
+    before = sums(tmp_path)
+    rc, _, err = cli(capsys, "measure", "--out", out, "--", "true")
+    assert rc == 0 and out.is_file()  # the output is written all the same
+    assert "warning:" in err and "not recorded in the written ledger" in err, err
+    assert "--force will refuse" in err
+    rc, _, err = cli(capsys, "measure", "--out", out, "--force", "--", "true")
+    line = one_line(err)
+    assert rc == 2 and "did not write it" in line and "which cannot be written" in line, line
+    assert "ECNAS_STATE_DIR" in line
+    after = sums(tmp_path)
+    assert {k: v for k, v in after.items() if k != str(out)} == before
+    if kind == "readonly":
+        assert list((state / "written").iterdir()) == []
+        (state / "written").chmod(0o755)
