@@ -9,6 +9,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -222,3 +223,43 @@ def test_an_unusable_ledger_still_writes_warns_and_names_itself_later(capsys, tm
     if kind == "readonly":
         assert list((state / "written").iterdir()) == []
         (state / "written").chmod(0o755)
+
+
+# ----- ECNAS_PROFILE_PATH inside the user's program (point 8) -----
+
+NESTED_TOML = "a = " + "[" * 5000 + "]" * 5000 + "\n"
+
+
+@pytest.mark.parametrize("kind", ["missing", "junk", "too-deep"])
+def test_in_code_measure_never_raises_over_the_profile_path(tmp_path, kind):
+    """``import ecnas; with ecnas.measure()`` in a program run with a broken
+    ECNAS_PROFILE_PATH: the program runs to its end (status 0), one warning on stderr (not
+    one per window), the report says the path was left out; the CLI still refuses."""
+    folder = tmp_path / "profiles"
+    if kind != "missing":
+        folder.mkdir()
+        (folder / "lab.toml").write_text("garbage [[[\n" if kind == "junk" else NESTED_TOML)
+    program = tmp_path / "prog.py"
+    program.write_text(
+        "import ecnas\n"
+        "for _ in range(3):\n"
+        "    with ecnas.measure('w') as m:\n"
+        "        sum(range(1000))\n"
+        "print([w for w in m.report.warnings if 'ECNAS_PROFILE_PATH' in w])\n"
+        "print('done')\n")
+    env = {"ECNAS_PROFILE_PATH": str(folder), "ECNAS_CACHE_DIR": str(tmp_path / "cache"),
+           "PYTHONWARNINGS": "default"}
+    before = sums(folder) if folder.exists() else {}
+    proc = subprocess.run([sys.executable, str(program)], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, **env}, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("done") and "Traceback" not in proc.stderr
+    assert "ECNAS_PROFILE_PATH not used" in proc.stdout  # in the report's warnings
+    warned = [ln for ln in proc.stderr.splitlines() if "RuntimeWarning" in ln]
+    assert len(warned) == 1 and "ECNAS_PROFILE_PATH not used" in warned[0], proc.stderr
+    assert warned[0].startswith(f"{program}:3:"), warned[0]  # the user's line
+    assert (sums(folder) if folder.exists() else {}) == before
+    cli_proc = run_limited("measure", "--meters", "estimate", "--", "true",
+                           env=env, cwd=tmp_path)
+    line = one_line(cli_proc.stderr)
+    assert cli_proc.returncode == 2 and ("ECNAS_PROFILE_PATH" in line or "lab.toml" in line)
