@@ -6,6 +6,7 @@ the one-line message and that no file outside the intended output changed."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -263,3 +264,71 @@ def test_in_code_measure_never_raises_over_the_profile_path(tmp_path, kind):
                            env=env, cwd=tmp_path)
     line = one_line(cli_proc.stderr)
     assert cli_proc.returncode == 2 and ("ECNAS_PROFILE_PATH" in line or "lab.toml" in line)
+
+
+# ----- import-ecnas: timestamps and device ids (point 12) -----
+
+@pytest.fixture(scope="module")
+def small_tree(ecnas_5v_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from fixtures_tables.corpus import make_tree
+
+    return make_tree(ecnas_5v_dir, tmp_path_factory.mktemp("untrusted-tree") / "tree",
+                     n_arch=3, repeats=1, budgets=(4,))
+
+
+def _edit_results(tree: Path, edit) -> Path:
+    victim = sorted(tree.rglob("results.json"))[0]
+    data = json.loads(victim.read_text())
+    edit(data)
+    victim.write_text(json.dumps(data))
+    return victim
+
+
+@pytest.mark.parametrize(("field", "value"), [("start_emission", "yesterday"),
+                                              ("stop_emission", "2022-13-45 99:99:99"),
+                                              ("evaluation", "soon")])
+def test_import_refuses_a_timestamp_that_does_not_parse(capsys, small_tree, tmp_path, field,
+                                                        value):
+    tree = shutil.copytree(small_tree, tmp_path / "tree")
+
+    def edit(d):
+        if field == "evaluation":
+            d["evaluation_results"][0]["start_emission"] = value
+        else:
+            d[field] = value
+    victim = _edit_results(tree, edit)
+    before = sums(tmp_path)
+    rc, _, err = cli(capsys, "import-ecnas", tree, "--out", tmp_path / "t.parquet")
+    line = one_line(err)
+    assert rc == 2 and f"{value!r}: not a timestamp" in line and victim.parent.name in line
+    assert sums(tmp_path) == before
+
+
+@pytest.mark.parametrize("device", ["../../x", "Nvidia A100", "a/b", "x-", "x" * 65, ""])
+def test_import_device_flag_must_be_a_kebab_case_id(capsys, small_tree, tmp_path, device):
+    before = sums(tmp_path)
+    rc, _, err = cli(capsys, "import-ecnas", small_tree, "--device", device, "--out",
+                     tmp_path / "t.parquet")
+    line = one_line(err)
+    assert rc == 2 and "--device" in line and "kebab-case" in line, line
+    assert sums(tmp_path) == before
+
+
+def test_a_device_name_in_the_data_becomes_a_kebab_case_id(capsys, small_tree, tmp_path):
+    """A tree whose GPU is named ``../../etc/passwd``: an id, never a path."""
+    import pandas as pd
+
+    tree = shutil.copytree(small_tree, tmp_path / "tree")
+    for f in tree.rglob("results.json"):
+        data = json.loads(f.read_text())
+        for usage in (v for k, v in data.items() if k.startswith("avg_power_usages")):
+            usage["gpu"]["devices"] = ["../../etc/passwd" for _ in usage["gpu"]["devices"]]
+        f.write_text(json.dumps(data))
+    out = tmp_path / "t.parquet"
+    rc, _, err = cli(capsys, "import-ecnas", tree, "--out", out)
+    assert rc == 0, err
+    devices = set(pd.read_parquet(out)["device"])
+    assert devices == {"unknown-etc-passwd"}, devices
+    rc, _, err = cli(capsys, "import-ecnas", tree, "--device", "lab-gpu-1", "--out", out,
+                     "--force")
+    assert rc == 0 and set(pd.read_parquet(out)["device"]) == {"lab-gpu-1"}
