@@ -109,8 +109,12 @@ def parse_cluster(data: Any, error: Callable[[str, str], InputError],
         raise error(f"cluster.{unknown[0]}", f"unknown key (allowed: {', '.join(CLUSTER_KEYS)})")
     out: dict[str, Any] = {}
     for key, value in data.items():
-        out[key] = _CHECKS[key](value, lambda r, w=f"cluster.{key}": error(w, r))
+        out[key] = _CHECKS[key](value, _naming(error, f"cluster.{key}"))
     return ClusterSpec(**out)
+
+
+def _naming(error: Callable[[str, str], InputError], key: str) -> Callable[[str], InputError]:
+    return lambda reason: error(key, reason)
 
 
 def _kind(value: Any, error: Callable[[str], InputError]) -> str:

@@ -16,7 +16,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ecnas.errors import InputError, MeterUnavailable
 from ecnas.meters.base import (
@@ -149,7 +149,8 @@ def _warn_once(message: str) -> None:
         _WARNED.add(message)
         # pointed at the user's line (the first frame outside ecnas), not at ecnas's own
         package = str(Path(__file__).resolve().parents[1])
-        level, frame = 2, sys._getframe(1)  # stacklevel 2 is the frame above this one
+        level = 2  # stacklevel 2 is the frame above this one
+        frame: Any = sys._getframe(1)
         while frame is not None and frame.f_code.co_filename.startswith(package):
             level, frame = level + 1, frame.f_back
         warnings.warn(f"ecnas: {message}", RuntimeWarning, stacklevel=level)
