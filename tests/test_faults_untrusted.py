@@ -159,6 +159,26 @@ def test_scheduler_refusal_is_shown_at_once(tmp_path):
     assert "before their worker starts" not in proc.stderr
 
 
+def test_a_submission_the_scheduler_refuses_is_one_line(tmp_path):
+    """A refusal only the real submission meets (PBS has no dry run; here a stand-in qsub
+    that refuses as PBS does): the scheduler's words in one line, status 1, no tornado
+    traceback, not the 60 s wait ending in "the worker jobs end before their worker starts"."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    qsub = bin_dir / "qsub"
+    qsub.write_text("#!/bin/sh\necho 'qsub: Unknown queue MSG=requested queue not found' >&2\n"
+                    "exit 1\n")
+    qsub.chmod(0o755)
+    toml = _campaign(tmp_path, 'kind = "pbs"\nmemory = "1GB"\npartition = "nosuch"')
+    proc = run_limited("run", toml, "--workers", "1", "--quiet", cwd=tmp_path, timeout=120,
+                       env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+                            "DASK_JOBQUEUE__PBS__INTERFACE": "lo"})
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines == ["ecnas run: error: PBS refuses the worker job: qsub: Unknown queue "
+                     "MSG=requested queue not found"], proc.stderr
+
+
 # ----- the written ledger (point 5) -----
 
 def _entry(out: Path) -> Path:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import getpass
 import hashlib
+import logging
 import math
 import os
 import shlex
@@ -235,12 +236,63 @@ def cluster_class(kind: str | None) -> Any:
     return SLURMCluster if kind == "slurm" else PBSCluster
 
 
+#: job name -> what the scheduler said when it refused a submission (sbatch/qsub's stderr)
+_REFUSED: dict[str, str] = {}
+
+
+def refused(name: str) -> str | None:
+    """What the scheduler said when it refused a worker job called ``name``, or None."""
+    return _REFUSED.get(name)
+
+
+def _said(exc: BaseException) -> str:
+    text = str(exc)
+    # dask-jobqueue's message: "... stdout:\n...\nstderr:\n<the scheduler's words>"
+    tail = text.split("stderr:", 1)[-1] if "stderr:" in text else text
+    return " ".join(ln.strip() for ln in tail.splitlines() if ln.strip())[:500] or "no message"
+
+
+def _recording(job_cls: Any) -> Any:
+    """``job_cls`` whose refused submissions are recorded (see :func:`refused`): the
+    coordinator reports the scheduler's own words at once, instead of waiting for workers
+    that never come."""
+
+    class Recording(job_cls):  # type: ignore[misc, valid-type]
+        async def _submit_job(self, script_filename: str) -> Any:
+            try:
+                return await super()._submit_job(script_filename)
+            except RuntimeError as exc:
+                _REFUSED.setdefault(str(self.job_name), _said(exc))
+                raise
+
+    Recording.__name__ = job_cls.__name__
+    return Recording
+
+
+class _RefusalLogFilter(logging.Filter):
+    """Drops tornado's traceback of a refused submission: the coordinator reports the
+    scheduler's words itself, in one line (:func:`refused`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for the log record of a submission the scheduler refused."""
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(exc, RuntimeError)
+                    and str(exc).startswith("Command exited with non-zero exit code")
+                    and any(_said(exc) == said for said in _REFUSED.values()))
+
+
+_FILTER = _RefusalLogFilter()
+
+
 def make_cluster(spec: ClusterSpec, **kw: Any) -> Any:
     """A dask-jobqueue ``SLURMCluster`` or ``PBSCluster`` for ``spec.kind`` built with ``kw``
-    (see :func:`cluster_kwargs`); what dask-jobqueue refuses is an InputError."""
+    (see :func:`cluster_kwargs`); what dask-jobqueue refuses is an InputError. A submission
+    the scheduler refuses is recorded: :func:`refused`."""
     cls = cluster_class(spec.kind)
+    _REFUSED.pop(str(kw.get("job_name")), None)
+    logging.getLogger("tornado.application").addFilter(_FILTER)  # once: a set of filters
     try:
-        return cls(**kw)
+        return cls(job_cls=_recording(cls.job_cls), **kw)
     except ValueError as exc:  # what dask-jobqueue refuses of the arguments
         raise InputError(f"[cluster]: {str(exc).splitlines()[0][:300]}") from None
 

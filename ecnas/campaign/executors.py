@@ -301,6 +301,9 @@ class JobQueueExecutor(DaskExecutor):
         return super().next_result()
 
     def _check_jobs(self, now: float) -> None:
+        said = jq.refused(self.name)
+        if said is not None and not self._client.nthreads():
+            raise jq.ClusterError(f"{self.kind.upper()} refuses the worker job: {said}")
         if self._client.nthreads() or jq.list_jobs(self.kind, self.name):
             self._stalled_since = None
             return
@@ -322,7 +325,11 @@ class JobQueueExecutor(DaskExecutor):
     def _shutdown(self) -> None:
         try:
             if self.cluster is not None:
-                self.cluster.close(timeout=30)
+                # nothing of a refused job runs: no need to wait for its worker to leave
+                self.cluster.close(timeout=3 if jq.refused(self.name) else 30)
+        except Exception:  # noqa: BLE001 - a job the scheduler refused trips distributed's close
+            if self.kind is None or jq.refused(self.name) is None:
+                raise
         finally:
             # whatever dask-jobqueue did not cancel (a job submitted while it closed, a close
             # cut short): every job of this store's name goes
