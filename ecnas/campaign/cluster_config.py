@@ -25,7 +25,7 @@ KINDS = ("slurm", "pbs")
 CLUSTER_KEYS = ("kind", "cores", "memory", "gres", "partition", "account", "walltime",
                 "extra_directives", "prologue", "interface", "python", "log_directory")
 #: bounds of what a job may ask for: beyond them a value is a typo, not a machine
-MAX_CORES = 1024
+MAX_CORES = 768                    # 2 sockets x 192 cores x 2 threads: the largest node sold
 MAX_GPUS = 64
 MIN_MEMORY_B = 64 * 10**6          # a Python worker does not start on less
 MAX_MEMORY_B = 64 * 10**12         # 64 TB: more than any node sold today
