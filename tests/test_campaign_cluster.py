@@ -287,3 +287,22 @@ def test_sbatch_test_only_accepts_every_valid_local_table(tmp_path: Path, table:
     proc = subprocess.run(["sbatch", "--test-only", str(path)], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, (proc.stderr, script)
+
+
+def test_job_logs_stay_under_the_store_unless_the_command_line_names_a_folder(
+        tmp_path: Path) -> None:
+    store = tmp_path / "run" / "s.sqlite"
+    store.parent.mkdir()
+    assert job_log_directory(ClusterSpec(), store) == store.with_name("s.sqlite.jobs")
+    assert job_log_directory(ClusterSpec(log_directory="logs/a"), store) == \
+        store.parent.resolve() / "logs" / "a"
+    with pytest.raises(InputError, match="job logs stay under the store's folder"):
+        job_log_directory(ClusterSpec(log_directory=str(tmp_path / "elsewhere")), store)
+    given = ClusterSpec(kind="slurm", log_directory="/etc").with_log_directory(
+        tmp_path / "mine")
+    assert job_log_directory(given, store) == tmp_path / "mine"  # the command line wins
+    script = job_script(given, gpu=False, store_path=store)
+    assert f"#SBATCH -e {tmp_path / 'mine'}/{job_name(store)}-%J.err" in script.splitlines()
+    for bad in ("relative/logs", "/tmp/a b", "/tmp/../etc"):
+        with pytest.raises(InputError, match="--log-directory"):
+            ClusterSpec().with_log_directory(bad)
