@@ -36,6 +36,7 @@ import os
 import shutil
 import socket
 import stat
+import sys
 import tempfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -128,11 +129,48 @@ def _entry_path(path: Path) -> Path:
     return written_dir() / key
 
 
+#: a ledger entry is ~200 bytes of JSON: anything larger is not one of ecnas's entries
+LEDGER_ENTRY_MAX = 64 << 10
+#: ledger folders a warning was printed for (once per folder and process)
+_WARNED: set[str] = set()
+
+
+def ledger_problem() -> str | None:
+    """Why the written ledger cannot be written (``$ECNAS_STATE_DIR`` a file, ``/dev/null``,
+    a read-only folder), or None when it can as far as can be told without writing."""
+    folder = written_dir()
+    probe = folder
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{_describe(probe)} is not a folder"
+    if not _writable(probe):
+        return f"{_describe(probe)} is not writable"
+    return None
+
+
+def _warn_unrecorded(p: Path, reason: str) -> None:
+    folder = os.fsdecode(written_dir())
+    if folder in _WARNED:
+        return
+    _WARNED.add(folder)
+    # at write time, not an hour later at a refused --force: the output is written all the
+    # same, only its later replacement is refused
+    print(f"ecnas: warning: {_describe(p)} is written but not recorded in the written ledger "
+          f"{folder} ({reason}; set {STATE_ENV} to a writable folder): --force will refuse "
+          "to replace it later", file=sys.stderr, flush=True)
+
+
 def record_written(path: PathLike) -> bool:
     """Enter ``path`` (a regular file ecnas has just written) in the written ledger; False
-    when the ledger cannot be written (a read-only home): ``force`` then refuses to replace
-    the file later, saying where the ledger is, which is the safe side."""
+    when the ledger cannot be written (``$ECNAS_STATE_DIR`` a file, ``/dev/null``, a
+    read-only home), said once on stderr: ``force`` then refuses to replace the file later,
+    naming the ledger, which is the safe side."""
     p = Path(path)
+    problem = ledger_problem()  # a folder without write bits is read-only, even to root
+    if problem is not None:
+        _warn_unrecorded(p, problem)
+        return False
     try:
         entry = {"path": os.fsdecode(os.path.realpath(p)), "sha256": sha256_file(p),
                  "bytes": p.stat().st_size}
@@ -146,17 +184,43 @@ def record_written(path: PathLike) -> bool:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-    except (OSError, ValueError):
+    except (OSError, ValueError) as exc:
+        _warn_unrecorded(p, ledger_problem() or getattr(exc, "strerror", None) or str(exc))
         return False
     return True
+
+
+def _read_entry(path: Path) -> Any:
+    """A ledger entry's JSON, or None: opened without following a link and without blocking
+    (a FIFO put in its place), read only when a regular file of at most LEDGER_ENTRY_MAX
+    bytes (not /dev/zero, not a huge file)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > LEDGER_ENTRY_MAX:
+            return None
+        data = os.read(fd, LEDGER_ENTRY_MAX + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if len(data) > LEDGER_ENTRY_MAX:
+        return None
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
 
 
 def wrote(path: PathLike) -> bool:
     """Whether ecnas wrote ``path`` (a regular file) and it still holds exactly those bytes."""
     p = Path(path)
+    entry = _read_entry(_entry_path(p))
     try:
-        with open(_entry_path(p), encoding="utf-8") as fh:
-            entry = json.load(fh)
         return (isinstance(entry, dict) and entry.get("path") == os.fsdecode(os.path.realpath(p))
                 and entry.get("bytes") == p.stat().st_size
                 and entry.get("sha256") == sha256_file(p))
@@ -262,9 +326,15 @@ def _check_existing_file(p: Path, name: str, *, force: bool, option: str,
     if not force:
         raise InputError(f"{option} {name}: exists (use --force to replace it)")
     if not owner(p):
+        ledger = ""
+        if owner is wrote:  # say where ecnas looked: a ledger that cannot be written is why
+            problem = ledger_problem()
+            ledger = (f" (not in the written ledger {_describe(written_dir())}"
+                      + (f", which cannot be written: {problem}; set {STATE_ENV}" if problem
+                         else "") + ")")
         raise InputError(f"{option} {name}: exists and ecnas did not write it (or it changed "
-                         "since); --force replaces only ecnas's own outputs: move it away or "
-                         "name another file")
+                         f"since){ledger}; --force replaces only ecnas's own outputs: move it "
+                         "away or name another file")
 
 
 def _check_existing_folder(p: Path, name: str, *, force: bool,

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecnas.benchmark.bundle import _file_entry, read_manifest
+from ecnas.benchmark.bundle import _file_entry, chunk_digests, read_manifest, verify_bundle
+from ecnas.errors import InputError
 from ecnas.interop import import_ecnas
 from ecnas.tables import write_table
 
@@ -149,3 +150,51 @@ def test_a_failed_tfrecord_export_keeps_the_previous_output(small, table: Path,
     assert r.returncode == 2 and "no run can be written" in r.stderr, r.stderr
     assert hashlib.sha256(out.read_bytes()).hexdigest() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ext.parquet", "t.parquet", "x.tfrecord"]
+
+
+def _metrics_name(bundle: Path) -> str:
+    m = read_manifest(bundle)
+    return next(e["metrics"] for e in m["layouts"] if "metrics" in e)
+
+
+def test_chunk_digests_updated_and_whole_digest_stale_is_refused(small, bundle: Path) -> None:
+    """Issue 36 point 4: an edit whose chunk digests were updated (and whose whole-file
+    SHA-256 was left stale) is refused by query, verify_bundle and load: every digest the
+    manifest holds must match."""
+
+    name = _metrics_name(bundle)
+    f = bundle / name
+    data = bytearray(f.read_bytes())
+    # a value of the dense metrics array becomes 12345
+    offset = len(data) - 8  # the last float64 of the metrics array
+    data[offset:offset + 8] = np.float64(12345.0).tobytes()
+    f.write_bytes(bytes(data))
+    mf = bundle / "manifest.json"
+    m = json.loads(mf.read_text())
+    m["files"][name]["chunks"] = {"bytes": 1024, "sha256": chunk_digests(f, 1024)}
+    mf.write_text(json.dumps(m))  # whole-file sha256 left as written
+    before = _sums(bundle)
+    r = _cli(*_query_args(small, bundle), "--json")
+    assert r.returncode == 2, r.stdout
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert f"{name}: SHA-256 mismatch (whole file; every chunk digest matches" in r.stderr
+    assert "12345" not in r.stdout
+    with pytest.raises(InputError, match="SHA-256 mismatch"):
+        verify_bundle(bundle)
+    assert _sums(bundle) == before
+
+
+def test_a_stale_chunk_digest_is_refused_though_the_whole_file_matches(small,
+                                                                       bundle: Path) -> None:
+
+    name = _metrics_name(bundle)
+    f = bundle / name
+    mf = bundle / "manifest.json"
+    m = json.loads(mf.read_text())
+    digests = chunk_digests(f, 1024)
+    digests[-1] = "0" * 64
+    m["files"][name]["chunks"] = {"bytes": 1024, "sha256": digests}
+    mf.write_text(json.dumps(m))
+    r = _cli(*_query_args(small, bundle))
+    assert r.returncode == 2 and f"{name}: SHA-256 mismatch at bytes " in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1

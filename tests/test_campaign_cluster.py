@@ -6,15 +6,21 @@ test_campaign_slurm.py."""
 from __future__ import annotations
 
 import os
+import re
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from campaign_runfns import campaign_toml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ecnas.campaign import load_campaign
 from ecnas.campaign.cluster import ClusterSpec, job_name, job_script
+from ecnas.campaign.cluster_config import job_log_directory, parse_cluster
 from ecnas.campaign.worker import cluster_job
 from ecnas.errors import InputError
 
@@ -48,7 +54,7 @@ def test_cluster_table_is_read_and_stays_out_of_the_hash(tmp_path: Path) -> None
                                     account="nas-lab", walltime="02:00:00",
                                     extra_directives=("--constraint=a100",),
                                     prologue=("module load cuda",),
-                                    log_directory=str(tmp_path / "logs"))
+                                    log_directory="logs")
     assert c.to_dict()["cluster"]["cores"] == 4 and plain.cluster is None
 
 
@@ -145,3 +151,158 @@ def test_cluster_none_runs_a_table_campaign_locally(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tests.parent), str(tests)])})
     assert proc.returncode == 0, proc.stderr
     assert '"executor": "inline"' in proc.stdout
+
+
+# ----- property tests over generated [cluster] tables (issue 36) -----
+
+#: characters an attacker reaches for: spaces, shell metacharacters, option dashes, newlines
+_HOSTILE = st.text(alphabet=st.sampled_from(list("ab0_-.:/ ;&|$`'\"\\#()<>*?!~\n\t=,%@+")),
+                   min_size=1, max_size=24)
+_NAME = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.+@-]{0,15}", fullmatch=True)
+_TABLES = st.fixed_dictionaries({}, optional={
+    "cores": st.one_of(st.integers(min_value=1, max_value=64),
+                       st.integers(min_value=-5, max_value=10**6)),
+    "memory": st.one_of(st.sampled_from(["64MB", "1GB", "1.5GB", "512MiB", "16GB", "2TB"]),
+                        _HOSTILE),
+    "gres": st.one_of(st.sampled_from(["gpu:1", "gpu:2", "gpu:a100:4", "gpu"]), _HOSTILE),
+    "partition": st.one_of(_NAME, _HOSTILE),
+    "account": st.one_of(_NAME, _HOSTILE),
+    "walltime": st.one_of(st.sampled_from(["00:10:00", "04:00:00", "1-02:03:04", "100:00:00"]),
+                          _HOSTILE),
+    "extra_directives": st.lists(st.one_of(st.sampled_from(["--constraint=a100", "--nice=5",
+                                                            "-C a100", "--exclusive"]),
+                                           _HOSTILE), max_size=3),
+    "prologue": st.lists(st.one_of(st.sampled_from(["module load cuda", "echo 'a b'; true"]),
+                                   _HOSTILE), max_size=3),
+    "interface": st.one_of(st.sampled_from(["ib0", "lo", "eth0"]), _HOSTILE),
+    "python": st.one_of(st.sampled_from(["python3", "/opt/venv/bin/python", "./py"]),
+                        _HOSTILE),
+    "log_directory": st.one_of(st.sampled_from(["jobs", "logs/slurm"]), _HOSTILE),
+})
+
+
+def _error(key: str, reason: str) -> InputError:
+    return InputError(f"c.toml: {key}: {reason}")
+
+
+def _asked(spec: ClusterSpec, kind: str, name: str, logs: Path, gpu: bool) -> set[str]:
+    """Every line (but the worker command) a job script for ``spec`` may hold."""
+    fixed = {"#!/usr/bin/env bash", "", *spec.prologue,
+             *(f"export {v}={spec.cores}" for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                                     "OPENBLAS_NUM_THREADS")),
+             "export DASK_DISTRIBUTED__DIAGNOSTICS__NVML=False"}
+    gres = spec.gres or ("gpu:1" if gpu else None)
+    if kind == "slurm":
+        d = "#SBATCH "
+        fixed |= {f"{d}-J {name}", f"{d}-e {logs}/{name}-%J.err", f"{d}-o {logs}/{name}-%J.out",
+                  f"{d}-n 1", f"{d}--cpus-per-task={spec.cores}",
+                  f"{d}-t {spec.walltime or '00:30:00'}"}
+        fixed |= {f"{d}-p {spec.partition}", f"{d}-A {spec.account}", f"{d}--gres={gres}"}
+    else:
+        d = "#PBS "
+        fixed |= {f"{d}-N {name}", f"{d}-e {logs}/", f"{d}-o {logs}/", f"{d}-q {spec.partition}",
+                  f"{d}-A {spec.account}"}
+    return fixed | {f"{d}{x}" for x in spec.extra_directives}
+
+
+def _check_script(spec: ClusterSpec, kind: str, tmp: Path, gpu: bool) -> str:
+    spec = spec.with_kind(kind)
+    store = tmp / "s.sqlite"
+    script = job_script(spec, gpu=gpu, store_path=store)
+    logs = job_log_directory(spec, store)
+    asked = _asked(spec, kind, job_name(store), logs, gpu)
+    lines = script.splitlines()
+    worker = [ln for ln in lines if " -m distributed.cli.dask_worker " in ln]
+    assert len(worker) == 1, script
+    for line in lines:
+        if line in asked or line is worker[0]:
+            continue
+        # derived from the checked memory/cores/gres/walltime, never a raw table value
+        assert (re.fullmatch(r"#SBATCH --mem=\d+[KMGT]", line)
+                or re.fullmatch(r"#PBS -l select=1:ncpus=\d+:mem=\d+GB(:ngpus=\d+)?", line)
+                or re.fullmatch(r"#PBS -l walltime=\d+:\d\d:\d\d", line)), (line, script)
+    tokens = shlex.split(worker[0])
+    # no value needs quoting: none splits, joins or runs anything in the shell
+    assert all(shlex.quote(t) == t for t in tokens), worker[0]
+    assert tokens[0] == (spec.python or tokens[0]) and tokens[1:3] == ["-m",
+                                                                     "distributed.cli.dask_worker"]
+    return script
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(table=_TABLES, gpu=st.booleans())
+def test_generated_tables_give_only_the_lines_they_ask_for(tmp_path: Path, table: dict,
+                                                           gpu: bool) -> None:
+    """Any table is refused with a one-line error naming one of its keys, or yields SLURM
+    and PBS scripts holding only lines it asked for and a worker command with no value the
+    shell would split or run."""
+    try:
+        spec = parse_cluster(table, _error)
+    except InputError as exc:
+        message = str(exc)
+        assert "\n" not in message, message
+        assert any(f"cluster.{k}:" in message for k in table), message
+        return
+    for kind in ("slurm", "pbs"):
+        _check_script(spec, kind, tmp_path, gpu)
+
+
+def _sbatch_up() -> bool:
+    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
+        return False
+    out = subprocess.run(["sinfo", "-h", "-o", "%T %P"], capture_output=True, text=True,
+                         timeout=30)
+    return out.returncode == 0 and "debug" in out.stdout
+
+
+#: valid tables within what the single-node test SLURM has (2 CPUs, ~21 GB, gpu:2, debug)
+_LOCAL = st.fixed_dictionaries({}, optional={
+    "cores": st.integers(min_value=1, max_value=2),
+    "memory": st.sampled_from(["64MB", "100MB", "1GB", "1.5GB", "512MiB", "2GB"]),
+    "gres": st.sampled_from(["gpu:1", "gpu:2", "gpu"]),
+    "partition": st.just("debug"),
+    "walltime": st.sampled_from(["00:10:00", "04:00:00", "1-02:03:04", "100:00:00"]),
+    "extra_directives": st.lists(st.sampled_from(["--nice=5", "--comment=ecnas",
+                                                  "--requeue", "-J ecnas-x"]), max_size=2),
+    "prologue": st.lists(st.sampled_from(["module load cuda", "echo 'a b'; true"]),
+                         max_size=2),
+    "python": st.sampled_from(["python3", "/usr/bin/python3"]),
+    "log_directory": st.sampled_from(["jobs", "logs/slurm"]),
+})
+
+
+@pytest.mark.skipif(not _sbatch_up(), reason="no running SLURM with a debug partition "
+                    "(sinfo; scripts/slurm/start.sh starts one as root)")
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(table=_LOCAL, gpu=st.booleans())
+def test_sbatch_test_only_accepts_every_valid_local_table(tmp_path: Path, table: dict,
+                                                          gpu: bool) -> None:
+    """``sbatch --test-only`` on the single-node SLURM takes every valid table's script."""
+    spec = parse_cluster(table, _error)
+    script = _check_script(spec, "slurm", tmp_path, gpu)
+    path = tmp_path / "job.sh"
+    path.write_text(script)
+    proc = subprocess.run(["sbatch", "--test-only", str(path)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, (proc.stderr, script)
+
+
+def test_job_logs_stay_under_the_store_unless_the_command_line_names_a_folder(
+        tmp_path: Path) -> None:
+    store = tmp_path / "run" / "s.sqlite"
+    store.parent.mkdir()
+    assert job_log_directory(ClusterSpec(), store) == store.with_name("s.sqlite.jobs")
+    assert job_log_directory(ClusterSpec(log_directory="logs/a"), store) == \
+        store.parent.resolve() / "logs" / "a"
+    with pytest.raises(InputError, match="job logs stay under the store's folder"):
+        job_log_directory(ClusterSpec(log_directory=str(tmp_path / "elsewhere")), store)
+    given = ClusterSpec(kind="slurm", log_directory="/etc").with_log_directory(
+        tmp_path / "mine")
+    assert job_log_directory(given, store) == tmp_path / "mine"  # the command line wins
+    script = job_script(given, gpu=False, store_path=store)
+    assert f"#SBATCH -e {tmp_path / 'mine'}/{job_name(store)}-%J.err" in script.splitlines()
+    for bad in ("relative/logs", "/tmp/a b", "/tmp/../etc"):
+        with pytest.raises(InputError, match="--log-directory"):
+            ClusterSpec().with_log_directory(bad)

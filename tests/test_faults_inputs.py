@@ -155,7 +155,13 @@ def test_nested_toml_on_profile_path_inside_measure(tmp_path, monkeypatch):
     monkeypatch.setenv("ECNAS_PROFILE_PATH", str(tmp_path))
     monkeypatch.setenv("ECNAS_CACHE_DIR", str(tmp_path / "cache"))
     meters = ecnas.meters.registry.create_meters(["estimate"])
-    with pytest.raises(InputError, match="nested too deeply"), ecnas.measure("x", meters=meters):
+    # issue 36: in-code metering never breaks the program over the environment's profile path
+    with pytest.warns(RuntimeWarning, match="nested too deeply"), \
+            ecnas.measure("x", meters=meters) as m:
+        pass
+    assert any("nested too deeply" in w for w in m.report.warnings)
+    with pytest.raises(InputError, match="nested too deeply"), \
+            ecnas.measure("x", meters=meters, profile_paths=[tmp_path]):
         pass
 
 

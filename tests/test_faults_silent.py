@@ -90,8 +90,8 @@ def broken_profile_path(tmp_path, monkeypatch):
 def test_a_broken_profile_file_is_refused_everywhere(capsys, tmp_path, monkeypatch,
                                                      broken_profile_path, how):
     """docs/profiles.md: a malformed file is an error naming it (exit 2) -- for `measure`
-    (before the command runs), `hardware` and `with ecnas.measure()` alike; the figures are
-    never computed without the profiles."""
+    (before the command runs) and `hardware`; `with ecnas.measure()` raises for its own
+    profile_paths and, for ECNAS_PROFILE_PATH, warns, leaves it out and says so (issue 36)."""
     import ecnas
     from ecnas.errors import InputError
 
@@ -107,11 +107,17 @@ def test_a_broken_profile_file_is_refused_everywhere(capsys, tmp_path, monkeypat
     assert not marker.exists()
     rc, _, err = cli(capsys, "hardware", *flag)
     assert rc == 2 and "lab-gpu.toml" in one_line(err)
-    paths = [broken_profile_path] if flag else []
     meters = ecnas.meters.registry.create_meters(["estimate"])
-    with pytest.raises(InputError, match="lab-gpu.toml"), \
-            ecnas.measure("x", meters=meters, profile_paths=paths):
-        pass
+    if flag:  # the program's own profile_paths: its own ask, refused on entering
+        with pytest.raises(InputError, match="lab-gpu.toml"), \
+                ecnas.measure("x", meters=meters, profile_paths=[broken_profile_path]):
+            pass
+    else:  # the environment's: in-code metering warns, leaves it out, says so (issue 36)
+        with pytest.warns(RuntimeWarning, match="lab-gpu.toml"), \
+                ecnas.measure("x", meters=meters) as m:
+            pass
+        assert any("ECNAS_PROFILE_PATH not used" in w and "lab-gpu.toml" in w
+                   for w in m.report.warnings)
 
 
 def test_a_good_extra_profile_keeps_the_packaged_ones(capsys, tmp_path, monkeypatch):

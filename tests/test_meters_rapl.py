@@ -246,3 +246,29 @@ def test_permission_denied_is_unavailable_with_the_exact_command(
     assert status["fix"] == (f"sudo chmod a+r {klass / 'intel-rapl:0' / 'energy_uj'} "
                              f"{klass / 'intel-rapl:0:0' / 'energy_uj'}")
     assert "CVE-2020-8694" in status["reason"]
+
+
+@pytest.mark.parametrize("text", ["-5", "abc", "99999999999999999999999", ""])
+def test_a_counter_reading_garbage_is_distrusted_and_estimated(tree: FakePowercap, text: str
+                                                               ) -> None:
+    """Issue 36 point 14: a counter reading -5 (or beyond its range, or not a number) is
+    never 0 J measured: the meter is unavailable, naming the file and the value, and
+    ``ecnas measure`` estimates, saying why."""
+    zones = tree.package(0, dram=False, core=False)
+    zones["package"].energy_file.write_text(text + "\n")
+    status = RaplMeter(tree.root).status()
+    assert status.status is Status.UNAVAILABLE
+    assert "untrusted RAPL counter" in status.reason and "energy_uj" in status.reason
+    if text == "-5":
+        assert "reads -5, outside the counter's range" in status.reason
+    env = {**os.environ, "ECNAS_SYSFS_ROOT": str(tree.root)}
+    before = zones["package"].energy_file.read_bytes()
+    out = subprocess.run([sys.executable, "-m", "ecnas", "measure", "--json", "--", "true"],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    rep = json.loads(out.stdout)
+    assert rep["estimated"] and "rapl" not in rep["meters"], rep
+    assert not any(k.endswith("/package") for k in rep["domains"])
+    assert any("RAPL unavailable: unreadable or untrusted RAPL counter" in r
+               for r in rep["reasons"]), rep["reasons"]
+    assert zones["package"].energy_file.read_bytes() == before

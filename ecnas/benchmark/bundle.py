@@ -448,7 +448,12 @@ def verify_bundle(path: str | Path, names: Iterable[str] | None = None) -> Bundl
     """
     p = Path(path)
     mf = read_manifest(p)
-    checks = tuple(_check(p, mf, n) for n in (names if names is not None else sorted(mf["files"])))
+    wanted = list(names if names is not None else sorted(mf["files"]))
+    checks = tuple(_check(p, mf, n) for n in wanted)
+    # and every chunk digest the manifest lists: none may disagree with the file either
+    verify_pieces(p, {"files": {n: e for n, e in mf["files"].items()
+                                if isinstance(e, dict) and "chunks" in e}},
+                  [n for n in wanted if "chunks" in mf["files"].get(n, {})])()
     return BundleReport(p, int(mf["schema_version"]), checks)
 
 
@@ -467,9 +472,13 @@ def _columns(path: Path) -> dict[str, Any]:
     return {name: tbl.column(name).to_numpy() for name in tbl.column_names}
 
 
-def _hash_jobs(p: Path, manifest: Mapping[str, Any], name: str) -> list[tuple[str, int, int, str]]:
-    """(name, start, length, expected SHA-256) for each piece of ``name`` a load verifies:
-    the chunks the manifest lists, else the whole file."""
+def _hash_jobs(p: Path, manifest: Mapping[str, Any],
+               name: str) -> list[tuple[str, int, int, str, bool]]:
+    """(name, start, length, expected SHA-256, whole file?) for each digest the manifest holds
+    for ``name``: each chunk's it lists, and the whole file's. Every one must match: a file
+    edited with its chunk digests updated and its whole-file digest left stale is refused
+    (the chunks hash in parallel and say where the file changed; the whole-file digest is
+    the one ``sha256sum`` checks)."""
     entry = manifest["files"].get(name)
     if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
         raise InputError(f"{p / MANIFEST}: no checksum for {name}")
@@ -480,36 +489,43 @@ def _hash_jobs(p: Path, manifest: Mapping[str, Any], name: str) -> list[tuple[st
     if _is_int(entry.get("bytes")) and entry["bytes"] != size:
         raise InputError(f"{f}: {size} bytes, the manifest says {entry['bytes']}: the file "
                          "changed after the bundle was written")
+    whole = [(name, 0, size, entry["sha256"], True)]
     chunks = entry.get("chunks")
+    if chunks is None:
+        return whole
     if isinstance(chunks, dict) and _is_int(chunks.get("bytes")) and chunks["bytes"] > 0:
         step, digests = chunks["bytes"], chunks.get("sha256")
         if (isinstance(digests, list) and all(isinstance(d, str) for d in digests)
                 and len(digests) == max(1, -(-size // step))):
-            return [(name, i * step, min(step, size - i * step), d)
-                    for i, d in enumerate(digests)]
-        raise InputError(f"{p / MANIFEST}: files[{name!r}].chunks does not match the file's "
-                         f"{size} bytes")
-    return [(name, 0, size, entry["sha256"])]
+            # the whole file first: the longest job starts first, the chunks share the rest
+            return whole + [(name, i * step, min(step, size - i * step), d, False)
+                            for i, d in enumerate(digests)]
+    raise InputError(f"{p / MANIFEST}: files[{name!r}].chunks does not match the file's "
+                     f"{size} bytes")
 
 
 def verify_pieces(p: Path, manifest: Mapping[str, Any], names: Iterable[str]) -> Any:
-    """Start verifying ``names`` (chunks in parallel threads); returns a function that waits
-    and raises ``InputError`` naming the first file whose SHA-256 does not match."""
+    """Start verifying every digest the manifest holds for ``names`` (chunks and whole files
+    in parallel threads); returns a function that waits and raises ``InputError`` naming the
+    first file with a digest that does not match (a changed chunk before a stale whole-file
+    digest)."""
     jobs = [j for n in names for j in _hash_jobs(p, manifest, n)]
     pool = ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1)))
-    futures = [pool.submit(_sha256_range, p / n, start, length) for n, start, length, _ in jobs]
+    futures = [pool.submit(_sha256_range, p / j[0], j[1], j[2]) for j in jobs]
     pool.shutdown(wait=False)
 
     def wait() -> None:
-        for (n, start, _, expected), fut in zip(jobs, futures, strict=True):
-            actual = fut.result()
-            if actual != expected:
-                where = f" at bytes {start}.." if start or len(jobs) > 1 else ""
-                for other in futures:
-                    other.cancel()
-                raise InputError(f"{p / n}: SHA-256 mismatch{where} (manifest {expected[:16]}..., "
-                                 f"file {actual[:16]}...): the file changed after the bundle "
-                                 "was written")
+        results = [fut.result() for fut in futures]
+        bad = [(j, a) for j, a in zip(jobs, results, strict=True) if a != j[3]]
+        if not bad:
+            return
+        (n, start, _, expected, whole), actual = min(bad, key=lambda b: b[0][4])  # chunks first
+        chunked = sum(j[0] == n for j in jobs) > 1
+        where = ("" if not chunked else f" at bytes {start}.." if not whole else
+                 " (whole file; every chunk digest matches: the manifest was edited)")
+        raise InputError(f"{p / n}: SHA-256 mismatch{where} (manifest {expected[:16]}..., "
+                         f"file {actual[:16]}...): the file changed after the bundle was "
+                         "written")
     return wait
 
 

@@ -18,7 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ecnas.campaign.cluster import ClusterSpec, parse_cluster
+from ecnas.campaign.cluster_config import ClusterSpec, parse_cluster
 from ecnas.errors import InputError
 from ecnas.space import ModelSpec, enumerate_cells, sample_cells
 from ecnas.tables import read_table

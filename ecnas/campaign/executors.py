@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ecnas.campaign import cluster as jq
+from ecnas.campaign.tasks import RunResult, RunTask
 from ecnas.campaign.worker import child_main, execute_run
 from ecnas.campaign.worker_slots import (
     WorkerShare,
@@ -28,8 +29,6 @@ from ecnas.campaign.worker_slots import (
     pin,
     plan_shares,
 )
-from ecnas.campaign.tasks import RunResult, RunTask
-from ecnas.campaign.worker import child_main, execute_run
 from ecnas.errors import InputError
 
 #: runs handed to a Dask scheduler at once, whatever the number of workers at connect time
@@ -252,8 +251,8 @@ class JobQueueExecutor(DaskExecutor):
         self.kind = spec.kind
         self.name = jq.job_name(store_path)
         gpu = any(d != "cpu" for d in devices)
-        logs = spec.log_directory or str(Path(store_path).with_name(Path(store_path).name
-                                                                     + ".jobs"))
+        logs = str(jq.job_log_directory(spec, store_path))
+        jq.check_here(spec)  # sbatch/qsub missing, an unknown interface: one line, at once
         Path(logs).mkdir(parents=True, exist_ok=True)
         self.notes: list[str] = []
         self._logs = logs
@@ -270,6 +269,7 @@ class JobQueueExecutor(DaskExecutor):
         try:
             self.cluster = jq.make_cluster(spec, **jq.cluster_kwargs(
                 spec, gpu=gpu, name=self.name, log_directory=logs))
+            jq.submit_check(self.cluster, spec.kind)  # the scheduler's refusal, at once
             # adaptive with minimum = maximum: the cluster resubmits a job that ended
             # (scancel, node failure, walltime) instead of running on with fewer workers
             self.cluster.adapt(minimum_jobs=jobs, maximum_jobs=jobs)
@@ -299,6 +299,9 @@ class JobQueueExecutor(DaskExecutor):
         return super().next_result()
 
     def _check_jobs(self, now: float) -> None:
+        said = jq.refused(self.name)
+        if said is not None and not self._client.nthreads():
+            raise jq.ClusterError(f"{self.kind.upper()} refuses the worker job: {said}")
         if self._client.nthreads() or jq.list_jobs(self.kind, self.name):
             self._stalled_since = None
             return
@@ -315,7 +318,11 @@ class JobQueueExecutor(DaskExecutor):
     def _shutdown(self) -> None:
         try:
             if self.cluster is not None:
-                self.cluster.close(timeout=30)
+                # nothing of a refused job runs: no need to wait for its worker to leave
+                self.cluster.close(timeout=3 if jq.refused(self.name) else 30)
+        except Exception:  # noqa: BLE001 - a job the scheduler refused trips distributed's close
+            if self.kind is None or jq.refused(self.name) is None:
+                raise
         finally:
             # whatever dask-jobqueue did not cancel (a job submitted while it closed, a close
             # cut short): every job of this store's name goes

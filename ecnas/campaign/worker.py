@@ -19,9 +19,9 @@ import warnings
 from typing import Any
 
 from ecnas._version import __version__
-from ecnas.campaign.worker_slots import WorkerShare, apply_share, observed, set_torch_threads
 from ecnas.campaign.socket_split import cpu_share, cpu_times, split_rows
 from ecnas.campaign.tasks import RunFn, RunOutput, RunResult, RunTask
+from ecnas.campaign.worker_slots import WorkerShare, apply_share, observed, set_torch_threads
 
 __all__ = ["RunFn", "child_main", "cluster_job", "execute_run", "train_run"]
 #: meters whose CPU/DRAM reading covers the whole socket, not one process

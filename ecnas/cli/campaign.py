@@ -8,7 +8,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from ecnas.campaign.cluster import ClusterSpec
+from ecnas.campaign.cluster import ClusterSpec, check_here, job_log_directory
 from ecnas.cli._metrics import add_metrics_flags, start_exporter
 from ecnas.cli._output import add_force_flag, add_json_flag, emit
 from ecnas.errors import InputError
@@ -32,6 +32,10 @@ def register(sub: Any) -> None:
                    help="run on --workers worker jobs of a SLURM or PBS cluster started through "
                    "dask-jobqueue with the campaign's [cluster] resources, cancelled at the end "
                    "(default: the [cluster] table's kind if it names one; none: run locally)")
+    p.add_argument("--log-directory", default=None, metavar="ABS_DIR",
+                   help="with --cluster: the worker jobs' .out/.err logs go to this absolute "
+                   "folder (default: the [cluster] table's log_directory under the store's "
+                   "folder, else STORE.jobs beside the store)")
     p.add_argument("--resume", action="store_true",
                    help="continue a store that already holds runs of this campaign")
     p.add_argument("--allow-other-campaign", action="store_true",
@@ -71,8 +75,10 @@ def _run_fn(spec: str | None) -> Any:
     return fn
 
 
-def _cluster(args: argparse.Namespace, campaign: Any) -> Any:
-    """The cluster to run on: --cluster, else the [cluster] table's kind; None: run locally."""
+def _cluster(args: argparse.Namespace, campaign: Any, store: Path) -> Any:
+    """The cluster to run on: --cluster, else the [cluster] table's kind; None: run locally.
+    Where its job logs go and whether its scheduler is here are checked now, before the
+    store is touched."""
 
     table = campaign.cluster
     kind = args.cluster
@@ -83,7 +89,12 @@ def _cluster(args: argparse.Namespace, campaign: Any) -> Any:
     if args.scheduler is not None:
         raise InputError("--cluster and --scheduler exclude each other: --cluster starts its "
                          "own Dask scheduler")
-    return (table or ClusterSpec()).with_kind(kind)
+    spec = (table or ClusterSpec()).with_kind(kind)
+    if args.log_directory is not None:
+        spec = spec.with_log_directory(args.log_directory)
+    job_log_directory(spec, store)
+    check_here(spec)
+    return spec
 
 
 def _summary_text(d: dict[str, Any]) -> str:
@@ -107,7 +118,7 @@ def run_run(args: argparse.Namespace) -> int:
     campaign = load_campaign(args.campaign)
     store = Path(args.store) if args.store else Path(args.campaign).with_suffix(".sqlite")
     fn = _run_fn(args.run_fn)
-    cluster = _cluster(args, campaign)
+    cluster = _cluster(args, campaign, store)
 
     def say(line: str) -> None:
         if not args.quiet:

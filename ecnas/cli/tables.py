@@ -47,10 +47,12 @@ def _progress(done: int, total: int) -> None:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from ecnas.interop import import_ecnas
+    from ecnas.interop import check_device_id, import_ecnas
     from ecnas.tables import write_table
     from ecnas.tables.io import check_table_target
 
+    if args.device is not None:
+        check_device_id(args.device)  # it names bundle files later: an id, never a path
     check_table_target(args.out, force=args.force, inputs=[args.src])  # before any reading
     if args.pue is not None and not (math.isfinite(args.pue) and args.pue >= 1.0):
         raise InputError(f"--pue {args.pue}: a facility factor is a finite number >= 1")

@@ -14,6 +14,7 @@ from ecnas._lazy import lazy_exports
 
 _EXPORTS = {
     "import_ecnas": "ecnas.interop.importer",
+    "check_device_id": "ecnas.interop.convert",
     "export_ecnas_tfrecord": "ecnas.interop.export_tfrecord",
     "ExportReport": "ecnas.interop.export_tfrecord",
     "EcnasRecord": "ecnas.interop.tfrecord",

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import re
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -81,6 +82,36 @@ def _ts(text: str | None) -> _dt.datetime | None:
         return None
 
 
+#: a device id, as profile ids are: kebab-case (it names bundle files: metrics.<id>.npy)
+DEVICE_ID_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+DEVICE_ID_MAX = 64
+
+
+def check_device_id(device: str, where: str = "--device") -> str:
+    """``device`` when it is a kebab-case id of at most 64 characters (lower-case letters,
+    digits and '-', like a profile id), else an :class:`InputError` naming ``where``."""
+    if not (isinstance(device, str) and DEVICE_ID_RE.fullmatch(device)
+            and len(device) <= DEVICE_ID_MAX):
+        raise InputError(f"{where} {str(device)[:80]!r}: not a device id: kebab-case, lower-case "
+                         "letters, digits and '-', at most 64 characters, like a profile id "
+                         "(e.g. nvidia-a100-40gb)")
+    return device
+
+
+def _check_timestamps(run: RunInput) -> None:
+    """Every timestamp the run holds parses (an empty one is absent): ``yesterday`` is refused
+    rather than quietly dropped from the wall time."""
+    m = run.metrics
+    fields = [("start_emission", m.start_emission), ("stop_emission", m.stop_emission)]
+    for i, ev in enumerate(m.evaluation_data_energy):
+        fields += [(f"evaluation {i + 1} start_emission", ev.start_emission),
+                   (f"evaluation {i + 1} stop_emission", ev.stop_emission)]
+    for name, text in fields:
+        if text and text.strip() and _ts(text) is None:
+            raise InputError(f"{run.where}: {name} {text[:60]!r}: not a timestamp like "
+                             "'2022-10-21 20:26:51'")
+
+
 def _match_device(name: str, kind: DeviceKind, cache: dict[tuple[str, str], Any]) -> str:
     key = (kind, name)
     if key not in cache:
@@ -90,8 +121,10 @@ def _match_device(name: str, kind: DeviceKind, cache: dict[tuple[str, str], Any]
         if match.profile is not None:
             cache[key] = match.profile.id
         else:
-            slug = "-".join(normalize_device_name(name).replace("/", " ").split()) or "unknown"
-            cache[key] = f"unknown-{slug}"
+            # a free-text model name becomes a kebab-case id: "../../etc/passwd" is
+            # "unknown-etc-passwd", never a path
+            slug = re.sub(r"[^a-z0-9]+", "-", normalize_device_name(name).lower()).strip("-")
+            cache[key] = f"unknown-{slug[:DEVICE_ID_MAX - 8].strip('-') or 'device'}"
     return cache[key]
 
 
@@ -140,6 +173,7 @@ def _resolve(runs: Sequence[RunInput], *, device: str | None, keep_bad_hashes: b
         m = run.metrics
         if not m.evaluation_data_energy:
             raise InputError(f"{run.where}: no evaluations (checkpoints)")
+        _check_timestamps(run)
         p = m.avg_power_usages
         gpu_j = sum(p.gpu.joules) if p and p.gpu else None
         cpu_j = sum(p.cpu.joules) if p and p.cpu else None
@@ -348,6 +382,8 @@ def runs_to_table(runs: Sequence[RunInput], *, pue: float | None = None,
     """The energy table of ``runs`` with its metadata (see the module doc for the rules)."""
     if not runs:
         raise InputError(f"{source or 'input'}: no EC-NAS runs found")
+    if device is not None:
+        check_device_id(device)
     resolved, mismatches = _resolve(runs, device=device, keep_bad_hashes=keep_bad_hashes,
                                     progress=progress)
     factor = _pue(resolved, pue)

@@ -255,11 +255,17 @@ class RaplMeter(Meter):
         broken: list[str] = []
         for z in zones:
             try:
-                int(_read_text(z.path)[:_READ_SIZE])
+                value = int(_read_text(z.path)[:_READ_SIZE])
             except PermissionError:
                 denied.append(z.path)
             except (OSError, ValueError) as exc:
                 broken.append(f"{z.path}: {exc}")
+            else:
+                # a counter never reads below 0 or beyond its range: one that does is not
+                # read from the hardware (a written file, a broken driver) and is not trusted
+                if not 0 <= value <= z.range_uj:
+                    broken.append(f"{z.path}: reads {value}, outside the counter's range "
+                                  f"0..{z.range_uj}: not trusted")
         if denied:
             return MeterStatus(
                 self.name, Status.UNAVAILABLE, domains=self.domains(),
@@ -271,7 +277,8 @@ class RaplMeter(Meter):
                 devices=self._devices())
         if broken:
             return MeterStatus(self.name, Status.UNAVAILABLE, domains=self.domains(),
-                               reason="unreadable RAPL counter: " + "; ".join(broken),
+                               reason="unreadable or untrusted RAPL counter: "
+                               + "; ".join(broken),
                                fix="check the powercap driver (dmesg)")
         note = "; ".join(self._notes)
         return MeterStatus(self.name, Status.MEASURED, domains=self.domains(),

@@ -59,7 +59,7 @@ def run_command(command: Sequence[str], *, meters: Sequence[Meter] | None = None
         check_target(out, force=True)
     before = _identity(out)
     with Monitor(meters, profile_paths=profile_paths, idle_subtract=idle_subtract,
-                 sync_cuda=False) as monitor:
+                 sync_cuda=False, strict_profile_path=True) as monitor:
         monitor.begin(label)
         try:
             proc = subprocess.Popen(cmd)

@@ -13,9 +13,10 @@ import math
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ecnas.errors import InputError, MeterUnavailable
 from ecnas.meters.base import (
@@ -138,6 +139,23 @@ def counted_domains(facts: Sequence[DomainFacts]) -> frozenset[str]:
     return frozenset(f.domain for f in facts if f.component not in skip)
 
 
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """A RuntimeWarning, once per message and process (the shared Monitor is rebuilt when the
+    environment changes; the same broken path is not announced at every rebuild)."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        # pointed at the user's line (the first frame outside ecnas), not at ecnas's own
+        package = str(Path(__file__).resolve().parents[1])
+        level = 2  # stacklevel 2 is the frame above this one
+        frame: Any = sys._getframe(1)
+        while frame is not None and frame.f_code.co_filename.startswith(package):
+            level, frame = level + 1, frame.f_back
+        warnings.warn(f"ecnas: {message}", RuntimeWarning, stacklevel=level)
+
+
 class Monitor:
     """Meters running in the background and any number of named windows over them.
 
@@ -148,8 +166,13 @@ class Monitor:
 
     def __init__(self, meters: Sequence[Meter] | None = None, *,
                  profile_paths: Sequence[str | Path] = (), sync_cuda: bool = True,
-                 idle_subtract: bool = False, use_profiles: bool = True) -> None:
+                 idle_subtract: bool = False, use_profiles: bool = True,
+                 strict_profile_path: bool = False) -> None:
         self.use_profiles = use_profiles
+        #: False (in-code metering): an ECNAS_PROFILE_PATH that cannot load is warned about
+        #: once and left out, never raised into the user's program; True (the CLI's
+        #: ``ecnas measure``): refused before anything runs
+        self.strict_profile_path = strict_profile_path
         self._given = list(meters) if meters is not None else None
         self._profile_paths = tuple(profile_paths)
         self.sync_cuda = sync_cuda
@@ -248,8 +271,17 @@ class Monitor:
 
         try:
             profiles, cache_note = resolve(devices, domains, self._profile_paths)
-        except InputError:
-            raise  # a broken or missing profile file: refuse, never change the numbers
+        except InputError as exc:
+            if self.strict_profile_path:
+                raise  # a broken or missing profile file: refuse, never change the numbers
+            # the environment's layer is the user's shell, not the program: without it, the
+            # packaged profiles and the program's own profile_paths (those still raise)
+            profiles, cache_note = resolve(devices, domains, self._profile_paths,
+                                           use_env=False)
+            note = (f"ECNAS_PROFILE_PATH not used: {exc}; readings use the packaged "
+                    "hardware profiles" + (" and profile_paths" if self._profile_paths else ""))
+            _warn_once(note)
+            notes.append(note)
         except OSError as exc:  # an unreadable profile file: the same (docs/profiles.md)
             raise InputError(f"hardware profiles: {exc.filename or ''}: "
                              f"{exc.strerror or exc}") from None

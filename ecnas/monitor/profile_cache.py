@@ -52,25 +52,27 @@ def _stat_entries(path: str, suffixes: tuple[str, ...]) -> list[list[Any]]:
         return [[path, "unreadable", exc.errno]]
 
 
-def sources_signature(profile_paths: Sequence[str | Path]) -> list[list[Any]]:
-    """Every file whose change could change a match: packaged profiles, ECNAS_PROFILE_PATH,
-    the extra paths, and the profile-matching code itself."""
+def sources_signature(profile_paths: Sequence[str | Path],
+                      use_env: bool = True) -> list[list[Any]]:
+    """Every file whose change could change a match: packaged profiles, ECNAS_PROFILE_PATH
+    (unless ``use_env`` is False), the extra paths, and the profile-matching code itself."""
     out: list[list[Any]] = []
     for package, suffixes in (("ecnas.hardware_profiles", (".toml",)),
                               ("ecnas.profiles", (".py",))):
         spec = find_spec(package)
         for location in (spec.submodule_search_locations or []) if spec else []:
             out += _stat_entries(str(location), suffixes)
-    env = os.environ.get(PROFILE_PATH_ENV, "")
+    env = os.environ.get(PROFILE_PATH_ENV, "") if use_env else ""
     for p in [*(q for q in env.split(os.pathsep) if q.strip()), *map(str, profile_paths)]:
         out += _stat_entries(os.path.expanduser(p), (".toml",))
     return out
 
 
 def _key(devices: Mapping[str, DeviceInfo], domains: Sequence[str],
-         profile_paths: Sequence[str | Path]) -> str:
+         profile_paths: Sequence[str | Path], use_env: bool = True) -> str:
     devs = sorted([d.domain, d.kind, d.name, d.pci_device_id or ""] for d in devices.values())
-    return json.dumps([__version__, devs, sorted(domains), sources_signature(profile_paths)],
+    return json.dumps([__version__, devs, sorted(domains),
+                       sources_signature(profile_paths, use_env), use_env],
                       separators=(",", ":"))
 
 
@@ -83,11 +85,13 @@ def _device_for(domain: str, devices: Mapping[str, DeviceInfo]) -> DeviceInfo | 
 
 
 def match_domains(devices: Mapping[str, DeviceInfo], domains: Sequence[str],
-                  profile_paths: Sequence[str | Path] = ()) -> dict[str, DomainProfile]:
-    """Load and match the profiles (no cache). Raises what ``load_profiles`` raises."""
+                  profile_paths: Sequence[str | Path] = (),
+                  use_env: bool = True) -> dict[str, DomainProfile]:
+    """Load and match the profiles (no cache; ``use_env=False`` leaves ECNAS_PROFILE_PATH
+    out). Raises what ``load_profiles`` raises."""
     from ecnas.profiles import load_profiles, match_profile
 
-    loaded = load_profiles(profile_paths)
+    loaded = load_profiles(profile_paths, use_env=use_env)
     out: dict[str, DomainProfile] = {}
     for domain in domains:
         device = _device_for(domain, devices)
@@ -117,15 +121,17 @@ def _read_cache(path: Path, key: str) -> dict[str, DomainProfile] | None:
 
 
 def resolve(devices: Mapping[str, DeviceInfo], domains: Sequence[str],
-            profile_paths: Sequence[str | Path] = ()) -> tuple[dict[str, DomainProfile], str]:
+            profile_paths: Sequence[str | Path] = (),
+            use_env: bool = True) -> tuple[dict[str, DomainProfile], str]:
     """Profile facts per domain, from the cache when valid; the second value is a note when
-    the cache could not be written (empty otherwise)."""
-    key = _key(devices, domains, profile_paths)
+    the cache could not be written (empty otherwise). ``use_env=False``: without the
+    ECNAS_PROFILE_PATH layer."""
+    key = _key(devices, domains, profile_paths, use_env)
     path = cache_dir() / f"profiles-{zlib.crc32(key.encode()):08x}.json"
     cached = _read_cache(path, key)
     if cached is not None:
         return cached, ""
-    facts = match_domains(devices, domains, profile_paths)
+    facts = match_domains(devices, domains, profile_paths, use_env)
     payload = json.dumps({"key": key, "domains": {d: f.to_json() for d, f in facts.items()}})
     from ecnas.outputs import write_text  # on a cache miss only: keeps the cold start short
 

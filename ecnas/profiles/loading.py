@@ -76,14 +76,17 @@ def _merge(layers: Iterable[list[HardwareProfile]]) -> list[HardwareProfile]:
     return list(merged.values())
 
 
-def load_profiles(extra_paths: Sequence[str | Path] = ()) -> list[HardwareProfile]:
+def load_profiles(extra_paths: Sequence[str | Path] = (), *,
+                  use_env: bool = True) -> list[HardwareProfile]:
     """All profiles in precedence order (later ones override earlier ones with the same id).
 
     Raises ``InputError`` naming the file, key and reason when any profile is malformed,
     and naming the path when a folder in ``ECNAS_PROFILE_PATH`` or ``extra_paths`` is missing.
+    ``use_env=False`` leaves ``ECNAS_PROFILE_PATH`` out (in-code metering's fallback when that
+    layer cannot load).
     """
     layers = [packaged_profiles()]
-    layers += [profiles_in(p, ENV_VAR) for p in env_profile_paths()]
+    layers += [profiles_in(p, ENV_VAR) for p in (env_profile_paths() if use_env else ())]
     layers += [profiles_in(Path(p), "profile path") for p in extra_paths]
     return _merge(layers)
 
