@@ -192,10 +192,14 @@ def refresh() -> None:
 class measure:  # lower-case: used like a function, ``with measure():`` / ``@measure()``
     """Meter a block or a function: ``with measure("train") as m: ...`` then ``m.report``.
 
-    As a decorator (``@measure``, ``@measure()`` or ``@measure("step")``, on functions, methods
-    and coroutine functions) every call is one window, named after the function unless a name
-    is given; the latest report is on the wrapped function (``.energy_report``) and on the
-    decorator object (``.report``).
+    As a decorator (``@measure``, ``@measure()`` or ``@measure("step")``, on functions, methods,
+    coroutine functions, generator functions and async generator functions) every call is one
+    window, named after the function unless a name is given; the latest report is on the
+    wrapped function (``.energy_report``) and on the decorator object (``.report``). A
+    generator's window spans its iteration: it opens at the first ``next()`` (not when the
+    generator object is made) and closes when the generator is exhausted, returns, raises or
+    is closed (``break`` out of a ``for`` loop closes it when the generator is collected, at
+    once in CPython); the time the consumer spends between items is inside the window.
     Windows are on the process's default Monitor unless ``meters``, ``profile_paths`` or
     ``use_profiles=False`` ask for a Monitor of their own (built and closed per window).
     """
@@ -288,6 +292,10 @@ class measure:  # lower-case: used like a function, ``with measure():`` / ``@mea
             self.name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "measure")
         if inspect.iscoroutinefunction(fn):
             return self._wrap_coroutine(fn)
+        if inspect.isgeneratorfunction(fn):
+            return self._wrap_generator(fn)
+        if inspect.isasyncgenfunction(fn):
+            return self._wrap_async_generator(fn)
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -321,6 +329,64 @@ class measure:  # lower-case: used like a function, ``with measure():`` / ``@mea
                 finally:
                     self.report = report
                     wrapper.energy_report = report  # type: ignore[attr-defined]
+
+        wrapper.energy_report = None  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    def _finish(self, wrapper: Any, window: Window) -> None:
+        """Close a decorated call's window; its report goes on ``wrapper`` and on self."""
+        report = None
+        try:
+            report = self._close(window)
+        finally:
+            self.report = report
+            wrapper.energy_report = report
+
+    def _wrap_generator(self, fn: F) -> F:
+        # Calling a generator function runs none of its body: metering the call would meter
+        # nothing (issue 37). The window spans the iteration instead, from the first next()
+        # to exhaustion, return, an exception or close() (GeneratorExit).
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            gen = fn(*args, **kwargs)
+            window = self._open()
+            try:
+                return (yield from gen)
+            finally:
+                gen.close()  # a consumer's close()/throw() reached us first: close it too
+                self._finish(wrapper, window)
+
+        wrapper.energy_report = None  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    def _wrap_async_generator(self, fn: F) -> F:
+        # An async generator's window spans its iteration (awaits inside included), from the
+        # first __anext__ to exhaustion, an exception or aclose(). asend/athrow are passed on.
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            agen = fn(*args, **kwargs)
+            window = self._open()
+            try:
+                sent: Any = None
+                thrown: BaseException | None = None
+                while True:
+                    try:
+                        if thrown is not None:  # the consumer's athrow(): pass it on
+                            exc, thrown = thrown, None
+                            item = await agen.athrow(exc)
+                        else:
+                            item = await agen.asend(sent)
+                    except StopAsyncIteration:
+                        return
+                    try:
+                        sent = yield item
+                    except GeneratorExit:
+                        raise
+                    except BaseException as exc:  # noqa: BLE001 - handed to the generator
+                        thrown = exc
+            finally:
+                await agen.aclose()
+                self._finish(wrapper, window)
 
         wrapper.energy_report = None  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
