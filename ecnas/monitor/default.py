@@ -37,6 +37,8 @@ from typing import Any, NamedTuple, TypeVar
 
 from ecnas.errors import InputError
 from ecnas.meters.base import Meter
+from ecnas.monitor import distributed
+from ecnas.monitor.distributed import JobReport
 from ecnas.monitor.monitor import Monitor, Snapshot
 from ecnas.monitor.report import EnergyReport
 
@@ -202,11 +204,19 @@ class measure:  # lower-case: used like a function, ``with measure():`` / ``@mea
     once in CPython); the time the consumer spends between items is inside the window.
     Windows are on the process's default Monitor unless ``meters``, ``profile_paths`` or
     ``use_profiles=False`` ask for a Monitor of their own (built and closed per window).
+
+    In a distributed job (docs/distributed.md) each rank meters its own GPU and the node's
+    local rank 0 the shared domains. ``gather=True`` brings the window's reports of every rank
+    together when it ends (collective: every rank must end the same windows in the same
+    order): the job's total, per node and per rank, is then on ``.job``
+    (:class:`~ecnas.monitor.distributed.JobReport`; in a single process, a job of one rank).
+    ``barrier=True`` makes the ranks wait for each other at both edges, so their windows
+    start and end together.
     """
 
     # Slots: a measure() is built for every window of ``with measure():``.
     __slots__ = ("name", "_named", "_idle_subtract", "_sync_cuda", "_own", "_meters", "_kwargs",
-                 "report", "monitor", "_stack")
+                 "report", "monitor", "_stack", "_gather", "_barrier", "job")
 
     def __new__(cls, name: Any = None, *args: Any, **kwargs: Any) -> Any:
         # Bare ``@measure``: Python calls measure(fn); answer with the decorated function.
@@ -217,7 +227,8 @@ class measure:  # lower-case: used like a function, ``with measure():`` / ``@mea
 
     def __init__(self, name: str | None = None, meters: Sequence[Meter] | None = None, *,
                  idle_subtract: bool = False, profile_paths: Sequence[str | Path] = (),
-                 sync_cuda: bool = True, use_profiles: bool = True) -> None:
+                 sync_cuda: bool = True, use_profiles: bool = True, gather: bool = False,
+                 barrier: bool = False) -> None:
         if name is not None and not isinstance(name, str):
             raise TypeError(f"measure(name): a window name is a str, not {type(name).__name__}")
         self._named = name is not None
@@ -232,6 +243,10 @@ class measure:  # lower-case: used like a function, ``with measure():`` / ``@mea
         self.report: EnergyReport | None = None
         self.monitor: Monitor | None = None
         self._stack: list[Window] = []
+        self._gather = gather
+        self._barrier = barrier
+        #: the job's report of the latest window (``gather=True``), else None
+        self.job: JobReport | None = None
 
     # -- one window ------------------------------------------------------------------------
     def _open(self) -> Window:
@@ -241,6 +256,8 @@ class measure:  # lower-case: used like a function, ``with measure():`` / ``@mea
             lease = _SHARED.acquire()
             monitor = lease.monitor
         try:
+            if self._barrier:
+                distributed.barrier()
             return Window(monitor, monitor.snapshot(self._sync_cuda), lease)
         except BaseException:
             self._release(monitor, lease)
@@ -249,8 +266,14 @@ class measure:  # lower-case: used like a function, ``with measure():`` / ``@mea
     def _close(self, window: Window) -> EnergyReport:
         monitor = window.monitor
         try:
-            return monitor.report(self.name, window.start, monitor.snapshot(self._sync_cuda),
-                                  idle_subtract=self._idle_subtract)
+            if self._barrier:
+                distributed.barrier()
+            report = monitor.report(self.name, window.start, monitor.snapshot(self._sync_cuda),
+                                    idle_subtract=self._idle_subtract)
+            if self._gather:
+                self.job = distributed.gather(report, monitor=monitor, topo=monitor.topology
+                                              or distributed.topology())
+            return report
         finally:
             self._release(monitor, window.lease)
 

@@ -29,6 +29,7 @@ from ecnas.meters.base import (
     Status,
     calibrated_energy,
 )
+from ecnas.monitor.distributed import Topology, rank_meters, topology
 from ecnas.monitor.report import (
     ComponentName,
     DomainEnergy,
@@ -155,6 +156,11 @@ class Monitor:
         self.sync_cuda = sync_cuda
         self.idle_subtract = idle_subtract
         self._session: Session | None = None
+        #: this process's place in a distributed job, when it is a rank and the meters were
+        #: chosen for it (None: a single process, or meters given)
+        self.topology: Topology | None = None
+        #: what this rank leaves to other ranks (the node's shared domains, on local rank 0)
+        self.placement: list[str] = []
         self._windows: dict[str, Snapshot] = {}
         self._lock = threading.Lock()
         #: called after ``end`` closed the last open named window (the shared Monitor's
@@ -182,7 +188,13 @@ class Monitor:
         if self._given is None:
             from ecnas.meters.registry import default_meters
 
-            candidates = default_meters()
+            # a rank of a distributed job reads its own GPU, and the node's shared domains
+            # only on local rank 0 (ecnas.monitor.distributed): each joule counted once
+            self.topology = topology()
+            if self.topology is not None:
+                candidates, self.placement = rank_meters(self.topology)
+            else:
+                candidates = default_meters()
         else:
             candidates = self._given
         notes: list[str] = []
