@@ -233,3 +233,54 @@ def test_mismatched_windows_are_a_clear_error(stub_dir: Path, tmp_path: Path) ->
     for rank in range(2):
         text = (out / f"error{rank}.txt").read_text()
         assert "mismatched windows" in text and "'train'" in text and "'eval'" in text
+
+
+def ecnas_measure(node: Node, stub_dir: Path, out: Path, node_rank: int, port: int,
+                  rdv: Path) -> subprocess.Popen:
+    """``ecnas measure --gather`` around a two-node torchrun launch, for one node."""
+    cmd = [sys.executable, "-m", "ecnas", "measure", "--json", "--gather", "--nodes", "2",
+           "--node-rank", str(node_rank), "--rendezvous", str(rdv), "--",
+           TORCHRUN or "torchrun", "--nproc-per-node=2", "--nnodes=2",
+           f"--node-rank={node_rank}", "--master-addr=127.0.0.1", f"--master-port={port}",
+           "-m", "fakes.dist_worker", "wait", str(out)]
+    env = node.env(stub_dir)
+    env["ECNAS_JOB_ID"] = "measure-test"
+    return subprocess.Popen(cmd, env=env, cwd=TESTS, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+@needs_torchrun
+def test_ecnas_measure_around_torchrun_on_two_nodes(stub_dir: Path, tmp_path: Path) -> None:
+    a = Node.build(tmp_path / "a", "node-a", 2, "a")
+    b = Node.build(tmp_path / "b", "node-b", 2, "b")
+    out = tmp_path / "out"
+    out.mkdir()
+    port = free_port()
+    procs = [ecnas_measure(a, stub_dir, out, 0, port, tmp_path / "rdv"),
+             ecnas_measure(b, stub_dir, out, 1, port, tmp_path / "rdv")]
+    wait_ready(out, 4, procs)
+    a.burn([4.0, 6.0], [1.0, 2.0, 3.0, 4.0])
+    b.burn([40.0, 60.0], [10.0, 20.0, 30.0, 40.0])
+    time.sleep(0.15)
+    (out / "go").touch()
+    outputs = []
+    for p in procs:
+        stdout, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err[-3000:]
+        outputs.append(json.loads(stdout))
+    for node, report in zip((a, b), outputs, strict=True):
+        # the wrapper meters its whole node: both GPUs, every zone
+        assert report["energy_j"] == pytest.approx(node.truth_j, rel=1e-6)
+        job = report["job"]
+        assert job["complete"] and job["world_size"] == 2
+        assert job["energy_j"] == pytest.approx(a.truth_j + b.truth_j, rel=1e-6)
+        assert job["nodes"] == {"node-a": pytest.approx(a.truth_j),
+                                "node-b": pytest.approx(b.truth_j)}
+
+
+def test_ecnas_measure_gather_needs_a_place() -> None:
+    proc = subprocess.run([sys.executable, "-m", "ecnas", "measure", "--gather", "--nodes", "2",
+                           "--", "true"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--node-rank" in proc.stderr

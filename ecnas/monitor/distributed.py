@@ -12,7 +12,9 @@ group is initialized. Then the default meters (:func:`rank_meters`) are:
 * the node's shared domains (RAPL packages and DRAM, AMD boards, plug-ins) on the node's local
   rank 0 only;
 * the CPU-time estimate, where no RAPL is readable, on every rank: it counts the rank's own
-  process tree, which no other rank counts.
+  process tree, which no other rank counts;
+* everything (the default meters), for a rank alone on its node (``LOCAL_WORLD_SIZE=1``, one
+  ``srun`` task per node).
 
 The node is real: the host name and ``/proc/sys/kernel/random/boot_id`` (``ECNAS_NODE_ID``
 overrides it, to simulate several nodes on one machine in tests).
@@ -171,6 +173,8 @@ def rank_meters(topo: Topology, environ: Mapping[str, str] | None = None,
     """The meters this rank reads (see the module doc), and notes on what it leaves to
     others. The readers are imported here, not at the top: ``ecnas.monitor`` stays light."""
     env = os.environ if environ is None else environ
+    if topo.local_world_size == 1:  # alone on its node: everything there is its own
+        return import_module("ecnas.meters.registry").default_meters(), []
     nvml = import_module("ecnas.meters.nvml")
     rapl_mod = import_module("ecnas.meters.rapl")
     estimate_mod = import_module("ecnas.meters.estimate")

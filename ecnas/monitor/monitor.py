@@ -149,8 +149,13 @@ class Monitor:
 
     def __init__(self, meters: Sequence[Meter] | None = None, *,
                  profile_paths: Sequence[str | Path] = (), sync_cuda: bool = True,
-                 idle_subtract: bool = False, use_profiles: bool = True) -> None:
+                 idle_subtract: bool = False, use_profiles: bool = True,
+                 placed: bool = True) -> None:
+        """``placed``: in a distributed job, read only what this rank owns (its GPU; the
+        node's shared domains on local rank 0) when no meters are given; False reads the
+        whole machine (``ecnas measure`` wrapping a launcher)."""
         self.use_profiles = use_profiles
+        self._placed = placed
         self._given = list(meters) if meters is not None else None
         self._profile_paths = tuple(profile_paths)
         self.sync_cuda = sync_cuda
@@ -190,7 +195,7 @@ class Monitor:
 
             # a rank of a distributed job reads its own GPU, and the node's shared domains
             # only on local rank 0 (ecnas.monitor.distributed): each joule counted once
-            self.topology = topology()
+            self.topology = topology() if self._placed else None
             if self.topology is not None:
                 candidates, self.placement = rank_meters(self.topology)
             else:
