@@ -284,3 +284,44 @@ def test_ecnas_measure_gather_needs_a_place() -> None:
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "--node-rank" in proc.stderr
+
+
+def slurm_ready() -> str:
+    """Why the single-node SLURM cannot run a job here ("" when it can)."""
+    if shutil.which("srun") is None or shutil.which("sinfo") is None:
+        return "SLURM is not installed (srun/sinfo)"
+    try:
+        info = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True,
+                              timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"sinfo failed: {exc}"
+    states = info.stdout.split()
+    if info.returncode != 0 or not any(s in ("idle", "mixed", "allocated") for s in states):
+        return f"no SLURM node up (sinfo: {info.stdout.strip() or info.stderr.strip()})"
+    return ""
+
+
+def test_srun_two_tasks_one_job_total(stub_dir: Path, tmp_path: Path) -> None:
+    why = slurm_ready()
+    if why:
+        pytest.skip(why)
+    node = Node.build(tmp_path / "node", "node-a", 2, "s")
+    out = tmp_path / "out"
+    out.mkdir()
+    env = node.env(stub_dir)
+    env.update({"ECNAS_RENDEZVOUS": str(tmp_path / "rdv")})  # srun tasks, no process group
+    for k in [k for k in env if k.startswith("SLURM_")]:
+        env.pop(k)
+    proc = subprocess.Popen(["srun", "-n", "2", "--immediate=60", "--chdir", str(TESTS),
+                             sys.executable, "-m", "fakes.dist_worker", "env", str(out)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_ready(out, 2, [proc], timeout=180)
+    node.burn([3.0, 5.0], [2.0, 1.0, 2.0, 1.0])
+    time.sleep(0.15)
+    (out / "go").touch()
+    finish([proc])
+    for job in reports(out, 2):
+        assert job["complete"] and job["energy_j"] == pytest.approx(node.truth_j, rel=1e-6)
+        read_by = {d["domain"]: d["rank"] for d in job["domains"]}
+        assert read_by["gpu:0"] == 0 and read_by["gpu:1"] == 1
+        assert read_by["cpu:1/package"] == 0
