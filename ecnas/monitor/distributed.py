@@ -44,7 +44,7 @@ from importlib import import_module
 from typing import Any
 
 from ecnas.errors import InputError
-from ecnas.monitor.rendezvous import Rendezvous, open_rendezvous
+from ecnas.monitor.rendezvous import RENDEZVOUS_ENV, Rendezvous, open_rendezvous
 from ecnas.monitor.report import EnergyReport
 
 #: overrides the node identity (hostname + boot id): for tests and simulations only
@@ -438,6 +438,7 @@ class Gatherer:
         self.rendezvous = rendezvous
         self.windows = 0
         self.barriers = 0
+        self.spec: str | None = None  # the rendezvous asked for (None: found as documented)
         self._lock = threading.Lock()
 
     def gather(self, report: EnergyReport, uuids: Mapping[str, str],
@@ -488,10 +489,12 @@ def _gatherer(topo: Topology, rendezvous: str | None, timeout: float) -> Gathere
     global _GATHERER
     with _GATHERER_LOCK:
         g = _GATHERER
-        if g is None or g.topo != topo:
+        spec = rendezvous if rendezvous is not None else os.environ.get(RENDEZVOUS_ENV)
+        if g is None or g.topo != topo or g.spec != spec:
             g = _GATHERER = Gatherer(topo, open_rendezvous(topo.rank, topo.world_size,
                                                            spec=rendezvous,
                                                            timeout_s=timeout))
+            g.spec = spec
         return g
 
 
