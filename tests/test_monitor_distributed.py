@@ -325,3 +325,33 @@ def test_srun_two_tasks_one_job_total(stub_dir: Path, tmp_path: Path) -> None:
         read_by = {d["domain"]: d["rank"] for d in job["domains"]}
         assert read_by["gpu:0"] == 0 and read_by["gpu:1"] == 1
         assert read_by["cpu:1/package"] == 0
+
+
+def placement(node: Node, stub_dir: Path, **env: str) -> dict:
+    full = node.env(stub_dir)
+    full.update(env)
+    proc = subprocess.run([sys.executable, "-m", "fakes.dist_worker", "placement", "."],
+                          env=full, cwd=TESTS, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_which_gpu_a_rank_reads(stub_dir: Path, tmp_path: Path) -> None:
+    node = Node.build(tmp_path / "node", "node-a", 3, "p")
+    rank = {"RANK": "1", "WORLD_SIZE": "3", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "3"}
+    # LOCAL_RANK among the visible GPUs: cuda:1 is the physical board 0 here
+    got = placement(node, stub_dir, CUDA_VISIBLE_DEVICES="2,0", **rank)
+    assert got["gpus"] == [{"domain": "gpu:1", "uuid": "GPU-p000"}]
+    assert got["topology"]["rank"] == 1 and got["topology"]["node"] == "node-a"
+    assert any("local rank 0" in n for n in got["left_to_other_ranks"])
+    # one visible GPU per task (srun's gres binding): the rank reads that one
+    got = placement(node, stub_dir, CUDA_VISIBLE_DEVICES="2", **rank)
+    assert got["gpus"] == [{"domain": "gpu:0", "uuid": "GPU-p002"}]
+    # a single process with several GPUs (a campaign run given two): each once, all of them
+    got = placement(node, stub_dir, CUDA_VISIBLE_DEVICES="0,2")
+    assert got["gpus"] == [{"domain": "gpu:0", "uuid": "GPU-p000"},
+                           {"domain": "gpu:1", "uuid": "GPU-p002"}]
+    assert got["topology"] is None
+    # a rank alone on its node reads the whole node
+    alone = {**rank, "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1"}
+    assert len(placement(node, stub_dir, **alone)["gpus"]) == 3

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ecnas._version import __version__
+from ecnas.monitor.distributed import placement_record
 
 #: run_fn(config) -> rows, or {"rows": rows, "meters": [...], "estimate_reasons": [...],
 #: "hardware": [{"meter", "domain", "kind", "name"}, ...]}
@@ -42,7 +43,9 @@ def train_run(config: Any) -> dict[str, Any]:
                 for s in statuses if s.usable for d in s.devices]
     run = run_training(config, monitor=monitor)
     return {"rows": run.rows, "meters": meters, "estimate_reasons": reasons,
-            "hardware": hardware, "warmup": run.warmup.to_dict() if run.warmup else None}
+            "hardware": hardware, "warmup": run.warmup.to_dict() if run.warmup else None,
+            # every GPU of a multi-GPU run once, and the rank's place in a distributed job
+            "placement": placement_record(monitor)}
 
 
 def cluster_job(env: Any = None) -> dict[str, Any] | None:
@@ -107,8 +110,10 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
             reasons = list(out.get("estimate_reasons", []))
             hardware = list(out.get("hardware", []))
             warmup = out.get("warmup")
+            placement = out.get("placement")
         else:
             rows, meters, reasons, hardware, warmup = list(out), [], [], [], None
+            placement = None
         if not rows:
             raise RuntimeError("the run function returned no rows")
         # only socket-wide CPU meters (RAPL) see the other runs; the estimate meter already
@@ -135,7 +140,7 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
         # what the run had (threads, affinity: read back, not assumed), what its slot was
         # given (None: inline or on Dask, where the worker's own settings hold), its warm-up
         **observed(), "share": slot.to_dict() if slot is not None else None,
-        "warmup": warmup,
+        "warmup": warmup, "placement": placement,
     }
     return {**base, "ok": True, "rows": rows, "provenance": provenance}
 

@@ -519,6 +519,16 @@ def gpu_uuids(monitor: Any) -> dict[str, str]:
     return out
 
 
+def placement_record(monitor: Any) -> dict[str, Any]:
+    """What a run was metered on, for a campaign run's provenance: every GPU the Monitor reads
+    (domain, UUID: a run with several GPUs lists each once), and the rank's place and what it
+    left to other ranks when the run is one rank of a distributed job (else None)."""
+    topo = getattr(monitor, "topology", None)
+    return {"gpus": [{"domain": d, "uuid": u} for d, u in sorted(gpu_uuids(monitor).items())],
+            "topology": topo.to_dict() if topo is not None else None,
+            "left_to_other_ranks": list(getattr(monitor, "placement", []))}
+
+
 def gather(report: EnergyReport, *, monitor: Any = None, timeout: float | None = None,
            rendezvous: str | None = None, topo: Topology | None = None) -> JobReport:
     """The job's report of the window ``report`` ended on this rank. Collective: every rank

@@ -32,6 +32,12 @@ def _wait_for_go(out: Path) -> None:
 def main() -> int:
     mode, out = sys.argv[1], Path(sys.argv[2])
     window = sys.argv[3] if len(sys.argv) > 3 else "train"
+    if mode == "placement":  # what the default Monitor of this process reads, as JSON
+        from ecnas.monitor import default_monitor
+        from ecnas.monitor.distributed import placement_record
+
+        print(__import__("json").dumps(placement_record(default_monitor())))
+        return 0
     if mode == "wait":  # a rank that only works: ``ecnas measure`` around torchrun meters it
         (out / f"ready.{os.environ['RANK']}").write_text(str(os.getpid()))
         _wait_for_go(out)
