@@ -223,10 +223,11 @@ class TrackedRun:
         job = distributed.gather(replace(report, name=f"{self.producer} checkpoint"),
                                  monitor=monitor, topo=self.topology)
         self.jobs.append(job)
-        components = {f"{c}_energy_j": job.component_j(c) for c in COMPONENTS}
         return self._replace_checkpoint(cp, replace(
-            cp, energy_j=job.energy_j, estimated=job.estimated or cp.estimated,
-            warnings=tuple(dict.fromkeys(cp.warnings + job.warnings)), **components))
+            cp, energy_j=job.energy_j, gpu_energy_j=job.component_j("gpu"),
+            cpu_energy_j=job.component_j("cpu"), dram_energy_j=job.component_j("dram"),
+            estimated=job.estimated or cp.estimated,
+            warnings=tuple(dict.fromkeys(cp.warnings + job.warnings))))
 
     def _replace_checkpoint(self, old: Checkpoint, new: Checkpoint) -> Checkpoint:
         """Put the job's checkpoint where the tracker keeps this rank's."""

@@ -314,7 +314,9 @@ class JobReport:
                          f"{d.status} by {d.meter}")
         for node, joules in self.nodes.items():
             lines.append(f"{node:<24} {'':>4} {'node total':<20} {joules:>12.3f}")
-        kind = "estimated in part" if self.estimated else "measured"
+        statuses = {d.status for d in self.domains}
+        kind = ("measured" if statuses <= {"measured"} else
+                "estimated" if statuses == {"estimated"} else "estimated in part")
         if self.missing_ranks:
             lines.append(f"job total: unknown, ranks {_ranks(self.missing_ranks)} did not "
                          f"report (the others: {self.partial_energy_j:.3f} J, {kind})")
@@ -509,7 +511,7 @@ if hasattr(os, "register_at_fork"):
 
 def gpu_uuids(monitor: Any) -> dict[str, str]:
     """domain → board UUID of the GPUs ``monitor`` reads (what tells boards apart in a job)."""
-    out = {}
+    out: dict[str, str] = {}
     if monitor is None:
         return out
     for status in monitor.statuses():

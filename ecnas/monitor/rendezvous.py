@@ -160,14 +160,14 @@ def open_rendezvous(rank: int, world_size: int, *, spec: str | None = None,
     prefix = "ecnas/energy/"
     if spec is not None:
         if spec.startswith("tcp://"):
-            host, _, port = spec[len("tcp://"):].rpartition(":")
-            if not host or not port.isdigit():
+            host, _, port_text = spec[len("tcp://"):].rpartition(":")
+            if not host or not port_text.isdigit():
                 raise InputError(f"{RENDEZVOUS_ENV}={spec!r}: use tcp://HOST:PORT")
             dist = _torch_distributed(required=True)
-            store = dist.TCPStore(host, int(port), world_size, rank == 0,
+            store = dist.TCPStore(host, int(port_text), world_size, rank == 0,
                                   datetime.timedelta(seconds=timeout_s),
                                   wait_for_workers=False)
-            return StoreRendezvous(store, prefix + job_id(env) + "/", f"tcp://{host}:{port}")
+            return StoreRendezvous(store, prefix + job_id(env) + "/", f"tcp://{host}:{port_text}")
         return DirectoryRendezvous(spec.removeprefix("file://"), job_id(env))
     dist = _torch_distributed(required=False)
     if dist is not None and dist.is_available() and dist.is_initialized():
