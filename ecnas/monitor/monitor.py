@@ -46,12 +46,18 @@ class Snapshot(NamedTuple):
     readings: tuple[Reading, ...]
 
 
-def sync_cuda_devices() -> bool:
-    """Synchronize every CUDA device if torch is loaded and CUDA initialized; True if it did."""
+def sync_cuda_devices(current_only: bool = False) -> bool:
+    """Synchronize every CUDA device (``current_only``: the current one, as a rank of a
+    distributed job does: its window edges wait for its own device, and it never opens a
+    context on the other ranks' GPUs) if torch is loaded and CUDA initialized; True if it
+    did."""
     torch = sys.modules.get("torch")
     cuda = getattr(torch, "cuda", None) if torch is not None else None
     if cuda is None or not cuda.is_initialized():
         return False
+    if current_only:
+        cuda.synchronize(cuda.current_device())
+        return True
     for index in range(cuda.device_count()):
         cuda.synchronize(index)
     return True
@@ -323,7 +329,7 @@ class Monitor:
         session = self._session if self._session is not None else self.start()._session
         assert session is not None
         if (self.sync_cuda if sync_cuda is None else sync_cuda) and "torch" in sys.modules:
-            sync_cuda_devices()
+            sync_cuda_devices(self.topology is not None)
         readings = tuple([read() for read in session.reads])
         # The meters' own read times (their mean): a window's duration then matches the
         # interval the meters integrated over.
