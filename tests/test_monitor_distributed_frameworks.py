@@ -92,3 +92,9 @@ def test_huggingface_trainer_under_torchrun_one_job_table(stub_dir: Path, tmp_pa
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     check_job_table(out)
+    # the energy logged into the Trainer's log dict is the job's (rank 0's own is less)
+    rows = json.loads((out / "rows.json").read_text())
+    logged = json.loads((out / "logged0.json").read_text())
+    assert len(logged) == 2 and logged[-1] >= rows[-2]["energy_j"] > 0
+    mine = [r for r in json.loads((out / "jobs0.json").read_text())[-1]["ranks"] if r["rank"] == 0]
+    assert logged[-1] > mine[0]["energy_j"]

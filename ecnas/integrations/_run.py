@@ -217,17 +217,26 @@ class TrackedRun:
     def _job_checkpoint(self, cp: Checkpoint) -> Checkpoint:
         """``cp`` with the job's totals: this rank's cumulative report gathered with every
         other rank's (collective; each rank's own joules stay in ``self.jobs``)."""
+        job = self._gather_now("checkpoint")
+        self.jobs.append(job)
+        return self._replace_checkpoint(cp, self._job_totals(cp, job))
+
+    def _gather_now(self, what: str) -> distributed.JobReport:
+        """The run's cumulative window so far, gathered across the ranks (collective)."""
         assert self.tracker is not None
         monitor = self.tracker.monitor
         report = monitor.peek(self.tracker._window)  # the run's cumulative window
-        job = distributed.gather(replace(report, name=f"{self.producer} checkpoint"),
-                                 monitor=monitor, topo=self.topology)
-        self.jobs.append(job)
-        return self._replace_checkpoint(cp, replace(
+        return distributed.gather(replace(report, name=f"{self.producer} {what}"),
+                                  monitor=monitor, topo=self.topology)
+
+    @staticmethod
+    def _job_totals(cp: Checkpoint, job: distributed.JobReport) -> Checkpoint:
+        """``cp`` with the job's energy in place of this rank's."""
+        return replace(
             cp, energy_j=job.energy_j, gpu_energy_j=job.component_j("gpu"),
             cpu_energy_j=job.component_j("cpu"), dram_energy_j=job.component_j("dram"),
             estimated=job.estimated or cp.estimated,
-            warnings=tuple(dict.fromkeys(cp.warnings + job.warnings))))
+            warnings=tuple(dict.fromkeys(cp.warnings + job.warnings)))
 
     def _replace_checkpoint(self, old: Checkpoint, new: Checkpoint) -> Checkpoint:
         """Put the job's checkpoint where the tracker keeps this rank's."""
@@ -258,6 +267,8 @@ class TrackedRun:
         assert self.tracker is not None
         if cp is None:
             cp = self.tracker.reading()
+            if self.topology is not None:  # every rank logs at the same points: gather
+                cp = self._job_totals(cp, self._gather_now("reading"))
         out = energy_scalars(cp, self._logged.get(kind), prefix, suffix)
         self._logged[kind] = cp
         return out

@@ -34,8 +34,8 @@ makes before those passed in ``callbacks=``: add the callback with ``energy.atta
 
 Under ``torchrun``/``accelerate launch`` (one node or many) every rank meters what it owns and
 each checkpoint is gathered across the ranks: ``table()`` on any rank holds the job's totals
-with per-node and per-GPU columns (docs/distributed.md). The energy logged through the
-Trainer's log dict stays rank 0's own.
+with per-node and per-GPU columns (docs/distributed.md); the energy logged through the
+Trainer's log dict is the job's too (every rank reaches the same logging points).
 """
 
 from __future__ import annotations

@@ -104,6 +104,8 @@ def huggingface(out: Path) -> None:
     trainer = Trainer(model=_HfTiny(), args=args, train_dataset=_Pairs(), callbacks=[energy])
     trainer.train()
     rank = trainer.args.process_index
+    logged = [h["energy/energy_j"] for h in trainer.state.log_history if "energy/energy_j" in h]
+    (out / f"logged{rank}.json").write_text(json.dumps(logged))
     if rank == 0:
         df = energy.table()
         _dump(out, rank, energy._run, energy.rows(), get_metadata(df))
