@@ -52,13 +52,15 @@ class RunTask:
 @dataclass(frozen=True)
 class RunOutput:
     """What a run function returned, read once: its rows (one per checkpoint), the meters that
-    read it, why any part was estimated, the hardware the meters read and the warm-up's cost."""
+    read it, why any part was estimated, the hardware the meters read, the warm-up's cost and the GPUs the run was placed on."""
 
     rows: tuple[dict[str, Any], ...]
     meters: tuple[str, ...] = ()
     estimate_reasons: tuple[str, ...] = ()
     hardware: tuple[dict[str, Any], ...] = ()
     warmup: dict[str, Any] | None = None
+    #: every GPU the run used, once, with its UUID (:func:`ecnas.monitor.distributed.placement_record`)
+    placement: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, value: Any) -> RunOutput:
@@ -69,7 +71,8 @@ class RunOutput:
                 raise RuntimeError("the run function returned a dict without 'rows'")
             out = cls(rows=tuple(value["rows"]), meters=tuple(value.get("meters", ())),
                       estimate_reasons=tuple(value.get("estimate_reasons", ())),
-                      hardware=tuple(value.get("hardware", ())), warmup=value.get("warmup"))
+                      hardware=tuple(value.get("hardware", ())), warmup=value.get("warmup"),
+                      placement=value.get("placement"))
         else:
             out = cls(rows=tuple(value))
         if not out.rows:

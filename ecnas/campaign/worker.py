@@ -22,6 +22,7 @@ from ecnas._version import __version__
 from ecnas.campaign.socket_split import cpu_share, cpu_times, split_rows
 from ecnas.campaign.tasks import RunFn, RunOutput, RunResult, RunTask
 from ecnas.campaign.worker_slots import WorkerShare, apply_share, observed, set_torch_threads
+from ecnas.monitor.distributed import placement_record
 
 __all__ = ["RunFn", "child_main", "cluster_job", "execute_run", "train_run"]
 #: meters whose CPU/DRAM reading covers the whole socket, not one process
@@ -42,7 +43,9 @@ def train_run(config: Any) -> dict[str, Any]:
                 for s in statuses if s.usable for d in s.devices]
     run = run_training(config, monitor=monitor)
     return {"rows": run.rows, "meters": meters, "estimate_reasons": reasons,
-            "hardware": hardware, "warmup": run.warmup.to_dict() if run.warmup else None}
+            "hardware": hardware, "warmup": run.warmup.to_dict() if run.warmup else None,
+            # every GPU of a multi-GPU run once, and the rank's place in a distributed job
+            "placement": placement_record(monitor)}
 
 
 def cluster_job(env: Any = None) -> dict[str, Any] | None:
@@ -114,7 +117,7 @@ def execute_run(task: RunTask) -> RunResult:
         # what the run had (threads, affinity: read back, not assumed), what its slot was
         # given (None: inline or on Dask, where the worker's own settings hold), its warm-up
         **observed(), "share": slot.to_dict() if slot is not None else None,
-        "warmup": out.warmup,
+        "warmup": warmup, "placement": placement,
     }
     return RunResult(run_key=task.run_key, attempt=task.attempt, ok=True, rows=tuple(rows),
                      provenance=provenance, host=host, pid=pid)

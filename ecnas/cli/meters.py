@@ -12,6 +12,7 @@ from ecnas.cli._output import add_force_flag, add_json_flag, emit
 from ecnas.errors import InputError
 from ecnas.meters.registry import create_meters, default_meters
 from ecnas.monitor.command import ReportNotWritten, run_command
+from ecnas.monitor.distributed import Topology, node_identity
 from ecnas.monitor.hardware import hardware_summary
 from ecnas.outputs import check_target
 
@@ -47,6 +48,19 @@ def register(sub: Any) -> None:
     ms.add_argument("--profiles", action="append", default=[], metavar="PATH",
                     help="extra hardware-profile folder or file (repeatable)")
     add_metrics_flags(ms, "live power and energy per domain")
+    ms.add_argument("--gather", action="store_true",
+                    help="one 'ecnas measure' per node of a multi-node job: bring every "
+                         "node's energy together into one job report (docs/distributed.md)")
+    ms.add_argument("--nodes", type=int, metavar="N",
+                    help="with --gather: how many nodes (default: srun's task count)")
+    ms.add_argument("--node-rank", type=int, metavar="K",
+                    help="with --gather and --nodes: this node's rank, 0 to N-1")
+    ms.add_argument("--rendezvous", metavar="DIR|tcp://HOST:PORT",
+                    help="with --gather: where the nodes meet, a folder all of them reach or "
+                         "tcp://HOST:PORT served by node 0 (default: $ECNAS_RENDEZVOUS)")
+    ms.add_argument("--gather-timeout", type=float, metavar="S",
+                    help="with --gather: seconds to wait for the other nodes after CMD ends "
+                         "(default: $ECNAS_GATHER_TIMEOUT or 60)")
     ms.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...")
     ms.set_defaults(func=cmd_measure)
 
@@ -102,9 +116,12 @@ def cmd_measure(args: argparse.Namespace) -> int:
                else default_meters(include_psys=True))
     exporter = start_exporter(args, args.name or os.path.basename(cmd[0]), campaign=False,
                               meters=own)
+    topo = _gather_topology(args)
     try:
         result = run_command(cmd, meters=meters, name=args.name, out=args.out,
-                             idle_subtract=args.idle_subtract, profile_paths=args.profiles)
+                             idle_subtract=args.idle_subtract, profile_paths=args.profiles,
+                             gather=args.gather, topo=topo, rendezvous=args.rendezvous,
+                             timeout=args.gather_timeout)
     except ReportNotWritten as exc:
         # CMD ran: its report goes to stdout and its exit status is kept (2 if it was 0)
         emit(args.json, exc.result.report.to_dict(), _measure_text)
@@ -115,6 +132,23 @@ def cmd_measure(args: argparse.Namespace) -> int:
             exporter.close()
     emit(args.json, result.report.to_dict(), _measure_text)
     return result.returncode
+
+
+def _gather_topology(args: argparse.Namespace) -> Topology | None:
+    """The node's place from ``--nodes``/``--node-rank`` (None: srun's, or no --gather)."""
+    if not args.gather:
+        if args.nodes is not None or args.node_rank is not None or args.rendezvous:
+            raise InputError("--nodes, --node-rank and --rendezvous go with --gather")
+        return None
+    if args.nodes is None and args.node_rank is None:
+        return None
+    if args.nodes is None or args.node_rank is None:
+        raise InputError("--gather: give both --nodes and --node-rank (or neither, under srun)")
+    if args.gather_timeout is not None and not args.gather_timeout > 0:
+        raise InputError(f"--gather-timeout {args.gather_timeout}: a positive number of seconds")
+    if not 0 <= args.node_rank < args.nodes:
+        raise InputError(f"--node-rank {args.node_rank}: must be 0 to {args.nodes - 1}")
+    return Topology(args.node_rank, args.nodes, 0, 1, node_identity(), "ecnas measure")
 
 
 def _measure_text(d: dict[str, Any]) -> str:
@@ -129,4 +163,23 @@ def _measure_text(d: dict[str, Any]) -> str:
         lines.append(f"  estimated because: {reason}")
     for warning in d["warnings"]:
         lines.append(f"  warning: {warning}")
+    job = d.get("job")
+    if job:
+        lines.append(_job_text(job))
+    return "\n".join(lines)
+
+
+def _job_text(job: dict[str, Any]) -> str:
+    """The job report (``--gather``) as the table the text output shows."""
+    lines = [f"job {job['name']}: {job['world_size']} node(s)"]
+    for dom in job["domains"]:
+        lines.append(f"  {dom['node']:<24} {dom['domain']:<16} {dom['joules']:12.3f} J  "
+                     f"{dom['status']} by {dom['meter']}")
+    for node, joules in job["nodes"].items():
+        lines.append(f"  {node:<24} {'node total':<16} {joules:12.3f} J")
+    if job["missing_ranks"]:
+        lines.append(f"  job total: unknown, nodes {job['missing_ranks']} did not report "
+                     f"(the others: {job['partial_energy_j']:.3f} J)")
+    else:
+        lines.append(f"  job total: {job['energy_j']:.3f} J")
     return "\n".join(lines)

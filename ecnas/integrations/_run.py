@@ -3,6 +3,12 @@ training run, the metric mapping, and the run's static table columns.
 
 No framework is imported here; the callbacks translate their framework's hooks into
 ``start`` / ``begin_eval`` / ``end_eval`` / ``checkpoint`` / ``stop``.
+
+In a distributed job (:mod:`ecnas.monitor.distributed`) every rank meters what it owns (its
+GPU; the node's CPU and DRAM on local rank 0) and each checkpoint is gathered across the
+ranks (every rank reaches every checkpoint: epoch ends are collective in DDP): the rows hold
+the job's totals, with per-node and per-GPU columns (``node<k>_energy_j``,
+``node<k>_gpu<i>_energy_j``; the nodes' identities in the table's metadata).
 """
 
 from __future__ import annotations
@@ -10,9 +16,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from typing import Any
 
 from ecnas.errors import InputError
+from ecnas.monitor import distributed
 from ecnas.tracker.tracker import COMPONENTS, Checkpoint, EnergyTracker
 
 #: framework metric name → contract column, used when ``metric_map`` is not given
@@ -140,6 +148,8 @@ class TrackedRun:
         self._meter_names: tuple[str, ...] = ()
         self.epochs_done = 0
         self._logged: dict[str, Checkpoint] = {}  # last logged reading per kind (epoch, step)
+        self.topology: distributed.Topology | None = None  # set at start in a distributed job
+        self.jobs: list[distributed.JobReport] = []  # one per checkpoint, when distributed
 
     # -- hooks -----------------------------------------------------------------------------
     @property
@@ -155,6 +165,7 @@ class TrackedRun:
         if self.tracker is not None:
             raise InputError("this energy callback already metered a run; make a new one per "
                              "run (rows are per run)")
+        self.topology = distributed.topology()
         self.tracker = EnergyTracker(self._monitor, meters=self._meters).start()
 
     def _capture(self) -> None:
@@ -199,7 +210,43 @@ class TrackedRun:
         metrics = map_metrics(raw_metrics, self.metric_map, self.keep_other_metrics)
         cp = self.tracker.checkpoint(epoch, **metrics)
         self.epochs_done = max(self.epochs_done, math.ceil(epoch))
+        if self.topology is not None:
+            cp = self._job_checkpoint(cp)
         return cp
+
+    def _job_checkpoint(self, cp: Checkpoint) -> Checkpoint:
+        """``cp`` with the job's totals: this rank's cumulative report gathered with every
+        other rank's (collective; each rank's own joules stay in ``self.jobs``)."""
+        job = self._gather_now("checkpoint")
+        self.jobs.append(job)
+        return self._replace_checkpoint(cp, self._job_totals(cp, job))
+
+    def _gather_now(self, what: str) -> distributed.JobReport:
+        """The run's cumulative window so far, gathered across the ranks (collective)."""
+        assert self.tracker is not None
+        monitor = self.tracker.monitor
+        report = monitor.peek(self.tracker._window)  # the run's cumulative window
+        return distributed.gather(replace(report, name=f"{self.producer} {what}"),
+                                  monitor=monitor, topo=self.topology)
+
+    @staticmethod
+    def _job_totals(cp: Checkpoint, job: distributed.JobReport) -> Checkpoint:
+        """``cp`` with the job's energy in place of this rank's."""
+        return replace(
+            cp, energy_j=job.energy_j, gpu_energy_j=job.component_j("gpu"),
+            cpu_energy_j=job.component_j("cpu"), dram_energy_j=job.component_j("dram"),
+            estimated=job.estimated or cp.estimated,
+            warnings=tuple(dict.fromkeys(cp.warnings + job.warnings)))
+
+    def _replace_checkpoint(self, old: Checkpoint, new: Checkpoint) -> Checkpoint:
+        """Put the job's checkpoint where the tracker keeps this rank's."""
+        assert self.tracker is not None
+        kept = self.tracker._checkpoints
+        for k in range(len(kept) - 1, -1, -1):
+            if kept[k] is old:
+                kept[k] = new
+                break
+        return new
 
     def stop(self) -> None:
         """Close any open evaluation, note the device, meters and reasons, and stop the meters;
@@ -220,6 +267,8 @@ class TrackedRun:
         assert self.tracker is not None
         if cp is None:
             cp = self.tracker.reading()
+            if self.topology is not None:  # every rank logs at the same points: gather
+                cp = self._job_totals(cp, self._gather_now("reading"))
         out = energy_scalars(cp, self._logged.get(kind), prefix, suffix)
         self._logged[kind] = cp
         return out
@@ -253,7 +302,20 @@ class TrackedRun:
             columns.update(spec_columns(matrix=columns["matrix"], ops=columns["ops"]))
         if columns.get("device") is None:
             columns.pop("device")  # the tracker finds it
-        return self.tracker.rows(**columns)
+        rows = self.tracker.rows(**columns)
+        if self.jobs and len(self.jobs) == len(rows):
+            nodes = self.nodes()
+            for row, job in zip(rows, self.jobs, strict=True):
+                row.update(job_columns(job, nodes))
+        return rows
+
+    def nodes(self) -> list[str]:
+        """The job's nodes in the order of their first rank (``node<k>`` in the columns)."""
+        order: dict[str, None] = {}
+        for job in self.jobs:
+            for r in job.ranks:
+                order.setdefault(r.node, None)
+        return list(order)
 
     def table(self, **static: Any) -> Any:
         """The rows as a validated pandas DataFrame (``ecnas.tables.check_schema``), with the
@@ -262,11 +324,29 @@ class TrackedRun:
         from ecnas.tracker.rows import to_frame
 
         df = check_schema(to_frame(self.rows(**static)), compute_hash=False)
-        return set_metadata(df, {"producer": self.producer,
+        job: dict[str, Any] = {}
+        if self.jobs:
+            last = self.jobs[-1]
+            job = {"distributed": {"world_size": last.world_size, "nodes": self.nodes(),
+                                   "missing_ranks": list(last.missing_ranks)}}
+        return set_metadata(df, {**job, "producer": self.producer,
                                  "meters": list(self._meter_names),
                                  "estimated_because": list(self._reasons),
                                  "energy_note": "energy_j is cumulative over wall time, "
                                                 "evaluations included"})
+
+
+def job_columns(job: distributed.JobReport, nodes: Sequence[str]) -> dict[str, float]:
+    """Per-node and per-GPU columns of one checkpoint: ``node<k>_energy_j`` and
+    ``node<k>_gpu<i>_energy_j`` (k: the node's place in ``nodes``), NaN for a node whose ranks
+    did not report."""
+    out: dict[str, float] = {}
+    for k, node in enumerate(nodes):
+        out[f"node{k}_energy_j"] = float(job.nodes.get(node, math.nan))
+    for d in job.domains:
+        if d.component == "gpu" and d.node in nodes:
+            out[f"node{nodes.index(d.node)}_{d.domain.replace(':', '')}_energy_j"] = d.joules
+    return out
 
 
 class RunResults:

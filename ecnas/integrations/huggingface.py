@@ -31,6 +31,11 @@ makes before those passed in ``callbacks=``: add the callback with ``energy.atta
 
     trainer = transformers.Trainer(model=model, args=args, train_dataset=train)
     energy = EnergyCallback().attach(trainer)
+
+Under ``torchrun``/``accelerate launch`` (one node or many) every rank meters what it owns and
+each checkpoint is gathered across the ranks: ``table()`` on any rank holds the job's totals
+with per-node and per-GPU columns (docs/distributed.md); the energy logged through the
+Trainer's log dict is the job's too (every rank reaches the same logging points).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from ecnas.integrations._run import (
     count_trainable,
     spec_columns,
 )
+from ecnas.monitor.distributed import topology
 
 INSTALL_HINT = ("ecnas.integrations.huggingface needs transformers and accelerate: "
                 "pip install ecnas[huggingface]")
@@ -88,10 +94,11 @@ class EnergyCallback(RunResults, TrainerCallback):
     # -- Trainer hooks ---------------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None,
                        **kwargs: Any) -> None:
-        """Start metering (rank 0 only) with the run's budget and trainable parameters, and
-        checkpoint the start epoch, or open the evaluation that ``eval_on_start`` runs first."""
-        if not state.is_world_process_zero:  # the meters see the whole machine
-            return
+        """Start metering with the run's budget and trainable parameters, and checkpoint the
+        start epoch, or open the evaluation that ``eval_on_start`` runs first. In a
+        distributed job every rank meters what it owns and the checkpoints are gathered."""
+        if not state.is_world_process_zero and topology() is None:
+            return  # ranks ecnas cannot place: the meters see the whole machine
         epochs = getattr(state, "num_train_epochs", None) or args.num_train_epochs
         self._run.start(budget_epochs=math.ceil(epochs) if epochs and epochs > 0 else None,
                         trainable_params=count_trainable(model))

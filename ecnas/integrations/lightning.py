@@ -15,6 +15,10 @@ epoch (0 for a fresh run); validation loops count as evaluation, not training ti
 training epoch ends with a checkpoint carrying the metrics logged so far
 (``trainer.callback_metrics``), mapped onto the table's accuracy columns by ``metric_map``.
 
+With ``strategy="ddp"`` (one node or many) every rank meters what it owns (its GPU; the node's
+CPU and DRAM on local rank 0) and each checkpoint is gathered across the ranks: ``table()`` on
+any rank holds the job's totals with per-node and per-GPU columns (docs/distributed.md).
+
 Each epoch's end also logs the energy through ``LightningModule.log`` (so it reaches every
 logger the Trainer has: TensorBoard, MLflow, W&B, CSV …): ``energy/energy_j`` (cumulative,
 joules), ``energy/{gpu,cpu,dram}_energy_j`` (the components metered), ``energy/power_w``
@@ -35,6 +39,7 @@ from ecnas.integrations._run import (
     count_trainable,
     spec_columns,
 )
+from ecnas.monitor.distributed import topology
 
 INSTALL_HINT = ("ecnas.integrations.lightning needs PyTorch Lightning: "
                 "pip install ecnas[lightning]")
@@ -80,10 +85,11 @@ class EnergyCallback(RunResults, Callback):
 
     # -- Lightning hooks -------------------------------------------------------------------
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-        """Start metering (rank 0 only, after the sanity check) with the run's budget and
-        trainable parameters, and checkpoint the start epoch."""
-        if trainer.global_rank != 0:  # the meters see the whole machine; one rank reads them
-            return
+        """Start metering (after the sanity check) with the run's budget and trainable
+        parameters, and checkpoint the start epoch. In a distributed job every rank meters
+        what it owns and the checkpoints are gathered (docs/distributed.md)."""
+        if trainer.global_rank != 0 and topology() is None:
+            return  # ranks ecnas cannot place: the meters see the whole machine, rank 0 reads
         max_epochs = trainer.max_epochs
         self._run.start(budget_epochs=max_epochs if max_epochs and max_epochs > 0 else None,
                         trainable_params=count_trainable(pl_module))

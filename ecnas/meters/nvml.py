@@ -181,9 +181,12 @@ class NvmlMeter(Meter):
     def __init__(self, devices: Sequence[int | str] | None = None, *,
                  poll_interval_s: float = DEFAULT_POLL_INTERVAL_S,
                  environ: Mapping[str, str] | None = None, source: NvmlMode | None = None,
-                 background: bool | None = None) -> None:
+                 background: bool | None = None,
+                 ordinals: Sequence[int] | None = None) -> None:
         """``background``: None reads at the window edges unless NVML turns out slow (see
-        ``SLOW_READ_S``), True always samples in the background, False never does."""
+        ``SLOW_READ_S``), True always samples in the background, False never does.
+        ``ordinals``: the ``gpu:<i>`` name of each of ``devices`` (default 0, 1, …): a rank
+        of a distributed job that meters its own ``cuda:3`` alone names it ``gpu:3``."""
         if source is not None and source not in SOURCES:
             raise ValueError(f"source: {source!r} is not one of: " + ", ".join(SOURCES))
         self._source = source
@@ -193,6 +196,7 @@ class NvmlMeter(Meter):
             self._selection: list[str] | None = [str(d) for d in devices]
         else:
             self._selection = visible_devices(environ)
+        self._ordinals = None if ordinals is None else [int(i) for i in ordinals]
         self.poll_interval_s = float(poll_interval_s)
         self._gpus: list[Gpu] | None = None
         self._problem: tuple[str, str] | None = None  # (reason, fix) when unusable
@@ -287,6 +291,8 @@ class NvmlMeter(Meter):
                 pci_id: str | None = f"0x{(pci >> 16) & 0xFFFF:04x}"
             except nv.NVMLError:
                 pci_id = None
+            if self._ordinals is not None and ordinal < len(self._ordinals):
+                ordinal = self._ordinals[ordinal]
             gpus.append(Gpu(domain=f"gpu:{ordinal}", handle=handle, nvml_index=index,
                             name=_str(nv.nvmlDeviceGetName(handle)), uuid=uuids[index],
                             pci_device_id=pci_id, mode=self._mode(nv, handle)))

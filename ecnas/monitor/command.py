@@ -21,6 +21,8 @@ from typing import Any
 
 from ecnas.errors import InputError
 from ecnas.meters.base import Meter
+from ecnas.monitor import distributed
+from ecnas.monitor.distributed import JobReport, Topology
 from ecnas.monitor.monitor import Monitor
 from ecnas.monitor.report import EnergyReport
 from ecnas.outputs import check_target, write_text
@@ -37,6 +39,7 @@ class CommandResult:
     command: tuple[str, ...]
     returncode: int  # shell convention: 128 + N when killed by signal N
     report: EnergyReport
+    job: JobReport | None = None  # every node's energy, with gather=True
 
 
 def exit_status(returncode: int) -> int:
@@ -47,9 +50,21 @@ def exit_status(returncode: int) -> int:
 
 def run_command(command: Sequence[str], *, meters: Sequence[Meter] | None = None,
                 name: str | None = None, out: str | os.PathLike[str] | None = None,
-                idle_subtract: bool = False, profile_paths: Sequence[str | Path] = ()
+                idle_subtract: bool = False, profile_paths: Sequence[str | Path] = (),
+                gather: bool = False, topo: Topology | None = None,
+                rendezvous: str | None = None, timeout: float | None = None
                 ) -> CommandResult:
-    """Run ``command`` under the meters; return its exit status and energy report."""
+    """Run ``command`` under the meters (the whole machine: a launcher such as ``torchrun``
+    runs its ranks below it); return its exit status and energy report.
+
+    ``gather``: this is one of several such wrappers, one per node (``topo``: its place, else
+    ``srun``'s tasks), and the report's ``job`` holds every node's energy, brought together
+    through ``rendezvous`` (docs/distributed.md) within ``timeout`` seconds."""
+    if gather:
+        topo = topo if topo is not None else distributed.topology()
+        if topo is None:
+            raise InputError("--gather: this is not one of several tasks: give --nodes and "
+                             "--node-rank, or start one 'ecnas measure' per node with srun")
     cmd = tuple(command)
     if not cmd:
         raise InputError("no command given: use 'ecnas measure -- CMD ARGS…'")
@@ -58,8 +73,9 @@ def run_command(command: Sequence[str], *, meters: Sequence[Meter] | None = None
         # the target is checked before the command runs (it may run for hours), not after
         check_target(out, force=True)
     before = _identity(out)
+    job = None
     with Monitor(meters, profile_paths=profile_paths, idle_subtract=idle_subtract,
-                 sync_cuda=False, strict_profile_path=True) as monitor:
+                 sync_cuda=False, strict_profile_path=True, placed=False) as monitor:
         monitor.begin(label)
         try:
             proc = subprocess.Popen(cmd)
@@ -93,9 +109,15 @@ def run_command(command: Sequence[str], *, meters: Sequence[Meter] | None = None
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             report = monitor.end(label)
-    report = dataclasses.replace(report, extra={
-        "command": list(cmd), "returncode": exit_status(returncode)})
-    result = CommandResult(cmd, exit_status(returncode), report)
+        if gather:
+            # while the meters are open: their GPUs' UUIDs tell the boards apart
+            job = distributed.gather(report, monitor=monitor, topo=topo,
+                                     rendezvous=rendezvous, timeout=timeout)
+    extra: dict[str, object] = {"command": list(cmd), "returncode": exit_status(returncode)}
+    if job is not None:
+        extra["job"] = job.to_dict()
+    report = dataclasses.replace(report, extra=extra)
+    result = CommandResult(cmd, exit_status(returncode), report, job)
     if out is not None:
         try:
             if _identity(out) != before:

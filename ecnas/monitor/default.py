@@ -37,6 +37,8 @@ from typing import Any, NamedTuple, TypeVar
 
 from ecnas.errors import InputError
 from ecnas.meters.base import Meter
+from ecnas.monitor import distributed
+from ecnas.monitor.distributed import JobReport
 from ecnas.monitor.monitor import Monitor, Snapshot
 from ecnas.monitor.report import EnergyReport
 
@@ -196,17 +198,29 @@ def refresh() -> None:
 class measure:  # lower-case: used like a function, ``with measure():`` / ``@measure()``
     """Meter a block or a function: ``with measure("train") as m: ...`` then ``m.report``.
 
-    As a decorator (``@measure``, ``@measure()`` or ``@measure("step")``, on functions, methods
-    and coroutine functions) every call is one window, named after the function unless a name
-    is given; the latest report is on the wrapped function (``.energy_report``) and on the
-    decorator object (``.report``).
+    As a decorator (``@measure``, ``@measure()`` or ``@measure("step")``, on functions, methods,
+    coroutine functions, generator functions and async generator functions) every call is one
+    window, named after the function unless a name is given; the latest report is on the
+    wrapped function (``.energy_report``) and on the decorator object (``.report``). A
+    generator's window spans its iteration: it opens at the first ``next()`` (not when the
+    generator object is made) and closes when the generator is exhausted, returns, raises or
+    is closed (``break`` out of a ``for`` loop closes it when the generator is collected, at
+    once in CPython); the time the consumer spends between items is inside the window.
     Windows are on the process's default Monitor unless ``meters``, ``profile_paths`` or
     ``use_profiles=False`` ask for a Monitor of their own (built and closed per window).
+
+    In a distributed job (docs/distributed.md) each rank meters its own GPU and the node's
+    local rank 0 the shared domains. ``gather=True`` brings the window's reports of every rank
+    together when it ends (collective: every rank must end the same windows in the same
+    order): the job's total, per node and per rank, is then on ``.job``
+    (:class:`~ecnas.monitor.distributed.JobReport`; in a single process, a job of one rank).
+    ``barrier=True`` makes the ranks wait for each other at both edges, so their windows
+    start and end together.
     """
 
     # Slots: a measure() is built for every window of ``with measure():``.
     __slots__ = ("name", "_named", "_idle_subtract", "_sync_cuda", "_own", "_meters", "_kwargs",
-                 "report", "monitor", "_stack")
+                 "report", "monitor", "_stack", "_gather", "_barrier", "job")
 
     def __new__(cls, name: Any = None, *args: Any, **kwargs: Any) -> Any:
         # Bare ``@measure``: Python calls measure(fn); answer with the decorated function.
@@ -217,7 +231,8 @@ class measure:  # lower-case: used like a function, ``with measure():`` / ``@mea
 
     def __init__(self, name: str | None = None, meters: Sequence[Meter] | None = None, *,
                  idle_subtract: bool = False, profile_paths: Sequence[str | Path] = (),
-                 sync_cuda: bool = True, use_profiles: bool = True) -> None:
+                 sync_cuda: bool = True, use_profiles: bool = True, gather: bool = False,
+                 barrier: bool = False) -> None:
         if name is not None and not isinstance(name, str):
             raise TypeError(f"measure(name): a window name is a str, not {type(name).__name__}")
         self._named = name is not None
@@ -232,6 +247,10 @@ class measure:  # lower-case: used like a function, ``with measure():`` / ``@mea
         self.report: EnergyReport | None = None
         self.monitor: Monitor | None = None
         self._stack: list[Window] = []
+        self._gather = gather
+        self._barrier = barrier
+        #: the job's report of the latest window (``gather=True``), else None
+        self.job: JobReport | None = None
 
     # -- one window ------------------------------------------------------------------------
     def _open(self) -> Window:
@@ -241,6 +260,8 @@ class measure:  # lower-case: used like a function, ``with measure():`` / ``@mea
             lease = _SHARED.acquire()
             monitor = lease.monitor
         try:
+            if self._barrier:
+                distributed.barrier()
             return Window(monitor, monitor.snapshot(self._sync_cuda), lease)
         except BaseException:
             self._release(monitor, lease)
@@ -249,8 +270,14 @@ class measure:  # lower-case: used like a function, ``with measure():`` / ``@mea
     def _close(self, window: Window) -> EnergyReport:
         monitor = window.monitor
         try:
-            return monitor.report(self.name, window.start, monitor.snapshot(self._sync_cuda),
-                                  idle_subtract=self._idle_subtract)
+            if self._barrier:
+                distributed.barrier()
+            report = monitor.report(self.name, window.start, monitor.snapshot(self._sync_cuda),
+                                    idle_subtract=self._idle_subtract)
+            if self._gather:
+                self.job = distributed.gather(report, monitor=monitor, topo=monitor.topology
+                                              or distributed.topology())
+            return report
         finally:
             self._release(monitor, window.lease)
 
@@ -292,6 +319,10 @@ class measure:  # lower-case: used like a function, ``with measure():`` / ``@mea
             self.name = str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "measure"))
         if inspect.iscoroutinefunction(fn):
             return self._wrap_coroutine(fn)
+        if inspect.isgeneratorfunction(fn):
+            return self._wrap_generator(fn)
+        if inspect.isasyncgenfunction(fn):
+            return self._wrap_async_generator(fn)
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -325,6 +356,64 @@ class measure:  # lower-case: used like a function, ``with measure():`` / ``@mea
                 finally:
                     self.report = report
                     wrapper.energy_report = report  # type: ignore[attr-defined]
+
+        wrapper.energy_report = None  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    def _finish(self, wrapper: Any, window: Window) -> None:
+        """Close a decorated call's window; its report goes on ``wrapper`` and on self."""
+        report = None
+        try:
+            report = self._close(window)
+        finally:
+            self.report = report
+            wrapper.energy_report = report
+
+    def _wrap_generator(self, fn: F) -> F:
+        # Calling a generator function runs none of its body: metering the call would meter
+        # nothing (issue 37). The window spans the iteration instead, from the first next()
+        # to exhaustion, return, an exception or close() (GeneratorExit).
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            gen = fn(*args, **kwargs)
+            window = self._open()
+            try:
+                return (yield from gen)
+            finally:
+                gen.close()  # a consumer's close()/throw() reached us first: close it too
+                self._finish(wrapper, window)
+
+        wrapper.energy_report = None  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    def _wrap_async_generator(self, fn: F) -> F:
+        # An async generator's window spans its iteration (awaits inside included), from the
+        # first __anext__ to exhaustion, an exception or aclose(). asend/athrow are passed on.
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            agen = fn(*args, **kwargs)
+            window = self._open()
+            try:
+                sent: Any = None
+                thrown: BaseException | None = None
+                while True:
+                    try:
+                        if thrown is not None:  # the consumer's athrow(): pass it on
+                            exc, thrown = thrown, None
+                            item = await agen.athrow(exc)
+                        else:
+                            item = await agen.asend(sent)
+                    except StopAsyncIteration:
+                        return
+                    try:
+                        sent = yield item
+                    except GeneratorExit:
+                        raise
+                    except BaseException as exc:  # noqa: BLE001 - handed to the generator
+                        thrown = exc
+            finally:
+                await agen.aclose()
+                self._finish(wrapper, window)
 
         wrapper.energy_report = None  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]

@@ -30,6 +30,7 @@ from ecnas.meters.base import (
     Status,
     calibrated_energy,
 )
+from ecnas.monitor.distributed import Topology, rank_meters, topology
 from ecnas.monitor.report import (
     ComponentName,
     DomainEnergy,
@@ -46,12 +47,18 @@ class Snapshot(NamedTuple):
     readings: tuple[Reading, ...]
 
 
-def sync_cuda_devices() -> bool:
-    """Synchronize every CUDA device if torch is loaded and CUDA initialized; True if it did."""
+def sync_cuda_devices(current_only: bool = False) -> bool:
+    """Synchronize every CUDA device (``current_only``: the current one, as a rank of a
+    distributed job does: its window edges wait for its own device, and it never opens a
+    context on the other ranks' GPUs) if torch is loaded and CUDA initialized; True if it
+    did."""
     torch = sys.modules.get("torch")
     cuda = getattr(torch, "cuda", None) if torch is not None else None
     if cuda is None or not cuda.is_initialized():
         return False
+    if current_only:
+        cuda.synchronize(cuda.current_device())
+        return True
     for index in range(cuda.device_count()):
         cuda.synchronize(index)
     return True
@@ -167,17 +174,26 @@ class Monitor:
     def __init__(self, meters: Sequence[Meter] | None = None, *,
                  profile_paths: Sequence[str | Path] = (), sync_cuda: bool = True,
                  idle_subtract: bool = False, use_profiles: bool = True,
-                 strict_profile_path: bool = False) -> None:
+                 strict_profile_path: bool = False, placed: bool = True) -> None:
+        """``placed``: in a distributed job, read only what this rank owns (its GPU; the
+        node's shared domains on local rank 0) when no meters are given; False reads the
+        whole machine (``ecnas measure`` wrapping a launcher)."""
         self.use_profiles = use_profiles
         #: False (in-code metering): an ECNAS_PROFILE_PATH that cannot load is warned about
         #: once and left out, never raised into the user's program; True (the CLI's
         #: ``ecnas measure``): refused before anything runs
         self.strict_profile_path = strict_profile_path
+        self._placed = placed
         self._given = list(meters) if meters is not None else None
         self._profile_paths = tuple(profile_paths)
         self.sync_cuda = sync_cuda
         self.idle_subtract = idle_subtract
         self._session: Session | None = None
+        #: this process's place in a distributed job, when it is a rank and the meters were
+        #: chosen for it (None: a single process, or meters given)
+        self.topology: Topology | None = None
+        #: what this rank leaves to other ranks (the node's shared domains, on local rank 0)
+        self.placement: list[str] = []
         self._windows: dict[str, Snapshot] = {}
         self._lock = threading.Lock()
         #: called after ``end`` closed the last open named window (the shared Monitor's
@@ -205,7 +221,13 @@ class Monitor:
         if self._given is None:
             from ecnas.meters.registry import default_meters
 
-            candidates = default_meters()
+            # a rank of a distributed job reads its own GPU, and the node's shared domains
+            # only on local rank 0 (ecnas.monitor.distributed): each joule counted once
+            self.topology = topology() if self._placed else None
+            if self.topology is not None:
+                candidates, self.placement = rank_meters(self.topology)
+            else:
+                candidates = default_meters()
         else:
             candidates = self._given
         notes: list[str] = []
@@ -338,7 +360,7 @@ class Monitor:
         session = self._session if self._session is not None else self.start()._session
         assert session is not None
         if (self.sync_cuda if sync_cuda is None else sync_cuda) and "torch" in sys.modules:
-            sync_cuda_devices()
+            sync_cuda_devices(self.topology is not None)
         readings = tuple([read() for read in session.reads])
         # The meters' own read times (their mean): a window's duration then matches the
         # interval the meters integrated over.
