@@ -117,7 +117,7 @@ def execute_run(task: RunTask) -> RunResult:
         # what the run had (threads, affinity: read back, not assumed), what its slot was
         # given (None: inline or on Dask, where the worker's own settings hold), its warm-up
         **observed(), "share": slot.to_dict() if slot is not None else None,
-        "warmup": warmup, "placement": placement,
+        "warmup": out.warmup, "placement": out.placement,
     }
     return RunResult(run_key=task.run_key, attempt=task.attempt, ok=True, rows=tuple(rows),
                      provenance=provenance, host=host, pid=pid)
