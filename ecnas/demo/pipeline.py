@@ -29,6 +29,7 @@ from ecnas.demo.progress import StepPrinter
 from ecnas.demo.summary import DemoResult, SearchOutcome, rows_by_source, write_summary
 from ecnas.errors import CheckFailed
 from ecnas.interop import export_ecnas_tfrecord
+from ecnas.interop.sidecar import sidecar_path
 from ecnas.outputs import write_text
 from ecnas.space import sample_cells
 from ecnas.space.cost import NetworkShape
@@ -209,8 +210,12 @@ def _export_step(config: DemoConfig, table: Any, extrapolated: Any, surrogate: A
     ledger.record(out, Path(table_path))
     bundle_path = Path(steps.timed("bundle", lambda: write_bundle(full, out / "bundle")))
     tfrecord_path = out / "ecnas.tfrecord"
-    n_records = steps.timed("tfrecord", lambda: export_ecnas_tfrecord(table, tfrecord_path).records)
-    ledger.record(out, tfrecord_path)
+    # the demo's energies are estimates where no counter is readable: exported anyway, and the
+    # sidecar (ecnas.tfrecord.ecnas.json) says so record by record for whoever imports the file
+    report = steps.timed("tfrecord", lambda: export_ecnas_tfrecord(table, tfrecord_path,
+                                                                   allow_estimated=True))
+    n_records = report.records
+    ledger.record(out, tfrecord_path, sidecar_path(tfrecord_path))
     steps.printer.done(f"{bundle_path}, {tfrecord_path}")
     return _Exported(full, Path(table_path), bundle_path, tfrecord_path, int(n_records or 0))
 

@@ -101,6 +101,10 @@ def power_bounds(ctx: Context) -> CheckResult:
             worst_ratio = np.maximum(worst_ratio, np.where(out_c, pc / hi_c, 0))
             notes.append(f"cpu ≤ {hi_c:.0f} W ({cpu_how})")
     unk = f"; no profile for device(s) {', '.join(unknown)}: not checked" if unknown else ""
+    n_est = int((window & ~measured).sum())
+    if n_est:  # a pass must not read as "this 0.2 W estimate is plausible"
+        unk += (f"; {n_est} estimated row{'s' if n_est > 1 else ''} held to the upper bound "
+                "only (the CPU-time estimate leaves idle power out)")
     power = total / np.where(wall > 0, wall, np.nan)
     res = offending(ctx, np.nonzero(bad)[0], name="power-bounds", severity="error",
                     explanation_fail="mean power outside the device profile's bounds "
