@@ -252,6 +252,8 @@ def _result(config: DemoConfig, summary: Any, table: Any, report: Any, model: An
             timings: dict[str, float]) -> DemoResult:
     """Everything the summary reports, from the steps' outputs."""
     notes = [str(n) for n in model.info.get("notes", [])]
+    # the table as written (measured + derived rows) is what `ecnas check table.parquet` sees
+    written = check(exported.full)
     measured = table[table["source"] == "measured"]
     last = measured.sort_values("epoch").groupby(["arch_hash", "budget_epochs", "repeat"]).tail(1)
     saved = front.energy_saved
@@ -265,8 +267,10 @@ def _result(config: DemoConfig, summary: Any, table: Any, report: Any, model: An
         estimated=bool(measured["estimated"].any()),
         estimate_reasons=tuple(sorted(set(_reasons(table)))),
         meters=_meters(summary, table),
-        check_ok=report.ok,
-        check_failed=tuple(r.name for r in report.failed if r.severity == "error"),
+        check_ok=report.ok and written.ok,
+        check_failed=tuple(dict.fromkeys(r.name for r in (*report.failed, *written.failed)
+                                         if r.severity == "error")),
+        check_findings=_findings(report, written),
         rows_by_source=rows_by_source(exported.full["source"].tolist()),
         extrapolated_budgets=config.extrapolate_to,
         extrapolation_method=_method(notes, "extrapol", "start-up + per-epoch rate per run"),
@@ -289,6 +293,17 @@ def _result(config: DemoConfig, summary: Any, table: Any, report: Any, model: An
         quick=config.quick,
         energy_origin=front.front.origin.text() if front.front.origin else "",
     )
+
+
+def _findings(*reports: Any) -> tuple[tuple[str, str, int, str], ...]:
+    """Every failed check of the reports, once per check name (the written table's wording
+    where both failed): errors first, then warnings."""
+    found: dict[str, tuple[str, str, int, str]] = {}
+    for rep in reports:
+        for r in rep.failed:
+            found[r.name] = (r.name, r.severity, int(r.count), r.explanation)
+    order = {"error": 0, "warning": 1}
+    return tuple(sorted(found.values(), key=lambda f: order.get(f[1], 2)))
 
 
 def _method(notes: list[str], word: str, default: str) -> str:
