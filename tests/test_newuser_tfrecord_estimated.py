@@ -117,3 +117,15 @@ def test_bundle_export_counts_estimated_rows_not_sources(capsys, estimated_table
     rc, text, err = cli(capsys, "export", estimated_table, "--out", tmp_path / "b")
     assert rc == 0, err
     assert "3 rows (source: 3 measured; energy: 3 estimated)" in text
+
+
+def test_contribute_device_mismatch_says_how_to_fix_it(capsys, estimated_table, tmp_path):
+    device = str(read_table(estimated_table)["device"].iloc[0])
+    other = next(p for p in sorted((ROOT / "hardware_profiles").glob("generic-*.toml"))
+                 if p.stem != device)
+    rc, _, err = cli(capsys, "contribute", "--profile", other, "--table", estimated_table,
+                     "--out", tmp_path / "c.tar.gz", "--allow-estimated")
+    assert rc == 1
+    assert f"device column holds ['{device}'], expected only '{other.stem}'. Fix:" in err
+    assert f"--profile hardware_profiles/{device}.toml" in err and "ECNAS_PROFILE_PATH" in err
+    assert not (tmp_path / "c.tar.gz").exists()
