@@ -89,15 +89,15 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
     from ecnas.trainer.train import TrainConfig
 
     slot = WorkerShare.from_dict(task.get("share"))
-    apply_share(slot)  # before torch loads: its pools start at the slot's size
+    threads = apply_share(slot)  # before torch loads: its pools start at the slot's size
     started = time.time()
     base = {"run_key": task["run_key"], "attempt": task["attempt"], "host": socket.gethostname(),
             "pid": os.getpid()}
     try:
         config = TrainConfig.from_dict(task["config"])
         fn: RunFn = task.get("run_fn") or train_run
-        if slot is not None and fn is train_run:  # the trainer loads torch: size it now
-            set_torch_threads(slot.threads)
+        if threads is not None and fn is train_run:  # the trainer loads torch: size it now
+            set_torch_threads(threads)
         split = bool(task.get("split_socket"))
         t0 = cpu_times() if split else None
         out = fn(config)
@@ -135,6 +135,8 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
         # what the run had (threads, affinity: read back, not assumed), what its slot was
         # given (None: inline or on Dask, where the worker's own settings hold), its warm-up
         **observed(), "share": slot.to_dict() if slot is not None else None,
+        # the threads the run used: the share's, fewer beside busy processes (fair_threads)
+        "threads_used": threads,
         "warmup": warmup,
     }
     return {**base, "ok": True, "rows": rows, "provenance": provenance}
