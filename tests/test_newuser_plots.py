@@ -56,6 +56,11 @@ def test_legend_is_outside_the_data_and_names_only_what_is_drawn(bench):
     assert f"random (seed {seed}) attainment" in labels
     for label in labels:
         assert label in by_label and _drawn(by_label[label]), label
+    # a search that found the front itself is drawn above it, not hidden under it
+    front = by_label["Pareto front"]
+    for label in labels:
+        if "attainment" in label:
+            assert by_label[label].get_zorder() > front.get_zorder(), label
     assert res.front.any() and np.isfinite(res.points).all()
 
 

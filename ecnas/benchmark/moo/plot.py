@@ -174,10 +174,14 @@ def draw_front(bench: Any, *, budget: int | None = None, searches: Sequence[Any]
         sp = pts[idx]
         m = pareto_mask(np.column_stack([sp[:, 1], -sp[:, 0]]))
         sp = sp[m][np.argsort(sp[m][:, 1])]
-        # a one-point "curve" draws no line: mark the point so the legend names something seen
-        ax.step(sp[:, 1], sp[:, 0], where="post", ls="--", lw=1, c=f"C{(n % 6) + 4}",
-                marker="o" if len(sp) == 1 else None, ms=5,
-                label=f"{s.algorithm} (seed {s.seed}) attainment")
+        # a one-point "curve" draws no line: mark the point so the legend names something seen;
+        # drawn above the front (a search that found the whole front would hide under it) with
+        # its own dash pattern (two searches that found the same points would hide each other)
+        same = sp.shape == fp.shape and np.allclose(sp, fp)
+        ax.step(sp[:, 1], sp[:, 0], where="post", ls=(n * 3, (3, 3 + 2 * (n % 3))), lw=1.5,
+                c=f"C{(n % 6) + 4}", marker="o" if len(sp) == 1 else None, ms=5, zorder=8 + n,
+                label=f"{s.algorithm} (seed {s.seed}) attainment"
+                      + (" = the front" if same else ""))
     ax.set_xscale("log")
     # plain numbers on the log axis (not 2×10⁴): ticks at 1, 2, 3, 5 of each decade, or at
     # every integer multiple where the energies span less than about a decade
