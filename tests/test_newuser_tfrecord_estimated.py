@@ -117,6 +117,12 @@ def test_bundle_export_counts_estimated_rows_not_sources(capsys, estimated_table
     rc, text, err = cli(capsys, "export", estimated_table, "--out", tmp_path / "b")
     assert rc == 0, err
     assert "3 rows (source: 3 measured; energy: 3 estimated)" in text
+    # `source: measured` (trained here) is never left to read as "the energy was measured"
+    rc, text, _ = cli(capsys, "query", tmp_path / "b", *QUERY)
+    assert rc == 0 and "(trained here, energy ESTIMATED, device" in text
+    rc, text, _ = cli(capsys, "query", tmp_path / "b", *QUERY, "--json")
+    q = json.loads(text)
+    assert q["source"] == "measured" and q["estimated"] is True and q["energy"] == "estimated"
 
 
 def test_contribute_device_mismatch_says_how_to_fix_it(capsys, estimated_table, tmp_path):

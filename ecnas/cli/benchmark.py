@@ -133,6 +133,12 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+#: how a row came to be, in words (the table's ``source`` column), for ``query``'s text
+_RUN_WORDS = {"measured": "trained here", "imported": "imported",
+              "extrapolated": "extrapolated from a shorter run",
+              "surrogate": "predicted by the surrogate"}
+
+
 def _query(args: argparse.Namespace) -> int:
     from ecnas.benchmark.api import Benchmark
     from ecnas.space import ModelSpec
@@ -148,12 +154,17 @@ def _query(args: argparse.Namespace) -> int:
     result = bench.query(spec, args.epochs, repeat)
     result["module_adjacency"] = spec.matrix_str
     result["module_operations"] = list(spec.ops)
+    # one word for the energy, beside the row's source: `source: measured` names how the run
+    # came to be (trained here), not how its energy was obtained
+    result["energy"] = ("unknown" if result["estimated"] is None
+                        else "estimated" if result["estimated"] else "measured")
 
     def text(o: dict[str, Any]) -> str:
-        est = ("measured or estimated: unknown" if o["estimated"] is None
-               else "estimated" if o["estimated"] else "measured")
+        how = _RUN_WORDS.get(o["source"], o["source"])
+        energy = {"unknown": "energy measured or estimated: unknown",
+                  "estimated": "energy ESTIMATED", "measured": "energy measured"}[o["energy"]]
         lines = [f"{o['arch_hash']} at {o['epochs']} epochs, repeat {o['repeat']} "
-                 f"({o['source']}, {est}, device {o['device']})",
+                 f"({how}, {energy}, device {o['device']})",
                  f"  validation accuracy  {o['validation_accuracy']:.4f}",
                  f"  test accuracy        {o['test_accuracy']:.4f}",
                  f"  training time        {o['training_time']:.1f} s",
