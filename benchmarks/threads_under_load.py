@@ -54,9 +54,13 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--bg", type=int, default=2, help="background processes")
     ap.add_argument("--bg-seconds", type=float, default=120.0)
+    ap.add_argument("--kinds", default="none,plain,threaded",
+                    help="background kinds to run, comma-separated")
     args = ap.parse_args()
     cores = len(os.sched_getaffinity(0))
     for kind, code in (("none", None), ("plain", PLAIN), ("threaded", THREADED)):
+        if kind not in args.kinds.split(","):
+            continue
         procs = []
         if code is not None:
             procs = [subprocess.Popen([sys.executable, "-c", code.format(s=args.bg_seconds)])
