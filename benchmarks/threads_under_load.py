@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 PLAIN = "import time\nt=time.time()\nwhile time.time()-t<{s}:\n    sum(range(10000))\n"
 THREADED = ("import time, torch\na=torch.randn(256,256)\nt=time.time()\n"
@@ -76,7 +77,7 @@ def main() -> None:
                     r = _train(threads, args.steps, env)
                     r.update(background=kind, bg_processes=len(procs), cores=cores,
                              omp_wait_policy=policy, requested=threads or "default",
-                             loadavg=open("/proc/loadavg").read().split()[:3])
+                             loadavg=Path("/proc/loadavg").read_text().split()[:3])
                     print(json.dumps(r), flush=True)
         finally:
             for p in procs:  # ours only, by pid
