@@ -149,7 +149,8 @@ def test_a_failed_tfrecord_export_keeps_the_previous_output(small, table: Path,
     r = _cli("export", str(src), "--format", "ecnas-tfrecord", "--out", str(out), "--force")
     assert r.returncode == 2 and "no run can be written" in r.stderr, r.stderr
     assert hashlib.sha256(out.read_bytes()).hexdigest() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ext.parquet", "t.parquet", "x.tfrecord"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ext.parquet", "t.parquet", "x.tfrecord",
+                                                          "x.tfrecord.ecnas.json"]
 
 
 def _metrics_name(bundle: Path) -> str:

@@ -99,9 +99,10 @@ def test_killed_then_resumed_real_campaign_passes_check(local_run) -> None:
         assert p["devices"] and all(dev["name"] for dev in p["devices"])
         # each run says what it had: its slot's threads and cores, and its warm-up's cost
         share = p["share"]
-        assert p["threads"]["torch_intra_op"] == share["threads"] >= 1
-        assert p["threads"]["torch_inter_op"] == share["threads"]
-        assert p["threads"]["OMP_NUM_THREADS"] == str(share["threads"])
+        used = p["threads_used"]  # the share's, fewer beside busy processes (fair_threads)
+        assert 1 <= used <= share["threads"]
+        assert p["threads"]["torch_intra_op"] == used
+        assert p["threads"]["OMP_NUM_THREADS"] == str(used)
         if share["cpus"] is not None:
             assert p["affinity"] == share["cpus"]
         w = p["warmup"]

@@ -13,7 +13,7 @@ from ecnas.demo.pipeline import run_demo
 from ecnas.demo.progress import StepPrinter
 
 
-def test_demo_runs_end_to_end_and_reuses_its_store(tmp_path):
+def test_demo_runs_end_to_end_and_reuses_its_store(tmp_path, capsys):
     config = DemoConfig(out_dir=tmp_path / "demo", architectures=5, full_budget_runs=1,
                         stem_channels=4, num_stacks=1, batch_size=64, max_train_images=128,
                         predicted_architectures=10, workers=0, search_evaluations=6,
@@ -47,6 +47,31 @@ def test_demo_runs_end_to_end_and_reuses_its_store(tmp_path):
     manifest = json.loads((first.bundle_path / "manifest.json").read_text())
     assert manifest["files"]
     assert manifest["table_metadata"]["dataset"] == "embedded"  # `ecnas pareto` names it
+
+    # the TFRecord holds estimates: exported with --allow-estimated's flag, its sidecar says so
+    side = json.loads((first.out_dir / "ecnas.tfrecord.ecnas.json").read_text())
+    assert side["records"] == first.tfrecord_records == side["records_estimated"]
+
+    # the summary lists every finding of `ecnas check table.parquet`, warnings included
+    from ecnas.cli import main
+
+    capsys.readouterr()
+    main(["check", str(first.table_path), "--json"])
+    checked = json.loads(capsys.readouterr().out)
+    found = [c for c in checked["checks"] if not c["passed"]]
+    for c in found:
+        assert f"{c['severity']} {c['name']}" in summary, c["name"]
+    assert ("all passed" in summary) == (not found)
+    # and a warning (the 4- vs 8-epoch per-epoch cost of a run under load) is never "all passed"
+    from dataclasses import replace
+
+    from ecnas.demo.summary import render_markdown
+
+    warned = replace(first, check_ok=True, check_findings=(
+        ("budget-consistency", "warning", 2, "per-epoch cost differs ×4.02 between budgets"),))
+    text = render_markdown(warned)
+    assert "all passed" not in text and "passed with 0 error(s) and 1 warning(s)" in text
+    assert "  - warning budget-consistency [2]: per-epoch cost differs ×4.02" in text
 
     again = run_demo(config, printer=StepPrinter(total=8, stream=io.StringIO()))
     assert again.measured_runs == 0 and again.reused_runs == 6

@@ -116,13 +116,27 @@ def test_hardware_text_without_counters(empty_env: dict[str, str]) -> None:
 @pytest.mark.parametrize("args, message", [
     (("measure", "--json"), "no command given"),
     (("measure", "--meters", "bogus", "--", "true"), "meter 'bogus': unknown"),
-    (("measure", "--", "no-such-command-ecnas"), "command not found: no-such-command-ecnas"),
 ])
 def test_bad_usage_is_one_line_and_exit_2(empty_env: dict[str, str], args: tuple[str, ...],
                                           message: str) -> None:
     out = ecnas(*args, env=empty_env)
     assert out.returncode == 2
     assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_command_that_cannot_run_exits_like_a_shell(empty_env: dict[str, str],
+                                                      tmp_path) -> None:
+    """Issue 37.12: 127 for a command not found, 126 for one found but not executable."""
+    out = ecnas("measure", "--", "no-such-command-ecnas", env=empty_env)
+    assert out.returncode == 127
+    assert "command not found: no-such-command-ecnas" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    script = tmp_path / "not-executable.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(0o644)
+    out = ecnas("measure", "--", str(script), env=empty_env)
+    assert out.returncode == 126, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
 
 
 def test_chosen_meters_by_name(empty_env: dict[str, str]) -> None:

@@ -133,3 +133,54 @@ def test_another_process_by_pid() -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+DOCS_DECORATOR = '''
+from ecnas import measure
+
+step = measure("step")
+
+@step
+def train_step(x):
+    return sum(i * x for i in range(100_000))
+
+train_step(3)
+print(step.report.energy_j, train_step.energy_report.mean_power_w)
+print(step.report.warnings)
+'''
+
+
+def test_docs_decorator_example_says_its_window_is_below_the_resolution(no_counters: Path,
+                                                                         tmp_path: Path) -> None:
+    """Issue 37.6: docs/meters.md's decorator example, as a user runs it with no counter
+    readable: a handful of ticks, and the report says how coarse that is (never a silent 0.0)."""
+    env = dict(os.environ, ECNAS_SYSFS_ROOT=str(no_counters),
+               PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                           os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", DOCS_DECORATOR], capture_output=True, text=True,
+                         env=env, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    energy, warnings = out.stdout.splitlines()[0], out.stdout.splitlines()[1]
+    assert "step(s) of estimate's resolution" in warnings and "below ten" in warnings
+    assert float(energy.split()[0]) >= 0.0
+
+
+def test_resolution_is_a_tick_times_the_per_core_power_and_long_windows_pass(
+        no_counters: Path) -> None:
+    meter = EstimateMeter(per_core_w=3.5)
+    tick = 1.0 / os.sysconf("SC_CLK_TCK")
+    assert meter.resolution_j("cpu:estimate") == pytest.approx(tick * 3.5)
+    with Monitor([meter]) as mon:
+        mon.begin("idle")
+        time.sleep(0.07)  # sleeps: no CPU time, 0 J, and a warning that says why
+        idle = mon.end("idle")
+        mon.begin("busy")
+        t0 = time.process_time()
+        while time.process_time() - t0 < 0.6:  # 60 ticks of CPU time: > ten steps
+            sum(range(1000))
+        busy = mon.end("busy")
+    assert idle.energy_j < meter.resolution_j("cpu:estimate") * 10
+    assert any("0 step(s) of estimate's resolution" in w or "1 step(s)" in w
+               for w in idle.warnings), idle.warnings
+    assert not any("resolution" in w for w in busy.warnings), busy.warnings
+    assert any("under load it grows" in r for r in busy.reasons)

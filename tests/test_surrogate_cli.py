@@ -96,3 +96,29 @@ def test_bad_input_exits_2_with_one_line(files):
         assert proc.returncode == 2, (args, proc.stderr)
         assert "Traceback" not in proc.stderr
         assert proc.stderr.strip().splitlines()[-1].startswith("ecnas surrogate: error:")
+
+
+def test_fit_reads_the_network_shape_from_the_tables_metadata(files, tmp_path):
+    """Issue 37.8: a campaign's table records its network (here the 5V quick recipe: stem 8,
+    one stack, one cell); ``fit`` uses it without flags, a flag still overrides its value."""
+    from ecnas.tables import get_metadata, set_metadata
+
+    table = read_table(files / "train.parquet")
+    keep = sorted(table["arch_hash"].unique())[:60]
+    table = table[table["arch_hash"].isin(keep)].reset_index(drop=True)
+    set_metadata(table, {**get_metadata(read_table(files / "train.parquet")),
+                         "campaign": {"dataset": "cifar10", "recipe": {
+                             "stem_channels": 8, "num_stacks": 1, "cells_per_stack": 1}}})
+    write_table(table, tmp_path / "t.parquet")
+    proc = _run("fit", tmp_path / "t.parquet", "--out", tmp_path / "m.npz", "--kind", "linear",
+                "--json")
+    net = json.loads(proc.stdout)["network"]
+    assert (net["stem_channels"], net["stacks"], net["cells_per_stack"]) == (8, 1, 1)
+    assert "from metadata campaign recipe" in net["note"] and net["note"] in proc.stderr
+    proc = _run("fit", tmp_path / "t.parquet", "--out", tmp_path / "m2.npz", "--kind", "linear",
+                "--stem-channels", "16")
+    assert ("network shape: stem 16, 1 stack(s), 1 cell(s) per stack, from the flags "
+            "(stem_channels) and metadata campaign recipe") in proc.stdout
+    # a table that records nothing (EC-NAS's own data) is NAS-Bench-101's network
+    proc = _run("fit", files / "train.parquet", "--out", tmp_path / "m3.npz", "--kind", "linear")
+    assert "stem 128, 3 stack(s), 3 cell(s) per stack, from NAS-Bench-101's" in proc.stdout

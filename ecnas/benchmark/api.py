@@ -325,7 +325,9 @@ class Benchmark:
             "energy_j_high": high,
             "wall_time_s": wall_s,
             "source": src,
-            "estimated": bool(lay.estimated[arch, b, r]),
+            # None where the source does not say (an EC-NAS TFRecord without its sidecar)
+            "estimated": None if self.metadata.get("estimated_unknown")
+            else bool(lay.estimated[arch, b, r]),
             "device": lay.device,
         }
 
@@ -350,7 +352,8 @@ class Benchmark:
                 v = dict(zip(METRICS, grid[a, b, r].tolist(), strict=True))
                 runs.append({
                     "repeat": r + 1, "source": SOURCES[lay.source[a, b, r]],
-                    "estimated": bool(lay.estimated[a, b, r]),
+                    "estimated": None if self.metadata.get("estimated_unknown")
+                    else bool(lay.estimated[a, b, r]),
                     "halfway_training_time": v["half_training_time_s"],
                     "halfway_train_accuracy": v["half_train_accuracy"],
                     "halfway_validation_accuracy": v["half_validation_accuracy"],

@@ -1,10 +1,36 @@
 """Progress of a campaign: runs done / total, ETA, energy so far (measured vs estimated),
-failures; one line of text per event for a ``progress`` callable (stderr in the CLI)."""
+failures; one line of text per event for a ``progress`` callable (stderr in the CLI).
+
+The ETA follows the recent pace, not the session's mean: on a shared machine a run's time
+moves with the load (12–20 s quiet, 222–782 s at load 8–11 in issue 37), and a mean over the
+whole session answers for a load that is gone. It is the median of the intervals between the
+last :data:`RECENT` run completions (robust to one stalled run), times the runs remaining.
+"""
 
 from __future__ import annotations
 
+import os
+import statistics
 import time
+from collections import deque
 from dataclasses import dataclass, field
+
+#: run completions the ETA looks back over
+RECENT = 5
+
+
+def process_elapsed_s() -> float | None:
+    """Seconds since this process started (interpreter start-up and imports included), from
+    ``/proc/self/stat`` and ``/proc/uptime``; None where they cannot be read (not Linux)."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as fh:
+            # the command name (field 2) may hold spaces: fields count from after its ')'
+            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime", encoding="ascii") as fh:
+            uptime = float(fh.read().split()[0])
+        return max(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 0.0)
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _duration(s: float) -> str:
@@ -38,6 +64,8 @@ class Progress:
     stored_measured_j: float = 0.0  # the runs already in the store when the session started
     stored_estimated_j: float = 0.0
     started: float = field(default_factory=time.monotonic)
+    #: monotonic times of the last run completions (the session's start first)
+    _marks: deque = field(default_factory=lambda: deque(maxlen=RECENT + 1))
 
     @property
     def remaining(self) -> int:
@@ -45,16 +73,28 @@ class Progress:
         return self.total - self.skipped - self.done - self.given_up
 
     def eta_s(self) -> float | None:
-        """Seconds until the remaining runs are done at this session's mean pace so far; None
-        before the first run finishes."""
+        """Seconds until the remaining runs are done at the recent pace: the median interval
+        between the last :data:`RECENT` completions (the first measured from the session's
+        start) times the runs remaining; None before the first run finishes."""
         if self.done == 0:
             return None
-        return (time.monotonic() - self.started) / self.done * self.remaining
+        marks = list(self._marks) if self._marks else []
+        if len(marks) < 2:  # completions recorded before add_run kept marks: the mean pace
+            return (time.monotonic() - self.started) / self.done * self.remaining
+        gaps = [b - a for a, b in zip(marks[:-1], marks[1:], strict=True)]
+        return statistics.median(gaps) * self.remaining
 
-    def add_run(self, energy_j: float, estimated: bool) -> None:
+    def mark_done(self, when: float | None = None) -> None:
+        """Record a run completion's time for the ETA (``add_run`` calls it)."""
+        if not self._marks:
+            self._marks.append(self.started)
+        self._marks.append(time.monotonic() if when is None else when)
+
+    def add_run(self, energy_j: float, estimated: bool, when: float | None = None) -> None:
         """Count a finished run and add its energy (J) to the measured or the estimated
         total."""
         self.done += 1
+        self.mark_done(when)
         if estimated:
             self.estimated_j += energy_j
         else:

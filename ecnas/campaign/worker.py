@@ -81,14 +81,14 @@ def execute_run(task: RunTask) -> RunResult:
     """Run one task; see the module doc. The local worker slot's share (``task.share``) is
     applied first, before the run loads torch."""
     slot = WorkerShare.from_dict(task.share)
-    apply_share(slot)  # before torch loads: its pools start at the slot's size
+    threads = apply_share(slot)  # before torch loads: its pools start at the slot's size
     started = time.time()
     host, pid = socket.gethostname(), os.getpid()
     config = task.config
     fn: RunFn = task.run_fn or train_run
     try:
-        if slot is not None and fn is train_run:  # the trainer loads torch: size it now
-            set_torch_threads(slot.threads)
+        if threads is not None and fn is train_run:  # the trainer loads torch: size it now
+            set_torch_threads(threads)
         t0 = cpu_times() if task.split_socket else None
         out = RunOutput.of(fn(config))
         t1 = cpu_times() if task.split_socket else None
@@ -117,6 +117,8 @@ def execute_run(task: RunTask) -> RunResult:
         # what the run had (threads, affinity: read back, not assumed), what its slot was
         # given (None: inline or on Dask, where the worker's own settings hold), its warm-up
         **observed(), "share": slot.to_dict() if slot is not None else None,
+        # the threads the run used: the share's, fewer beside busy processes (fair_threads)
+        "threads_used": threads,
         "warmup": out.warmup, "placement": out.placement,
     }
     return RunResult(run_key=task.run_key, attempt=task.attempt, ok=True, rows=tuple(rows),

@@ -106,27 +106,55 @@ def pin(pid: int, share: WorkerShare) -> None:
             os.sched_setaffinity(pid, share.cpus)  # pins itself again (apply_share)
 
 
-def apply_share(share: WorkerShare | None) -> None:
+def fair_threads(threads: int, cores: int, load1: float | None) -> int:
+    """The threads a run should use given the machine's 1-minute load average ``load1`` (taken
+    before the run starts, so it is the other processes' load): never more than the cores
+    left idle, at least one, at most ``threads`` (the slot's share).
+
+    Why: OpenMP's threads meet at a barrier every operation, so a step runs at the pace of its
+    most descheduled thread. Beside other busy processes, asking for every core makes each
+    step wait for a time slice on every core. Measured (issue 37.7, 2 cores, load 10–21, 20
+    steps of a small conv net; benchmarks/threads_under_load.py): 2 threads 17.5 s alone,
+    43 s beside 2 CPU-bound loops, 79 s beside 2 multi-threaded torch loops (spinning OpenMP);
+    1 thread with a passive wait 1.5 s and 3.9 s."""
+    if load1 is None or threads <= 1:
+        return max(1, threads)
+    idle = int(cores - load1 + 0.5)
+    return max(1, min(threads, idle))
+
+
+def _load1() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:  # not available (some containers, Windows)
+        return None
+
+
+def apply_share(share: WorkerShare | None) -> int | None:
     """In a fresh worker process, before torch starts its thread pools: the native libraries'
     thread counts and the process's CPU affinity. torch's own pools are sized by
-    :func:`set_torch_threads` once torch is imported (now, if it already is)."""
+    :func:`set_torch_threads` once torch is imported (now, if it already is). Returns the
+    threads the run uses: the share's, fewer where other processes keep cores busy
+    (:func:`fair_threads`); None without a share."""
     if share is None:
-        return
+        return None
+    cores = len(share.cpus) if share.cpus else len(machine_cpus())
+    threads = fair_threads(share.threads, cores, _load1())
     for name in THREAD_ENV:
-        os.environ[name] = str(share.threads)
-    if share.threads > 1:
-        # OpenMP threads spin at every barrier by default: when anything else wants the same
-        # cores, a thread spins out its time slice waiting for a descheduled sibling, and the
-        # spinning counts as the run's CPU time. Measured on this 2-core machine under load 10,
-        # 2 threads: 1.3-4 s a training step spinning, 0.2-0.5 s passive. The user's own
-        # setting wins.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        os.environ[name] = str(threads)
+    # OpenMP threads spin at every barrier by default: when anything else wants the same
+    # cores, a thread spins out its time slice waiting for a descheduled sibling, and the
+    # spinning counts as the run's CPU time. Measured on this 2-core machine under load 10,
+    # 2 threads: 1.3-4 s a training step spinning, 0.2-0.5 s passive; 1 thread beside busy
+    # processes 5.0 s spinning, 1.5 s passive (issue 37.7). The user's own setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if share.cpus is not None and can_pin():
         # a core taken away since the plan (cgroup change): run unpinned; observed() tells
         with contextlib.suppress(OSError):
             os.sched_setaffinity(0, share.cpus)
     if "torch" in sys.modules:
-        set_torch_threads(share.threads)
+        set_torch_threads(threads)
+    return threads
 
 
 def set_torch_threads(threads: int) -> None:

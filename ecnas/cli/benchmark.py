@@ -33,6 +33,10 @@ def register(sub: Any) -> None:
     p.add_argument("--force", action="store_true",
                    help="replace an existing output (a bundle only when it holds nothing but "
                         "the files its manifest lists)")
+    p.add_argument("--allow-estimated", action="store_true",
+                   help="ecnas-tfrecord: export runs with estimated energy anyway (refused "
+                        "without it: the format has no field for it; the flags go to the "
+                        "sidecar FILE.ecnas.json, which import-ecnas and query read)")
     add_json_flag(p)
     p.set_defaults(func=_export)
 
@@ -61,7 +65,10 @@ def _export(args: argparse.Namespace) -> int:
 
         check_out(args.out, force=args.force, inputs=[args.table])
     else:
-        check_target(args.out, force=args.force, inputs=[args.table])
+        from ecnas.interop.sidecar import sidecar_path
+
+        check_target(args.out, force=args.force, inputs=[args.table],
+                     companions=[sidecar_path(args.out)])
 
     if Path(args.table).is_dir():
         from ecnas.benchmark.bundle import load_bundle
@@ -92,6 +99,7 @@ def _export(args: argparse.Namespace) -> int:
                            citation=args.citation or DEFAULT_CITATION, overwrite=args.force)
         m = read_manifest(out)
         obj = {"path": str(out), "format": "bundle", "rows": m["row_counts"]["rows"],
+               "rows_estimated": int(table["estimated"].astype(bool).sum()),
                "runs": m["row_counts"]["runs"], "architectures": m["row_counts"]["architectures"],
                "rows_by_source": m["row_counts"]["rows_by_source"], "budgets": m["budgets"],
                "devices": [d["id"] for d in m["devices"]],
@@ -99,23 +107,36 @@ def _export(args: argparse.Namespace) -> int:
 
         def text(o: dict[str, Any]) -> str:
             src = ", ".join(f"{v} {k}" for k, v in o["rows_by_source"].items() if v)
+            est = o["rows_estimated"]
+            kind = (f"{est} estimated" if est == o["rows"] else "none estimated" if not est
+                    else f"{est} estimated, {o['rows'] - est} not")
             return (f"wrote bundle {o['path']}: {o['architectures']} architectures, {o['runs']} runs, "
-                    f"{o['rows']} rows ({src}), budgets {o['budgets']}, devices "
+                    f"{o['rows']} rows (source: {src}; energy: {kind}), budgets {o['budgets']}, devices "
                     f"{', '.join(o['devices'])}; {len(o['files'])} files with SHA-256 in manifest.json")
     else:
         from ecnas.interop.export_tfrecord import export_ecnas_tfrecord
 
-        obj = export_ecnas_tfrecord(table, args.out).to_dict()
+        obj = export_ecnas_tfrecord(table, args.out,
+                                    allow_estimated=args.allow_estimated).to_dict()
 
         def text(o: dict[str, Any]) -> str:
             skipped = ", ".join(f"{v} {k}" for k, v in o["skipped_runs"].items())
-            return (f"wrote {o['records']} EC-NAS records to {o['path']} (energy in kWh with PUE "
-                    f"{o['pue_reapplied']} re-applied)"
+            est = o["records_estimated"]
+            kind = ("all measured" if not est else f"all {est} estimated"
+                    if est == o["records"] else f"{est} estimated")
+            return (f"wrote {o['records']} EC-NAS records ({kind}; flags in {o['sidecar']}) to "
+                    f"{o['path']} (energy in kWh with PUE {o['pue_reapplied']} re-applied)"
                     + (f"; skipped runs: {skipped}" if skipped else "")
                     + (f"; {o['checkpoints_dropped']} checkpoints beyond the three evaluations dropped"
                        if o["checkpoints_dropped"] else ""))
     emit(args.json, obj, text)
     return 0
+
+
+#: how a row came to be, in words (the table's ``source`` column), for ``query``'s text
+_RUN_WORDS = {"measured": "trained here", "imported": "imported",
+              "extrapolated": "extrapolated from a shorter run",
+              "surrogate": "predicted by the surrogate"}
 
 
 def _query(args: argparse.Namespace) -> int:
@@ -133,11 +154,17 @@ def _query(args: argparse.Namespace) -> int:
     result = bench.query(spec, args.epochs, repeat)
     result["module_adjacency"] = spec.matrix_str
     result["module_operations"] = list(spec.ops)
+    # one word for the energy, beside the row's source: `source: measured` names how the run
+    # came to be (trained here), not how its energy was obtained
+    result["energy"] = ("unknown" if result["estimated"] is None
+                        else "estimated" if result["estimated"] else "measured")
 
     def text(o: dict[str, Any]) -> str:
-        est = "estimated" if o["estimated"] else "measured"
+        how = _RUN_WORDS.get(o["source"], o["source"])
+        energy = {"unknown": "energy measured or estimated: unknown",
+                  "estimated": "energy ESTIMATED", "measured": "energy measured"}[o["energy"]]
         lines = [f"{o['arch_hash']} at {o['epochs']} epochs, repeat {o['repeat']} "
-                 f"({o['source']}, {est}, device {o['device']})",
+                 f"({how}, {energy}, device {o['device']})",
                  f"  validation accuracy  {o['validation_accuracy']:.4f}",
                  f"  test accuracy        {o['test_accuracy']:.4f}",
                  f"  training time        {o['training_time']:.1f} s",

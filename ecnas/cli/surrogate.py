@@ -92,18 +92,25 @@ def register(subparsers: Any) -> None:
 
 
 def _network_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("network the runs trained (defaults: NAS-Bench-101's)")
-    g.add_argument("--stem-channels", type=int, default=128, help="stem width (default 128)")
-    g.add_argument("--stacks", type=int, default=3, help="number of stacks (default 3)")
-    g.add_argument("--cells-per-stack", type=int, default=3, help="cells per stack (default 3)")
+    g = p.add_argument_group("network the runs trained (default: what the table's metadata "
+                             "records, else NAS-Bench-101's)")
+    g.add_argument("--stem-channels", type=int, default=None,
+                   help="stem width (default: the table's, else 128)")
+    g.add_argument("--stacks", type=int, default=None,
+                   help="number of stacks (default: the table's, else 3)")
+    g.add_argument("--cells-per-stack", type=int, default=None,
+                   help="cells per stack (default: the table's, else 3)")
     g.add_argument("--image-size", type=int, default=32, help="image side (default 32)")
 
 
-def _shape(args: argparse.Namespace) -> Any:
-    from ecnas.space.cost import NetworkShape
+def _shape(args: argparse.Namespace, table: Any) -> tuple[Any, str]:
+    """The network the table's runs trained: the flags, else its metadata, else NAS-Bench-101's;
+    and a note saying which."""
+    from ecnas.surrogate.network_meta import network_shape
 
-    return NetworkShape(stem_channels=args.stem_channels, num_stacks=args.stacks,
-                        cells_per_stack=args.cells_per_stack)
+    return network_shape(table.attrs.get("ecnas", {}) if hasattr(table, "attrs") else {},
+                         stem_channels=args.stem_channels, num_stacks=args.stacks,
+                         cells_per_stack=args.cells_per_stack)
 
 
 def _usage(p: argparse.ArgumentParser) -> int:
@@ -157,9 +164,11 @@ def run_fit(args: argparse.Namespace) -> int:
 
     _check_level(args.level)
     _check_out(args, args.table)
-    arch = ArchitectureSurrogate(kind=args.kind, level=args.level, seed=args.seed,
-                                 shape=_shape(args), image_size=args.image_size)
     table = load_table(args.table)
+    shape, shape_note = _shape(args, table)
+    _progress(shape_note)
+    arch = ArchitectureSurrogate(kind=args.kind, level=args.level, seed=args.seed,
+                                 shape=shape, image_size=args.image_size)
     if len(table) == 0:
         raise InputError(f"{args.table}: the table has no rows: nothing to fit (no model written)")
     _progress(f"fitting on {len(table)} rows (extrapolator, then architecture surrogate)")
@@ -177,6 +186,8 @@ def run_fit(args: argparse.Namespace) -> int:
             "learners": {k: type(v).__name__ for k, v in arch.models.items()},
             "selection_mean_abs_log_error": arch.selection,
             "interval_log_halfwidth": arch.quantile},
+        "network": {"stem_channels": shape.stem_channels, "stacks": shape.num_stacks,
+                    "cells_per_stack": shape.cells_per_stack, "note": shape_note},
         "level": args.level, "notes": model.info.get("notes", []),
     }
     emit(args.json, result, _fit_text)
@@ -193,7 +204,7 @@ def _selection(ext: Any) -> dict[str, Any]:
 
 
 def _fit_text(r: dict[str, Any]) -> str:
-    lines = [f"wrote {r['model']} in {r['seconds']} s"]
+    lines = [f"wrote {r['model']} in {r['seconds']} s", r["network"]["note"]]
     if r["extrapolator"]:
         e = r["extrapolator"]
         lines.append(f"extrapolator: {e['method']} ({e['full_budget_runs']} runs measured to full budget)")
@@ -261,7 +272,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     table = load_table(args.table)
     _progress(f"evaluating on {len(table)} rows (seed {args.seed})")
     report = evaluate(table, args.train_fraction, args.seed, full_budget_fraction=args.full_budget_fraction,
-                      level=args.level, kind=args.kind, shape=_shape(args),
+                      level=args.level, kind=args.kind, shape=_shape(args, table)[0],
                       image_size=args.image_size)
     emit(args.json, report.to_dict(), _evaluate_text)
     return 0

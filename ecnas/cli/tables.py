@@ -69,6 +69,9 @@ def _import(args: argparse.Namespace) -> int:
         "devices": sorted(df["device"].unique().tolist()),
         "pue": meta.get("pue", {}), "energy_includes_pue": False,
         "hash_mismatches": meta.get("hash_mismatches", 0),
+        "measurement": meta.get("measurement", {}),
+        "estimated_unknown": meta.get("estimated_unknown"),
+        "rows_estimated": int(df["estimated"].astype(bool).sum()),
         "total_energy_j": float(df.groupby(["arch_hash", "budget_epochs", "repeat", "device"])
                                 ["energy_j"].max().sum()),
     }
@@ -86,13 +89,28 @@ def _import(args: argparse.Namespace) -> int:
                  f"architectures, budgets {o['budgets']}, devices {', '.join(o['devices'])}",
                  f"PUE {pue.get('factor')} ({pue.get('source')}) divided out; energy_j excludes it",
                  f"energy at the last checkpoints: {o['total_energy_j'] / 3.6e6:.3f} kWh "
-                 "(measured by carbontracker, imported)"]
+                 f"({_measured_text(o)})"]
         if "check" in o:
             lines.append(_report_text(o["check"], 3))
         return "\n".join(lines)
 
     emit(args.json, out, text)
     return status
+
+
+def _measured_text(o: dict[str, Any]) -> str:
+    """How the imported energy was obtained, as far as the source says (never "measured"
+    where it does not say)."""
+    m = o.get("measurement") or {}
+    est, meter = m.get("estimated"), m.get("meter", "")
+    if o.get("estimated_unknown") or est is None:
+        why = (o.get("estimated_unknown") or {}).get("because", "the source does not say")
+        return f"measured or estimated: unknown ({why}), imported"
+    if est is True:
+        return f"estimated (meters: {meter}), imported"
+    if est == "mixed":
+        return f"{o.get('rows_estimated', 0)} rows estimated, the rest measured, by {meter}, imported"
+    return f"measured by {meter.split(' (')[0]}, imported"
 
 
 def _parse_options(items: list[str]) -> dict[str, float]:

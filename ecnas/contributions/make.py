@@ -95,6 +95,18 @@ def with_profile(profile: Any) -> dict[str, Any]:
     return {**{p.id: p for p in load_profiles()}, **({profile.id: profile} if profile else {})}
 
 
+def _device_fix(devices: list[str], profile_id: str) -> str:
+    """How to make a table's device column and the contributed profile agree."""
+    if len(devices) == 1:
+        return (f"Fix: the rows were measured as {devices[0]!r} because that profile matched "
+                f"the machine then; either contribute with that profile (--profile "
+                f"hardware_profiles/{devices[0]}.toml or your copy of it), or put the TOML of {profile_id!r} "
+                "TOML where ecnas finds it (ECNAS_PROFILE_PATH=its folder; `ecnas hardware` "
+                f"then shows it matched) and measure the table again")
+    return (f"Fix: a contribution holds one device: keep only the rows of {profile_id!r} in the "
+            "table (one table per device) and contribute that")
+
+
 def check_table(table: Path, profile_id: str, profile: Any = None
                 ) -> tuple[int, int, list[dict], Any]:
     """Read the table through ecnas.tables and run its checks plus the device-id check:
@@ -105,7 +117,7 @@ def check_table(table: Path, profile_id: str, profile: Any = None
     devices = sorted({str(d) for d in df["device"].dropna().unique()}) if "device" in df else []
     rows.append({
         "name": "device-matches-profile", "passed": devices == [profile_id],
-        "detail": (f"device column holds {devices}, expected only {profile_id!r}"
+        "detail": (f"device column holds {devices}, expected only {profile_id!r}. {_device_fix(devices, profile_id)}"
                    if devices != [profile_id] else f"all rows measured on {profile_id}")})
     n_arch = int(df["arch_hash"].nunique()) if "arch_hash" in df else 0
     return len(df), n_arch, rows, df

@@ -70,6 +70,10 @@ class DemoResult:
     plot_title: str = "Pareto front"  # the figure's one name (describe.front_title)
     quick: bool = False  # made by `ecnas demo --quick`
     energy_origin: str = ""  # where the plotted energies come from (EnergyOrigin.text)
+    #: every failed check of the written table, as ``ecnas check`` reports it:
+    #: (name, severity, count, explanation); warnings included, so the summary never says
+    #: "all passed" where ``ecnas check`` warns
+    check_findings: tuple[tuple[str, str, int, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The result as plain data, for ``ecnas demo --json``."""
@@ -85,6 +89,8 @@ class DemoResult:
             "meters": list(self.meters),
             "check_ok": self.check_ok,
             "check_failed": list(self.check_failed),
+            "check_findings": [{"name": n, "severity": sev, "count": c, "explanation": e}
+                               for n, sev, c, e in self.check_findings],
             "rows_by_source": dict(self.rows_by_source),
             "extrapolated_budgets": list(self.extrapolated_budgets),
             "extrapolation_method": self.extrapolation_method,
@@ -166,7 +172,7 @@ def render_markdown(r: DemoResult) -> str:
         f"{r.failed_runs} failed)",
         f"- total energy of the measured runs: {r.measured_energy_j:,.1f} J "
         f"({r.measured_energy_j / 3600:.3f} Wh), {kind}",
-        f"- consistency checks: {'all passed' if r.check_ok else 'FAILED: ' + ', '.join(r.check_failed)}",
+        *_check_lines(r),
         "",
         "## Benchmark files",
         "",
@@ -194,6 +200,26 @@ def render_markdown(r: DemoResult) -> str:
         lines += [f"| {k} | {v:.1f} |" for k, v in r.timings_s.items()]
         lines.append("")
     return "\n".join(lines)
+
+
+def _check_lines(r: DemoResult) -> list[str]:
+    """The consistency checks' verdict and every error and warning, as ``ecnas check`` on the
+    table would list them."""
+    table = _rel(r.table_path, r.out_dir)
+    if not r.check_findings and r.check_ok:
+        return [f"- consistency checks (`ecnas check {table}`): all passed"]
+    errors = sum(1 for f in r.check_findings if f[1] == "error")
+    warnings = sum(1 for f in r.check_findings if f[1] == "warning")
+    verdict = "passed" if r.check_ok else "FAILED"
+    lines = [f"- consistency checks (`ecnas check {table}`): {verdict} with {errors} error(s) "
+             f"and {warnings} warning(s):"]
+    mark = {"error": "error", "warning": "warning", "info": "note"}
+    for name, sev, count, explanation in r.check_findings:
+        n = f" [{count}]" if count else ""
+        lines.append(f"  - {mark.get(sev, sev)} {name}{n}: {explanation}")
+    if not r.check_findings:  # an error without detail (should not happen): say so anyway
+        lines.append(f"  - failed: {', '.join(r.check_failed)}")
+    return lines
 
 
 def _capital(text: str) -> str:

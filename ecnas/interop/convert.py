@@ -71,6 +71,11 @@ class RunInput:
     metrics: ModelMetricsEnergy
     where: str = ""
     eval_extras: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
+    #: measured (False) or estimated (True) as the source says; None where nothing says (a
+    #: TFRecord without its sidecar): the row then reads ``estimated = false`` only because the
+    #: contract's column is boolean, and the metadata's ``estimated_unknown`` says so
+    estimated: bool | None = False
+    meters: tuple[str, ...] = ()
 
 
 def _ts(text: str | None) -> _dt.datetime | None:
@@ -252,7 +257,7 @@ def _contract_rows(r: _Run, factor: float, cols: dict[str, list[Any]],
                 ("repeat", int(r.run.repeat)), ("device", r.device), ("training_time_s", train),
                 ("wall_time_s", max(wall, train) if not math.isnan(wall) else wall), ("energy_j", e),
                 ("gpu_energy_j", g), ("cpu_energy_j", c), ("dram_energy_j", float("nan")),
-                ("estimated", False), ("source", "imported"),
+                ("estimated", r.run.estimated is True), ("source", "imported"),
                 ("train_accuracy", _nan(ev.train_accuracy)),
                 ("validation_accuracy", _nan(ev.validation_accuracy)),
                 ("test_accuracy", _nan(ev.test_accuracy)),
@@ -312,8 +317,51 @@ def _frame(runs: Sequence[_Run], factor: float) -> pd.DataFrame:
     return pd.concat([df, _record_frame(records, df.index)], axis=1)
 
 
+CARBONTRACKER_METER = "carbontracker 1.1.x (NVML GPU power, RAPL CPU package), 10-s polling"
+
+
+def _measurement(runs: Sequence[_Run]) -> dict[str, Any]:
+    """Measured or estimated, and by which meter, as far as the source says: ``estimated``
+    is true, false, ``"mixed"`` or None (unknown: nothing in the source says)."""
+    flags = [r.run.estimated for r in runs]
+    meters = sorted({m for r in runs for m in r.run.meters})
+    if any(f is None for f in flags):
+        estimated: Any = None
+    elif all(flags):
+        estimated = True
+    elif any(flags):
+        estimated = "mixed"
+    else:
+        estimated = False
+    if meters:
+        meter = ", ".join(meters)
+    elif estimated is None:
+        meter = ("not recorded: an EC-NAS TFRecord says neither its meter nor whether its "
+                 f"energy was measured (EC-NAS's own files: {CARBONTRACKER_METER})")
+    else:
+        meter = CARBONTRACKER_METER
+    return {"meter": meter, "estimated": estimated}
+
+
+def _estimated_keys(runs: Sequence[_Run], unknown_because: str) -> dict[str, Any]:
+    """Metadata keys for runs whose measured/estimated flag is unknown or mixed."""
+    out: dict[str, Any] = {}
+    unknown = sum(1 for r in runs if r.run.estimated is None)
+    if unknown:
+        out["estimated_unknown"] = {
+            "runs": unknown,
+            "because": unknown_because or "the source does not say",
+            "note": "EC-NAS's TFRecord has no field for estimated energy; these runs read "
+                    "estimated = false only because the column is boolean: measured or "
+                    "estimated is unknown"}
+    known = [r.run.estimated for r in runs if r.run.estimated is not None]
+    if any(known) and not all(known):
+        out["mixed_estimated"] = True
+    return out
+
+
 def _metadata(runs: Sequence[_Run], pue: _Pue, *, cpu_profile: str | None, hash_mismatches: int,
-              source_kind: str, source: str) -> dict[str, Any]:
+              source_kind: str, source: str, unknown_because: str = "") -> dict[str, Any]:
     """What the table's numbers mean and where they came from (see the module doc)."""
     gpu_names: set[str] = set()
     cpu_names: set[str] = set()
@@ -345,10 +393,7 @@ def _metadata(runs: Sequence[_Run], pue: _Pue, *, cpu_profile: str | None, hash_
         "component_split": (
             "checkpoint energy split by the run's whole-run GPU / CPU joule shares "
             f"(avg_power_usages); {split_runs} of {len(runs)} runs"),
-        "measurement": {
-            "meter": "carbontracker 1.1.x (NVML GPU power, RAPL CPU package), 10-s polling",
-            "estimated": False,
-        },
+        "measurement": _measurement(runs),
         "devices": {
             "gpu": {"profile": sorted({r.device for r in runs})[0] if runs else None,
                     "count": max(n_gpu, 1), "names": sorted(gpu_names)},
@@ -370,6 +415,7 @@ def _metadata(runs: Sequence[_Run], pue: _Pue, *, cpu_profile: str | None, hash_
                                                         "excluded [EC-NAS record]",
         },
         "hash_mismatches": hash_mismatches,
+        **_estimated_keys(runs, unknown_because),
         "provenance": [provenance_entry("ecnas import-ecnas", source, format=source_kind,
                                         runs=len(runs))],
     }
@@ -378,8 +424,10 @@ def _metadata(runs: Sequence[_Run], pue: _Pue, *, cpu_profile: str | None, hash_
 def runs_to_table(runs: Sequence[RunInput], *, pue: float | None = None,
                   device: str | None = None, cpu_profile: str | None = ECNAS_CPU_PROFILE,
                   keep_bad_hashes: bool = False, source_kind: str = "results-tree",
-                  source: str = "", progress: Any = None) -> pd.DataFrame:
-    """The energy table of ``runs`` with its metadata (see the module doc for the rules)."""
+                  source: str = "", progress: Any = None,
+                  unknown_because: str = "") -> pd.DataFrame:
+    """The energy table of ``runs`` with its metadata (see the module doc for the rules);
+    ``unknown_because`` says why runs with ``estimated=None`` are unknown."""
     if not runs:
         raise InputError(f"{source or 'input'}: no EC-NAS runs found")
     if device is not None:
@@ -390,4 +438,4 @@ def runs_to_table(runs: Sequence[RunInput], *, pue: float | None = None,
     df = _frame(resolved, factor.factor)
     return set_metadata(df, _metadata(resolved, factor, cpu_profile=cpu_profile,
                                       hash_mismatches=mismatches, source_kind=source_kind,
-                                      source=source))
+                                      source=source, unknown_because=unknown_because))

@@ -14,6 +14,11 @@ hold is left unset, never invented. Energies are kWh with the table's recorded f
 factor back from ``total_energy / (GPU J + CPU J)`` and divides it out again, so an
 exported-then-imported table equals the original (see docs/benchmark.md for the fields).
 
+**Estimated energy.** The format has no field for it, so runs whose energy was estimated are
+refused unless ``allow_estimated`` (``--allow-estimated``), and every export writes a sidecar
+``<file>.ecnas.json`` (``ecnas.interop.sidecar``) saying, per record, measured or estimated
+and by which meters; the importer reads it back, and reads "unknown" where it is missing.
+
 Skipped, with counts: runs whose ``source`` is ``extrapolated`` or ``surrogate`` (not training
 runs) and runs with fewer than three checkpoints. Checkpoints beyond the three are dropped and
 counted (the format's reader looks at evaluations 1 and 2 only).
@@ -38,6 +43,7 @@ from ecnas.interop.record import (
     evaluation_message,
     run_message,
 )
+from ecnas.interop.sidecar import sidecar_path, write_sidecar
 from ecnas.interop.tfrecord import EcnasRecord, write_records
 from ecnas.profiles import get_profile
 from ecnas.tables import check_schema, get_metadata
@@ -53,12 +59,26 @@ class ExportReport:
     skipped_runs: dict[str, int] = field(default_factory=dict)
     checkpoints_dropped: int = 0
     pue: float = 1.0
+    records_estimated: int = 0
+    sidecar: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain data, for ``ecnas export --json``."""
         return {"path": self.path, "format": "ecnas-tfrecord", "records": self.records,
-                "skipped_runs": dict(self.skipped_runs),
+                "records_estimated": self.records_estimated,
+                "records_measured": self.records - self.records_estimated,
+                "sidecar": self.sidecar, "skipped_runs": dict(self.skipped_runs),
                 "checkpoints_dropped": self.checkpoints_dropped, "pue_reapplied": self.pue}
+
+
+def _meters(meta: Mapping[str, Any]) -> list[str]:
+    """The meters a table's metadata names (ecnas's own tables, or an import's)."""
+    meters = meta.get("meters")
+    if isinstance(meters, (list, tuple)) and meters:
+        return [str(m) for m in meters]
+    meter = (meta.get("measurement") or {}).get("meter") if isinstance(meta.get("measurement"),
+                                                                       dict) else None
+    return [str(meter)] if meter else []
 
 
 def _opt(v: Any) -> float | None:
@@ -133,8 +153,13 @@ def _run_metrics(rows: Sequence[int] | np.ndarray, epoch: np.ndarray, view: _Row
                        power=power)
 
 
-def export_ecnas_tfrecord(table: Any, path: str | Path) -> ExportReport:
-    """Write ``table`` as an EC-NAS TFRecord file; the report says what was skipped."""
+def export_ecnas_tfrecord(table: Any, path: str | Path, *,
+                          allow_estimated: bool = False) -> ExportReport:
+    """Write ``table`` as an EC-NAS TFRecord file and its sidecar ``<file>.ecnas.json``; the
+    report says what was skipped and how many records hold estimated energy.
+
+    Runs with estimated energy are refused (:class:`~ecnas.errors.InputError`, before anything
+    is written) unless ``allow_estimated``: EC-NAS's readers would take them for measured."""
     df = check_schema(table)
     meta = get_metadata(table)
     devs = df["device"].astype(str).unique()
@@ -162,6 +187,18 @@ def export_ecnas_tfrecord(table: Any, path: str | Path) -> ExportReport:
     mats, opss, device_ids = df["matrix"].to_numpy(), df["ops"].to_numpy(), df["device"].to_numpy()
     name_cache: dict[str, str] = {}
     excluded_set = set(excluded.tolist())
+    estimated = df["estimated"].to_numpy(dtype=bool)
+    est_runs = np.unique(run_id[estimated & keep])
+    if est_runs.size and not allow_estimated:
+        total = int(np.unique(run_id[keep]).size)
+        raise InputError(
+            f"{est_runs.size} of {total} runs hold estimated energy and EC-NAS's TFRecord has "
+            "no field to say so (its readers would take them for measured): pass "
+            "--allow-estimated to export them anyway (the flags then go to the sidecar "
+            f"{sidecar_path(path).name}), or export a bundle, which keeps them")
+    sources = df["source"].astype(str).to_numpy()
+    repeats = df["repeat"].to_numpy()
+    entries: list[dict[str, Any]] = []
     dropped = 0
 
     def records() -> Any:
@@ -176,6 +213,10 @@ def export_ecnas_tfrecord(table: Any, path: str | Path) -> ExportReport:
             i = rows[0]
             m = _run_metrics(rows, epoch, view, pue, devices,
                              _profile_name(str(device_ids[i]), name_cache))
+            entries.append({"arch_hash": str(hashes[i]), "epochs": int(budgets[i]),
+                            "repeat": int(repeats[i]), "device": str(device_ids[i]),
+                            "estimated": bool(estimated[rows].any()),
+                            "source": str(sources[i])})
             yield EcnasRecord(str(hashes[i]), int(budgets[i]), str(mats[i]), str(opss[i]), m).to_bytes()
 
     count = 0
@@ -193,4 +234,10 @@ def export_ecnas_tfrecord(table: Any, path: str | Path) -> ExportReport:
                              f"{', '.join(f'{v} {k}' for k, v in skipped.items() if v)})")
 
     write_records(out, counted())
-    return ExportReport(str(out), count, {k: v for k, v in skipped.items() if v}, dropped, pue)
+    because = meta.get("estimated_because")
+    side = write_sidecar(out, entries, meters=_meters(meta),
+                         estimated_because=[str(b) for b in because]
+                         if isinstance(because, (list, tuple)) else [])
+    n_est = sum(1 for e in entries if e["estimated"])
+    return ExportReport(str(out), count, {k: v for k, v in skipped.items() if v}, dropped, pue,
+                        n_est, str(side))

@@ -9,6 +9,7 @@ import pandas as pd
 
 from ecnas.errors import InputError
 from ecnas.interop.ecnas_tree import import_results_tree, is_results_tree
+from ecnas.interop.sidecar import read_sidecar
 from ecnas.interop.tfrecord import read_ecnas_records, records_to_table
 
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords")
@@ -16,10 +17,25 @@ TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords")
 
 def import_tfrecords(paths: list[Path], **kwargs: Any) -> pd.DataFrame:
     """The energy table of every record in the TFRecord files ``paths``, in order; ``kwargs`` go
-    to :func:`~ecnas.interop.tfrecord.records_to_table` (``source`` defaults to the paths)."""
-    records = [r for p in paths for r in read_ecnas_records(p)]
+    to :func:`~ecnas.interop.tfrecord.records_to_table` (``source`` defaults to the paths).
+
+    Each file's sidecar (``<file>.ecnas.json``, written by ``ecnas export``) says which records
+    hold estimated energy; a file without one is read as unknown, never as measured."""
+    records = []
+    flags: list[tuple[bool | None, tuple[str, ...]]] = []
+    unknown: list[str] = []
+    for p in paths:
+        recs = list(read_ecnas_records(p))
+        side = read_sidecar(p, len(recs))
+        if side.flags is None:
+            unknown.append(f"{p.name}: {side.reason}")
+            flags.extend((None, ()) for _ in recs)
+        else:
+            flags.extend((f.estimated, f.meters) for f in side.flags)
+        records.extend(recs)
     kwargs.setdefault("source", ", ".join(str(p) for p in paths))
-    return records_to_table(records, **kwargs)
+    kwargs.setdefault("unknown_because", "; ".join(unknown))
+    return records_to_table(records, flags=flags, **kwargs)
 
 
 def import_ecnas(src: str | Path, **kwargs: Any) -> pd.DataFrame:

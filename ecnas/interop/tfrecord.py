@@ -13,7 +13,7 @@ import binascii
 import hashlib
 import json
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,8 +172,13 @@ def read_ecnas_records(path: str | Path | bytes) -> Iterator[EcnasRecord]:
         yield EcnasRecord.from_bytes(data, where=f"{name}: record {i}")
 
 
-def records_to_table(records: Iterable[EcnasRecord | bytes], **kwargs: Any) -> Any:
-    """The energy table of EC-NAS records (decoded or raw); see ``ecnas.interop.convert``."""
+def records_to_table(records: Iterable[EcnasRecord | bytes], *,
+                     flags: Sequence[tuple[bool | None, tuple[str, ...]]] | None = None,
+                     **kwargs: Any) -> Any:
+    """The energy table of EC-NAS records (decoded or raw); see ``ecnas.interop.convert``.
+
+    ``flags`` gives, per record, (estimated, meters) as a sidecar recorded them; without it
+    every record's measured/estimated flag is unknown (the format has no field for it)."""
     seen: dict[tuple[str, int], int] = {}
     digests: dict[bytes, int] = {}
     runs = []
@@ -188,7 +193,9 @@ def records_to_table(records: Iterable[EcnasRecord | bytes], **kwargs: Any) -> A
         digests[digest] = i
         key = (r.arch_hash, r.epochs)
         seen[key] = seen.get(key, 0) + 1
+        est, meters = flags[i] if flags is not None and i < len(flags) else (None, ())
         runs.append(RunInput(r.arch_hash, r.adjacency, r.ops, r.epochs, seen[key], r.metrics,
-                             where=f"record {i} (hash {r.arch_hash})"))
+                             where=f"record {i} (hash {r.arch_hash})", estimated=est,
+                             meters=meters))
     kwargs.setdefault("source_kind", "tfrecord")
     return runs_to_table(runs, **kwargs)

@@ -34,6 +34,10 @@ from ecnas.meters.cpuinfo import cpu_model
 #: TDP ÷ cores (250 W / 32 ≈ 8 W), a desktop core more (125 W / 8 ≈ 15 W); 10 W sits between.
 DEFAULT_PER_CORE_W = 10.0
 DOMAIN = "cpu:estimate"
+#: how machine load moves the estimate, said with every estimate (issue 37.6)
+LOAD_NOTE = ("; under load it grows: threads that wait spin and count as CPU time, and the "
+             "same work takes more CPU time beside busy processes (a cell's per-epoch "
+             "estimate moved ×1.5–1.66 between a quiet machine and load 8–11)")
 _PROC = Path("/proc")
 
 
@@ -98,7 +102,7 @@ class EstimateMeter(Meter):
         return MeterStatus(
             self.name, Status.ESTIMATED, domains=(DOMAIN,),
             reason=f"{self._why_no_counter}; CPU energy estimated as CPU time of process "
-                   f"{self.pid} and its children × {source}",
+                   f"{self.pid} and its children × {source}{LOAD_NOTE}",
             fix="make a CPU counter readable (see the rapl meter's fix) to measure instead",
             devices=(self.device(),))
 
@@ -142,6 +146,13 @@ class EstimateMeter(Meter):
     def min_window_s(self, domain: str) -> float:
         """One clock tick: CPU times advance in ticks."""
         return self._tick_s  # CPU times advance in clock ticks
+
+    def resolution_j(self, domain: str) -> float:
+        """The smallest step of the estimate: one clock tick of CPU time × watts per core
+        (10 ms × 3.5 W = 35 mJ on a profile of 3.5 W a core). A window that counts a few
+        ticks holds a few of these steps: a Monitor's report warns below ten of them
+        (``ecnas.monitor.report.RESOLUTION_STEPS``)."""
+        return self._tick_s * self.per_core()[0]
 
     def start(self) -> None:
         """Resolve the per-core power now, so no window edge pays for it."""

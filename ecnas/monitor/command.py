@@ -81,14 +81,14 @@ def run_command(command: Sequence[str], *, meters: Sequence[Meter] | None = None
             proc = subprocess.Popen(cmd)
         except FileNotFoundError as exc:
             monitor.end(label)
-            raise InputError(f"command not found: {cmd[0]}") from exc
+            raise CommandNotRun(f"command not found: {cmd[0]}", 127) from exc
         except PermissionError as exc:
             monitor.end(label)
-            raise InputError(f"command not executable: {cmd[0]}") from exc
+            raise CommandNotRun(f"command not executable: {cmd[0]}", 126) from exc
         except OSError as exc:  # ENOEXEC (a script without '#!'), E2BIG, ELOOP, ...
             monitor.end(label)
             hint = " (a script needs a '#!' line)" if exc.errno == errno.ENOEXEC else ""
-            raise InputError(f"cannot run {cmd[0]}: {exc.strerror or exc}{hint}") from exc
+            raise CommandNotRun(f"cannot run {cmd[0]}: {exc.strerror or exc}{hint}", 126) from exc
         previous: dict[int, Any] = {}  # what signal.signal returned: a handler, SIG_DFL, None
 
         def forward(signum: int, _frame: object) -> None:
@@ -140,6 +140,15 @@ def _identity(path: str | os.PathLike[str] | None) -> tuple[int, ...] | None:
     except OSError:
         return None
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class CommandNotRun(InputError):
+    """The command could not be started; its exit status is the shell's: 127 when it is not
+    found, 126 when it is found but cannot be run (not executable, not a program)."""
+
+    def __init__(self, message: str, exit_status: int) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
 
 
 class ReportNotWritten(InputError):

@@ -32,11 +32,13 @@ from ecnas.meters.base import (
 )
 from ecnas.monitor.distributed import Topology, rank_meters, topology
 from ecnas.monitor.report import (
+    RESOLUTION_STEPS,
     ComponentName,
     DomainEnergy,
     DomainMap,
     DomainStatus,
     EnergyReport,
+    coarse_warning,
 )
 
 
@@ -68,11 +70,13 @@ class DomainFacts:
     """What a Monitor knows about one domain before any window: meter, profile, calibration."""
 
     __slots__ = ("domain", "component", "meter", "estimated", "status", "reason", "profile_id",
-                 "calibration", "floor_s", "idle_w", "plain", "short_note")
+                 "calibration", "floor_s", "idle_w", "plain", "short_note", "coarse_j",
+                 "resolution_j")
 
     def __init__(self, *, domain: str, component: ComponentName, meter: str, estimated: bool,
                  reason: str, profile_id: str | None, calibration: Calibration,
-                 floor_s: float, idle_w: float | None) -> None:
+                 floor_s: float, idle_w: float | None,
+                 resolution_j: float | None = None) -> None:
         self.domain = domain
         self.component = component
         self.meter = meter
@@ -90,6 +94,10 @@ class DomainFacts:
         # float formatted per domain per window costs more than the rest of the domain).
         self.short_note = (f" s is shorter than {meter}'s update period {floor_s:g} s: "
                            "the value is noise, not a measurement")
+        # a meter that counts in steps (the CPU-time estimate: a clock tick × W per core):
+        # below this many joules a window holds too few steps to be read as a number
+        self.resolution_j = resolution_j
+        self.coarse_j = resolution_j * RESOLUTION_STEPS if resolution_j else 0.0
 
 
 class Attached:
@@ -319,6 +327,7 @@ class Monitor:
                profiles: dict[str, DomainProfile]) -> tuple[DomainFacts, ...]:
         """Per owned domain: what does not change between windows."""
         estimated = meter.estimated or status.status is Status.ESTIMATED
+        resolution = getattr(meter, "resolution_j", None)  # meters that count in steps
         facts = []
         for domain in owned:
             profile = profiles.get(domain)
@@ -328,7 +337,8 @@ class Monitor:
                 profile_id=profile.profile_id if profile is not None else None,
                 calibration=profile.calibration if profile is not None else UNCALIBRATED,
                 floor_s=meter.min_window_s(domain),
-                idle_w=profile.idle_w if profile is not None and not estimated else None))
+                idle_w=profile.idle_w if profile is not None and not estimated else None,
+                resolution_j=resolution(domain) if resolution is not None else None))
         return tuple(facts)
 
     def close(self) -> None:
@@ -444,6 +454,8 @@ class Monitor:
                     warnings.append(f"{d}: no reading from {f.meter} at both edges")
                     continue
                 raw = j1 - j0
+                if raw < f.coarse_j:  # 0.0 for meters without steps: never true
+                    warnings.append(coarse_warning(f, raw))
                 short = note
                 if not short and duration < f.floor_s:  # one meter's domains, unequal periods
                     shown = shown or f"{duration:.4f}"

@@ -183,3 +183,18 @@ class EnergyReport:
         from ecnas.outputs import dumps_json  # JSON has no NaN: null, so anyone can parse it
 
         return dumps_json(self.to_dict(), indent=indent)
+
+
+#: a window whose energy is fewer steps of its meter's resolution than this (the CPU-time
+#: estimate: one clock tick × watts per core) is warned about: uncertain by more than 10 %
+RESOLUTION_STEPS = 10
+
+
+def coarse_warning(facts: Any, raw_j: float) -> str:
+    """The warning of a window below ``RESOLUTION_STEPS`` steps of its meter's resolution
+    (``facts``: the domain's ``DomainFacts``): what it read, the step, and what to do."""
+    step = facts.resolution_j
+    return (f"{facts.domain}: {raw_j:.3g} J is {raw_j / step:.0f} step(s) of {facts.meter}'s "
+            f"resolution ({step * 1e3:.0f} mJ: one clock tick of CPU time × watts per core), "
+            "below ten: the value is uncertain by more than 10 % (0 J may be up to one step); "
+            "meter a longer window or more work")

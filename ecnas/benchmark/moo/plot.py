@@ -130,17 +130,31 @@ def plot_front(bench: Any, path: str | Path, *, budget: int | None = None,
     and each search's attainment curve, titled with the device and the data set (PNG, PDF or
     SVG by the suffix of ``path``; written atomically, see ecnas.outputs)."""
     fmt = plot_format(path)
-    import matplotlib
+    fig, res = draw_front(bench, budget=budget, searches=searches, dataset=dataset)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        # "tight": the legend sits outside the axes, right of the data; keep it in the file
+        fig.savefig(tmp, format=fmt, bbox_inches="tight")
+    return res
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def draw_front(bench: Any, *, budget: int | None = None, searches: Sequence[Any] = (),
+               dataset: str | None = None) -> tuple[Any, FrontResult]:
+    """The figure :func:`plot_front` writes (a plain ``Figure``, outside pyplot's global
+    state: nothing to close), and the front.
+
+    The legend stands outside the axes, so it never covers a point, and lists only what is
+    drawn: a search whose attainment has one point is drawn as a marker, one with none is
+    left out of both."""
+    from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, LogLocator
 
     res = pareto_front(bench, budget=budget, dataset=dataset)
     unit, scale = energy_unit(float(np.nanmax(res.points[:, 1])))
     pts = res.points / np.array([1.0, scale])
     fp = res.front_points() / np.array([1.0, scale])
-    fig, ax = plt.subplots(figsize=(7.5, 5), dpi=120)
+    fig = Figure(figsize=(9.5, 5), dpi=120)  # Agg canvas by default, no display needed
+    ax = fig.subplots()
     keys = res.origins if res.origins is not None else np.array(["measured"] * len(pts), object)
     for n, key in enumerate(k for k in ORIGIN_STYLE if np.any(keys == k)):
         m = keys == key
@@ -160,8 +174,14 @@ def plot_front(bench: Any, path: str | Path, *, budget: int | None = None,
         sp = pts[idx]
         m = pareto_mask(np.column_stack([sp[:, 1], -sp[:, 0]]))
         sp = sp[m][np.argsort(sp[m][:, 1])]
-        ax.step(sp[:, 1], sp[:, 0], where="post", ls="--", lw=1, c=f"C{(n % 6) + 4}",
-                label=f"{s.algorithm} (seed {s.seed}) attainment")
+        # a one-point "curve" draws no line: mark the point so the legend names something seen;
+        # drawn above the front (a search that found the whole front would hide under it) with
+        # its own dash pattern (two searches that found the same points would hide each other)
+        same = sp.shape == fp.shape and np.allclose(sp, fp)
+        ax.step(sp[:, 1], sp[:, 0], where="post", ls=(n * 3, (3, 3 + 2 * (n % 3))), lw=1.5,
+                c=f"C{(n % 6) + 4}", marker="o" if len(sp) == 1 else None, ms=5, zorder=8 + n,
+                label=f"{s.algorithm} (seed {s.seed}) attainment"
+                      + (" = the front" if same else ""))
     ax.set_xscale("log")
     # plain numbers on the log axis (not 2×10⁴): ticks at 1, 2, 3, 5 of each decade, or at
     # every integer multiple where the energies span less than about a decade
@@ -188,15 +208,11 @@ def plot_front(bench: Any, path: str | Path, *, budget: int | None = None,
         subtitle.append(f"knee: {res.knee['note']}")
     ax.set_title(res.title + ("\n" + "\n".join(subtitle) if subtitle else ""), fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right", framealpha=0.9)
+    # outside the axes, right of the data: inside ("lower right", "best") it covered points
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
+              framealpha=0.9)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt)
-    finally:
-        plt.close(fig)
-    return res
+    return fig, res
 
 
 #: how each origin is drawn: (colour, marker); measured solid and dark, derived light

@@ -32,6 +32,11 @@ def estimated_mixing(ctx: Context) -> CheckResult:
                          explanation_pass="")
     kind = "estimated" if n_est == len(est) and n_est else "measured"
     extra = " (declared in metadata)" if 0 < n_est < len(est) else f" (all {kind})"
+    unknown = ctx.metadata.get("estimated_unknown")
+    if unknown:  # an EC-NAS TFRecord without its sidecar: nothing says, so never "measured"
+        runs = unknown.get("runs") if isinstance(unknown, dict) else None
+        extra = (f" (measured or estimated unknown for {runs if runs is not None else 'some'} "
+                 "runs: the source does not say)")
     return CheckResult("estimated-mixing", "warning", True, 0,
                        f"estimated and measured rows not silently mixed{extra}")
 

@@ -139,6 +139,10 @@ def power_bounds(ctx: Context) -> CheckResult:
         zero = _measured_nothing(ctx, devices, measured, total)
         power = total / np.where(wall > 0, wall, np.nan)
     unk = f"; no profile for device(s) {', '.join(unknown)}: not checked" if unknown else ""
+    n_est = int((window & ~measured).sum())
+    if n_est:  # a pass must not read as "this 0.2 W estimate is plausible"
+        unk += (f"; {n_est} estimated row{'s' if n_est > 1 else ''} held to the upper bound "
+                "only (the CPU-time estimate leaves idle power out)")
     extra = []
     if wild.any():
         extra.append(f"{int(wild.sum())} row(s) above {MAX_ROW_POWER_W:g} W, more than any "
