@@ -365,20 +365,27 @@ def _sh_emoa(s: _Search, mu: int, eta: int = 3) -> None:
     # candidates per bracket: η^(rungs-1), so the last rung holds one or more
     c = max(eta ** (rungs - 1), 2 * mu)
     while True:
-        cands = []
+        cands: list[int] = []
         for _ in range(c):
             try:
-                cands.append(s.fresh())
+                # after the first bracket, half the candidates are mutants of the front found
+                # at the search's budget (the evolutionary part of SH-EMOA)
+                if s.archive_idx and s.rng.random() < 0.5:
+                    a = s.mutate(s.archive_idx[int(s.rng.integers(len(s.archive_idx)))])
+                else:
+                    a = s.fresh()
             except _Stop:
                 if not cands:
                     raise
                 break
+            if a not in cands:
+                cands.append(a)
         for k, b in enumerate(budgets):
             kept, pts = [], []
             for a in cands:
-                if s.is_seen(a, b):
-                    continue
-                p = s.evaluate(a, b)
+                # already evaluated at this budget in an earlier bracket: compete on its
+                # known value, not re-charged
+                p = s._norm[b][a] if s.is_seen(a, b) else s.evaluate(a, b)
                 if p is not None:
                     kept.append(a)
                     pts.append(s._norm[b][a])
@@ -431,7 +438,7 @@ def run_search(bench: Any, algorithm: str, evaluations: int, seed: int, *,
     stopped: str | None = None
     try:
         if algorithm == "tpe":
-            import_module(_MODEL_BASED).tpe_search(s, mu)
+            _model_based().tpe_search(s, mu)
         else:
             _ALGOS[algorithm](s, mu)
     except _Stop as why:
@@ -447,6 +454,14 @@ def run_search(bench: Any, algorithm: str, evaluations: int, seed: int, *,
                         s.hv, hypervolume(pts[:init], s.ref), init, tuple(s.ref.tolist()),
                         len(s.traj), int(evaluations), s.table_hv, s.time_s, s.energy_j,
                         stopped, s.traj.build())
+
+
+def _model_based() -> Any:
+    try:
+        return import_module(_MODEL_BASED)
+    except ImportError as e:
+        raise InputError(f"algorithm='tpe' needs Optuna ({e}): pip install 'ecnas[search]'") \
+            from None
 
 
 def _objectives(names: tuple[str, ...]) -> tuple[Objective, ...]:
