@@ -134,6 +134,11 @@ def _query(args: argparse.Namespace) -> int:
     result["module_adjacency"] = spec.matrix_str
     result["module_operations"] = list(spec.ops)
 
+    if args.device is None and len(bench.devices) > 1:
+        # a multi-device bundle answers for one device: say which, and how to pick another
+        result["device_note"] = (f"device {bench.device} chosen (the one with the most runs) of "
+                                 f"{', '.join(bench.devices)}; pick one with --device")
+
     def text(o: dict[str, Any]) -> str:
         est = "estimated" if o["estimated"] else "measured"
         lines = [f"{o['arch_hash']} at {o['epochs']} epochs, repeat {o['repeat']} "
@@ -145,6 +150,8 @@ def _query(args: argparse.Namespace) -> int:
                  f"  energy (kWh)         {o['energy (kWh)']:.6f} (EC-NAS convention, PUE "
                  f"{bench.pue:g} included)",
                  f"  trainable parameters {o['trainable_parameters']}"]
+        if "device_note" in o:
+            lines.append(o["device_note"])
         return "\n".join(lines)
 
     emit(args.json, result, text)

@@ -241,6 +241,9 @@ def _neighbours(bench: Any, a: int) -> np.ndarray:
     got = cache.get(a)
     if got is not None:
         return got
+    if -1 not in cache:  # the largest cell the benchmark holds: no insertion beyond it
+        cache[-1] = np.array([max(str(o).count(",") + 1 for o in bench.layout.ops.tolist())])
+    largest = int(cache[-1][0])
     spec = bench.spec_of(bench.layout.arch_hash[a])
     n = len(spec.ops)
     found: set[int] = set()
@@ -258,7 +261,7 @@ def _neighbours(bench: Any, a: int) -> np.ndarray:
                 children.append((spec.matrix, tuple(ops)))
     # insert a vertex (each op) at each position, fed by one earlier vertex and feeding one
     # later one: single edits on a pruned cell never grow it (a dangling vertex is pruned)
-    for pos in range(1, n):
+    for pos in range(1, n if n < largest else 1):
         for op in OPS:
             ops = (*spec.ops[:pos], op, *spec.ops[pos:])
             for i in range(pos):
