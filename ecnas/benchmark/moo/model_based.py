@@ -19,8 +19,6 @@ from typing import Any
 import numpy as np
 import optuna
 
-from ecnas.benchmark.moo.search import _Search
-
 #: random proposals before TPE's model takes over
 STARTUP_TRIALS = 10
 
@@ -42,8 +40,9 @@ def descriptors(bench: Any) -> np.ndarray:
     return (cols - low) / np.where(high > low, high - low, 1.0)
 
 
-def tpe_search(s: _Search, mu: int) -> None:
-    """Run TPE until the search's budget stops it (``_Stop`` from ``s.evaluate``)."""
+def tpe_search(s: Any, mu: int) -> None:
+    """Run TPE on the search state ``s`` (``search._Search``; not imported, so the two
+    modules stay acyclic) until its budget stops it (``s.evaluate`` raises)."""
     optuna.logging.set_verbosity(logging.WARNING)
     x = descriptors(s.bench)
     names = [f"d{k}" for k in range(x.shape[1])]
