@@ -5,7 +5,9 @@ Encoding: TPE models a few continuous descriptors of a cell, each scaled to [0, 
 benchmark: log trainable parameters, the number of conv3x3, conv1x1 and max-pool vertices, the
 number of edges and of vertices. A proposal is snapped to the nearest (Euclidean) architecture
 of the domain not yet evaluated in this run, and the trial is told the descriptors of the
-architecture actually evaluated, so the model learns from what was measured. A categorical
+architecture actually evaluated, so the model learns from what was measured. The first two
+trials are the corners of the descriptor box (the smallest and the largest cells: the
+extremes of an energy–accuracy front), then min(10, μ + 2) random start-up trials. A categorical
 encoding of the cell (adjacency bits and ops) proposes mostly invalid or absent cells: the
 snap would then be the only thing that works, and TPE's categorical kernels cannot see that
 two cells with similar size cost similar energy.
@@ -51,6 +53,10 @@ def tpe_search(s: Any, mu: int) -> None:
                                          n_startup_trials=min(STARTUP_TRIALS, mu + 2),
                                          multivariate=True)
     study = optuna.create_study(directions=["minimize"] * len(s.objs), sampler=sampler)
+    # the initial design starts at the two corners of the descriptor box (the smallest and the
+    # largest cells), where the extremes of an energy-accuracy front lie, then random trials
+    for corner in (0.0, 1.0):
+        study.enqueue_trial(dict.fromkeys(names, corner))
     s.values(s.budget)
     seen = s.seen[s.budget]
     while True:
