@@ -56,7 +56,7 @@ def test_tpe_at_small_budgets(benchmark, bench):
     frac = benchmark.pedantic(_fractions, args=(bench, "tpe", TPE_NS), rounds=1, iterations=1)
     per = (time.perf_counter() - t0) / (len(SEEDS) * max(TPE_NS)) * 1e3
     benchmark.extra_info.update({"fraction": frac, "ms_per_proposal": per})
-    print(f"\ntpe      " + " ".join(f"N={n}: {f:.3f}" for n, f in frac.items())
+    print("\ntpe      " + " ".join(f"N={n}: {f:.3f}" for n, f in frac.items())
           + f"  ({per:.1f} ms per proposal, load {os.getloadavg()[0]:.1f})")
 
 

@@ -183,3 +183,30 @@ def test_pareto_cli_device_hypervolume_and_help_pointer(bundle):
     assert r.returncode == 2 and "see 'ecnas pareto --help'" in r.stderr
     r = cli("search", bundle, "--device", "nope")
     assert r.returncode == 2 and "device 'nope'" in r.stderr
+
+
+def test_tpe_without_optuna_says_how_to_get_it(bundle):
+    code = ("import sys; sys.modules['optuna'] = None; from ecnas.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    r = subprocess.run([sys.executable, "-c", code, "search", str(bundle), "--algorithm", "tpe",
+                        "--evaluations", "10", "--seeds", "1"],
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 2 and "pip install 'ecnas[search]'" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_query_says_which_device_it_chose(table, tmp_path):
+    import pandas as pd
+
+    from ecnas.benchmark import write_bundle
+
+    other = table.copy()
+    other["device"] = "second-device"
+    both = pd.concat([table, other], ignore_index=True)
+    both.attrs = table.attrs
+    b = write_bundle(both, tmp_path / "two")
+    r = cli("query", b, "--matrix", "0100", "--ops", "input,output", "--epochs", 4)
+    assert r.returncode == 0, r.stderr
+    assert "chosen (the one with the most runs)" in r.stdout and "--device" in r.stdout
+    r = cli("pareto", b, "--device", "second-device", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["device"] == "second-device"
