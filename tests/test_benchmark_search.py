@@ -210,3 +210,16 @@ def test_query_says_which_device_it_chose(table, tmp_path):
     assert "chosen (the one with the most runs)" in r.stdout and "--device" in r.stdout
     r = cli("pareto", b, "--device", "second-device", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["device"] == "second-device"
+
+
+def test_2d_contributions_shortcut_equals_the_definition():
+    from ecnas.benchmark.moo import contributions, pareto_mask
+
+    rng = np.random.default_rng(0)
+    ref = np.array([1.1, 1.1])
+    for _ in range(100):
+        p = rng.random((int(rng.integers(1, 15)), 2))
+        p = p[pareto_mask(p)]
+        total = hypervolume(p, ref)
+        want = [total - hypervolume(np.delete(p, i, axis=0), ref) for i in range(len(p))]
+        assert np.allclose(contributions(p, ref), want, rtol=1e-12, atol=1e-15)
