@@ -48,7 +48,8 @@ def tpe_search(s: Any, mu: int) -> None:
     optuna.logging.set_verbosity(logging.WARNING)
     x = descriptors(s.bench)
     names = [f"d{k}" for k in range(x.shape[1])]
-    dists = {n: optuna.distributions.FloatDistribution(0.0, 1.0) for n in names}
+    dists: dict[str, optuna.distributions.BaseDistribution] = {
+        n: optuna.distributions.FloatDistribution(0.0, 1.0) for n in names}
     sampler = optuna.samplers.TPESampler(seed=int(s.rng.integers(2**31)),
                                          n_startup_trials=min(STARTUP_TRIALS, mu + 2),
                                          multivariate=True)

@@ -247,7 +247,7 @@ def _neighbours(bench: Any, a: int) -> np.ndarray:
     spec = bench.spec_of(bench.layout.arch_hash[a])
     n = len(spec.ops)
     found: set[int] = set()
-    children = []
+    children: list[tuple[np.ndarray, tuple[str, ...]]] = []
     for i in range(n):
         for j in range(i + 1, n):
             m = spec.matrix.copy()
@@ -256,14 +256,12 @@ def _neighbours(bench: Any, a: int) -> np.ndarray:
     for v in range(1, n - 1):
         for op in OPS:
             if op != spec.ops[v]:
-                ops = list(spec.ops)
-                ops[v] = op
-                children.append((spec.matrix, tuple(ops)))
+                children.append((spec.matrix, (*spec.ops[:v], op, *spec.ops[v + 1:])))
     # insert a vertex (each op) at each position, fed by one earlier vertex and feeding one
     # later one: single edits on a pruned cell never grow it (a dangling vertex is pruned)
     for pos in range(1, n if n < largest else 1):
         for op in OPS:
-            ops = (*spec.ops[:pos], op, *spec.ops[pos:])
+            grown = (*spec.ops[:pos], op, *spec.ops[pos:])
             for i in range(pos):
                 for j in range(pos, n):
                     m = np.zeros((n + 1, n + 1), dtype=spec.matrix.dtype)
@@ -271,9 +269,9 @@ def _neighbours(bench: Any, a: int) -> np.ndarray:
                     m[np.ix_(idx, idx)] = spec.matrix
                     m[i, pos] = 1
                     m[pos, j + 1] = 1
-                    children.append((m, ops))
-    for m, ops in children:
-        child = ModelSpec(m, list(ops))
+                    children.append((m, grown))
+    for m, labels in children:
+        child = ModelSpec(m, list(labels))
         if not child.valid:
             continue
         try:
