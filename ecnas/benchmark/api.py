@@ -392,9 +392,9 @@ class Benchmark:
     def arrays(self, budget: int, repeat: Any = "mean") -> dict[str, np.ndarray]:
         """Per-architecture arrays at one budget (storage order; NaN where missing).
 
-        Keys: ``arch_hash``, ``matrix``, ``ops``, ``energy_j``, ``validation_accuracy``,
-        ``test_accuracy``, ``training_time_s``, ``trainable_params`` (+ ``train_accuracy``,
-        ``flops``). ``repeat``: ``"mean"`` (NaN-aware over present repeats) or an int.
+        Keys: ``arch_hash``, ``matrix``, ``ops``, ``energy_j``, ``energy_kwh`` (PUE included, as
+        ``query``'s ``energy (kWh)``), ``validation_accuracy``, ``test_accuracy``,
+        ``training_time_s``, ``trainable_params`` (+ ``train_accuracy``, ``flops``). ``repeat``: ``"mean"`` (NaN-aware over present repeats) or an int.
         """
         b = self._budget(budget)
         lay = self._lay
@@ -411,6 +411,13 @@ class Benchmark:
         out = {name: vals[:, METRIC_INDEX[name]] for name in
                ("energy_j", "validation_accuracy", "test_accuracy", "train_accuracy",
                 "training_time_s")}
+        # kWh as query's "energy (kWh)": the published kWh where it still agrees with the
+        # joules, else joules with the PUE re-applied (EC-NAS convention)
+        pub, joules = vals[:, METRIC_INDEX["energy_kwh"]], out["energy_j"]
+        with np.errstate(invalid="ignore"):
+            agree = np.isfinite(pub) & (np.abs(pub * KWH_J / self.pue - joules)
+                                        <= 1e-9 * np.abs(joules))
+        out["energy_kwh"] = np.where(agree, pub, joules * self.pue / KWH_J)
         for arr in out.values():
             arr.flags.writeable = False
         return {"arch_hash": lay.arch_hash, "matrix": lay.matrix, "ops": lay.ops,

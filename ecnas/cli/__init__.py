@@ -12,6 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from importlib import import_module
+from typing import Any
 
 from ecnas._version import __version__
 from ecnas.cli._boundary import run_guarded
@@ -55,12 +56,23 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
+def _subparser(parser: argparse.ArgumentParser, command: str | None) -> Any:
+    for action in parser._actions:  # argparse keeps its subparsers here
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            return action.choices[command]
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``ecnas`` with ``argv`` (default: the process's arguments) and return its exit
     status: 0 success, 1 a check or metered command failed, 2 bad usage or input, 70 a bug in
     ecnas; no command prints the help and returns 2."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # an unknown option belongs to the subcommand: point at its help, not ecnas --help
+        sub = _subparser(parser, getattr(args, "command", None))
+        (sub or parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

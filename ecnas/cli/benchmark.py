@@ -159,6 +159,11 @@ def _query(args: argparse.Namespace) -> int:
     result["energy"] = ("unknown" if result["estimated"] is None
                         else "estimated" if result["estimated"] else "measured")
 
+    if args.device is None and len(bench.devices) > 1:
+        # a multi-device bundle answers for one device: say which, and how to pick another
+        result["device_note"] = (f"device {bench.device} chosen (the one with the most runs) of "
+                                 f"{', '.join(bench.devices)}; pick one with --device")
+
     def text(o: dict[str, Any]) -> str:
         how = _RUN_WORDS.get(o["source"], o["source"])
         energy = {"unknown": "energy measured or estimated: unknown",
@@ -172,6 +177,8 @@ def _query(args: argparse.Namespace) -> int:
                  f"  energy (kWh)         {o['energy (kWh)']:.6f} (EC-NAS convention, PUE "
                  f"{bench.pue:g} included)",
                  f"  trainable parameters {o['trainable_parameters']}"]
+        if "device_note" in o:
+            lines.append(o["device_note"])
         return "\n".join(lines)
 
     emit(args.json, result, text)

@@ -47,9 +47,29 @@ def hypervolume(points: np.ndarray, ref: np.ndarray | tuple[float, ...]) -> floa
     return _hv2(p, r) if len(r) == 2 else _hv3(p, r)
 
 
+def _contributions_2d_front(p: np.ndarray, ref: np.ndarray) -> np.ndarray | None:
+    """Exclusive contributions of mutually non-dominated, distinct 2-D points inside the
+    reference box, by one sort (SMS-EMOA's case); None where that shortcut does not apply."""
+    if p.shape[1] != 2 or not np.all(p < ref) or not pareto_mask(p).all():
+        return None
+    order = np.lexsort((p[:, 1], p[:, 0]))
+    q = p[order]
+    if len(q) > 1 and (np.any(np.diff(q[:, 0]) <= 0) or np.any(np.diff(q[:, 1]) >= 0)):
+        return None  # ties: leave them to the general definition
+    x_next = np.append(q[1:, 0], ref[0])
+    y_prev = np.insert(q[:-1, 1], 0, ref[1])
+    out = np.empty(len(p))
+    out[order] = (x_next - q[:, 0]) * (y_prev - q[:, 1])
+    return out
+
+
 def contributions(points: np.ndarray, ref: np.ndarray | tuple[float, ...]) -> np.ndarray:
     """Exclusive hypervolume contribution of each point (0 for dominated ones)."""
     p = np.asarray(points, dtype=float)
+    fast = _contributions_2d_front(p, np.asarray(ref, dtype=float)) if p.ndim == 2 and len(p) \
+        else None
+    if fast is not None:
+        return fast
     total = hypervolume(p, ref)
     out = np.empty(len(p))
     for i in range(len(p)):

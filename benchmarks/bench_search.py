@@ -1,0 +1,80 @@
+"""Issue 34's acceptance table on the shipped EC-NAS 5V table: the fraction of the true front's
+hypervolume (energy and 1 − validation accuracy at 4 epochs, min–max scaled over the table,
+reference (1.1, 1.1)) reached after N evaluations, mean of 10 seeds, per algorithm; Optuna's
+TPE at small N with its time per proposal; SH-EMOA over 4/12/36/108 epochs against SEMOA at
+equal charged training time; the evolutionary baselines' overhead per evaluation.
+
+Full: python3 -m pytest -q -s benchmarks/bench_search.py (prints the tables; the numbers are
+also in each benchmark's extra_info). ECNAS_BENCH_QUICK=1: 3 seeds, N up to 250.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+from ecnas.benchmark.moo import run_search, with_fidelities
+
+QUICK = os.environ.get("ECNAS_BENCH_QUICK") == "1"
+SEEDS = range(3 if QUICK else 10)
+NS = (25, 50, 100, 250) if QUICK else (25, 50, 100, 250, 1000, 2532)
+TPE_NS = (10, 25, 50) if QUICK else (10, 25, 50, 100)
+
+
+@pytest.fixture(scope="module")
+def bench(ecnas_5v_dir):
+    from ecnas.benchmark import Benchmark
+    from ecnas.interop import import_ecnas
+
+    return Benchmark.from_table(import_ecnas(ecnas_5v_dir), seed=0)
+
+
+def _fractions(bench, algorithm, ns):
+    runs = [run_search(bench, algorithm, max(ns), s, budget=4) for s in SEEDS]
+    assert all(len(set(r.evaluated)) == r.evaluations == max(ns) for r in runs)
+    return {n: float(np.mean([r.trajectory.fraction_at(n) for r in runs])) for n in ns}
+
+
+@pytest.mark.parametrize("algorithm", ["random", "semoa", "nsga2"])
+def test_fraction_of_true_front_by_evaluations(benchmark, bench, algorithm):
+    t0 = time.perf_counter()
+    frac = benchmark.pedantic(_fractions, args=(bench, algorithm, NS), rounds=1, iterations=1)
+    per_eval_ms = (time.perf_counter() - t0) / (len(SEEDS) * max(NS)) * 1e3
+    benchmark.extra_info.update({"fraction": frac, "ms_per_evaluation": per_eval_ms,
+                                 "seeds": len(SEEDS), "loadavg": os.getloadavg()[0]})
+    print(f"\n{algorithm:8s} " + " ".join(f"N={n}: {f:.3f}" for n, f in frac.items())
+          + f"  ({per_eval_ms:.3f} ms/evaluation incl. the benchmark lookups, load "
+            f"{os.getloadavg()[0]:.1f})")
+
+
+def test_tpe_at_small_budgets(benchmark, bench):
+    pytest.importorskip("optuna", reason="the model-based search needs ecnas[search]")
+    t0 = time.perf_counter()
+    frac = benchmark.pedantic(_fractions, args=(bench, "tpe", TPE_NS), rounds=1, iterations=1)
+    per = (time.perf_counter() - t0) / (len(SEEDS) * max(TPE_NS)) * 1e3
+    benchmark.extra_info.update({"fraction": frac, "ms_per_proposal": per})
+    print("\ntpe      " + " ".join(f"N={n}: {f:.3f}" for n, f in frac.items())
+          + f"  ({per:.1f} ms per proposal, load {os.getloadavg()[0]:.1f})")
+
+
+def test_sh_emoa_vs_semoa_at_equal_charged_training_time(benchmark, bench):
+    fb = with_fidelities(bench)
+    total = float(np.nansum(fb.arrays(108)["training_time_s"]))
+
+    def run():
+        out = {}
+        for share in (0.01, 0.02, 0.05, 0.1):
+            out[share] = {alg: float(np.mean([
+                run_search(fb, alg, 10**6, s, max_training_time_s=share * total).fraction
+                for s in SEEDS])) for alg in ("sh_emoa", "semoa")}
+        return out
+
+    res = benchmark.pedantic(run, rounds=1, iterations=1)
+    benchmark.extra_info["fraction_at_time_share"] = {str(k): v for k, v in res.items()}
+    print("\nfraction of the 108-epoch front (scaled) at a training-time budget "
+          "(share of training every cell at 108 epochs):")
+    for share, v in res.items():
+        print(f"  {share:>5.0%}: sh_emoa {v['sh_emoa']:.4f}  semoa {v['semoa']:.4f}")
