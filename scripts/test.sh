@@ -28,11 +28,11 @@ python3 -m pip install --quiet torch==2.13.0 2>/dev/null \
 pip_install -e ".[dev]"
 # syne-tune without its heavy optional dependencies (xgboost alone pulls ~200 MB of CUDA
 # libraries): what its blackbox repository needs, so the syne-tune integration tests run here.
-# Users install `ecnas[synetune]`, which tests/test_extras_install.py installs as they do.
+# Users install `ecnas[synetune]`, which tests/packaging/test_packaging_extras_install.py installs as they do.
 { pip_install --no-deps "syne-tune==0.16.0" \
     && pip_install dill scikit-learn fastparquet sortedcontainers tqdm huggingface_hub; } \
   || echo "note: syne-tune not installable here; its tests skip"
-# Debian's Prometheus server, which tests/test_integrations_prometheus_server.py starts
+# Debian's Prometheus server, which tests/integrations/test_integrations_prometheus_server.py starts
 if ! command -v prometheus >/dev/null; then
   { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null \
       && apt-get update -qq >/dev/null \
@@ -46,12 +46,12 @@ python3 -m ruff check ecnas tests benchmarks
 if ! sinfo -h >/dev/null 2>&1; then
   bash scripts/slurm/start.sh --install \
     && trap 'bash scripts/slurm/stop.sh >/dev/null 2>&1 || true' EXIT \
-    || echo "note: no SLURM here; tests/test_campaign_slurm.py skips"
+    || echo "note: no SLURM here; tests/campaign/test_campaign_slurm.py skips"
 fi
 python3 -m pytest -q --durations=15 tests
 # Each extra installed as users install it, one fresh venv each (a few minutes; own step so
 # that `pytest tests` stays quick: there these tests skip unless ECNAS_TEST_EXTRAS=1)
-ECNAS_TEST_EXTRAS=1 python3 -m pytest -q -p no:cacheprovider tests/test_extras_install.py
+ECNAS_TEST_EXTRAS=1 python3 -m pytest -q -p no:cacheprovider tests/packaging/test_packaging_extras_install.py
 # Benchmarks in quick mode: each figure the README quotes, timed briefly (not asserted).
 ECNAS_BENCH_QUICK=1 python3 -m pytest -q benchmarks --benchmark-disable-gc --benchmark-min-rounds=3 \
   --benchmark-max-time=0.2 --benchmark-warmup=off -p no:cacheprovider

@@ -19,7 +19,7 @@ from ecnas.benchmark.bundle import _file_entry, read_manifest
 from ecnas.interop import import_ecnas
 from ecnas.tables import write_table
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MAIN = "import sys; from ecnas.cli import main; sys.exit(main(sys.argv[1:]))"
 
 

@@ -26,7 +26,7 @@ from ecnas.errors import InputError
 from ecnas.meters.rapl import RaplMeter
 from ecnas.profiles import get_profile, load_profiles, validate_file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MAIN = "import sys; from ecnas.cli import main; sys.exit(main(sys.argv[1:]))"
 GAIN, OFFSET = 1.08, 12.0
 

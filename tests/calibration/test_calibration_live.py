@@ -27,8 +27,8 @@ from ecnas.calibration.timeshift import estimate_time_shift
 from ecnas.errors import InputError
 from ecnas.profiles import validate_file
 
-ROOT = Path(__file__).resolve().parents[1]
-TESTS = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[2]
+TESTS = Path(__file__).resolve().parents[1]
 MAIN = "import sys; from ecnas.cli import main; sys.exit(main(sys.argv[1:]))"
 GAIN, OFFSET = 1.15, 12.0
 # Short phases (about 10 s in all); 1 s intervals keep the fake counter's timing noise (a few

@@ -22,7 +22,7 @@ from ecnas.campaign import load_campaign, run_campaign
 from ecnas.campaign.runner import RunLimit
 from ecnas.tables import read_table
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "campaign_5v.py"
 H200 = FakeGpu("GPU-h200-0001", pci=0x2335, energy_mj=1000, power_mw=300_000,
                instant_mw=300_000, name="NVIDIA H200")

@@ -137,7 +137,7 @@ def test_cli_refuses_cluster_with_scheduler_and_a_bad_table(tmp_path: Path) -> N
 
 def test_cluster_none_runs_a_table_campaign_locally(tmp_path: Path) -> None:
     toml = _with_cluster(tmp_path, '[cluster]\nkind = "slurm"\n')
-    tests = Path(__file__).resolve().parent
+    tests = Path(__file__).resolve().parents[1]
     proc = subprocess.run(
         [sys.executable, "-m", "ecnas", "run", str(toml), "--cluster", "none", "--workers", "0",
          "--run-fn", "campaign_runfns:trivial", "--json", "--quiet"],

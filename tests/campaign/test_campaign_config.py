@@ -12,7 +12,7 @@ from campaign_runfns import campaign_toml
 from ecnas.campaign import Campaign, load_campaign
 from ecnas.errors import InputError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_example_campaign_loads_as_a_complete_grid() -> None:
@@ -48,7 +48,7 @@ def test_the_shipped_example_passes_its_own_coverage_check(tmp_path: Path) -> No
     from ecnas.tables import read_table
     from ecnas.tables.checks import run_checks
 
-    tests = str(Path(__file__).resolve().parent)
+    tests = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
     store, table = tmp_path / "s.sqlite", tmp_path / "t.parquet"
     for argv in (["run", str(ROOT / "examples" / "demo-campaign.toml"), "--store", str(store),
@@ -167,7 +167,7 @@ def test_check_output_count_and_listed_rows_agree(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    tests = str(Path(__file__).resolve().parent)
+    tests = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
     toml = tmp_path / "c.toml"
     toml.write_text((ROOT / "examples" / "demo-campaign.toml").read_text()

@@ -22,7 +22,7 @@ from ecnas.campaign import ResultsStore, load_campaign, run_campaign
 from ecnas.errors import InputError
 from ecnas.tables import ROW_KEYS
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 DONE = re.compile(r"done ([0-9a-f]{8}) budget (\d+) repeat (\d+)")
 
 

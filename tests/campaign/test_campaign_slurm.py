@@ -26,7 +26,7 @@ from campaign_runfns import campaign_toml
 
 from ecnas.campaign import ResultsStore, load_campaign
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TESTS = ROOT / "tests"
 SCRIPTS = ROOT / "scripts" / "slurm"
 STATE = Path(os.environ.get("ECNAS_SLURM_DIR", "/var/lib/ecnas-slurm"))

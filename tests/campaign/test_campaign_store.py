@@ -122,7 +122,7 @@ def test_cli_refuses_a_store_of_another_campaign_unless_allowed(tmp_path: Path) 
     import subprocess
     import sys
 
-    tests = str(Path(__file__).resolve().parent)
+    tests = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
     store = tmp_path / "s.sqlite"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MAIN = "import sys; from ecnas.cli import main; sys.exit(main(sys.argv[1:]))"
 PROFILE = ROOT / "hardware_profiles" / "nvidia-quadro-rtx-6000.toml"
 

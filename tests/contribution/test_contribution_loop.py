@@ -27,7 +27,7 @@ from ecnas.benchmark.bundle import read_manifest, write_bundle
 from ecnas.interop import import_ecnas
 from ecnas.tables import read_table, write_table
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TESTS = ROOT / "tests"
 MAIN = "import sys; from ecnas.cli import main; sys.exit(main(sys.argv[1:]))"
 XEON = ROOT / "hardware_profiles" / "generic-intel-xeon.toml"

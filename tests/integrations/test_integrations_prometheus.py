@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 from ecnas.campaign import ResultsStore, load_campaign, run_campaign  # noqa: E402
 from ecnas.integrations.prometheus import campaign_exporter  # noqa: E402
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 Sample = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 

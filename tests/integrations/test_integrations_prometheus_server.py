@@ -31,7 +31,7 @@ from campaign_runfns import campaign_toml  # noqa: E402
 
 from ecnas.campaign import ResultsStore  # noqa: E402
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 ROOT = TESTS.parent
 DASHBOARD = ROOT / "examples" / "grafana" / "ecnas-campaign.json"
 PROMETHEUS = shutil.which("prometheus")

@@ -36,9 +36,9 @@ from ecnas import Monitor
 from ecnas.meters import default_meters
 from ecnas.meters.amd import AmdSmiMeter, library_may_load
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROFILES = [ROOT / "hardware_profiles"]  # this tree's profiles, whatever is installed
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 ENV = ("HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES", "ROCM_HOME",
        "FAKE_ROCM_VERSION", "ECNAS_AMD_WHOLE_BOARD")
 

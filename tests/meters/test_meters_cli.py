@@ -16,7 +16,7 @@ from fakes.env import isolated_cache  # noqa: F401  (autouse: a private ECNAS_CA
 from fakes.sysfs import FakePowercap
 
 CLI = [sys.executable, "-c", "import sys; from ecnas.cli import main; sys.exit(main())"]
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 
 
 def ecnas(*args: str, env: dict[str, str] | None = None, timeout: float = 60

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TESTS = ROOT / "tests"
 TORCH = "torch==2.13.0"
 #: the extras users install (``peers`` and ``dev`` are for benchmarks and development)

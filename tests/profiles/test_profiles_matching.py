@@ -146,5 +146,5 @@ def test_import_is_light():
     code = ("import sys, ecnas.profiles; "
             "print(sorted(m for m in ('numpy', 'scipy', 'torch', 'pandas') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).resolve().parents[1])
+                         check=True, cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == "[]"

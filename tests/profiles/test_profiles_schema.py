@@ -18,7 +18,7 @@ from ecnas.profiles import (
 )
 from ecnas.profiles.model import profile_to_dict
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXPECTED_IDS = {
     "nvidia-quadro-rtx-6000", "nvidia-rtx-3060", "nvidia-rtx-3090", "nvidia-titan-xp",
     "nvidia-v100", "nvidia-a100-40gb", "nvidia-a100-80gb", "nvidia-h100-sxm",
@@ -205,7 +205,7 @@ def test_a_source_checkout_run_without_installing_finds_the_packaged_profiles():
     # ``PYTHONPATH=.`` in a checkout (how the GPU validation first ran on a lent machine):
     # ecnas.hardware_profiles exists only once installed; the same files are then read from
     # the checkout's hardware_profiles/ (-S: no site-packages, so no editable install either).
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     code = ("import sys; sys.path.insert(0, sys.argv[1]); "
             "from ecnas.profiles.loading import packaged_profiles; "
             "print(' '.join(sorted(p.id for p in packaged_profiles())))")

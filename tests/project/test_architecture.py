@@ -12,7 +12,7 @@ from collections import defaultdict
 from functools import cache
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "ecnas"
+PACKAGE = Path(__file__).resolve().parents[2] / "ecnas"
 
 #: bottom up; a module may import its own layer or lower ones, never a higher one
 LAYERS: tuple[frozenset[str], ...] = (

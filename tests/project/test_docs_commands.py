@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from docs_blocks import Block, MarkerError, check_quick_variant, doc_files, parse_blocks
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BLOCK_TIMEOUT_S = 240  # the slowest quick variant takes ~60 s on 2 busy cores
 
 

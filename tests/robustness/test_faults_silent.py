@@ -122,7 +122,7 @@ def test_a_good_extra_profile_keeps_the_packaged_ones(capsys, tmp_path, monkeypa
     before = json.loads(out)
     folder = tmp_path / "profiles"
     folder.mkdir()
-    src = Path(__file__).resolve().parents[1] / "hardware_profiles" / "nvidia-h200.toml"
+    src = Path(__file__).resolve().parents[2] / "hardware_profiles" / "nvidia-h200.toml"
     (folder / "lab.toml").write_text(src.read_text().replace('id = "nvidia-h200"',
                                                              'id = "lab-h200"'))
     monkeypatch.setenv("ECNAS_PROFILE_PATH", str(folder))

@@ -22,7 +22,7 @@ from ecnas.surrogate.synthetic import derive_device
 from ecnas.surrogate.transfer_eval import evaluate_transfer, summary_text
 from ecnas.tables import write_table
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from fakes.nvml import FakeGpu, build_stub, compiler, write_state
 from ecnas.validate.nvml_probe import PowerTrace
 from ecnas.validate.results import expect_at_most, relative_difference
 
-FAKES = Path(__file__).parent / "fakes"
+FAKES = Path(__file__).resolve().parents[1] / "fakes"
 BOARDS = [FakeGpu("GPU-aaaa-1111", pci=0x2330, energy_mj=1000, power_mw=250_000,
                   instant_mw=250_000, name="NVIDIA H100 80GB HBM3"),
           FakeGpu("GPU-bbbb-2222", pci=0x2330, energy_mj=5000, power_mw=70_000,
