@@ -5,7 +5,10 @@ the coordinator then --resume, slurmd stopped and restarted) lose no run and sto
 GPU campaigns get one (fake) gres GPU per job and the NVML meter sees only that board; Ctrl-C
 and SIGTERM cancel every job. The queue is empty after every test.
 
-Skipped, with the reason, where SLURM is not installed or cannot be started (not root).
+Skipped, with the reason, unless asked for with ``ECNAS_TEST_SERVICES=1`` (they submit jobs,
+and start SLURM as root where it is not running), and where SLURM is not installed or cannot
+be started (not root). Each test sees and cancels only its own jobs (by the job name ecnas gives
+its stores' worker jobs), never other jobs on a shared SLURM.
 """
 
 from __future__ import annotations
@@ -36,10 +39,20 @@ SAME = ["arch_hash", "matrix", "ops", "budget_epochs", "repeat", "epoch", "devic
 pytestmark = pytest.mark.slow
 
 
-def _queue() -> list[str]:
+#: the stores the tests here give their coordinators; ecnas names a store's worker jobs after it
+STORES = ("s.sqlite", "slurm.sqlite", "local.sqlite")
+
+
+def _queue(tmp_path: Path) -> list[str]:
+    """The jobs of this test's own coordinators ("ID NAME STATE"), by the job name ecnas gives
+    each store's worker jobs: jobs that others queued on a shared SLURM are not ours to see."""
+    from ecnas.campaign.cluster import job_name
+
+    ours = {job_name(tmp_path / name) for name in STORES}
     out = subprocess.run(["squeue", "-h", "-o", "%i %j %T"], capture_output=True, text=True,
                          timeout=30)
-    return [line for line in out.stdout.splitlines() if line.strip()]
+    return [line for line in out.stdout.splitlines()
+            if line.strip() and len(line.split()) >= 2 and line.split()[1] in ours]
 
 
 def _up() -> bool:
@@ -55,6 +68,10 @@ def _up() -> bool:
 def slurm():
     """A running single-node SLURM: the one CI started, or one started here (and stopped at
     the end of the module)."""
+    if os.environ.get("ECNAS_TEST_SERVICES") != "1":
+        pytest.skip("SLURM tests submit jobs (and may start a single-node SLURM as root): "
+                    "asked for only, with ECNAS_TEST_SERVICES=1 (bash scripts/test.sh "
+                    "--with-services; .ci/run sets it)")
     missing = [b for b in ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "scancel")
                if shutil.which(b) is None]
     if missing:
@@ -79,13 +96,15 @@ def slurm():
 
 
 @pytest.fixture(autouse=True)
-def empty_queue_after(slurm):
-    """Every test leaves the queue as it found it: empty."""
-    assert _queue() == [], "jobs queued before the test"
+def empty_queue_after(slurm, tmp_path: Path):
+    """Every test leaves none of its jobs queued; what is left is cancelled by id (only the
+    test's own jobs, never another user's or another test's)."""
+    assert _queue(tmp_path) == [], "jobs queued before the test"
     yield
-    left = _queue()
+    left = _queue(tmp_path)
     if left:
-        subprocess.run(["scancel", "--user", str(os.geteuid())], capture_output=True)
+        subprocess.run(["scancel", *(line.split()[0] for line in left)], capture_output=True,
+                       timeout=60)
     assert left == [], f"jobs left in squeue: {left}"
 
 
@@ -246,8 +265,15 @@ def test_coordinator_sigkill_then_resume_cancels_its_jobs(slurm, tmp_path: Path)
     first.send_signal(signal.SIGKILL)
     first.communicate(timeout=30)
     assert first.returncode == -signal.SIGKILL
-    orphans = sorted(line.split()[0] for line in _queue())
+    orphans = sorted(line.split()[0] for line in _queue(tmp_path))
     assert orphans, "the killed coordinator's jobs should still be queued or running"
+    # Each orphaned Dask worker gives up DEATH_TIMEOUT_S (30 s) after losing its scheduler and
+    # its job ends by itself; under load the resumed coordinator can take longer than that to
+    # start, and then finds fewer jobs to cancel than were orphaned (the race this test lost on
+    # a busy machine). Suspended jobs stay queued, frozen, until the resume cancels them.
+    frozen = [j for j in orphans
+              if subprocess.run(["scontrol", "suspend", j], capture_output=True,
+                                timeout=30).returncode == 0]
     stored = _stored(store)
     proc = subprocess.run(_run_cmd(toml, store, "--resume", "--run-fn",
                                    "campaign_runfns:on_cluster"),
@@ -256,7 +282,10 @@ def test_coordinator_sigkill_then_resume_cancels_its_jobs(slurm, tmp_path: Path)
     summary = json.loads(proc.stdout)
     assert summary["skipped"] == stored and summary["done"] + stored == 6
     note = [w for w in summary["warnings"] if w.startswith("cancelled")]
-    assert note and all(j in note[0] for j in orphans), summary["warnings"]
+    # every orphan frozen above was still queued when the resume looked: it must be cancelled
+    # (where suspending is not allowed, at least one orphan must be; the others may have ended)
+    assert note and all(j in note[0] for j in frozen), summary["warnings"]
+    assert any(j in note[0] for j in orphans), summary["warnings"]
     prov = _check_store(store, toml, slurm["node"])
     later = {p["cluster_job"]["job_id"] for k, p in prov.items()}
     # the resumed runs ran on new jobs, never on the dead coordinator's
@@ -337,14 +366,14 @@ def test_interrupted_coordinator_cancels_its_jobs(slurm, tmp_path: Path, sig: in
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env=_env(marks))
     _wait_for(lambda: any(marks.iterdir()) or coord.poll() is not None, what="a run to start")
-    assert _queue()
+    assert _queue(tmp_path)
     coord.send_signal(sig)
     _out, err = coord.communicate(timeout=120)
     # Ctrl-C: "interrupted", 130; SIGTERM: says it cancels the jobs, 128 + 15
     assert coord.returncode == (130 if sig == signal.SIGINT else 143), err
     assert ("interrupted" if sig == signal.SIGINT else "SIGTERM received") in err
     assert "Traceback" not in err, err
-    assert _queue() == []  # cancelled before the coordinator returned
+    assert _queue(tmp_path) == []  # cancelled before the coordinator returned
 
 
 def test_jobs_that_die_before_their_worker_joins_fail_the_campaign(

@@ -1,12 +1,16 @@
 """scripts/test.sh installs syne-tune with --no-deps on purpose; pip's resolver then prints a
 red "ERROR: pip's dependency resolver …" naming xgboost and statsmodels, which a newcomer reads
 as a failure. The script's ``pip_install`` turns exactly that complaint into one note. Run
-here with real pip in a venv that sees this interpreter's packages (as CI's has them)."""
+here with real pip in a venv that sees this interpreter's packages (as CI's has them), also
+when the tests themselves run in a venv: ``--system-site-packages`` alone would show the base
+interpreter's packages, not the running venv's, so a ``.pth`` file adds the running
+interpreter's site-packages to the new venv."""
 
 from __future__ import annotations
 
 import os
 import re
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +38,15 @@ def test_the_deliberate_no_deps_install_gives_a_note_not_pip_s_error(tmp_path: P
                           capture_output=True, text=True, timeout=300)
     if made.returncode != 0:
         pytest.skip(f"python3 -m venv does not work here: {made.stderr.strip()[-200:]}")
+    purelib = subprocess.run([str(venv / "bin" / "python"), "-c",
+                              "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, timeout=120, check=True).stdout.strip()
+    # the packages of the interpreter running the tests (a venv's, where one is active)
+    outer = [d for d in dict.fromkeys([*site.getsitepackages(), site.getusersitepackages()])
+             if Path(d).is_dir()]
+    # addsitedir, not a plain path line: their own .pth files (editable installs) count too
+    (Path(purelib) / "_running_interpreter.pth").write_text(
+        "".join(f"import site; site.addsitedir({d!r})\n" for d in outer))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
 
