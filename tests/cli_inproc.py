@@ -10,7 +10,7 @@ Use a real subprocess instead (``subprocess.run([sys.executable, "-m", "ecnas", 
 the process boundary is what the test checks: signals, ``kill -9``, the exit status of
 ``ecnas measure`` and of the command it runs, file-size limits and umasks (tests/faults.py),
 extras in their own venv, torchrun, or a library loaded with ``ctypes`` that must not stay in
-the test process. Such tests say so with ``@pytest.mark.subprocess`` (tests/README.md).
+the test process (tests/README.md says how to count the tests that spawn processes).
 """
 
 from __future__ import annotations

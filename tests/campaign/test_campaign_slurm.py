@@ -36,7 +36,9 @@ STATE = Path(os.environ.get("ECNAS_SLURM_DIR", "/var/lib/ecnas-slurm"))
 SAME = ["arch_hash", "matrix", "ops", "budget_epochs", "repeat", "epoch", "device",
         "train_accuracy", "validation_accuracy", "test_accuracy", "trainable_params", "flops",
         "estimated", "source"]
-pytestmark = pytest.mark.slow
+# one worker runs them all, one after another (pytest -n … --dist loadgroup): they share one
+# SLURM node (2 CPUs, 2 gres GPUs) and its queue
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]
 
 
 #: the stores the tests here give their coordinators; ecnas names a store's worker jobs after it

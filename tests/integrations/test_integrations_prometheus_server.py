@@ -38,9 +38,11 @@ PROMETHEUS = shutil.which("prometheus")
 SCRAPE = "200ms"
 TOTAL = 4  # 2 cells × 2 repeats
 
-pytestmark = pytest.mark.skipif(
+# one worker runs them (pytest -n … --dist loadgroup): each starts a Prometheus server
+pytestmark = [pytest.mark.xdist_group("prometheus"), pytest.mark.skipif(
     PROMETHEUS is None, reason="Debian's prometheus package is not installed "
-    "(apt-get install prometheus; scripts/test.sh installs it where apt-get works)")
+    "(apt-get install prometheus; scripts/test.sh --with-services installs it where apt-get "
+    "works)")]
 
 
 def _free_port() -> int:
