@@ -7,6 +7,7 @@ import math
 import statistics
 from pathlib import Path
 
+from ecnas.cli._options import add_epochs
 from ecnas.cli._output import add_force_flag, add_json_flag, emit
 from ecnas.errors import InputError
 from ecnas.outputs import check_target
@@ -19,18 +20,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "evaluation budget; report hypervolume per seed and mean ± sd.")
     s.add_argument("bench", type=Path, help="bundle folder or EC-NAS TFRecord file")
     s.add_argument("--algorithm", default="semoa",
-                   choices=("random", "semoa", "nsga2", "sh_emoa"))
+                   choices=("random", "semoa", "nsga2", "sh_emoa"),
+                   help="random search, SEMOA, NSGA-II or SH-EMOA (default semoa)")
     s.add_argument("--evaluations", type=int, default=100, help="queries per search (default 100)")
     s.add_argument("--seeds", type=int, default=5, help="seeds 0..K-1 (default 5)")
-    s.add_argument("--budget", type=int, help="epochs (default: the largest budget)")
+    add_epochs(s, help="training budget in epochs (default: the largest budget)")
     s.add_argument("--objectives", default="energy,validation_accuracy",
                    help="2 or 3 of energy, validation_accuracy, training_time, parameters")
     add_json_flag(s)
     s.set_defaults(func=_search)
 
-    p = sub.add_parser("pareto", help="the Pareto front (energy vs accuracy), knee and plot")
+    p = sub.add_parser("pareto", help="the Pareto front (energy vs accuracy), knee and plot",
+                       description="The architectures no other beats on both energy and "
+                                   "validation accuracy at one budget, the knee (the least "
+                                   "energy within --max-accuracy-loss points of the best "
+                                   "accuracy), and optionally a plot of the front.")
     p.add_argument("bench", type=Path, help="bundle folder or EC-NAS TFRecord file")
-    p.add_argument("--budget", type=int, help="epochs (default: the largest budget)")
+    add_epochs(p, help="training budget in epochs (default: the largest budget)")
     p.add_argument("--plot", type=Path, help="write the front to this .png, .pdf or .svg")
     p.add_argument("--max-accuracy-loss", type=float, default=1.0,
                    help="accuracy points one may give up (default 1)")
