@@ -258,17 +258,84 @@ def test_integrations_do_not_import_the_trainer() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_imports_inside_functions_stay_few() -> None:
-    """Imports belong at the top of a module; inside functions only where "light to import"
-    is a tested rule or a dependency is optional (docs/architecture.md). A ceiling, lowered as
-    they go: 332 before issue 27."""
-    inside = set()
+#: Imports inside functions, allowed per module, each with its reason: "light" (the module's
+#: room must import without the heavy dependency, a tested rule: ``ecnas --help``, ``import
+#: ecnas``, a campaign file checked without torch), "optional" (an extra that may be absent),
+#: "process" (a child or worker process imports it, not the parent), or "cycle" (the two
+#: modules need each other only at call time). A module not listed may have none; the counts
+#: may fall (a stale entry is harmless) and must not rise without a reason written here.
+FUNCTION_IMPORTS: dict[str, tuple[int, str]] = {
+    "benchmark/merge.py": (1, "light: bundle (pandas, pyarrow) only when a merge runs"),
+    "benchmark/moo/plot.py": (3, "optional: matplotlib, for --plot only"),
+    "calibration/fit.py": (1, "light: scipy.optimize only when a fit runs"),
+    "calibration/loads.py": (1, "light: torch only for the GPU load"),
+    "calibration/timeshift.py": (1, "light: scipy.optimize only when a shift is searched"),
+    "campaign/cluster.py": (3, "optional: dask-jobqueue (jobqueue extra)"),
+    "campaign/config.py": (1, "light: reading a campaign file imports no torch"),
+    "campaign/executors.py": (3, "optional: distributed (dask extra)"),
+    "campaign/shares.py": (1, "light: torch only where threads are set for a run"),
+    "campaign/sharing.py": (1, "light: psutil only when shares are measured"),
+    "campaign/store.py": (1, "light: fcntl (POSIX only) when a lock is taken"),
+    "campaign/worker.py": (6, "process: the worker process imports the trainer and meters"),
+    "cli/_metrics.py": (1, "light: ecnas --help imports no integrations"),
+    "cli/benchmark.py": (7, "light: ecnas --help imports no pandas (handlers load the room)"),
+    "cli/benchmark_moo.py": (5, "light: ecnas --help imports no pandas (handlers load the room)"),
+    "cli/campaign.py": (3, "light: ecnas --help imports no dask or pandas"),
+    "cli/contribution.py": (2, "light: ecnas --help imports no pandas"),
+    "cli/demo.py": (3, "light: ecnas --help imports no torch"),
+    "cli/profiles.py": (5, "light: ecnas --help imports no scipy or pandas"),
+    "cli/space.py": (2, "light: ecnas --help imports no numpy"),
+    "cli/surrogate.py": (10, "light: ecnas --help imports no numpy or pandas"),
+    "cli/tables.py": (7, "light: ecnas --help imports no pandas"),
+    "cli/trainer.py": (4, "light: ecnas --help imports no torch"),
+    "cli/validate.py": (1, "light: ecnas --help imports no torch"),
+    "integrations/_run.py": (3, "light: the framework hooks import pandas only when a run ends"),
+    "integrations/synetune.py": (3, "optional: syne-tune (synetune extra)"),
+    "meters/amd.py": (1, "optional: amdsmi (amd extra)"),
+    "meters/cpuinfo.py": (1, "light: platform only on the fallback path"),
+    "meters/estimate.py": (2, "light: psutil only when the estimate meter starts"),
+    "meters/nvml.py": (2, "optional: pynvml, ctypes only where NVML is present"),
+    "meters/pyrapl.py": (2, "optional: pyRAPL (pyrapl extra)"),
+    "meters/registry.py": (8, "light: import ecnas loads a meter's module only when used"),
+    "monitor/monitor.py": (3, "light: meter discovery and the profile cache when a Monitor starts"),
+    "monitor/profile_cache.py": (2, "light: profiles and outputs only when a cache is written"),
+    "monitor/report.py": (1, "light: outputs only when a report is written"),
+    "space/spec.py": (1, "light: the iso-hash code only when a hash is asked for"),
+    "surrogate/learners.py": (1, "light: torch only for the MLP learner"),
+    "surrogate/metrics.py": (1, "light: scipy.stats only for rank correlations"),
+    "tracker/rows.py": (2, "light: pandas only when rows become a table"),
+    "tracker/tracker.py": (6, "light: import ecnas.tracker starts no meter or monitor"),
+    "validate/loads.py": (1, "light: torch only when a load runs on the GPU"),
+    "validate/phases.py": (4, "light: torch and pynvml only when a phase runs"),
+    "validate/runner.py": (1, "light: torch only when the run starts"),
+    "validate/select_probe.py": (1, "light: torch only when a probe runs"),
+}
+
+
+def _function_imports() -> dict[str, int]:
+    counts: dict[str, int] = {}
     for path in modules().values():
+        inside = set()
         for fn in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                inside |= {(path, n.lineno) for n in ast.walk(fn)
+                inside |= {n.lineno for n in ast.walk(fn)
                            if isinstance(n, (ast.Import, ast.ImportFrom))}
-    assert len(inside) < 120, f"{len(inside)} imports inside functions"
+        if inside:
+            counts[path.relative_to(PACKAGE).as_posix()] = len(inside)
+    return counts
+
+
+def test_imports_inside_functions_only_where_allowed() -> None:
+    """Imports belong at the top of a module; inside functions only where a module is listed
+    in FUNCTION_IMPORTS with its reason (docs/architecture.md), and no more than listed."""
+    over = {f: (n, FUNCTION_IMPORTS.get(f, (0, ""))[0]) for f, n in _function_imports().items()
+            if n > FUNCTION_IMPORTS.get(f, (0, ""))[0]}
+    assert over == {}, ("imports inside functions beyond FUNCTION_IMPORTS (module: (found, "
+                        f"allowed)); move them to the top or list them with a reason: {over}")
+    assert all(reason.split(":")[0] in ("light", "optional", "process", "cycle")
+               for _n, reason in FUNCTION_IMPORTS.values())
+    # the old ceiling still holds for the whole package
+    assert sum(_function_imports().values()) < 120
 
 
 def test_every_folder_of_modules_is_a_package() -> None:
