@@ -9,11 +9,11 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_inproc import run_cli
 
 from ecnas.benchmark.bundle import _file_entry, read_manifest
 from ecnas.interop import import_ecnas
@@ -24,10 +24,7 @@ MAIN = "import sys; from ecnas.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    return subprocess.run([sys.executable, "-c", MAIN, *args], capture_output=True, text=True,
-                          cwd=ROOT, env=env, timeout=300)
+    return run_cli(*args, cwd=ROOT)
 
 
 def _sums(folder: Path) -> dict[str, str]:

@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from cli_inproc import run_cli
 
 from ecnas.benchmark.moo import (
     ALGORITHMS,
@@ -99,22 +100,18 @@ def test_search_and_pareto_cli(tmp_path, ecnas_5v_dir):
     from ecnas.interop import import_ecnas
 
     bundle = write_bundle(import_ecnas(ecnas_5v_dir), tmp_path / "bench")
-    out = subprocess.run([sys.executable, "-c", MAIN, "search", str(bundle), "--algorithm",
-                          "nsga2", "--evaluations", "40", "--seeds", "2", "--json"],
-                         capture_output=True, text=True, timeout=120)
+    out = run_cli("search", bundle, "--algorithm", "nsga2", "--evaluations", "40", "--seeds",
+                  "2", "--json")
     assert out.returncode == 0, out.stderr
     d = json.loads(out.stdout)
     assert len(d["hypervolume"]) == 2 and d["mean"] > 0
     png = tmp_path / "front.png"
-    out = subprocess.run([sys.executable, "-c", MAIN, "pareto", str(bundle), "--plot", str(png),
-                          "--json"], capture_output=True, text=True, timeout=120)
+    out = run_cli("pareto", bundle, "--plot", png, "--json")
     assert out.returncode == 0, out.stderr
     d = json.loads(out.stdout)
     assert png.stat().st_size > 10_000 and 0 < d["energy_saved_fraction"] < 1
     assert d["knee"]["arch_hash"] in {f for f in bench_hashes(bundle)}
-    bad = subprocess.run([sys.executable, "-c", MAIN, "search", str(bundle), "--algorithm",
-                          "random", "--objectives", "energy,beauty"],
-                         capture_output=True, text=True, timeout=120)
+    bad = run_cli("search", bundle, "--algorithm", "random", "--objectives", "energy,beauty")
     assert bad.returncode == 2 and "unknown objective" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
 

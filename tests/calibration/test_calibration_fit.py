@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_inproc import run_cli
 from fakes.sysfs import FakePowercap
 
 from ecnas.calibration.fit import ReferenceSeries, fit_reference, read_reference_csv
@@ -199,8 +198,7 @@ def _cli(*args, env=None):
 
     full = dict(os.environ)
     full.update(env or {})
-    return subprocess.run([sys.executable, "-c", MAIN, *args], capture_output=True, text=True,
-                          cwd=ROOT, env=full, timeout=120)
+    return run_cli(*args, cwd=ROOT, env=full)
 
 
 def test_cli_calibrate_fake_rapl_with_reference(tmp_path):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from campaign_runfns import campaign_toml
+from cli_inproc import run_cli
 
 from ecnas.campaign import load_campaign
 from ecnas.campaign.cluster import ClusterSpec, job_name, job_script
@@ -119,8 +120,7 @@ def test_cluster_job_from_the_job_environment() -> None:
 
 
 def _ecnas(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ecnas", *args], capture_output=True,
-                          text=True, timeout=120)
+    return run_cli(*args)
 
 
 def test_cli_refuses_cluster_with_scheduler_and_a_bad_table(tmp_path: Path) -> None:

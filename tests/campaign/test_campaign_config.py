@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from campaign_runfns import campaign_toml
+from cli_inproc import run_cli
 
 from ecnas.campaign import Campaign, load_campaign
 from ecnas.errors import InputError
@@ -164,8 +165,6 @@ def test_check_output_count_and_listed_rows_agree(tmp_path: Path) -> None:
     """Issue 29: `WARN coverage [4]` listed 3 rows and said nothing of the fourth."""
     import os
     import re
-    import subprocess
-    import sys
 
     tests = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
@@ -175,8 +174,7 @@ def test_check_output_count_and_listed_rows_agree(tmp_path: Path) -> None:
     store, table = tmp_path / "s.sqlite", tmp_path / "t.parquet"
 
     def ecnas(*argv: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "ecnas", *argv], env=env, timeout=120,
-                              capture_output=True, text=True)
+        return run_cli(*argv, env=env)
 
     assert ecnas("run", str(toml), "--store", str(store), "--workers", "0", "--run-fn",
                  "campaign_runfns:trivial", "--quiet").returncode == 0

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from campaign_runfns import _rows, campaign_toml
+from cli_inproc import run_cli
 
 from ecnas.campaign import ResultsStore, export_table, load_campaign
 from ecnas.campaign.sharing import CpuTimes, cpu_share, split_rows
@@ -120,17 +121,14 @@ def test_cli_refuses_a_store_of_another_campaign_unless_allowed(tmp_path: Path) 
     import json
     import os
     import subprocess
-    import sys
 
     tests = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
     store = tmp_path / "s.sqlite"
 
     def run(toml: Path, *extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "ecnas", "run", str(toml), "--store",
-                               str(store), "--workers", "0", "--run-fn",
-                               "campaign_runfns:trivial", "--json", *extra],
-                              capture_output=True, text=True, env=env, timeout=60)
+        return run_cli("run", toml, "--store", store, "--workers", "0", "--run-fn",
+                       "campaign_runfns:trivial", "--json", *extra, env=env)
 
     first = run(campaign_toml(tmp_path / "a.toml", count=1, repeats=1))
     assert first.returncode == 0, first.stderr

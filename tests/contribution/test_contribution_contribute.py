@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
+from cli_inproc import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 MAIN = "import sys; from ecnas.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -37,8 +36,7 @@ def tables():
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-c", MAIN, *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
+    return run_cli(*args, cwd=ROOT)
 
 
 def test_contribute_bundles_profile_table_and_manifest(tables, tmp_path, ecnas_5v_dir):

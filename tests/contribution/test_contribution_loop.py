@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_inproc import run_cli
 
 from ecnas.benchmark import Benchmark
 from ecnas.benchmark.bundle import read_manifest, write_bundle
@@ -44,8 +45,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _cli(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", MAIN, *args], capture_output=True, text=True,
-                          cwd=ROOT, env=_env(**env), timeout=300)
+    return run_cli(*args, cwd=ROOT, env=_env(**env))
 
 
 def _train_measured(tmp: Path, matrix: str, ops: str, out: Path) -> None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
+from cli_inproc import run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -158,8 +157,7 @@ def test_cli_bad_tfrecord_crc_exits_2(tmp_path, ecnas_5v_graphs, ecnas_5v_result
     raw = bytearray(path.read_bytes())
     raw[100] ^= 0x40
     path.write_bytes(bytes(raw))
-    result = subprocess.run([sys.executable, "-m", "ecnas.cli", "import-ecnas", str(path),
-                             "--out", str(tmp_path / "t.parquet")], capture_output=True, text=True)
+    result = run_cli("import-ecnas", path, "--out", tmp_path / "t.parquet")
     assert result.returncode == 2
     assert "data CRC mismatch" in result.stderr and result.stderr.count("\n") == 1
     assert not (tmp_path / "t.parquet").exists()

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_inproc import run_cli
 
 from ecnas.errors import InputError
 from ecnas.profiles import (
@@ -174,8 +175,7 @@ MAIN = "import sys; from ecnas.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", MAIN, *args], capture_output=True,
-                          text=True, cwd=ROOT, env=env, timeout=120)
+    return run_cli(*args, cwd=ROOT, env=env)
 
 
 def test_cli_validate_packaged_glob_skips_init_py():

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 
 import numpy as np
 import pandas as pd
 import pytest
+from cli_inproc import run_cli
 
 from ecnas.interop.ecnas_tree import import_results_tree
 from ecnas.tables import read_table, write_table
@@ -19,8 +19,7 @@ ECNAS = [shutil.which("ecnas")] if shutil.which("ecnas") else [
 
 
 def _run(*args, ok=True):
-    proc = subprocess.run([*ECNAS, "surrogate", *map(str, args)], capture_output=True, text=True,
-                          check=False, timeout=300)
+    proc = run_cli("surrogate", *args)
     if ok:
         assert proc.returncode == 0, proc.stderr
     return proc

@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import subprocess
 import sys
 
 import numpy as np
 import pandas as pd
 import pytest
+from cli_inproc import run_cli
 
 from ecnas.interop.ecnas_tree import import_results_tree
 from ecnas.surrogate import ArchitectureSurrogate, Extrapolator, SurrogateModel
@@ -197,8 +197,7 @@ def test_energy_only_table_fits_the_architecture_surrogate(table):
 
 
 def _cli(*args):
-    proc = subprocess.run([*ECNAS, *map(str, args)], capture_output=True, text=True, check=False,
-                          timeout=300)
+    proc = run_cli(*args)
     return proc
 
 

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_inproc import run_cli
 
 from ecnas.campaign.fivev import five_v_cells
 from ecnas.errors import InputError
@@ -94,19 +92,15 @@ def test_command_scores_a_table_b(tables: tuple[pd.DataFrame, pd.DataFrame, set[
                                   tmp_path: Path, ecnas_5v_dir: Path) -> None:
     _, b, _ = tables
     write_table(b, tmp_path / "b.parquet")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "ecnas", "surrogate", "transfer",
-                           str(ecnas_5v_dir), str(tmp_path / "b.parquet"), "--kind", "linear",
-                           "--sizes", "10", "--draws", "2", "--json"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = run_cli("surrogate", "transfer", ecnas_5v_dir, tmp_path / "b.parquet", "--kind",
+                   "linear", "--sizes", "10", "--draws", "2", "--json", cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["synthetic"] is False  # the command cannot know B is synthetic: only --synthetic
     assert {r["method"] for r in out["summary"]} == {"transfer", "scale", "target-only"}
     assert len(out["scores"]) == 6
-    bad = subprocess.run([sys.executable, "-m", "ecnas", "surrogate", "transfer",
-                          str(ecnas_5v_dir), str(tmp_path / "b.parquet"), "--synthetic"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    bad = run_cli("surrogate", "transfer", ecnas_5v_dir, tmp_path / "b.parquet", "--synthetic",
+                  cwd=ROOT)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1] == (
         "ecnas surrogate: error: give TABLE_B, or --synthetic to derive device B from TABLE_A")

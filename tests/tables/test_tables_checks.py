@@ -4,12 +4,11 @@ check (by name, with the offending rows); hypothesis tables never crash the chec
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
+from cli_inproc import run_cli
 from fixtures_tables.corpus import FAULTS, make_tree
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -123,19 +122,15 @@ def test_cli_reports_planted_faults_by_name(tmp_path, clean):
         bad = FAULTS[fault][0](bad)
     bad.attrs = clean.attrs
     path = write_table(bad, tmp_path / "bad.parquet")
-    run = subprocess.run([sys.executable, "-m", "ecnas.cli", "check", str(path)],
-                         capture_output=True, text=True, timeout=120)
+    run = run_cli("check", path)
     assert run.returncode == 1
     for name in ("FAIL repeats-agree", "FAIL energy-sum", "WARN coverage"):
         assert name in run.stdout, run.stdout
-    js = subprocess.run([sys.executable, "-m", "ecnas.cli", "check", str(path), "--json"],
-                        capture_output=True, text=True, timeout=120)
+    js = run_cli("check", path, "--json")
     report = json.loads(js.stdout)
     assert report["ok"] is False and report["errors"] == 2
-    warn_only = subprocess.run([sys.executable, "-m", "ecnas.cli", "check",
-                                str(write_table(FAULTS["missing-repeat"][0](clean.copy()),
-                                                tmp_path / "w.csv"))],
-                               capture_output=True, text=True, timeout=120)
+    warn_only = run_cli("check", write_table(FAULTS["missing-repeat"][0](clean.copy()),
+                                             tmp_path / "w.csv"))
     assert warn_only.returncode == 0 and "WARN coverage" in warn_only.stdout
 
 

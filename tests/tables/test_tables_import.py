@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from cli_inproc import run_cli
 from fixtures_tables.corpus import make_tree
 
 from ecnas.errors import InputError
@@ -93,14 +92,11 @@ def test_missing_graph_and_empty_tree_are_clear_errors(tmp_path, ecnas_5v_dir):
 
 def test_cli_acceptance_import_then_check(tmp_path, ecnas_5v_dir):
     out = tmp_path / "t.parquet"
-    run = [sys.executable, "-m", "ecnas.cli"]
-    imp = subprocess.run([*run, "import-ecnas", str(ecnas_5v_dir), "--out", str(out), "--json"],
-                         capture_output=True, text=True, timeout=300)
+    imp = run_cli("import-ecnas", ecnas_5v_dir, "--out", out, "--json")
     assert imp.returncode == 0, imp.stderr
     summary = json.loads(imp.stdout)
     assert summary["runs"] == 2532 and summary["pue"]["factor"] == 1.59
-    chk = subprocess.run([*run, "check", str(out), "--json"], capture_output=True, text=True,
-                         timeout=300)
+    chk = run_cli("check", out, "--json")
     assert chk.returncode == 0, chk.stdout
     report = json.loads(chk.stdout)
     assert report["ok"] and report["rows"] == 7596 and report["errors"] == 0

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
+from cli_inproc import run_cli
 
 from ecnas.errors import InputError
 from ecnas.tables import COLUMN_NAMES, empty_table, read_table, validate, write_table
@@ -19,8 +19,7 @@ ROW = dict(matrix="0110001000010000", ops="input,conv3x3-bn-relu,maxpool3x3,outp
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ecnas.cli", *args], capture_output=True,
-                          text=True, timeout=120)
+    return run_cli(*args)
 
 
 def test_validate_computes_hash_fills_optional_and_keeps_extras():

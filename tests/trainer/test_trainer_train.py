@@ -7,10 +7,10 @@ import csv
 import json
 import math
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_inproc import run_cli
 
 from ecnas.errors import InputError
 from ecnas.meters.estimate import EstimateMeter
@@ -117,8 +117,7 @@ def test_warm_up_is_metered_apart_and_leaves_the_run_unchanged() -> None:
 
 
 def _ecnas(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "import sys; from ecnas.cli import main; sys.exit(main())", *args], capture_output=True,
-                          text=True, timeout=240)
+    return run_cli(*args)
 
 
 def test_cli_train_on_embedded_writes_checkpoints_start_halfway_end(tmp_path: Path) -> None:
