@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from campaign_runfns import campaign_toml
+from cli_inproc import run_cli
 
 from ecnas.campaign import ResultsStore, load_campaign, run_campaign
 from ecnas.campaign.config import WARMUP_STEPS
@@ -77,11 +78,11 @@ def test_killed_then_resumed_real_campaign_passes_check(local_run) -> None:
     assert summary["done"] + summary["skipped"] == 3 and summary["failed"] == 0
     assert summary["estimated_energy_j"] + summary["energy_j"] > 0
     assert "[3/3] done" in proc.stderr and "ETA" in proc.stderr
-    out = _ecnas("table", str(d / "s.sqlite"), "--out", str(d / "t.parquet"), "--json")
+    out = run_cli("table", d / "s.sqlite", "--out", d / "t.parquet", "--json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) | {"table": None} == {
         "table": None, "runs": 3, "campaign_runs": 3, "missing": 0, "failed_attempts": 0}
-    check = _ecnas("check", str(d / "t.parquet"), "--json")
+    check = run_cli("check", d / "t.parquet", "--json")
     assert check.returncode == 0, check.stdout
     assert json.loads(check.stdout)["ok"] is True
     table = read_table(d / "t.parquet")
@@ -170,8 +171,8 @@ def test_unreachable_or_malformed_scheduler_is_one_line_exit_2_fast(
         tmp_path: Path, address: str, message: str) -> None:
     toml = campaign_toml(tmp_path / "c.toml", count=1, repeats=1)
     t0 = time.monotonic()
-    proc = _ecnas("run", str(toml), "--store", str(tmp_path / "s.sqlite"), "--scheduler",
-                  address, "--connect-timeout", "1", timeout=60)
+    proc = run_cli("run", toml, "--store", tmp_path / "s.sqlite", "--scheduler", address,
+                   "--connect-timeout", "1")
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
