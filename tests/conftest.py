@@ -44,15 +44,19 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
 
 @pytest.fixture(scope="session", autouse=True)
 def _written_ledger(tmp_path_factory: pytest.TempPathFactory):
-    """The written ledger (what ``--force`` may replace) in a folder of the test session, not
-    the user's ~/.local/state; subprocesses inherit it through the environment."""
-    before = os.environ.get("ECNAS_STATE_DIR")
+    """The written ledger (what ``--force`` may replace) and the profile-match cache in
+    folders of the test session (of each xdist worker), not the user's ~/.local/state and
+    ~/.cache: the tests touch nothing outside the clone and the temporary folder; subprocesses
+    inherit both through the environment. Tests that need the defaults unset them."""
+    saved = {k: os.environ.get(k) for k in ("ECNAS_STATE_DIR", "ECNAS_CACHE_DIR")}
+    os.environ.setdefault("ECNAS_CACHE_DIR", str(tmp_path_factory.mktemp("ecnas-cache")))
     os.environ["ECNAS_STATE_DIR"] = str(tmp_path_factory.mktemp("ecnas-state"))
     yield
-    if before is None:
-        os.environ.pop("ECNAS_STATE_DIR", None)
-    else:
-        os.environ["ECNAS_STATE_DIR"] = before
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(scope="session")
