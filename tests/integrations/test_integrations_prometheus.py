@@ -75,6 +75,11 @@ def _scrape_until_exit(proc: subprocess.Popen, url: str, every: float) -> list[S
     return seen
 
 
+# a free port is picked here and bound by a child process a moment later: one worker runs the
+# port-using tests (pytest -n … --dist loadgroup), so no other test takes it in between
+pytestmark = pytest.mark.xdist_group("prometheus")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
