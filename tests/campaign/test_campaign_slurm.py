@@ -155,7 +155,8 @@ def _marks(marks: Path) -> list[dict[str, str]]:
     return out
 
 
-def _wait_for(cond, timeout: float = 120.0, what: str = "") -> None:
+def _wait_for(cond, timeout: float = 300.0, what: str = "") -> None:
+    """Poll `cond` until true; bounded generously (jobs start slowly on a loaded node)."""
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
