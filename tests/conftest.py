@@ -1,28 +1,62 @@
-"""Shared fixtures: the real EC-NAS 5V data, unpacked once per test session; the stand-in NVML."""
+"""Shared fixtures: the real EC-NAS 5V data, unpacked once per test session; the stand-in NVML;
+the written ledger in a folder of the session. Under pytest-xdist each worker is a session of
+its own (its own ``tmp_path_factory`` base), so nothing here is shared between workers.
+
+``ECNAS_TEST_SPAWN_LOG=FILE`` appends the id of every test that starts a process (seen through
+Python's audit events: ``subprocess.Popen``, ``os.fork``, ``os.posix_spawn``, ``os.system``,
+``os.exec``) to FILE, one line each: the count of real-subprocess tests (tests/README.md)."""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 
 DATA = Path(__file__).parent / "data"
+_SPAWN_EVENTS = frozenset({"subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn",
+                           "os.system", "os.exec", "os.spawn"})
+_spawned: list[bool] = [False]
+
+
+def _audit(event: str, _args: tuple) -> None:
+    if event in _SPAWN_EVENTS:
+        _spawned[0] = True
+
+
+if os.environ.get("ECNAS_TEST_SPAWN_LOG"):
+    sys.addaudithook(_audit)  # cannot be removed; only set when the count is asked for
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    """With ``ECNAS_TEST_SPAWN_LOG``, log the tests that started a process (setup included)."""
+    _spawned[0] = False
+    yield
+    log = os.environ.get("ECNAS_TEST_SPAWN_LOG")
+    if log and _spawned[0]:
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(item.nodeid + "\n")
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _written_ledger(tmp_path_factory: pytest.TempPathFactory):
-    """The written ledger (what ``--force`` may replace) in a folder of the test session, not
-    the user's ~/.local/state; subprocesses inherit it through the environment."""
-    before = os.environ.get("ECNAS_STATE_DIR")
+    """The written ledger (what ``--force`` may replace) and the profile-match cache in
+    folders of the test session (of each xdist worker), not the user's ~/.local/state and
+    ~/.cache: the tests touch nothing outside the clone and the temporary folder; subprocesses
+    inherit both through the environment. Tests that need the defaults unset them."""
+    saved = {k: os.environ.get(k) for k in ("ECNAS_STATE_DIR", "ECNAS_CACHE_DIR")}
+    os.environ.setdefault("ECNAS_CACHE_DIR", str(tmp_path_factory.mktemp("ecnas-cache")))
     os.environ["ECNAS_STATE_DIR"] = str(tmp_path_factory.mktemp("ecnas-state"))
     yield
-    if before is None:
-        os.environ.pop("ECNAS_STATE_DIR", None)
-    else:
-        os.environ["ECNAS_STATE_DIR"] = before
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(scope="session")

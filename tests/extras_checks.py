@@ -1,5 +1,5 @@
 """What each optional extra must do once a user has installed it: run inside a fresh venv by
-tests/test_extras_install.py as ``VENV/bin/python extras_checks.py EXTRA WORKDIR``.
+tests/packaging/test_packaging_extras_install.py as ``VENV/bin/python extras_checks.py EXTRA WORKDIR``.
 
 Each check imports the ecnas that pip installed into the venv (never this source tree) and
 exercises the integration for real, then prints one JSON line of what it saw; a failed check

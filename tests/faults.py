@@ -1,4 +1,4 @@
-"""Shared helpers of the fault-injection suite (tests/test_faults_*.py).
+"""Shared helpers of the fault-injection suite (tests/robustness/test_faults_*.py).
 
 Each case runs the real CLI: in-process through ``ecnas.cli.main`` where that is enough (fast),
 in a subprocess where the fault needs a process of its own (a file-size limit, a umask).

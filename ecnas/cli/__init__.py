@@ -16,6 +16,7 @@ from typing import Any
 
 from ecnas._version import __version__
 from ecnas.cli._boundary import run_guarded
+from ecnas.cli._options import HelpFormatter
 
 # One module per room; each defines register(subparsers).
 COMMAND_MODULES = (
@@ -34,7 +35,13 @@ COMMAND_MODULES = (
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with a one-line error and exit status 2 (no usage dump)."""
+    """argparse with a one-line error and exit status 2 (no usage dump), and help that leaves
+    out the hidden old spellings of renamed options (``ecnas.cli._options``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """As argparse's, with ``HelpFormatter`` unless another formatter is given."""
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         """Exit with status 2 and a one-line message pointing to ``--help``, instead of

@@ -9,6 +9,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
+from ecnas.cli._options import add_epochs
 from ecnas.cli._output import add_force_flag, add_json_flag, emit
 from ecnas.errors import InputError
 from ecnas.outputs import check_target
@@ -34,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--evaluations", type=int, default=100,
                    help="evaluations per search (default 100)")
     s.add_argument("--seeds", type=int, default=5, help="seeds 0..K-1 (default 5)")
-    s.add_argument("--budget", type=int, help="epochs (default: the largest budget)")
+    add_epochs(s, help="training budget in epochs (default: the largest budget)")
     s.add_argument("--objectives", default="energy,validation_accuracy",
                    help="2 or 3 of energy, validation_accuracy, training_time, parameters")
     s.add_argument("--device", default=None, help="device of a multi-device bundle")
@@ -60,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "loss, and the true front's hypervolume in the search "
                                    "convention.")
     p.add_argument("bench", type=Path, help="bundle folder or EC-NAS TFRecord file")
-    p.add_argument("--budget", type=int, help="epochs (default: the largest budget)")
+    add_epochs(p, help="training budget in epochs (default: the largest budget)")
     p.add_argument("--device", default=None, help="device of a multi-device bundle")
     p.add_argument("--plot", type=Path, help="write the front to this .png, .pdf or .svg")
     p.add_argument("--max-accuracy-loss", type=float, default=1.0,

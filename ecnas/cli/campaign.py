@@ -20,7 +20,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("run", help="run a measurement campaign into a results store",
                        description="Run every run of CAMPAIGN.toml not yet in the store; each "
                        "run in its own process (or on a Dask cluster), metered inside the run.")
-    p.add_argument("campaign", metavar="CAMPAIGN.toml")
+    p.add_argument("campaign", metavar="CAMPAIGN.toml", help="the campaign file (see docs/campaigns.md)")
     p.add_argument("--store", default=None,
                    help="SQLite results store (default: CAMPAIGN.sqlite next to the file)")
     where = p.add_mutually_exclusive_group()
@@ -54,7 +54,7 @@ def register(sub: Any) -> None:
     t = sub.add_parser("table", help="export a campaign store as an energy table",
                        description="Write the completed runs of a results store as a "
                        "validated energy table (Parquet or CSV by suffix).")
-    t.add_argument("store", metavar="STORE")
+    t.add_argument("store", metavar="STORE", help="the campaign's results store (.sqlite)")
     t.add_argument("--out", required=True, metavar="TABLE", help="output .parquet or .csv")
     add_force_flag(t)
     add_json_flag(t)

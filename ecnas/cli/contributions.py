@@ -40,7 +40,7 @@ def register(sub: Any) -> None:
     v = s.add_parser("verify", help="check a contribution archive, naming every failed check",
                      description="Checksums, schema, 'ecnas check', profile valid, hashes in the "
                                  "space, measured vs estimated. Exit 1 when a check fails.")
-    v.add_argument("archive", metavar="ARCHIVE.tar.gz")
+    v.add_argument("archive", metavar="ARCHIVE.tar.gz", help="archive made by 'ecnas contribute'")
     _add_max_bytes(v)
     add_json_flag(v)
     v.set_defaults(func=_verify)
@@ -48,7 +48,7 @@ def register(sub: Any) -> None:
                      description="Verify ARCHIVE, then write a new bundle holding BUNDLE's "
                                  "devices and the contributed one (refused with the reasons "
                                  "when a check fails).")
-    m.add_argument("archive", metavar="ARCHIVE.tar.gz")
+    m.add_argument("archive", metavar="ARCHIVE.tar.gz", help="archive made by 'ecnas contribute'")
     m.add_argument("--into", required=True, metavar="BUNDLE", help="the benchmark bundle folder")
     m.add_argument("--out", required=True, metavar="FOLDER", help="the merged bundle to write")
     m.add_argument("--force", action="store_true",

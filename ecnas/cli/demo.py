@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "stack, one cell also at 8 epochs, 2 search seeds): the pipeline in "
                         "about a minute; its numbers only show that it works")
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampled cells (default 0)")
     add_json_flag(p)
     p.set_defaults(func=_run)
 

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from ecnas.cli._metrics import add_metrics_flags, start_exporter
+from ecnas.cli._options import add_profile_path
 from ecnas.cli._output import add_force_flag, add_json_flag, emit
 from ecnas.errors import InputError
 from ecnas.meters.registry import create_meters, default_meters
@@ -25,8 +26,7 @@ def register(sub: Any) -> None:
                     "the reason and the fix, and the hardware profile each device matches.")
     add_json_flag(hw)
     hw.add_argument("--psys", action="store_true", help="also read the RAPL psys domain")
-    hw.add_argument("--profiles", action="append", default=[], metavar="PATH",
-                    help="extra hardware-profile folder or file (repeatable)")
+    add_profile_path(hw, dest="profiles")
     hw.set_defaults(func=cmd_hardware)
 
     ms = sub.add_parser(
@@ -45,8 +45,7 @@ def register(sub: Any) -> None:
     ms.add_argument("--psys", action="store_true", help="read the RAPL psys (platform) domain")
     ms.add_argument("--idle-subtract", action="store_true",
                     help="also report energy net of the profiles' idle power")
-    ms.add_argument("--profiles", action="append", default=[], metavar="PATH",
-                    help="extra hardware-profile folder or file (repeatable)")
+    add_profile_path(ms, dest="profiles")
     add_metrics_flags(ms, "live power and energy per domain")
     ms.add_argument("--gather", action="store_true",
                     help="one 'ecnas measure' per node of a multi-node job: bring every "
@@ -61,7 +60,8 @@ def register(sub: Any) -> None:
     ms.add_argument("--gather-timeout", type=float, metavar="S",
                     help="with --gather: seconds to wait for the other nodes after CMD ends "
                          "(default: $ECNAS_GATHER_TIMEOUT or 60)")
-    ms.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...")
+    ms.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...",
+                    help="the command to run and its arguments, after --")
     ms.set_defaults(func=cmd_measure)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ecnas.calibration.recording import is_record_file, read_record, run_path_for
+from ecnas.cli._options import add_profile_path
 from ecnas.cli._output import add_json_flag, emit
 from ecnas.errors import InputError
 from ecnas.meters.base import DeviceInfo
@@ -21,38 +22,48 @@ from ecnas.profiles.check_files import validate_files
 
 
 def _add_profile_path(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile-path", "--profiles", dest="profile_path", action="append", default=[], metavar="DIR",
-                        help="extra folder (or file) of profiles, after the packaged ones "
-                             "and ECNAS_PROFILE_PATH; repeatable")
+    add_profile_path(parser)
 
 
 def register(sub: Any) -> None:
     """Add ``ecnas profile`` (validate, list, show, match) and ``ecnas calibrate`` (and
     ``calibrate fit``) to ``sub``."""
-    prof = sub.add_parser("profile", help="check, list and match hardware profiles")
+    prof = sub.add_parser("profile", help="check, list and match hardware profiles",
+                          description="Hardware profiles (idle and peak power, per-core power, "
+                                      "identifiers) as ecnas loads them: check files, list and "
+                                      "show what is loaded, and see which profile a device gets.")
     psub = prof.add_subparsers(dest="profile_command", metavar="SUBCOMMAND",
                                parser_class=type(prof))
     prof.set_defaults(func=lambda args: _usage(prof))
 
-    v = psub.add_parser("validate", help="check profile files; exit 2 naming file, key and reason")
+    v = psub.add_parser("validate", help="check profile files; exit 2 naming file, key and reason",
+                        description="Check profile files against the schema and physical "
+                                    "ranges; each invalid file is named with its key and the "
+                                    "reason, and the exit status is 2 if any is invalid.")
     v.add_argument("files", nargs="+", metavar="FILE",
                    help="profile .toml files (other files, e.g. __init__.py, are skipped)")
     add_json_flag(v)
     v.set_defaults(func=cmd_validate)
 
-    ls = psub.add_parser("list", help="the profiles ecnas loads, in precedence order")
+    ls = psub.add_parser("list", help="the profiles ecnas loads, in precedence order",
+                         description="List the profiles ecnas loads (packaged, "
+                                     "ECNAS_PROFILE_PATH, --profile-path), in precedence order.")
     _add_profile_path(ls)
     add_json_flag(ls)
     ls.set_defaults(func=cmd_list)
 
-    show = psub.add_parser("show", help="one profile, as loaded")
+    show = psub.add_parser("show", help="one profile, as loaded",
+                           description="Print one profile as ecnas loaded it (TOML, or JSON "
+                                       "with --json), with the file it came from.")
     show.add_argument("id", help="profile id, e.g. nvidia-quadro-rtx-6000")
     _add_profile_path(show)
     add_json_flag(show)
     show.set_defaults(func=cmd_show)
 
-    m = psub.add_parser("match", help="which profile a device would get, and why")
-    m.add_argument("--kind", choices=("gpu", "cpu"), required=True)
+    m = psub.add_parser("match", help="which profile a device would get, and why",
+                        description="Which profile a device with this name and PCI id would "
+                                    "get, and why (the identifiers that matched).")
+    m.add_argument("--kind", choices=("gpu", "cpu"), required=True, help="the device's kind")
     m.add_argument("--name", default="", help="board or CPU model name as the driver reports it")
     m.add_argument("--pci-device-id", default=None, help="e.g. 0x1e30")
     _add_profile_path(m)
@@ -95,6 +106,12 @@ def register(sub: Any) -> None:
     c.set_defaults(func=cmd_calibrate)
     csub = c.add_subparsers(dest="calibrate_command", metavar="[fit]",
                             parser_class=type(c))
+    # --out cannot be required=True (``calibrate fit`` takes its own), so the usage line says
+    # it instead of argparse's "[--out …]"; set after add_subparsers, which reads the usage
+    # to name ``calibrate fit``
+    c.usage = ("ecnas calibrate --out PROFILE.toml [options]\n"
+               "       ecnas calibrate fit RUN.run.json --reference FILE.csv --out PROFILE.toml "
+               "[options]")
     f = csub.add_parser("fit", help="fit a kept run against a reference log exported later",
                         description="Fit a run that 'ecnas calibrate --out X.toml' kept in "
                                     "X.run.json against a reference meter's log; the same "

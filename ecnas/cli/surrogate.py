@@ -10,15 +10,17 @@ import argparse
 import math
 import sys
 import time
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
+# registering stays light (``ecnas --help`` imports no numpy or pandas): the surrogate room
+# through its lazy facade and import_module, loaded when a command runs
+import ecnas.surrogate as surrogate_api
+from ecnas.cli._options import add_epochs
 from ecnas.cli._output import add_force_flag, add_json_flag, emit
 from ecnas.errors import InputError
 from ecnas.outputs import check_target
-from ecnas.surrogate import ArchitectureSurrogate
-from ecnas.surrogate.synthetic import derive_device
-from ecnas.surrogate.transfer_eval import evaluate_transfer, screen, summary_text
 
 
 def register(subparsers: Any) -> None:
@@ -29,12 +31,15 @@ def register(subparsers: Any) -> None:
                     "checkpoints, an architecture-only model, conformal intervals.")
     sub = p.add_subparsers(dest="surrogate_command", metavar="SUBCOMMAND",
                            parser_class=type(p))
-    fit = sub.add_parser("fit", help="fit both surrogates on TABLE and write MODEL (npz, no pickle)")
+    fit = sub.add_parser("fit", help="fit both surrogates on TABLE and write MODEL (npz, no pickle)",
+                         description="Fit the extrapolator (short checkpoints → full budget) "
+                                     "and the architecture surrogate (cell → energy, time) on "
+                                     "TABLE, and write both to MODEL (npz + JSON, no pickle).")
     fit.add_argument("table", metavar="TABLE", help="energy table (.parquet/.csv) or EC-NAS data")
     fit.add_argument("--out", required=True, metavar="MODEL", help="model file to write (.npz)")
     add_force_flag(fit)
-    fit.add_argument("--budget", type=int, default=None,
-                     help="budget (epochs) the architecture surrogate learns "
+    add_epochs(fit,
+               help="budget (epochs) the architecture surrogate learns "
                           "(default: the one with most runs measured to it)")
     fit.add_argument("--kind", choices=("auto", "mlp", "linear"), default="auto",
                      help="architecture learner; auto keeps the better of ridge and MLP on "
@@ -45,17 +50,24 @@ def register(subparsers: Any) -> None:
     add_json_flag(fit)
     fit.set_defaults(func=run_fit)
 
-    pr = sub.add_parser("predict", help="energy/time at --budget for every cell and repeat in TABLE")
+    pr = sub.add_parser("predict", help="energy/time at --epochs for every cell and repeat in TABLE",
+                        description="Predict energy (J) and training time at --epochs for every "
+                                    "cell and repeat of TABLE, with intervals; measured "
+                                    "checkpoints are extrapolated, cells without any are "
+                                    "predicted from the architecture.")
     pr.add_argument("model", metavar="MODEL", help="model file written by 'ecnas surrogate fit'")
     pr.add_argument("table", metavar="TABLE",
                     help="table with short checkpoints, or just 'matrix' and 'ops' columns")
-    pr.add_argument("--budget", type=float, required=True, help="target budget in epochs")
+    add_epochs(pr, type=float, required=True, help="target budget in epochs")
     pr.add_argument("--out", required=True, metavar="PRED", help="prediction table (.parquet/.csv)")
     add_force_flag(pr)
     add_json_flag(pr)
     pr.set_defaults(func=run_predict)
 
-    ev = sub.add_parser("evaluate", help="held-out accuracy of both surrogates and the baselines")
+    ev = sub.add_parser("evaluate", help="held-out accuracy of both surrogates and the baselines",
+                        description="Score both surrogates on held-out cells of TABLE against "
+                                    "simple baselines (error, rank correlation, interval "
+                                    "coverage).")
     ev.add_argument("table", metavar="TABLE", help="energy table (.parquet/.csv) or EC-NAS data")
     ev.add_argument("--train-fraction", type=float, default=0.7,
                     help="architectures to fit on; 10%% calibrate, the rest test (default 0.7)")
@@ -70,7 +82,11 @@ def register(subparsers: Any) -> None:
     ev.set_defaults(func=run_evaluate)
 
     tr = sub.add_parser("transfer", help="score cross-device transfer A → B from a few of B's "
-                                         "cells, against two baselines")
+                                         "cells, against two baselines",
+                        description="Score transferring device A's architecture surrogate to "
+                                    "device B from k of B's cells, for each k in --sizes, "
+                                    "against one scale factor and a surrogate of B's cells "
+                                    "alone.")
     tr.add_argument("source", metavar="TABLE_A", help="device A's table (or EC-NAS data)")
     tr.add_argument("target_table", metavar="TABLE_B", nargs="?", default=None,
                     help="device B's table; omitted with --synthetic")
@@ -81,8 +97,9 @@ def register(subparsers: Any) -> None:
                     help="numbers of B's cells to fit on, comma-separated (default 10,20)")
     tr.add_argument("--draws", type=int, default=5, help="seeded draws per size (default 5)")
     tr.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
-    tr.add_argument("--budget", type=int, default=None, help="budget (default: B's most measured)")
-    tr.add_argument("--target", choices=("energy_j", "training_time_s"), default="energy_j")
+    add_epochs(tr, help="budget in epochs (default: B's most measured)")
+    tr.add_argument("--target", choices=("energy_j", "training_time_s"), default="energy_j",
+                    help="the quantity transferred (default energy_j)")
     tr.add_argument("--level", type=float, default=0.9, help="interval coverage (default 0.9)")
     tr.add_argument("--kind", choices=("auto", "mlp", "linear"), default="auto",
                     help="device A's architecture learner (default auto)")
@@ -229,7 +246,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from ecnas.tables.metadata import get_metadata, provenance_entry
 
     if not (math.isfinite(args.budget) and args.budget > 0):
-        raise InputError(f"--budget must be a positive number of epochs, got {args.budget}")
+        raise InputError(f"--epochs must be a positive number of epochs, got {args.budget}")
     _check_out(args, args.model, args.table, table=True)
     model = SurrogateModel.load(args.model)
     table = load_table(args.table, contract=False)
@@ -292,18 +309,20 @@ def run_transfer(args: argparse.Namespace) -> int:
     if not sizes:
         raise InputError("--sizes: give at least one size, such as 10,20")
     table_a = load_table(args.source)
-    table_b = derive_device(table_a) if args.synthetic else load_table(args.target_table)
+    synthetic = import_module("ecnas.surrogate.synthetic")
+    table_b = synthetic.derive_device(table_a) if args.synthetic else load_table(args.target_table)
     # refuse implausible tables before minutes of fitting (evaluate_transfer screens again)
-    screen(table_a, "device A's table")
-    screen(table_b, "device B's table")
+    transfer_eval = import_module("ecnas.surrogate.transfer_eval")
+    transfer_eval.screen(table_a, "device A's table")
+    transfer_eval.screen(table_b, "device B's table")
     _progress(f"fitting device A's architecture surrogate on {len(table_a)} rows")
-    source = ArchitectureSurrogate(kind=args.kind, level=args.level, seed=args.seed).fit(
-        table_a, args.budget)
+    source = surrogate_api.ArchitectureSurrogate(kind=args.kind, level=args.level,
+                                                 seed=args.seed).fit(table_a, args.budget)
     _progress(f"scoring sizes {', '.join(map(str, sizes))}, {args.draws} draw(s) each")
-    ev = evaluate_transfer(table_a, table_b, sizes=sizes, draws=args.draws, seed=args.seed,
-                           budget=source.budget, level=args.level, target=args.target,
-                           source=source, synthetic=args.synthetic)
-    emit(args.json, ev.to_dict(), lambda _d: summary_text(ev))
+    ev = transfer_eval.evaluate_transfer(
+        table_a, table_b, sizes=sizes, draws=args.draws, seed=args.seed, budget=source.budget,
+        level=args.level, target=args.target, source=source, synthetic=args.synthetic)
+    emit(args.json, ev.to_dict(), lambda _d: transfer_eval.summary_text(ev))
     return 0
 
 

@@ -6,7 +6,7 @@
 #
 #   bash scripts/slurm/start.sh            # start (or check) the cluster
 #   bash scripts/slurm/start.sh --install  # first apt-get install the packages if absent
-#   bash scripts/slurm/stop.sh             # stop it, cancelling every job
+#   bash scripts/slurm/stop.sh             # stop it, cancelling the jobs ecnas named (ecnas-*)
 #
 # The node offers the machine's CPUs and ECNAS_SLURM_FAKE_GPUS (default 2) fake GPUs as gres
 # (files under the state folder stand in for /dev/nvidiaN: SLURM sets CUDA_VISIBLE_DEVICES
