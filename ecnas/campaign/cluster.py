@@ -257,7 +257,7 @@ def _recording(job_cls: Any) -> Any:
     coordinator reports the scheduler's own words at once, instead of waiting for workers
     that never come."""
 
-    class Recording(job_cls):  # type: ignore[misc, valid-type]
+    class Recording(job_cls):
         async def _submit_job(self, script_filename: str) -> Any:
             try:
                 return await super()._submit_job(script_filename)

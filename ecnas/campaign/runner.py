@@ -326,7 +326,7 @@ class CampaignSession:
             estimated_energy_j=prog.estimated_j, meters=tuple(sorted(self.meters)),
             wall_time_s=time.monotonic() - self._t_start,
             executor="none" if not total - have else
-            (cluster.kind if cluster else "dask" if self.scheduler else "inline"
+            ((cluster.kind or "cluster") if cluster else "dask" if self.scheduler else "inline"
              if self.workers == 0 else "local"),
             failures=tuple(self.given_up), warnings=tuple(self.warnings),
             left_for_later=len(self.pending))

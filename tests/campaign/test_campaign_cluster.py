@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 from campaign_runfns import campaign_toml
+from cli_inproc import run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from cli_inproc import run_cli
 
 from ecnas.campaign import load_campaign
 from ecnas.campaign.cluster import ClusterSpec, job_name, job_script
