@@ -314,6 +314,28 @@ def check_synetune(work: Path) -> dict[str, Any]:
     return {"cells": len(bb.hyperparameters), "energy_j": float(energy)}
 
 
+def check_search(work: Path) -> dict[str, Any]:
+    """Optuna's multi-objective TPE (``tpe``) over the EC-NAS 5V bundle: every evaluation a
+    distinct architecture of the table, the fraction of the true front within (0, 1]."""
+    import tarfile
+
+    import optuna
+
+    from ecnas.benchmark import Benchmark, write_bundle
+    from ecnas.benchmark.moo import run_search
+    from ecnas.interop import import_ecnas
+
+    with tarfile.open(ROOT / "tests" / "data" / "ec-nas-5v.tar.gz") as tar:
+        tar.extractall(work, filter="data")
+    bench = Benchmark.load(write_bundle(import_ecnas(work / "ec-nas-5v"), work / "b5v"))
+    res = run_search(bench, "tpe", 20, 0)
+    hashes = list(res.trajectory.arch_hash)
+    assert len(hashes) == 20 == len(set(hashes)), hashes
+    frac = float(res.fraction)
+    assert 0 < frac <= 1, frac
+    return {"optuna": optuna.__version__, "evaluations": len(hashes), "fraction": frac}
+
+
 CHECKS = {name[len("check_"):]: fn for name, fn in globals().items()
           if name.startswith("check_") and callable(fn)}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import threading
 import time
 import uuid
 from collections import deque
@@ -73,18 +74,23 @@ class _Slot:
 
 
 def _start_without_sigint(proc: Any) -> None:
-    """Start a run process with SIGINT blocked. Ctrl-C reaches the whole process group, and a
+    """Start a run process with SIGINT ignored. Ctrl-C reaches the whole process group, and a
     run process still importing when it arrives would print its own KeyboardInterrupt
-    traceback; the blocked mask is inherited through spawn's exec, and ``child_main`` ignores
-    SIGINT before it unblocks it (the coordinator alone handles Ctrl-C)."""
-    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+    traceback. An ignored signal stays ignored through spawn's exec and Python's start-up (a
+    blocked mask does not: spawn's child starts with SIGINT unblocked and Python's handler);
+    ``child_main`` ignores it again for good (the coordinator alone handles Ctrl-C).
+
+    The coordinator ignores SIGINT only while the process starts (a fork and exec, about a
+    millisecond): a Ctrl-C in that window is lost, and the next one stops the campaign. Off
+    the main thread, where signal handlers cannot be set, the process starts as it is."""
+    if threading.current_thread() is not threading.main_thread():
         proc.start()
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         proc.start()
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        signal.signal(signal.SIGINT, previous)
 
 
 class LocalExecutor:

@@ -135,9 +135,7 @@ def child_main(task: RunTask, conn: Any, coordinator_pid: int | None = None) -> 
         os._exit(0)
     # Ctrl-C reaches the whole process group: the coordinator alone handles it (and kills the
     # runs), so a run does not print its own KeyboardInterrupt traceback
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if hasattr(signal, "pthread_sigmask"):  # started with SIGINT blocked: see executors
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # started with it ignored: see executors
     if task.gpu is not None:  # before torch is imported, so the run sees only its GPU
         os.environ["CUDA_VISIBLE_DEVICES"] = str(task.gpu)
     result = execute_run(task)

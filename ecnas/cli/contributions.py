@@ -21,10 +21,12 @@ def register(sub: Any) -> None:
                                    "checksums into BUNDLE.tar.gz. Estimated energy is refused "
                                    "without --allow-estimated; exit 1 when a table check fails "
                                    "(nothing written).")
-    k.add_argument("--profile", required=True, type=Path, metavar="PROFILE.toml")
+    k.add_argument("--profile", required=True, type=Path, metavar="PROFILE.toml",
+                   help="the device's hardware profile (one file, e.g. from 'ecnas calibrate')")
     k.add_argument("--table", required=True, type=Path, metavar="TABLE",
                    help="energy table (Parquet or CSV) measured on that device")
-    k.add_argument("--out", required=True, type=Path, metavar="BUNDLE.tar.gz")
+    k.add_argument("--out", required=True, type=Path, metavar="BUNDLE.tar.gz",
+                   help="archive to write")
     k.add_argument("--who", default="", help="contributor (name, lab)")
     k.add_argument("--notes", default="", help="free text for the maintainers")
     k.add_argument("--force", action="store_true", help="overwrite --out if it exists")

@@ -182,12 +182,12 @@ def run_fit(args: argparse.Namespace) -> int:
     _check_level(args.level)
     _check_out(args, args.table)
     table = load_table(args.table)
+    if len(table) == 0:  # before any note: bad input gets its one line only
+        raise InputError(f"{args.table}: the table has no rows: nothing to fit (no model written)")
     shape, shape_note = _shape(args, table)
     _progress(shape_note)
     arch = ArchitectureSurrogate(kind=args.kind, level=args.level, seed=args.seed,
                                  shape=shape, image_size=args.image_size)
-    if len(table) == 0:
-        raise InputError(f"{args.table}: the table has no rows: nothing to fit (no model written)")
     _progress(f"fitting on {len(table)} rows (extrapolator, then architecture surrogate)")
     t0 = time.perf_counter()
     model = SurrogateModel(architecture=arch).fit(table, args.budget, kind=args.kind, level=args.level, seed=args.seed)

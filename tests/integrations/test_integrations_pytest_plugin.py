@@ -27,16 +27,18 @@ def test_energy_fixture_meters_a_test_and_reports_it(pytester):
     assert 'name="energy_estimated"' in xml
 
 
-def test_energy_lands_in_pytest_benchmark_extra_info(pytester):
+def test_energy_lands_in_pytest_benchmark_extra_info(pytester, monkeypatch):
+    # under pytest-xdist this test runs inside a worker, whose marks would make the inner
+    # pytest-benchmark switch itself off: the inner run is a plain one
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
     pytester.makepyfile(
         """
         def test_bench(benchmark, energy):
             benchmark.pedantic(lambda: sum(i * i for i in range(20_000)), rounds=5, iterations=1)
         """
     )
-    result = pytester.runpytest(
-        "--benchmark-json=bench.json"
-    )
+    result = pytester.runpytest("-p", "no:xdist", "--benchmark-json=bench.json")
     result.assert_outcomes(passed=1)
     data = json.loads((pytester.path / "bench.json").read_text())
     info = data["benchmarks"][0]["extra_info"]

@@ -37,7 +37,7 @@ TESTS = ROOT / "tests"
 TORCH = "torch==2.13.0"
 #: the extras users install (``peers`` and ``dev`` are for benchmarks and development)
 EXTRAS = ("prometheus", "dask", "jobqueue", "amd", "pyrapl", "tensorboard", "mlflow",
-          "lightning", "huggingface", "synetune")
+          "lightning", "huggingface", "synetune", "search")
 PARALLEL = 2  # the CI machine's cores; pip is mostly unzip and disk
 RESOLVER_ERROR = "pip's dependency resolver does not currently take into account"
 NOT_FOUND = ("No matching distribution found", "Could not find a version that satisfies")

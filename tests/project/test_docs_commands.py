@@ -52,6 +52,9 @@ def _collect() -> list:
             continue
         for block in blocks:
             marks = [pytest.mark.skip(reason=f"doc-test: skip {block.skip}")] if block.skip else []
+            # a page's blocks build on each other in one clone: one xdist worker runs them all,
+            # in order (scripts/test.sh runs --dist loadgroup)
+            marks.append(pytest.mark.xdist_group(f"docs:{path.as_posix()}"))
             params.append(pytest.param(block, id=block.id, marks=marks))
     return params
 
