@@ -345,17 +345,50 @@ def normalize_pci_id(raw: str) -> str | None:
     return candidate if PCI_RE.match(candidate) else None
 
 
-def loads_profile(text: str, where: str = "<string>", source_path: Path | None = None
-                  ) -> HardwareProfile:
-    """Parse and validate a profile from TOML text; broken TOML or an invalid profile is an
-    :class:`~ecnas.errors.InputError` prefixed with ``where``."""
+#: the deepest nesting of tables and arrays a profile or campaign file may have; far beyond
+#: any real one (3-4), and a fixed rule: whether tomllib's recursion runs out depends on the
+#: interpreter's recursion limit, which other libraries raise
+MAX_TOML_DEPTH = 32
+
+
+def toml_depth(value: object) -> int:
+    """How deeply tables and arrays nest in parsed TOML (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = list(item.values())
+        elif isinstance(item, list):
+            children = item
+        else:
+            deepest = max(deepest, depth)
+            continue
+        deepest = max(deepest, depth + 1)
+        stack.extend((c, depth + 1) for c in children)
+    return deepest
+
+
+def loads_toml(text: str, where: str) -> dict[str, Any]:
+    """``tomllib.loads`` with nesting bounded by :data:`MAX_TOML_DEPTH`: deeper input (a
+    hostile or broken file, e.g. hundreds of '[') is an :class:`~ecnas.errors.InputError`
+    whatever the recursion limit; broken TOML is one too."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{where}: TOML syntax: {exc}") from None
-    except RecursionError:  # e.g. hundreds of nested '[': a hostile or broken file
+    except RecursionError:
         raise InputError(f"{where}: TOML nested too deeply to read") from None
-    return parse_profile(data, where, source_path)
+    if toml_depth(data) > MAX_TOML_DEPTH:
+        raise InputError(f"{where}: TOML nested too deeply to read (more than "
+                         f"{MAX_TOML_DEPTH} levels of tables and arrays)")
+    return data
+
+
+def loads_profile(text: str, where: str = "<string>", source_path: Path | None = None
+                  ) -> HardwareProfile:
+    """Parse and validate a profile from TOML text; broken TOML or an invalid profile is an
+    :class:`~ecnas.errors.InputError` prefixed with ``where``."""
+    return parse_profile(loads_toml(text, where), where, source_path)
 
 
 def validate_file(path: str | Path) -> HardwareProfile:

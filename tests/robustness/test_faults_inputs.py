@@ -372,3 +372,18 @@ def test_hostile_rapl_values_never_kill_the_guard_silently(capsys, tmp_path, mon
     assert any("counter stopped reading" in w or "outside its range" in w
                for w in report["warnings"]), report["warnings"]
     assert snapshot(tmp_path / "sys")  # the tree is still there, untouched by ecnas
+
+
+def test_nested_toml_is_refused_whatever_the_recursion_limit(capsys, tmp_path):
+    """Another library may raise the interpreter's recursion limit (then tomllib reads 500
+    nested arrays without a RecursionError): the depth rule refuses them all the same."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(100_000)
+    try:
+        bad = tmp_path / "bad.toml"
+        bad.write_text(NESTED)
+        for argv in (["profile", "validate", bad], ["run", bad, "--store", tmp_path / "s.sqlite"]):
+            rc, _, err = cli(capsys, *argv)
+            assert rc == 2 and "nested too deeply" in one_line(err), argv
+    finally:
+        sys.setrecursionlimit(limit)
