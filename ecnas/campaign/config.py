@@ -20,7 +20,7 @@ from typing import Any
 
 from ecnas.campaign.cluster_config import ClusterSpec, parse_cluster
 from ecnas.errors import InputError
-from ecnas.profiles.toml_io import MAX_TOML_DEPTH, toml_depth
+from ecnas.profiles.toml_io import check_toml_depth
 from ecnas.space import ModelSpec, enumerate_cells, sample_cells
 from ecnas.tables import read_table
 from ecnas.tracker.carbon import check_carbon_intensity
@@ -143,10 +143,7 @@ def load_campaign(path: str | Path) -> Campaign:
         raise InputError(f"{p}: not valid TOML: {exc}") from None
     except RecursionError:  # e.g. hundreds of nested '[': a hostile or broken file
         raise InputError(f"{p}: TOML nested too deeply to read") from None
-    if toml_depth(data) > MAX_TOML_DEPTH:  # the same rule whatever the recursion limit
-        raise InputError(f"{p}: TOML nested too deeply to read (more than {MAX_TOML_DEPTH} "
-                         "levels of tables and arrays)")
-    return _parse(data, str(p), p.resolve().parent)
+    return _parse(check_toml_depth(data, str(p)), str(p), p.resolve().parent)
 
 
 # -- validation --------------------------------------------------------------------------------

@@ -368,6 +368,15 @@ def toml_depth(value: object) -> int:
     return deepest
 
 
+def check_toml_depth(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """``data`` (parsed TOML) when it nests at most :data:`MAX_TOML_DEPTH` levels, else an
+    :class:`~ecnas.errors.InputError`: the same rule whatever the recursion limit."""
+    if toml_depth(data) > MAX_TOML_DEPTH:
+        raise InputError(f"{where}: TOML nested too deeply to read (more than "
+                         f"{MAX_TOML_DEPTH} levels of tables and arrays)")
+    return data
+
+
 def loads_toml(text: str, where: str) -> dict[str, Any]:
     """``tomllib.loads`` with nesting bounded by :data:`MAX_TOML_DEPTH`: deeper input (a
     hostile or broken file, e.g. hundreds of '[') is an :class:`~ecnas.errors.InputError`
@@ -378,10 +387,7 @@ def loads_toml(text: str, where: str) -> dict[str, Any]:
         raise InputError(f"{where}: TOML syntax: {exc}") from None
     except RecursionError:
         raise InputError(f"{where}: TOML nested too deeply to read") from None
-    if toml_depth(data) > MAX_TOML_DEPTH:
-        raise InputError(f"{where}: TOML nested too deeply to read (more than "
-                         f"{MAX_TOML_DEPTH} levels of tables and arrays)")
-    return data
+    return check_toml_depth(data, where)
 
 
 def loads_profile(text: str, where: str = "<string>", source_path: Path | None = None
