@@ -1,7 +1,7 @@
 """Issue 34's acceptance table on the shipped EC-NAS 5V table: the fraction of the true front's
 hypervolume (energy and 1 − validation accuracy at 4 epochs, min–max scaled over the table,
 reference (1.1, 1.1)) reached after N evaluations, mean of 10 seeds, per algorithm; Optuna's
-TPE at small N with its time per proposal; SH-EMOA over 4/12/36/108 epochs against SEMOA at
+TPE at small N with its time per proposal; Optuna's NSGA-II beside ours; SH-EMOA over 4/12/36/108 epochs against SEMOA at
 equal charged training time; the evolutionary baselines' overhead per evaluation.
 
 Full: python3 -m pytest -q -s benchmarks/bench_search.py (prints the tables; the numbers are
@@ -58,6 +58,22 @@ def test_tpe_at_small_budgets(benchmark, bench):
     benchmark.extra_info.update({"fraction": frac, "ms_per_proposal": per})
     print("\ntpe      " + " ".join(f"N={n}: {f:.3f}" for n, f in frac.items())
           + f"  ({per:.1f} ms per proposal, load {os.getloadavg()[0]:.1f})")
+
+
+def test_optuna_nsga2_cross_check(benchmark, bench):
+    """Optuna's NSGA-II sampler (descriptors, snapped to the nearest unevaluated cell) beside
+    ecnas's nsga2 (the mutation graph): the cross-check of our NSGA-II."""
+    pytest.importorskip("optuna", reason="the cross-check needs ecnas[search]")
+    ns = (25, 50, 100) if QUICK else (25, 50, 100, 250)
+    t0 = time.perf_counter()
+    frac = benchmark.pedantic(_fractions, args=(bench, "optuna_nsga2", ns), rounds=1,
+                              iterations=1)
+    per = (time.perf_counter() - t0) / (len(SEEDS) * max(ns)) * 1e3
+    ours = _fractions(bench, "nsga2", ns)
+    benchmark.extra_info.update({"fraction": frac, "ours": ours, "ms_per_proposal": per})
+    print("\noptuna_nsga2 " + " ".join(f"N={n}: {f:.3f}" for n, f in frac.items())
+          + f"  ({per:.1f} ms per proposal)\nnsga2 (ours) "
+          + " ".join(f"N={n}: {f:.3f}" for n, f in ours.items()))
 
 
 def test_sh_emoa_vs_semoa_at_equal_charged_training_time(benchmark, bench):

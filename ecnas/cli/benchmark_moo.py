@@ -18,7 +18,7 @@ _MOO = "ecnas.benchmark.moo"
 _PROGRESS_PLOT = "ecnas.benchmark.moo.progress_plot"
 _API = "ecnas.benchmark.api"
 _PANDAS = "pandas"
-_ALGORITHMS = ("random", "semoa", "nsga2", "sh_emoa", "tpe")
+_ALGORITHMS = ("random", "semoa", "nsga2", "sh_emoa", "tpe", "optuna_nsga2")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,8 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "true front reached, mean ± sd over seeds at checkpoints.")
     s.add_argument("bench", type=Path, help="bundle folder or EC-NAS TFRecord file")
     s.add_argument("--algorithm", default="semoa",
-                   help=f"one or more (comma-separated) of {', '.join(_ALGORITHMS)}; tpe needs "
-                        "the extra ecnas[search] (default semoa)")
+                   help=f"one or more (comma-separated) of {', '.join(_ALGORITHMS)}; tpe and "
+                        "optuna_nsga2 need the extra ecnas[search] (default semoa)")
     s.add_argument("--evaluations", type=int, default=100,
                    help="evaluations per search (default 100)")
     s.add_argument("--seeds", type=int, default=5, help="seeds 0..K-1 (default 5)")

@@ -1,5 +1,7 @@
 """Model-based multi-objective search: Optuna's multi-objective TPE (optional extra
-``ecnas[search]``), with the benchmark as its objective.
+``ecnas[search]``), with the benchmark as its objective; and Optuna's NSGA-II sampler on the
+same encoding (``optuna_nsga2``), a cross-check of ecnas's own ``nsga2`` against a
+well-kept implementation.
 
 Encoding: TPE models a few continuous descriptors of a cell, each scaled to [0, 1] over the
 benchmark: log trainable parameters, the number of conv3x3, conv1x1 and max-pool vertices, the
@@ -45,19 +47,32 @@ def descriptors(bench: Any) -> np.ndarray:
 def tpe_search(s: Any, mu: int) -> None:
     """Run TPE on the search state ``s`` (``search._Search``; not imported, so the two
     modules stay acyclic) until its budget stops it (``s.evaluate`` raises)."""
+    sampler = optuna.samplers.TPESampler(seed=int(s.rng.integers(2**31)),
+                                         n_startup_trials=min(STARTUP_TRIALS, mu + 2),
+                                         multivariate=True)
+    # the initial design starts at the two corners of the descriptor box (the smallest and the
+    # largest cells), where the extremes of an energy-accuracy front lie, then random trials
+    _optuna_search(s, sampler, corners=True)
+
+
+def nsga2_search(s: Any, mu: int) -> None:
+    """Run Optuna's NSGA-II sampler (population μ, its default crossover and mutation on the
+    descriptors) on the search state ``s``, with the same snapping as :func:`tpe_search`."""
+    sampler = optuna.samplers.NSGAIISampler(population_size=max(2, mu),
+                                            seed=int(s.rng.integers(2**31)))
+    _optuna_search(s, sampler, corners=False)
+
+
+def _optuna_search(s: Any, sampler: Any, *, corners: bool) -> None:
     optuna.logging.set_verbosity(logging.WARNING)
     x = descriptors(s.bench)
     names = [f"d{k}" for k in range(x.shape[1])]
     dists: dict[str, optuna.distributions.BaseDistribution] = {
         n: optuna.distributions.FloatDistribution(0.0, 1.0) for n in names}
-    sampler = optuna.samplers.TPESampler(seed=int(s.rng.integers(2**31)),
-                                         n_startup_trials=min(STARTUP_TRIALS, mu + 2),
-                                         multivariate=True)
     study = optuna.create_study(directions=["minimize"] * len(s.objs), sampler=sampler)
-    # the initial design starts at the two corners of the descriptor box (the smallest and the
-    # largest cells), where the extremes of an energy-accuracy front lie, then random trials
-    for corner in (0.0, 1.0):
-        study.enqueue_trial(dict.fromkeys(names, corner))
+    if corners:
+        for corner in (0.0, 1.0):
+            study.enqueue_trial(dict.fromkeys(names, corner))
     s.values(s.budget)
     seen = s.seen[s.budget]
     while True:

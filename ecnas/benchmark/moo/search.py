@@ -24,11 +24,11 @@ alone. Algorithms:
   with_fidelities` adds them to a one-budget benchmark).
 - ``tpe``: Optuna's multi-objective TPE (optional extra ``ecnas[search]``), see
   :mod:`ecnas.benchmark.moo.model_based`.
+- ``optuna_nsga2``: Optuna's NSGA-II sampler on the same encoding, a cross-check of ``nsga2``.
 """
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import import_module
@@ -37,14 +37,14 @@ from typing import Any
 import numpy as np
 
 from ecnas.benchmark.moo.hypervolume import contributions, hypervolume
+from ecnas.benchmark.moo.mutation import mutation_graph
 from ecnas.benchmark.moo.objectives import Domain, Objective, domain, objectives
 from ecnas.benchmark.moo.pareto import crowding_distance, nondominated_sort, pareto_mask
 from ecnas.benchmark.moo.score import table_hypervolume
 from ecnas.benchmark.moo.trajectory import Trajectory
 from ecnas.errors import InputError
-from ecnas.space import OPS, ModelSpec
 
-ALGORITHMS = ("random", "semoa", "nsga2", "sh_emoa", "tpe")
+ALGORITHMS = ("random", "semoa", "nsga2", "sh_emoa", "tpe", "optuna_nsga2")
 _MODEL_BASED = "ecnas.benchmark.moo.model_based"
 
 
@@ -207,81 +207,28 @@ class _Search:
                     f"{self.budget} epochs was evaluated")
 
     def mutate(self, a: int) -> int:
-        """A single-step mutant of ``a`` (one edge flipped or one interior op changed) in the
-        domain and not yet evaluated, drawn uniformly among those; when none is left (every
-        re-draw would repeat), a fresh architecture."""
-        nb = _neighbours(self.bench, a)
+        """A mutant of ``a`` in the domain and not yet evaluated, drawn uniformly from the first
+        non-empty ring: ``a``'s forward mutants (one edit), its reverse mutants (cells one edit
+        reduces to ``a``), its two-step mutants, then the forward (else the reverse) mutants of a
+        member of the front found so far (Pareto local search); a fresh architecture when every ring
+        is spent. Widening ring by ring keeps the search local while there is anything new
+        nearby, and the reverse ring lets it climb back to large cells (see ``mutation``)."""
+        g = mutation_graph(self.bench)
         self.values(self.budget)
-        nb = nb[self.allowed[nb] & ~self.seen[self.budget][nb]]
-        if len(nb) == 0:
-            # the parent's neighbourhood is spent: mutate a member of the front found so far
-            # (Pareto local search) before falling back to a fresh architecture
-            for f in self.rng.permutation(self.archive_idx):
-                nb = _neighbours(self.bench, int(f))
-                nb = nb[self.allowed[nb] & ~self.seen[self.budget][nb]]
+        fresh = self.allowed & ~self.seen[self.budget]
+        for ring in (g.forward[a], g.reverse[a], g.two_step(a)):
+            nb = ring[fresh[ring]]
+            if len(nb):
+                return int(nb[int(self.rng.integers(len(nb)))])
+        for f in self.rng.permutation(self.archive_idx):
+            for ring in (g.forward[int(f)], g.reverse[int(f)]):
+                nb = ring[fresh[ring]]
                 if len(nb):
-                    break
-            else:
-                return self.fresh()
-        return int(nb[int(self.rng.integers(len(nb)))])
+                    return int(nb[int(self.rng.integers(len(nb)))])
+        return self.fresh()
 
     def pop_points(self, pop: list[int]) -> np.ndarray:
         return self._norm[self.budget][pop]
-
-
-_NEIGHBOURS: weakref.WeakKeyDictionary[Any, dict[int, np.ndarray]] = weakref.WeakKeyDictionary()
-
-
-def _neighbours(bench: Any, a: int) -> np.ndarray:
-    """Benchmark indices of every cell one mutation away from architecture ``a`` (an edge
-    flipped, an interior op changed, or a vertex inserted on a path; pruned, valid and held by
-    the benchmark); computed once
-    per benchmark and architecture, so a run's re-draws cost an array lookup."""
-    cache = _NEIGHBOURS.setdefault(bench, {})
-    got = cache.get(a)
-    if got is not None:
-        return got
-    if -1 not in cache:  # the largest cell the benchmark holds: no insertion beyond it
-        cache[-1] = np.array([max(str(o).count(",") + 1 for o in bench.layout.ops.tolist())])
-    largest = int(cache[-1][0])
-    spec = bench.spec_of(bench.layout.arch_hash[a])
-    n = len(spec.ops)
-    found: set[int] = set()
-    children: list[tuple[np.ndarray, tuple[str, ...]]] = []
-    for i in range(n):
-        for j in range(i + 1, n):
-            m = spec.matrix.copy()
-            m[i, j] = 1 - m[i, j]
-            children.append((m, spec.ops))
-    for v in range(1, n - 1):
-        for op in OPS:
-            if op != spec.ops[v]:
-                children.append((spec.matrix, (*spec.ops[:v], op, *spec.ops[v + 1:])))
-    # insert a vertex (each op) at each position, fed by one earlier vertex and feeding one
-    # later one: single edits on a pruned cell never grow it (a dangling vertex is pruned)
-    for pos in range(1, n if n < largest else 1):
-        for op in OPS:
-            grown = (*spec.ops[:pos], op, *spec.ops[pos:])
-            for i in range(pos):
-                for j in range(pos, n):
-                    m = np.zeros((n + 1, n + 1), dtype=spec.matrix.dtype)
-                    idx = [k if k < pos else k + 1 for k in range(n)]
-                    m[np.ix_(idx, idx)] = spec.matrix
-                    m[i, pos] = 1
-                    m[pos, j + 1] = 1
-                    children.append((m, grown))
-    for m, labels in children:
-        child = ModelSpec(m, list(labels))
-        if not child.valid:
-            continue
-        try:
-            c = bench._arch_index(child)
-        except InputError:  # a valid cell the benchmark does not hold
-            continue
-        if c != a:
-            found.add(int(c))
-    cache[a] = got = np.array(sorted(found), dtype=int)
-    return got
 
 
 def _origins(bench: Any) -> Callable[[int, int], str]:
@@ -439,7 +386,9 @@ def run_search(bench: Any, algorithm: str, evaluations: int, seed: int, *,
     stopped: str | None = None
     try:
         if algorithm == "tpe":
-            _model_based().tpe_search(s, mu)
+            _model_based(algorithm).tpe_search(s, mu)
+        elif algorithm == "optuna_nsga2":
+            _model_based(algorithm).nsga2_search(s, mu)
         else:
             _ALGOS[algorithm](s, mu)
     except _Stop as why:
@@ -457,12 +406,12 @@ def run_search(bench: Any, algorithm: str, evaluations: int, seed: int, *,
                         stopped, s.traj.build())
 
 
-def _model_based() -> Any:
+def _model_based(algorithm: str) -> Any:
     try:
         return import_module(_MODEL_BASED)
     except ImportError as e:
-        raise InputError(f"algorithm='tpe' needs Optuna ({e}): pip install 'ecnas[search]'") \
-            from None
+        raise InputError(f"algorithm={algorithm!r} needs Optuna ({e}): "
+                         "pip install 'ecnas[search]'") from None
 
 
 def _objectives(names: tuple[str, ...]) -> tuple[Objective, ...]:
