@@ -45,7 +45,7 @@ def test_fraction_of_true_front_by_evaluations(benchmark, bench, algorithm):
     per_eval_ms = (time.perf_counter() - t0) / (len(SEEDS) * max(NS)) * 1e3
     benchmark.extra_info.update({"fraction": frac, "ms_per_evaluation": per_eval_ms,
                                  "seeds": len(SEEDS), "loadavg": os.getloadavg()[0]})
-    print(f"\n{algorithm:8s} " + " ".join(f"N={n}: {f:.3f}" for n, f in frac.items())
+    print(f"\n{algorithm:8s} " + " ".join(f"N={n}: {f:.4f}" for n, f in frac.items())
           + f"  ({per_eval_ms:.3f} ms/evaluation incl. the benchmark lookups, load "
             f"{os.getloadavg()[0]:.1f})")
 
@@ -56,7 +56,7 @@ def test_tpe_at_small_budgets(benchmark, bench):
     frac = benchmark.pedantic(_fractions, args=(bench, "tpe", TPE_NS), rounds=1, iterations=1)
     per = (time.perf_counter() - t0) / (len(SEEDS) * max(TPE_NS)) * 1e3
     benchmark.extra_info.update({"fraction": frac, "ms_per_proposal": per})
-    print("\ntpe      " + " ".join(f"N={n}: {f:.3f}" for n, f in frac.items())
+    print("\ntpe      " + " ".join(f"N={n}: {f:.4f}" for n, f in frac.items())
           + f"  ({per:.1f} ms per proposal, load {os.getloadavg()[0]:.1f})")
 
 
@@ -71,7 +71,7 @@ def test_optuna_nsga2_cross_check(benchmark, bench):
     per = (time.perf_counter() - t0) / (len(SEEDS) * max(ns)) * 1e3
     ours = _fractions(bench, "nsga2", ns)
     benchmark.extra_info.update({"fraction": frac, "ours": ours, "ms_per_proposal": per})
-    print("\noptuna_nsga2 " + " ".join(f"N={n}: {f:.3f}" for n, f in frac.items())
+    print("\noptuna_nsga2 " + " ".join(f"N={n}: {f:.4f}" for n, f in frac.items())
           + f"  ({per:.1f} ms per proposal)\nnsga2 (ours) "
           + " ".join(f"N={n}: {f:.3f}" for n, f in ours.items()))
 
@@ -94,3 +94,55 @@ def test_sh_emoa_vs_semoa_at_equal_charged_training_time(benchmark, bench):
           "(share of training every cell at 108 epochs):")
     for share, v in res.items():
         print(f"  {share:>5.0%}: sh_emoa {v['sh_emoa']:.4f}  semoa {v['semoa']:.4f}")
+
+
+def _found_at(bench, loss_points, runs):
+    """The cheapest cell within ``loss_points`` of the most accurate one, and per run the first
+    evaluation at which a cell as good (as accurate, no costlier) was evaluated (None: not)."""
+    arr = bench.arrays(4)
+    acc, energy = np.asarray(arr["validation_accuracy"]), np.asarray(arr["energy_j"])
+    ok = np.isfinite(acc) & np.isfinite(energy)
+    best = np.nanmax(acc[ok])
+    within = ok & (acc >= best - loss_points / 100)
+    target = int(np.flatnonzero(within)[np.argmin(energy[within])])
+    t_acc, t_e = acc[target], energy[target]
+    found = []
+    for r in runs:
+        v = r.trajectory.values
+        hit = np.flatnonzero((v[:, 1] >= t_acc) & (v[:, 0] <= t_e))
+        found.append(int(hit[0]) + 1 if len(hit) else None)
+    return str(arr["arch_hash"][target]), float(t_acc), float(t_e), found
+
+
+def test_finding_energy_saved_and_when_each_search_found_it(benchmark, bench):
+    """docs/search.md's "finding" table: energy saved at <= 0.5, 1 and 2 accuracy points below
+    the most accurate cell, and after how many evaluations each search first held it."""
+    algos = {"random": 1000, "semoa": 1000, "nsga2": 1000}
+    try:
+        import optuna  # noqa: F401
+
+        algos["tpe"] = 100
+    except ImportError:
+        pass
+
+    def run():
+        return {a: [run_search(bench, a, n, s, budget=4) for s in SEEDS]
+                for a, n in algos.items()}
+
+    runs = benchmark.pedantic(run, rounds=1, iterations=1)
+    arr = bench.arrays(4)
+    e_best = float(np.asarray(arr["energy_j"])[np.nanargmax(arr["validation_accuracy"])])
+    out = {}
+    for loss in (0.5, 1.0, 2.0):
+        rows = {a: _found_at(bench, loss, rs) for a, rs in runs.items()}
+        h, acc, e, _ = next(iter(rows.values()))
+        out[loss] = {"cell": h, "accuracy": acc, "energy_j": e, "saved": 1 - e / e_best,
+                     "found": {a: r[3] for a, r in rows.items()}}
+        cells = []
+        for a, r in rows.items():
+            hit = [x for x in r[3] if x is not None]
+            med = f", median {np.median(hit):g} ({min(hit)}-{max(hit)})" if hit else ""
+            cells.append(f"{a} ({algos[a]}): {len(hit)}/{len(SEEDS)}{med}")
+        print(f"\n<= {loss:g} points: {h[:8]} {100 * acc:.2f} % {e / 1e3:.1f} kJ, saved "
+              f"{100 * (1 - e / e_best):.1f} %; " + "; ".join(cells))
+    benchmark.extra_info["finding"] = {str(k): v for k, v in out.items()}
