@@ -5,17 +5,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 from ecnas.cli._metrics import add_metrics_flags, start_exporter
 from ecnas.cli._options import add_profile_path
 from ecnas.cli._output import add_force_flag, add_json_flag, emit
 from ecnas.errors import InputError
-from ecnas.meters.registry import create_meters, default_meters
-from ecnas.monitor.command import ReportNotWritten, run_command
-from ecnas.monitor.distributed import Topology, node_identity
-from ecnas.monitor.hardware import hardware_summary
 from ecnas.outputs import check_target
+
+if TYPE_CHECKING:
+    from ecnas.monitor.distributed import Topology
 
 
 def register(sub: Any) -> None:
@@ -68,7 +68,8 @@ def register(sub: Any) -> None:
 def cmd_hardware(args: argparse.Namespace) -> int:
     """``ecnas hardware``: every meter's status with its reason and fix, and each device's
     matched profile."""
-    summary = hardware_summary(include_psys=args.psys, profile_paths=args.profiles)
+    summary = import_module("ecnas.monitor.hardware").hardware_summary(
+        include_psys=args.psys, profile_paths=args.profiles)
     emit(args.json, summary, _hardware_text)
     return 0
 
@@ -102,6 +103,10 @@ def cmd_measure(args: argparse.Namespace) -> int:
         # before CMD runs (perhaps for hours); never over a file CMD names (its script)
         check_target(args.out, force=args.force,
                      inputs=[a for a in cmd if os.path.isfile(a)])
+    # the meters and the monitor load here, not at registering (ecnas --help stays light)
+    registry = import_module("ecnas.meters.registry")
+    command = import_module("ecnas.monitor.command")
+    create_meters, default_meters = registry.create_meters, registry.default_meters
     meters = None
     names: list[str] = []
     if args.meters:
@@ -118,11 +123,11 @@ def cmd_measure(args: argparse.Namespace) -> int:
                               meters=own)
     topo = _gather_topology(args)
     try:
-        result = run_command(cmd, meters=meters, name=args.name, out=args.out,
+        result = command.run_command(cmd, meters=meters, name=args.name, out=args.out,
                              idle_subtract=args.idle_subtract, profile_paths=args.profiles,
                              gather=args.gather, topo=topo, rendezvous=args.rendezvous,
                              timeout=args.gather_timeout)
-    except ReportNotWritten as exc:
+    except command.ReportNotWritten as exc:
         # CMD ran: its report goes to stdout and its exit status is kept (2 if it was 0)
         emit(args.json, exc.result.report.to_dict(), _measure_text)
         print(f"ecnas measure: error: {exc} (the report is on stdout)", file=sys.stderr)
@@ -148,7 +153,9 @@ def _gather_topology(args: argparse.Namespace) -> Topology | None:
         raise InputError(f"--gather-timeout {args.gather_timeout}: a positive number of seconds")
     if not 0 <= args.node_rank < args.nodes:
         raise InputError(f"--node-rank {args.node_rank}: must be 0 to {args.nodes - 1}")
-    return Topology(args.node_rank, args.nodes, 0, 1, node_identity(), "ecnas measure")
+    distributed = import_module("ecnas.monitor.distributed")
+    return distributed.Topology(args.node_rank, args.nodes, 0, 1, distributed.node_identity(),
+                                "ecnas measure")
 
 
 def _measure_text(d: dict[str, Any]) -> str:

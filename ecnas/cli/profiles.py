@@ -1,24 +1,29 @@
 """``ecnas profile validate|list|show|match`` and ``ecnas calibrate``.
 
-Registering is argparse only. The profiles room (light) is imported with this module; the
-calibration procedure and the bundle maker only when their command runs.
+Registering is argparse only: the profiles room, the calibration record and procedure are
+imported when their command runs (``ecnas --help`` imports none of them).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from ecnas.calibration.recording import is_record_file, read_record, run_path_for
 from ecnas.cli._options import add_profile_path
 from ecnas.cli._output import add_json_flag, emit
 from ecnas.errors import InputError
-from ecnas.meters.base import DeviceInfo
 from ecnas.outputs import check_target
-from ecnas.profiles import dumps_profile, get_profile, load_profiles, match_device, write_profile
-from ecnas.profiles.check_files import validate_files
+
+
+def _profiles() -> Any:
+    return import_module("ecnas.profiles")
+
+
+def _recording() -> Any:
+    return import_module("ecnas.calibration.recording")
 
 
 def _add_profile_path(parser: argparse.ArgumentParser) -> None:
@@ -154,7 +159,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     """``ecnas profile validate``: check profile files; exit status 2 naming file, key and
     reason when one is invalid."""
-    report = validate_files(args.files)
+    report = import_module("ecnas.profiles.check_files").validate_files(args.files)
     emit(args.json, report.to_dict(), _validate_text)
     if not args.json:
         for line in report.errors:
@@ -173,7 +178,7 @@ def _validate_text(d: dict) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """``ecnas profile list``: the profiles ecnas loads, in precedence order."""
-    profiles = load_profiles(args.profile_path)
+    profiles = _profiles().load_profiles(args.profile_path)
     rows = [{"id": p.id, "kind": p.kind, "name": p.name, "tdp_w": p.tdp_w,
              "calibrated": p.calibrated,
              "source_path": str(p.source_path) if p.source_path else None} for p in profiles]
@@ -186,11 +191,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     """``ecnas profile show``: one profile as loaded, in TOML (or JSON)."""
-    profile = get_profile(args.id, args.profile_path)
+    profiles = _profiles()
+    profile = profiles.get_profile(args.id, args.profile_path)
     if profile is None:
         raise InputError(f"no profile with id {args.id!r} (see 'ecnas profile list')")
     emit(args.json, profile.to_dict(),
-         lambda d: f"# from {d['source_path']}\n" + dumps_profile(profile))
+         lambda d: f"# from {d['source_path']}\n" + profiles.dumps_profile(profile))
     return 0
 
 
@@ -198,9 +204,9 @@ def cmd_match(args: argparse.Namespace) -> int:
     """``ecnas profile match``: which profile a GPU or CPU of the given name and PCI id would
     get, and why."""
     domain = "gpu:0" if args.kind == "gpu" else "cpu:0/package"
-    device = DeviceInfo(domain=domain, kind=args.kind, name=args.name,
+    device = import_module("ecnas.meters.base").DeviceInfo(domain=domain, kind=args.kind, name=args.name,
                         pci_device_id=args.pci_device_id)
-    match = match_device(device, args.profile_path)
+    match = _profiles().match_device(device, args.profile_path)
     emit(args.json, match.to_dict(),
          lambda d: f"{d['profile'] or 'no profile'}: {d['reason']}")
     return 0
@@ -236,9 +242,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from ecnas.calibration.procedure import CalibrationOptions, calibrate
     from ecnas.calibration.reference import check_reference_path
 
+    recording, profiles = _recording(), _profiles()
+    is_record_file = recording.is_record_file
     inputs = (args.reference,) if args.reference is not None else ()
     out = _profile_target(args.out, args.force, inputs)
-    run_path = None if args.estimate else run_path_for(out)
+    run_path = None if args.estimate else recording.run_path_for(out)
     if run_path is not None and run_path.exists():
         if not args.force:
             raise InputError(f"--out: {run_path} (the run kept beside the profile) exists "
@@ -254,11 +262,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     fit = _fit_options(args)
     if args.reference is not None and not args.estimate:
         check_reference_path(args.reference)
-    profiles = load_profiles(args.profile_path)
-    run = calibrate(args.kind, domain=args.domain, estimate=args.estimate, profiles=profiles,
-                    options=options, reference=args.reference, fit=fit, record_path=run_path,
+    run = calibrate(args.kind, domain=args.domain, estimate=args.estimate,
+                    profiles=profiles.load_profiles(args.profile_path), options=options, reference=args.reference, fit=fit, record_path=run_path,
                     progress=_progress)
-    write_profile(run.profile, out)
+    profiles.write_profile(run.profile, out)
     result = run.to_dict()
     result["out"] = str(out)
     result["run"] = str(run_path) if run.record is not None else None
@@ -273,9 +280,9 @@ def cmd_calibrate_fit(args: argparse.Namespace) -> int:
 
     out = _profile_target(args.out, args.force, (args.run, args.reference))
     fit = _fit_options(args)
-    record = read_record(args.run)
+    record = _recording().read_record(args.run)
     run = fit_record(record, args.reference, fit, progress=_progress)
-    write_profile(run.profile, out)
+    _profiles().write_profile(run.profile, out)
     result = run.to_dict()
     result["out"] = str(out)
     result["run"] = str(args.run)

@@ -9,12 +9,11 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from importlib import import_module
 from typing import Any
 
 from ecnas.cli._output import add_force_flag, add_json_flag, emit
 from ecnas.errors import InputError
-from ecnas.monitor import default_monitor
-from ecnas.trainer.recipe import MAX_REPEATS
 
 
 def register(subparsers: Any) -> None:
@@ -112,9 +111,10 @@ def run_train(args: argparse.Namespace) -> int:
 
     if args.repeats < 1:
         raise InputError(f"--repeats must be a positive integer, got {args.repeats}")
-    if args.repeat + args.repeats - 1 > MAX_REPEATS:  # before the first run, not at run 101
+    max_repeats = import_module("ecnas.trainer.recipe").MAX_REPEATS
+    if args.repeat + args.repeats - 1 > max_repeats:  # before the first run, not at run 101
         raise InputError(f"--repeat {args.repeat} --repeats {args.repeats}: repeats go up to "
-                         f"{MAX_REPEATS}")
+                         f"{max_repeats}")
     base = dict(matrix=args.matrix, ops=args.ops, budget_epochs=args.epochs, seed=args.seed,
                 dataset=args.dataset, data_dir=args.data_dir, stem_channels=args.stem_channels,
                 num_stacks=args.stacks, cells_per_stack=args.cells_per_stack,
@@ -137,7 +137,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     rows: list[dict] = []
     warmups: list[dict] = []
-    monitor = default_monitor()  # the process's one Monitor
+    monitor = import_module("ecnas.monitor").default_monitor()  # the process's one Monitor
     reasons = [f"{s.meter}: {s.reason}" for s in monitor.statuses()
                if s.status.value == "estimated"]
     meters = [s.meter for s in monitor.statuses()]

@@ -87,6 +87,7 @@ def clones(tmp_path_factory: pytest.TempPathFactory):
         return made[doc]
 
     clone_for.bin_dir = bin_dir  # type: ignore[attr-defined]
+    clone_for.ran = set()  # type: ignore[attr-defined]  # ids of the blocks run in their clone
     return clone_for
 
 
@@ -229,9 +230,21 @@ def test_a_failing_line_fails_the_block_and_leftovers_are_ended(tmp_path: Path) 
 @pytest.mark.parametrize("block", BLOCKS)
 def test_shell_block_runs(block: Block, clones, tmp_path: Path) -> None:
     clone = clones(block.path)
-    rc, elapsed, output = _run_script(block.script, clone,
-                                      _env(clone, clones.bin_dir, tmp_path), tmp_path)
-    label = "quick variant of " if block.quick else ""
-    assert rc == 0, (f"{label}{block.id} "
-                     f"{'timed out' if rc is None else f'exited {rc}'} after {elapsed:.0f} s:\n"
-                     f"--- script\n{block.script}--- output (last 4000 chars)\n{output[-4000:]}")
+    # a block builds on the page's earlier blocks (files they wrote): any of them not yet run in
+    # this clone (the page's blocks split over workers, or a fixture set up anew) runs first,
+    # so a block's outcome never depends on how the tests were scheduled
+    earlier = [b for b in (p.values[0] for p in BLOCKS)
+               if b is not None and b.path == block.path and b.line < block.line
+               and not b.skip and b.id not in clones.ran]
+    for step in [*earlier, block]:
+        scratch = tmp_path / f"block-{step.line}"
+        scratch.mkdir()
+        rc, elapsed, output = _run_script(step.script, clone,
+                                          _env(clone, clones.bin_dir, scratch), scratch)
+        clones.ran.add(step.id)
+        label = ("quick variant of " if step.quick else "") + \
+            ("" if step is block else f"(run before {block.id}) ")
+        assert rc == 0, (f"{label}{step.id} "
+                         f"{'timed out' if rc is None else f'exited {rc}'} after {elapsed:.0f} s:\n"
+                         f"--- script\n{step.script}--- output (last 4000 chars)\n"
+                         f"{output[-4000:]}")
