@@ -184,17 +184,17 @@ def _check_store(store: Path, toml: Path, node: str) -> dict[str, dict]:
 # -- the acceptance path --------------------------------------------------------------------------
 
 def test_campaign_on_two_slurm_jobs_gives_the_local_rows(slurm, tmp_path: Path) -> None:
-    """The real trainer: 6 runs on 2 SLURM worker jobs, rows as the local executor's."""
+    """The real trainer: 4 runs on 2 SLURM worker jobs, rows as the local executor's."""
     import pandas as pd
 
-    toml = campaign_toml(tmp_path / "c.toml", count=3, repeats=2,
+    toml = campaign_toml(tmp_path / "c.toml", count=2, repeats=2,
                          extra_recipe="checkpoints = [0, 1]")
     store = tmp_path / "slurm.sqlite"
     proc = subprocess.run(_run_cmd(toml, store), capture_output=True, text=True, timeout=400,
                           env=_env())
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
-    assert summary["executor"] == "slurm" and summary["done"] == summary["total"] == 6
+    assert summary["executor"] == "slurm" and summary["done"] == summary["total"] == 4
     assert "2 SLURM worker job(s)" in proc.stderr
     prov = _check_store(store, toml, slurm["node"])
     jobs = {p["cluster_job"]["job_id"] for p in prov.values()}
