@@ -24,6 +24,7 @@ import numpy as np
 
 from ecnas.errors import InputError
 from ecnas.space import OPS, ModelSpec
+from ecnas.space.spec import MAX_EDGES
 
 
 @dataclass(frozen=True)
@@ -55,15 +56,17 @@ def mutation_graph(bench: Any) -> MutationGraph:
 
 def _build(bench: Any) -> MutationGraph:
     lay = bench.layout
-    cells = [_cell(str(m), str(o)) for m, o in zip(lay.matrix.tolist(), lay.ops.tolist(),
-                                                   strict=True)]
-    largest = max(len(ops) for _, ops in cells)
     index = dict(bench._spec_index)  # pruned key -> index; misses resolved once via the hash
+    matrices, op_lists = lay.matrix.tolist(), lay.ops.tolist()
+    largest = max(str(o).count(",") + 1 for o in op_lists)
     forward: list[np.ndarray] = []
-    for a, (rows, ops) in enumerate(cells):
+    for a, (matrix, op_text) in enumerate(zip(matrices, op_lists, strict=True)):
+        rows, ops = _cell(str(matrix), str(op_text))
         found: set[int] = set()
         for child_rows, child_ops in _edits(rows, ops, largest):
-            key = _pruned_key(child_rows, child_ops)
+            # an op changed leaves the (pruned) graph as it is: its key needs no pruning
+            key = (f"{matrix}|{','.join(child_ops)}" if child_rows is rows
+                   else _pruned_key(child_rows, child_ops))
             if key is None:
                 continue
             c = index.get(key)
@@ -72,7 +75,7 @@ def _build(bench: Any) -> MutationGraph:
             if c >= 0 and c != a:
                 found.add(c)
         forward.append(np.array(sorted(found), dtype=int))
-    reverse_sets: list[list[int]] = [[] for _ in cells]
+    reverse_sets: list[list[int]] = [[] for _ in forward]
     for a, nb in enumerate(forward):
         for b in nb.tolist():
             reverse_sets[b].append(a)
@@ -134,7 +137,11 @@ def _pruned_key(rows: tuple[int, ...], ops: tuple[str, ...]) -> str | None:
     for v in range(n - 2, -1, -1):
         if rows[v] & back:
             back |= 1 << v
-    keep = [v for v in range(n) if (reach & back) >> v & 1]
+    both = reach & back
+    if both == (1 << n) - 1:  # nothing pruned (most edits): each row's bits, lowest first
+        bits = "".join(format(r, f"0{n}b")[::-1] for r in rows)
+        return bits + "|" + ",".join(ops)
+    keep = [v for v in range(n) if both >> v & 1]
     bits = "".join("1" if rows[i] >> j & 1 else "0" for i in keep for j in keep)
     return bits + "|" + ",".join(ops[v] for v in keep)
 
@@ -143,6 +150,8 @@ def _by_hash(bench: Any, key: str) -> int:
     """Index of a pruned cell the table stores in another vertex order; -1 when the benchmark
     does not hold it (or it breaks the space's rules)."""
     bits, ops = key.split("|")
+    if bits.count("1") > MAX_EDGES:  # breaks the space's rules: no need to build it
+        return -1
     spec = ModelSpec(bits, ops)
     if not spec.valid:
         return -1
