@@ -17,6 +17,8 @@ from cli_inproc import run_cli
 from ecnas.cli import build_parser
 
 HEAVY = ("numpy", "pandas", "torch", "scipy", "matplotlib", "dask", "pyarrow", "sklearn")
+ROOMS = ("meters", "monitor", "profiles", "campaign", "trainer", "calibration", "tables",
+         "benchmark", "contributions", "gpucheck", "interop", "tracker", "space")
 
 
 def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
@@ -91,6 +93,9 @@ def test_ecnas_help_imports_no_numpy_pandas_or_torch() -> None:
     assert "ecnas.cli" in modules  # the trace is there
     heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY)
     assert heavy == [], f"ecnas --help imports {heavy[:10]}"
+    # nor any room's modules: each handler imports its room when it runs
+    rooms = sorted(m for m in modules if m.startswith("ecnas.") and m.split(".")[1] in ROOMS)
+    assert rooms == [], f"ecnas --help imports {rooms[:10]}"
 
 
 def test_calibrate_usage_says_out_is_needed() -> None:
