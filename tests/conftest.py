@@ -31,6 +31,23 @@ if os.environ.get("ECNAS_TEST_SPAWN_LOG"):
     sys.addaudithook(_audit)  # cannot be removed; only set when the count is asked for
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse ``--dist loadgroup`` where it would not group: pytest 9.2 and later with
+    pytest-xdist up to 3.8 drop every ``xdist_group`` mark without a word (pytest-xdist issue
+    1386), and the tests that share SLURM's queue or build on a docs page's earlier blocks
+    would then run on several workers at once."""
+    if getattr(config.option, "dist", "no") != "loadgroup" or pytest.version_tuple[:2] < (9, 2):
+        return
+    from importlib.metadata import version
+
+    xdist = tuple(int(p) for p in version("pytest-xdist").split(".")[:2] if p.isdigit())
+    if xdist <= (3, 8):
+        raise pytest.UsageError(
+            f"pytest {pytest.__version__} with pytest-xdist {version('pytest-xdist')} ignores "
+            "xdist_group marks under --dist loadgroup (pytest-xdist issue 1386): "
+            "pip install 'pytest<9.2' (what ecnas[dev] asks for)")
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     """With ``ECNAS_TEST_SPAWN_LOG``, log the tests that started a process (setup included)."""
