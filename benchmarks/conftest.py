@@ -1,7 +1,10 @@
-"""Shared benchmark fixtures: the real EC-NAS 5V tree, unpacked once per session."""
+"""Shared benchmark fixtures: the real EC-NAS 5V tree, unpacked once per session; the written
+ledger and the profile-match cache in folders of the session, so that the benchmarks touch
+nothing outside the clone and the temporary folder (as tests/conftest.py does for the tests)."""
 
 from __future__ import annotations
 
+import os
 import tarfile
 from pathlib import Path
 
@@ -16,3 +19,19 @@ def ecnas_5v_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with tarfile.open(DATA) as tar:
         tar.extractall(root, filter="data")
     return root / "ec-nas-5v"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _written_ledger(tmp_path_factory: pytest.TempPathFactory):
+    """``ECNAS_STATE_DIR`` (what ``--force`` may replace) and ``ECNAS_CACHE_DIR`` (profile
+    matches) in the session's temporary folder, not ~/.local/state and ~/.cache; the
+    benchmarks' subprocesses inherit both. A cache folder the user set is kept."""
+    saved = {k: os.environ.get(k) for k in ("ECNAS_STATE_DIR", "ECNAS_CACHE_DIR")}
+    os.environ.setdefault("ECNAS_CACHE_DIR", str(tmp_path_factory.mktemp("ecnas-cache")))
+    os.environ["ECNAS_STATE_DIR"] = str(tmp_path_factory.mktemp("ecnas-state"))
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
