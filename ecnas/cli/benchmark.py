@@ -98,8 +98,10 @@ def _export(args: argparse.Namespace) -> int:
         out = write_bundle(table, args.out, license=args.license or DEFAULT_LICENSE,
                            citation=args.citation or DEFAULT_CITATION, overwrite=args.force)
         m = read_manifest(out)
+        unknown = import_module("ecnas.tables.metadata").get_metadata(table) \
+            .get("estimated_unknown")
         obj = {"path": str(out), "format": "bundle", "rows": m["row_counts"]["rows"],
-               "rows_estimated": int(table["estimated"].astype(bool).sum()),
+               "rows_estimated": None if unknown else int(table["estimated"].astype(bool).sum()),
                "runs": m["row_counts"]["runs"], "architectures": m["row_counts"]["architectures"],
                "rows_by_source": m["row_counts"]["rows_by_source"], "budgets": m["budgets"],
                "devices": [d["id"] for d in m["devices"]],
@@ -108,7 +110,8 @@ def _export(args: argparse.Namespace) -> int:
         def text(o: dict[str, Any]) -> str:
             src = ", ".join(f"{v} {k}" for k, v in o["rows_by_source"].items() if v)
             est = o["rows_estimated"]
-            kind = (f"{est} estimated" if est == o["rows"] else "none estimated" if not est
+            kind = ("measured or estimated unknown" if est is None
+                    else f"{est} estimated" if est == o["rows"] else "none estimated" if not est
                     else f"{est} estimated, {o['rows'] - est} not")
             return (f"wrote bundle {o['path']}: {o['architectures']} architectures, {o['runs']} runs, "
                     f"{o['rows']} rows (source: {src}; energy: {kind}), budgets {o['budgets']}, devices "
@@ -122,7 +125,8 @@ def _export(args: argparse.Namespace) -> int:
         def text(o: dict[str, Any]) -> str:
             skipped = ", ".join(f"{v} {k}" for k, v in o["skipped_runs"].items())
             est = o["records_estimated"]
-            kind = ("all measured" if not est else f"all {est} estimated"
+            kind = ("measured or estimated: unknown" if o.get("records_unknown")
+                    else "all measured" if not est else f"all {est} estimated"
                     if est == o["records"] else f"{est} estimated")
             return (f"wrote {o['records']} EC-NAS records ({kind}; flags in {o['sidecar']}) to "
                     f"{o['path']} (energy in kWh with PUE {o['pue_reapplied']} re-applied)"

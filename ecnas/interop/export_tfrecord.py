@@ -61,12 +61,15 @@ class ExportReport:
     pue: float = 1.0
     records_estimated: int = 0
     sidecar: str = ""
+    records_unknown: int = 0  # measured or estimated: the table does not know
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain data, for ``ecnas export --json``."""
         return {"path": self.path, "format": "ecnas-tfrecord", "records": self.records,
                 "records_estimated": self.records_estimated,
-                "records_measured": self.records - self.records_estimated,
+                "records_unknown": self.records_unknown,
+                "records_measured": self.records - self.records_estimated
+                - self.records_unknown,
                 "sidecar": self.sidecar, "skipped_runs": dict(self.skipped_runs),
                 "checkpoints_dropped": self.checkpoints_dropped, "pue_reapplied": self.pue}
 
@@ -188,6 +191,17 @@ def export_ecnas_tfrecord(table: Any, path: str | Path, *,
     name_cache: dict[str, str] = {}
     excluded_set = set(excluded.tolist())
     estimated = df["estimated"].to_numpy(dtype=bool)
+    # a table imported from a TFRecord without its sidecar does not know: its runs are never
+    # written out as measured (the sidecar says unknown), and need the same flag as estimates
+    unknown = meta.get("estimated_unknown")
+    if unknown and not allow_estimated:
+        why = unknown.get("because", "the source does not say") if isinstance(unknown, dict) \
+            else "the source does not say"
+        raise InputError(
+            f"whether the energy of these runs was measured or estimated is unknown ({why}) and "
+            "EC-NAS's TFRecord has no field to say so: pass --allow-estimated to export them "
+            f"anyway (the sidecar {sidecar_path(path).name} then says unknown), or export a "
+            "bundle, which keeps it")
     est_runs = np.unique(run_id[estimated & keep])
     if est_runs.size and not allow_estimated:
         total = int(np.unique(run_id[keep]).size)
@@ -215,7 +229,7 @@ def export_ecnas_tfrecord(table: Any, path: str | Path, *,
                              _profile_name(str(device_ids[i]), name_cache))
             entries.append({"arch_hash": str(hashes[i]), "epochs": int(budgets[i]),
                             "repeat": int(repeats[i]), "device": str(device_ids[i]),
-                            "estimated": bool(estimated[rows].any()),
+                            "estimated": None if unknown else bool(estimated[rows].any()),
                             "source": str(sources[i])})
             yield EcnasRecord(str(hashes[i]), int(budgets[i]), str(mats[i]), str(opss[i]), m).to_bytes()
 
@@ -239,5 +253,6 @@ def export_ecnas_tfrecord(table: Any, path: str | Path, *,
                          estimated_because=[str(b) for b in because]
                          if isinstance(because, (list, tuple)) else [])
     n_est = sum(1 for e in entries if e["estimated"])
+    n_unknown = sum(1 for e in entries if e["estimated"] is None)
     return ExportReport(str(out), count, {k: v for k, v in skipped.items() if v}, dropped, pue,
-                        n_est, str(side))
+                        n_est, str(side), n_unknown)

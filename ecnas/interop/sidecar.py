@@ -93,6 +93,9 @@ def read_sidecar(tfrecord: str | Path, n_records: int) -> Sidecar:
         return Sidecar(None, f"{side.name} lists {len(entries) if isinstance(entries, list) else 0}"
                              f" records, the file holds {n_records}")
     meters = tuple(str(m) for m in doc.get("meters") or ())
+    if any(isinstance(e, dict) and e.get("estimated", False) is None for e in entries):
+        # written from a table that did not know either: it stays unknown
+        return Sidecar(None, f"{side.name} says measured or estimated is unknown")
     try:
         flags = tuple(RecordFlags(bool(e["estimated"]), str(e.get("source", "measured")), meters)
                       for e in entries)

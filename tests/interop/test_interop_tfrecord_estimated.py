@@ -96,6 +96,35 @@ def test_a_bare_tfrecord_reads_unknown_never_measured(capsys, estimated_table, t
     assert "all measured" not in text and "unknown for 1 runs" in text
 
 
+def test_unknown_stays_unknown_through_a_second_export(capsys, estimated_table, tmp_path):
+    made = tmp_path / "made"
+    made.mkdir()
+    rc, _, err = cli(capsys, "export", estimated_table, "--format", "ecnas-tfrecord",
+                     "--out", made / "demo.tfrecord", "--allow-estimated")
+    assert rc == 0, err
+    bare = tmp_path / "bare.tfrecord"
+    shutil.copy(made / "demo.tfrecord", bare)
+    rc, _, err = cli(capsys, "import-ecnas", bare, "--out", tmp_path / "bare.parquet")
+    assert rc == 0, err
+
+    # the unknown table is not laundered into measured records: refused without the flag
+    again = tmp_path / "again.tfrecord"
+    rc, _, err = cli(capsys, "export", tmp_path / "bare.parquet", "--format", "ecnas-tfrecord",
+                     "--out", again)
+    assert rc == 2 and "measured or estimated is unknown" in one_line(err)
+    assert not again.exists()
+    rc, text, err = cli(capsys, "export", tmp_path / "bare.parquet", "--format",
+                        "ecnas-tfrecord", "--out", again, "--allow-estimated")
+    assert rc == 0 and "measured or estimated: unknown" in text and "all measured" not in text
+    side = json.loads((tmp_path / "again.tfrecord.ecnas.json").read_text())
+    assert [e["estimated"] for e in side["entries"]] == [None]
+    rc, text, _ = cli(capsys, "query", again, *QUERY, "--json")
+    assert rc == 0 and json.loads(text)["estimated"] is None
+    # and a bundle says so too
+    rc, text, err = cli(capsys, "export", tmp_path / "bare.parquet", "--out", tmp_path / "b")
+    assert rc == 0 and "measured or estimated unknown" in text and "none estimated" not in text
+
+
 def test_a_stale_sidecar_is_not_believed(capsys, estimated_table, tmp_path):
     from ecnas.interop import import_ecnas
     from ecnas.tables import get_metadata
