@@ -4,13 +4,16 @@ nothing outside the clone and the temporary folder (as tests/conftest.py does fo
 
 from __future__ import annotations
 
-import os
+import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 
-DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "ec-nas-5v.tar.gz"
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+DATA = TESTS / "data" / "ec-nas-5v.tar.gz"
+sys.path.insert(0, str(TESTS))  # the tests' shared helpers (state_dirs), as tests/conftest.py has
+from state_dirs import isolated_state_dirs  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -26,12 +29,4 @@ def _written_ledger(tmp_path_factory: pytest.TempPathFactory):
     """``ECNAS_STATE_DIR`` (what ``--force`` may replace) and ``ECNAS_CACHE_DIR`` (profile
     matches) in the session's temporary folder, not ~/.local/state and ~/.cache; the
     benchmarks' subprocesses inherit both. A cache folder the user set is kept."""
-    saved = {k: os.environ.get(k) for k in ("ECNAS_STATE_DIR", "ECNAS_CACHE_DIR")}
-    os.environ.setdefault("ECNAS_CACHE_DIR", str(tmp_path_factory.mktemp("ecnas-cache")))
-    os.environ["ECNAS_STATE_DIR"] = str(tmp_path_factory.mktemp("ecnas-state"))
-    yield
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    yield from isolated_state_dirs(tmp_path_factory)

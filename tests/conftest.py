@@ -15,6 +15,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from state_dirs import isolated_state_dirs
 
 DATA = Path(__file__).parent / "data"
 _SPAWN_EVENTS = frozenset({"subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn",
@@ -65,15 +66,7 @@ def _written_ledger(tmp_path_factory: pytest.TempPathFactory):
     folders of the test session (of each xdist worker), not the user's ~/.local/state and
     ~/.cache: the tests touch nothing outside the clone and the temporary folder; subprocesses
     inherit both through the environment. Tests that need the defaults unset them."""
-    saved = {k: os.environ.get(k) for k in ("ECNAS_STATE_DIR", "ECNAS_CACHE_DIR")}
-    os.environ.setdefault("ECNAS_CACHE_DIR", str(tmp_path_factory.mktemp("ecnas-cache")))
-    os.environ["ECNAS_STATE_DIR"] = str(tmp_path_factory.mktemp("ecnas-state"))
-    yield
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    yield from isolated_state_dirs(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

@@ -75,14 +75,21 @@ def test_estimated_rows_round_trip_as_estimated_through_the_sidecar(capsys, esti
     assert "(all estimated)" in text and "all measured" not in text
 
 
-def test_a_bare_tfrecord_reads_unknown_never_measured(capsys, estimated_table, tmp_path):
+def _bare_tfrecord(capsys, estimated_table: Path, tmp_path: Path) -> Path:
+    """The estimated table exported with --allow-estimated, then copied without its sidecar
+    (what a user passes on)."""
     made = tmp_path / "made"
     made.mkdir()
     rc, _, err = cli(capsys, "export", estimated_table, "--format", "ecnas-tfrecord",
                      "--out", made / "demo.tfrecord", "--allow-estimated")
     assert rc == 0, err
-    bare = tmp_path / "bare.tfrecord"  # what a user copies without its sidecar
+    bare = tmp_path / "bare.tfrecord"
     shutil.copy(made / "demo.tfrecord", bare)
+    return bare
+
+
+def test_a_bare_tfrecord_reads_unknown_never_measured(capsys, estimated_table, tmp_path):
+    bare = _bare_tfrecord(capsys, estimated_table, tmp_path)
 
     rc, text, _ = cli(capsys, "query", bare, *QUERY, "--json")
     assert rc == 0 and json.loads(text)["estimated"] is None
@@ -97,13 +104,7 @@ def test_a_bare_tfrecord_reads_unknown_never_measured(capsys, estimated_table, t
 
 
 def test_unknown_stays_unknown_through_a_second_export(capsys, estimated_table, tmp_path):
-    made = tmp_path / "made"
-    made.mkdir()
-    rc, _, err = cli(capsys, "export", estimated_table, "--format", "ecnas-tfrecord",
-                     "--out", made / "demo.tfrecord", "--allow-estimated")
-    assert rc == 0, err
-    bare = tmp_path / "bare.tfrecord"
-    shutil.copy(made / "demo.tfrecord", bare)
+    bare = _bare_tfrecord(capsys, estimated_table, tmp_path)
     rc, _, err = cli(capsys, "import-ecnas", bare, "--out", tmp_path / "bare.parquet")
     assert rc == 0, err
 
